@@ -1,0 +1,39 @@
+"""Atomic file writes: a temp file in the same folder, fsync, then rename.
+
+A reader never sees a half-written file, and an interrupted write leaves the
+previous version (or nothing) in place.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Any, Callable
+
+
+def write_atomic(path: Path, write: Callable[[IO], Any], binary: bool = False) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb" if binary else "w") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_atomic(path, lambda f: (json.dump(data, f, indent=2, sort_keys=True), f.write("\n")))
+
+
+def save_torch(path: Path, obj: Any) -> None:
+    import torch
+
+    write_atomic(path, lambda f: torch.save(obj, f), binary=True)

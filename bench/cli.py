@@ -1,0 +1,140 @@
+"""The `bench` command: list, run, leaderboard."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import yaml
+
+from .errors import BenchError
+from .registry import BACKBONES, DATASETS, METHODS, describe
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with usage errors as one line (exit code 2)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def parse_overrides(items: List[str]) -> Dict[str, dict]:
+    """``["coop.n_ctx=4"]`` -> ``{"coop": {"n_ctx": 4}}`` (values read as YAML)."""
+    out: Dict[str, dict] = {}
+    for item in items:
+        target, sep, raw = item.partition("=")
+        method, dot, name = target.partition(".")
+        if not sep or not dot or not method or not name:
+            raise BenchError(f"--set '{item}': expected METHOD.FIELD=VALUE, e.g. coop.n_ctx=4")
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            value = raw
+        out.setdefault(method, {})[name] = value
+    return out
+
+
+def cmd_list(args) -> int:
+    from .plugins import load_builtins
+    from .protocol import available_protocols, load_protocol
+
+    load_builtins()
+    sections = [args.what] if args.what else ["methods", "protocols", "datasets", "backbones"]
+    for section in sections:
+        print(f"{section}:")
+        if section == "protocols":
+            for name in available_protocols():
+                print(f"  {name:<20} {load_protocol(name).description}")
+            continue
+        registry = {"methods": METHODS, "datasets": DATASETS, "backbones": BACKBONES}[section]
+        for name, obj in registry.items():
+            print(f"  {name:<20} {describe(obj) or ''}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .protocol import load_protocol
+    from .runner import RunOptions, Runner
+
+    protocol = load_protocol(args.protocol)
+    methods = METHODS.names() if args.method == ["all"] else list(dict.fromkeys(args.method))
+    for name in methods:
+        METHODS.get(name)
+    options = RunOptions(
+        results_dir=Path(args.results_dir),
+        device=args.device,
+        data_root=args.data_root,
+        progress=not args.no_progress and sys.stderr.isatty(),
+        overrides=parse_overrides(args.set),
+    )
+    Runner(protocol, options).run(methods, args.seeds)
+    return 0
+
+
+def cmd_leaderboard(args) -> int:
+    from .leaderboard import aggregate, markdown_table
+    from .protocol import load_protocol
+    from .store import ResultStore
+
+    protocol = load_protocol(args.protocol)
+    records = ResultStore(args.results_dir).records(protocol.name)
+    if not records:
+        raise BenchError(
+            f"no results for protocol '{protocol.name}' under '{args.results_dir}'; "
+            f"run: bench run --protocol {args.protocol} --method all"
+        )
+    table = markdown_table(aggregate(records), digits=args.digits)
+    text = f"## {protocol.name}\n\n{protocol.description}\n\n{table}\n" if args.title else table + "\n"
+    if args.output:
+        out = Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+    print(text, end="")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="bench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    p = sub.add_parser("list", help="list methods, protocols, datasets and backbones")
+    p.add_argument("what", nargs="?", choices=["methods", "protocols", "datasets", "backbones"])
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("run", help="run methods on a protocol (finished cells are skipped)")
+    p.add_argument("--protocol", required=True, help="protocol name (see `bench list`) or YAML path")
+    p.add_argument("--method", required=True, nargs="+", help="method names, or 'all'")
+    p.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the protocol's)")
+    p.add_argument("--set", action="append", default=[], metavar="METHOD.FIELD=VALUE",
+                   help="override a method option, e.g. coop.n_ctx=4 (repeatable)")
+    p.add_argument("--results-dir", default="results", help="where result JSON files go (default: results)")
+    p.add_argument("--data-root", help="dataset folder (overrides the protocol's dataset.root)")
+    p.add_argument("--device", default="auto", help="auto (GPU when available), cpu, cuda, cuda:1, ...")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("leaderboard", help="markdown table of mean ± std across seeds")
+    p.add_argument("--protocol", required=True, help="protocol name or YAML path")
+    p.add_argument("--results-dir", default="results")
+    p.add_argument("--output", help="also write the table to this file (e.g. reports/smoke.md)")
+    p.add_argument("--digits", type=int, default=2, help="decimal places (default: 2)")
+    p.add_argument("--title", action="store_true", help="precede the table with the protocol's name and description")
+    p.set_defaults(func=cmd_leaderboard)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except BenchError as err:
+        print(f"bench: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bench: interrupted; finished results are saved and a re-run resumes", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""Validated construction of config dataclasses from plain dicts (YAML).
+
+Every error names the dotted path of the bad field, e.g.
+``protocol.train.lr: expected a number, got 'fast'``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any, Mapping, Type, TypeVar
+
+from .errors import ConfigError
+from .registry import suggest
+
+T = TypeVar("T")
+_MISSING = dataclasses.MISSING
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin is typing.Union:
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin in (list, tuple):
+        return "a list"
+    if origin is dict or tp is dict:
+        return "a mapping"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true/false", type(None): "null"}
+    return names.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check ``value`` against the type hint ``tp`` and return it (possibly converted)."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin is typing.Union:
+        errors = []
+        for option in typing.get_args(tp):
+            try:
+                return coerce(value, option, where)
+            except ConfigError as err:
+                errors.append(err)
+        raise ConfigError(where, f"expected {_type_name(tp)}, got {value!r}")
+    if origin is typing.Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            hint = suggest(str(value), [str(c) for c in choices])
+            raise ConfigError(where, f"expected {_type_name(tp)}, got {value!r}{hint}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(where, f"expected a list, got {value!r}")
+        (item_tp,) = typing.get_args(tp)[:1] or (Any,)
+        return [coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict or tp is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(where, f"expected a mapping, got {value!r}")
+        return dict(value)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where)
+    if tp is type(None):
+        if value is not None:
+            raise ConfigError(where, f"expected null, got {value!r}")
+        return None
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(where, f"expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(where, f"expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, str):  # YAML reads "5e-4" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(where, f"expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(where, f"expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {tp!r} at {where}")
+
+
+def from_dict(cls: Type[T], data: Any, where: str) -> T:
+    """Build dataclass ``cls`` from ``data``, rejecting unknown and ill-typed fields."""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(where, f"expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    for key in data:
+        if key not in fields:
+            known = ", ".join(fields) or "none"
+            raise ConfigError(
+                f"{where}.{key}" if where else str(key),
+                f"unknown field{suggest(str(key), fields)} (known fields: {known})",
+            )
+    kwargs = {}
+    for name, field in fields.items():
+        path = f"{where}.{name}" if where else name
+        if name in data:
+            kwargs[name] = coerce(data[name], hints[name], path)
+        elif field.default is _MISSING and field.default_factory is _MISSING:
+            raise ConfigError(path, "required field is missing")
+    obj = cls(**kwargs)
+    check = getattr(obj, "validate", None)
+    if check is not None:
+        check(where)
+    return obj
+
+
+def to_dict(obj: Any) -> dict:
+    return dataclasses.asdict(obj)

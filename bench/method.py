@@ -1,0 +1,73 @@
+"""Base class for benchmark methods.
+
+A method is an ``nn.Module`` registered by name in ``METHODS``::
+
+    @METHODS.register("my_method")
+    class MyMethod(Method):
+        '''One line shown by `bench list`.'''
+        Config = MyConfig          # a dataclass; protocol/CLI options are checked against it
+
+        def __init__(self, backbone, data, cfg): ...
+        def forward(self, images):  # -> logits [batch, num_classes]
+
+Parameters with ``requires_grad=True`` are trained (and checkpointed); a
+method with none is evaluated without training.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .backbone import ClipBackbone
+
+
+@dataclass
+class NoOptions:
+    pass
+
+
+@dataclass
+class ClassInfo:
+    """What a method may know about the label space at construction time."""
+
+    classnames: List[str]
+    train_counts: List[int]
+    template: str = "a photo of a {}."
+
+
+class Method(nn.Module):
+    Config = NoOptions
+
+    def __init__(self, backbone: ClipBackbone, data: ClassInfo, cfg):
+        super().__init__()
+        self.backbone = backbone
+        self.data = data
+        self.cfg = cfg
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, labels)
+
+    def image_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Normalised features from the frozen image encoder (no gradient)."""
+        with torch.no_grad():
+            return self.backbone.encode_image(images, normalize=True)
+
+    def trainable_parameters(self) -> List[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def trainable_state(self) -> Dict[str, torch.Tensor]:
+        names = {name for name, p in self.named_parameters() if p.requires_grad}
+        return {k: v.detach().clone() for k, v in self.state_dict().items() if k in names}
+
+    def load_trainable_state(self, state: Dict[str, torch.Tensor]) -> None:
+        missing = {name for name, p in self.named_parameters() if p.requires_grad} - set(state)
+        if missing:
+            raise ValueError(f"checkpoint lacks trainable parameters {sorted(missing)}")
+        self.load_state_dict(state, strict=False)

@@ -1,0 +1,95 @@
+"""Evaluation metrics.  All accuracies are percentages (0-100)."""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence
+
+import torch
+
+
+def shot_groups(train_counts: Sequence[int], many: int = 100, few: int = 20) -> Dict[str, List[int]]:
+    """Classes by training-set size: many (> many), few (< few), medium (the rest)."""
+    groups: Dict[str, List[int]] = {"many": [], "medium": [], "few": []}
+    for cls, n in enumerate(train_counts):
+        key = "many" if n > many else "few" if n < few else "medium"
+        groups[key].append(cls)
+    return groups
+
+
+def per_class_accuracy(preds: torch.Tensor, labels: torch.Tensor, num_classes: int) -> List[Optional[float]]:
+    """Accuracy of each class (None for a class without test images)."""
+    correct = torch.zeros(num_classes).index_add_(0, labels, (preds == labels).float())
+    total = torch.bincount(labels, minlength=num_classes).float()
+    return [100.0 * c / t if t > 0 else None for c, t in zip(correct.tolist(), total.tolist())]
+
+
+def accuracy_over(preds: torch.Tensor, labels: torch.Tensor, classes: Sequence[int]) -> Optional[float]:
+    """Top-1 accuracy over the test images whose label is in ``classes``."""
+    if not len(classes):
+        return None
+    mask = torch.isin(labels, torch.as_tensor(list(classes), dtype=labels.dtype))
+    if not mask.any():
+        return None
+    return 100.0 * (preds[mask] == labels[mask]).float().mean().item()
+
+
+def macro_f1(preds: torch.Tensor, labels: torch.Tensor, num_classes: int) -> float:
+    """Unweighted mean of per-class F1 over classes present in labels or predictions."""
+    tp = torch.zeros(num_classes).index_add_(0, labels, (preds == labels).float())
+    n_pred = torch.bincount(preds, minlength=num_classes).float()
+    n_true = torch.bincount(labels, minlength=num_classes).float()
+    denom = n_pred + n_true
+    present = denom > 0
+    f1 = torch.where(present, 2 * tp / denom.clamp(min=1), torch.zeros_like(tp))
+    return 100.0 * f1[present].mean().item()
+
+
+def harmonic_mean(a: Optional[float], b: Optional[float]) -> Optional[float]:
+    if a is None or b is None:
+        return None
+    return 0.0 if a + b == 0 else 2 * a * b / (a + b)
+
+
+def base_new_accuracy(logits: torch.Tensor, labels: torch.Tensor, base: Sequence[int]) -> Dict[str, Optional[float]]:
+    """Base-to-new accuracy as in CoCoOp: base test images are classified among
+    base classes only, new ones among new classes only; HM is their harmonic mean."""
+    num_classes = logits.shape[1]
+    base_set = set(base)
+    new = [c for c in range(num_classes) if c not in base_set]
+    out: Dict[str, Optional[float]] = {}
+    for name, classes in (("base", list(base)), ("new", new)):
+        idx = torch.as_tensor(classes, dtype=torch.long)
+        mask = torch.isin(labels, idx)
+        if not len(classes) or not mask.any():
+            out[name] = None
+            continue
+        sub_preds = idx[logits[mask][:, idx].argmax(dim=1)]
+        out[name] = 100.0 * (sub_preds == labels[mask]).float().mean().item()
+    out["hm"] = harmonic_mean(out["base"], out["new"])
+    return out
+
+
+def evaluate(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    train_counts: Sequence[int],
+    many: int = 100,
+    few: int = 20,
+    base_classes: Optional[Sequence[int]] = None,
+) -> dict:
+    """All metrics for one evaluation: ``{"metrics": {...}, "per_class_accuracy": [...], ...}``."""
+    logits, labels = logits.float().cpu(), labels.long().cpu()
+    num_classes = logits.shape[1]
+    preds = logits.argmax(dim=1)
+    groups = shot_groups(train_counts, many, few)
+    metrics: Dict[str, Optional[float]] = {"all": 100.0 * (preds == labels).float().mean().item()}
+    for name, classes in groups.items():
+        metrics[name] = accuracy_over(preds, labels, classes)
+    metrics["macro_f1"] = macro_f1(preds, labels, num_classes)
+    if base_classes is not None:
+        metrics.update(base_new_accuracy(logits, labels, base_classes))
+    return {
+        "metrics": metrics,
+        "per_class_accuracy": per_class_accuracy(preds, labels, num_classes),
+        "group_sizes": {name: len(classes) for name, classes in groups.items()},
+        "num_test": int(labels.numel()),
+    }

@@ -1,0 +1,68 @@
+"""Generic name -> object registries with "did you mean" errors."""
+from __future__ import annotations
+
+import difflib
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
+
+from .errors import BenchError
+
+
+def suggest(name: str, choices) -> str:
+    """Return a ``; did you mean 'x'?`` hint (or '') for a mistyped ``name``."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+class Registry:
+    """A named collection of objects (classes or factories).
+
+    >>> METHODS = Registry("method")
+    >>> @METHODS.register("coop")
+    ... class CoOp: ...
+    """
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: Dict[str, Any] = {}
+
+    def register(self, name: str, obj: Any = None) -> Callable:
+        def add(target):
+            if name in self._entries and self._entries[name] is not target:
+                raise ValueError(f"{self.kind} '{name}' is already registered")
+            self._entries[name] = target
+            return target
+
+        return add(obj) if obj is not None else add
+
+    def get(self, name: str) -> Any:
+        try:
+            return self._entries[name]
+        except KeyError:
+            available = ", ".join(sorted(self._entries)) or "none"
+            raise BenchError(
+                f"unknown {self.kind} '{name}'{suggest(name, self._entries)} "
+                f"(available: {available})"
+            ) from None
+
+    def names(self) -> list:
+        return sorted(self._entries)
+
+    def items(self) -> Iterator[Tuple[str, Any]]:
+        return iter(sorted(self._entries.items()))
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def describe(obj: Any) -> Optional[str]:
+    """First line of an object's docstring, for ``bench list``."""
+    doc = (getattr(obj, "__doc__", None) or "").strip()
+    return doc.splitlines()[0] if doc else None
+
+
+METHODS = Registry("method")
+DATASETS = Registry("dataset")
+BACKBONES = Registry("backbone")

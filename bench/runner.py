@@ -1,0 +1,154 @@
+"""Runs (protocol, method, seed) cells: build, train, evaluate, store."""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import platform
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+import open_clip
+import torch
+
+from . import __version__
+from .data import DatasetBundle, TransformedDataset
+from .errors import BenchError
+from .method import ClassInfo
+from .metrics import evaluate
+from .protocol import Protocol
+from .registry import BACKBONES, DATASETS, METHODS
+from .store import ResultStore, cell_key
+from .train import amp_dtype, predict, train
+
+
+@dataclass
+class Cell:
+    method: str
+    config: object
+    seed: int
+    key: str
+
+
+@dataclass
+class RunOptions:
+    results_dir: Path = Path("results")
+    device: str = "auto"
+    data_root: Optional[str] = None
+    progress: bool = False
+    # method name -> {field: value}, applied on top of the protocol's options
+    overrides: Dict[str, dict] = field(default_factory=dict)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise BenchError(f"bad --device '{name}': {err}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BenchError(f"--device {name}: CUDA is not available on this machine")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class Runner:
+    def __init__(self, protocol: Protocol, options: RunOptions, log: Callable[[str], None] = print):
+        self.protocol = protocol
+        self.options = options
+        self.store = ResultStore(options.results_dir)
+        self.device = resolve_device(options.device)
+        self.log = log
+        self._data: Optional[DatasetBundle] = None
+
+    def plan(self, methods: List[str], seeds: Optional[List[int]] = None) -> List[Cell]:
+        """Validate everything up front and list the cells to run."""
+        for name in self.options.overrides:
+            if name not in methods:
+                raise BenchError(f"--set names method '{name}', which is not being run")
+        cells = []
+        for name in methods:
+            METHODS.get(name)
+            cfg = self.protocol.method_config(name, self.options.overrides.get(name))
+            key = cell_key(self.protocol.identity(), name, dataclasses.asdict(cfg))
+            cells.extend(Cell(name, cfg, seed, key) for seed in (seeds or self.protocol.seeds))
+        return cells
+
+    def run(self, methods: List[str], seeds: Optional[List[int]] = None) -> List[dict]:
+        cells = self.plan(methods, seeds)
+        records = []
+        for i, cell in enumerate(cells, 1):
+            tag = f"[{i}/{len(cells)}] {self.protocol.name} / {cell.method} / seed {cell.seed}"
+            done = self.store.load(self.protocol.name, cell.method, cell.key, cell.seed)
+            if done is not None:
+                self.log(f"{tag}: done already, skipped (all {done['metrics']['all']:.2f})")
+                records.append(done)
+                continue
+            record = self.run_cell(cell)
+            path = self.store.write(record)
+            self.log(f"{tag}: all {record['metrics']['all']:.2f}, {record['seconds']:.1f}s -> {path}")
+            records.append(record)
+        return records
+
+    def data(self) -> DatasetBundle:
+        if self._data is None:
+            cfg = self.protocol.dataset
+            if self.options.data_root is not None:
+                if not hasattr(cfg, "root"):
+                    raise BenchError(f"--data-root: dataset '{self.protocol.dataset_name}' reads no files")
+                cfg = dataclasses.replace(cfg, root=self.options.data_root)
+            self._data = DATASETS.get(self.protocol.dataset_name).build(cfg)
+        return self._data
+
+    def build_backbone(self):
+        return BACKBONES.get(self.protocol.backbone_name).build(self.protocol.backbone, device=str(self.device))
+
+    def run_cell(self, cell: Cell) -> dict:
+        start = time.time()
+        data = self.data()
+        seed_everything(cell.seed)
+        backbone = self.build_backbone()
+        info = ClassInfo(data.classnames, data.train_counts, data.template)
+        method = METHODS.get(cell.method)(backbone, info, cell.config).to(self.device)
+        proto = self.protocol
+        checkpoint = self.store.checkpoint_path(proto.name, cell.method, cell.key, cell.seed)
+        summary = train(
+            method, TransformedDataset(data.train, backbone.preprocess_train), proto.train, cell.seed,
+            self.device, checkpoint=checkpoint, key=cell.key, progress=self.options.progress,
+        )
+        logits, labels = predict(
+            method, TransformedDataset(data.test, backbone.preprocess_val), proto.eval.batch_size,
+            self.device, amp=proto.train.amp, num_workers=proto.train.num_workers, progress=self.options.progress,
+        )
+        result = evaluate(
+            logits, labels, data.train_counts, proto.eval.many_threshold, proto.eval.few_threshold,
+            base_classes=data.base_classes,
+        )
+        return {
+            "key": cell.key,
+            "protocol": proto.name,
+            "method": cell.method,
+            "seed": cell.seed,
+            "code_version": __version__,
+            "config": {"protocol": proto.identity(), "method": dataclasses.asdict(cell.config)},
+            **result,
+            "train": summary,
+            "seconds": time.time() - start,
+            "env": {
+                "torch": torch.__version__,
+                "open_clip": open_clip.__version__,
+                "python": platform.python_version(),
+                "device": str(self.device),
+                "amp": str(amp_dtype(self.device, proto.train.amp)),
+            },
+            "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }

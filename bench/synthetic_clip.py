@@ -1,0 +1,125 @@
+"""A tiny open_clip model pretrained in code on synthetic image-caption pairs.
+
+Randomly initialised CLIP gives chance-level zero-shot accuracy and features
+that prompts cannot steer, which makes a smoke leaderboard say nothing.  This
+backbone instead runs a short CLIP-style contrastive pretraining of a tiny
+open_clip config on the synthetic concepts of :mod:`bench.data.synthetic`
+(captions such as "a picture of a tiger."), so zero-shot works above chance
+and methods have something to learn.  The weights are cached on disk, keyed
+by the config and code version; nothing is downloaded.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import open_clip
+import torch
+import torch.nn.functional as F
+from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+
+from . import __version__
+from .atomic import save_torch
+from .backbone import ClipBackbone, check_model_name
+from .data.synthetic import WORDS, prototype, render
+from .errors import ConfigError
+from .registry import BACKBONES
+
+CAPTIONS = ["a photo of a {}.", "a picture of a {}.", "an image of the {}.", "a {}."]
+
+
+@dataclass
+class SyntheticClipConfig:
+    model: str = "bench-tiny-vit"
+    concepts: int = len(WORDS)  # pretrain on the first N words of the synthetic vocabulary
+    steps: int = 300
+    lr: float = 1e-3
+    noise: float = 0.35
+    max_shift: int = 3
+    seed: int = 0
+    # Where pretrained weights are cached; default $BENCH_CACHE or ~/.cache/lt-prompt-bench.
+    cache_dir: Optional[str] = field(default=None, metadata={"identity": False})
+
+    def validate(self, where: str) -> None:
+        if not 2 <= self.concepts <= len(WORDS):
+            raise ConfigError(f"{where}.concepts", f"must be between 2 and {len(WORDS)}")
+        if self.steps < 0:
+            raise ConfigError(f"{where}.steps", "must not be negative")
+
+
+def cache_root(cfg: SyntheticClipConfig) -> Path:
+    if cfg.cache_dir:
+        return Path(cfg.cache_dir)
+    return Path(os.environ.get("BENCH_CACHE") or Path.home() / ".cache" / "lt-prompt-bench")
+
+
+def weights_path(cfg: SyntheticClipConfig) -> Path:
+    ident = {k: v for k, v in asdict(cfg).items() if k != "cache_dir"}
+    ident["code_version"] = __version__
+    digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+    return cache_root(cfg) / f"synthetic_clip-{cfg.model}-{digest}.pt"
+
+
+def pretrain(model, tokenizer, cfg: SyntheticClipConfig, image_size: int) -> list:
+    """Contrastive pretraining; each step sees every concept once (no duplicate pairs)."""
+    words = WORDS[: cfg.concepts]
+    gen = torch.Generator().manual_seed(cfg.seed)
+    protos = torch.stack([prototype(w, image_size) for w in words])
+    tokens = torch.stack([tokenizer([c.format(w) for w in words]) for c in CAPTIONS])  # [T, C, L]
+    mean = torch.tensor(OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(OPENAI_DATASET_STD).view(1, 3, 1, 1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.1)
+    target = torch.arange(len(words))
+    losses = []
+    model.train()
+    for _ in range(cfg.steps):
+        labels = torch.randperm(len(words), generator=gen)
+        images = render(protos, labels.tolist(), cfg.noise, cfg.max_shift, gen)
+        images = (images.permute(0, 3, 1, 2).float() / 255 - mean) / std
+        caption = torch.randint(len(CAPTIONS), (len(words),), generator=gen)
+        text = tokens[caption, labels]
+        img = model.encode_image(images, normalize=True)
+        txt = model.encode_text(text, normalize=True)
+        logits = model.logit_scale.exp() * img @ txt.t()
+        loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    model.eval()
+    return losses
+
+
+@BACKBONES.register("synthetic_clip")
+class SyntheticClip:
+    """Tiny open_clip model pretrained in code on synthetic concepts (smoke tests)."""
+
+    Config = SyntheticClipConfig
+
+    @staticmethod
+    def build(cfg: SyntheticClipConfig, device: str = "cpu") -> ClipBackbone:
+        check_model_name(cfg.model)
+        torch.manual_seed(cfg.seed)
+        logger = logging.getLogger()
+        level = logger.level
+        logger.setLevel(logging.ERROR)  # open_clip warns that no weights were loaded
+        try:
+            model, pre_train, pre_val = open_clip.create_model_and_transforms(cfg.model, pretrained=None)
+        finally:
+            logger.setLevel(level)
+        tokenizer = open_clip.get_tokenizer(cfg.model)
+        path = weights_path(cfg)
+        if path.exists():
+            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        else:
+            image_size = model.visual.image_size
+            image_size = image_size[0] if isinstance(image_size, (tuple, list)) else image_size
+            with torch.random.fork_rng():
+                pretrain(model, tokenizer, cfg, image_size)
+            save_torch(path, model.state_dict())
+        return ClipBackbone(model.to(device), tokenizer, pre_train, pre_val)

@@ -1,0 +1,1 @@
+"""Protocol YAML files (`bench list protocols`); a package so installs ship them."""

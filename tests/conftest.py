@@ -1,0 +1,50 @@
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # tests never download anything
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def bench_cache(tmp_path_factory):
+    """Pretrained synthetic CLIP weights are cached once per test session."""
+    path = tmp_path_factory.mktemp("bench-cache")
+    old = os.environ.get("BENCH_CACHE")
+    os.environ["BENCH_CACHE"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("BENCH_CACHE", None)
+    else:
+        os.environ["BENCH_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def smoke():
+    from bench.protocol import load_protocol
+
+    return load_protocol("smoke")
+
+
+@pytest.fixture(scope="session")
+def backbone(smoke):
+    """The smoke protocol's tiny pretrained backbone (shared: it is frozen)."""
+    from bench.registry import BACKBONES
+
+    return BACKBONES.get(smoke.backbone_name).build(smoke.backbone)
+
+
+@pytest.fixture(scope="session")
+def smoke_data(smoke):
+    from bench.registry import DATASETS
+
+    return DATASETS.get(smoke.dataset_name).build(smoke.dataset)
+
+
+@pytest.fixture
+def class_info(smoke_data):
+    from bench.method import ClassInfo
+
+    return ClassInfo(smoke_data.classnames, smoke_data.train_counts, smoke_data.template)

@@ -1,0 +1,163 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+import bench.runner
+from bench.cli import main, parse_overrides
+from bench.errors import BenchError
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def results(tmp_path):
+    return tmp_path / "results"
+
+
+def test_list(capsys):
+    code, out, _ = run(capsys, "list")
+    assert code == 0
+    for name in ("coop", "zeroshot", "smoke", "cifar100_lt_ir100", "synthetic_lt", "open_clip"):
+        assert name in out
+    code, out, _ = run(capsys, "list", "methods")
+    assert out.startswith("methods:\n") and "protocols:" not in out
+
+
+def test_smoke_leaderboard_end_to_end(capsys, results):
+    code, out, err = run(capsys, "run", "--protocol", "smoke", "--method", "all", "--seeds", "1", "2",
+                         "--results-dir", str(results), "--no-progress")
+    assert code == 0, err
+    files = sorted(results.glob("smoke/*/*/seed-*.json"))
+    assert [f.parent.parent.name for f in files] == ["coop", "coop", "zeroshot", "zeroshot"]
+    rec = json.loads(files[0].read_text())
+    assert rec["protocol"] == "smoke" and rec["method"] == "coop" and rec["seed"] == 1
+    assert set(rec["metrics"]) == {"all", "many", "medium", "few", "macro_f1"}
+    assert len(rec["per_class_accuracy"]) == 10
+    assert rec["config"]["method"]["n_ctx"] == 4
+    assert rec["train"]["epochs"] == 4 and rec["env"]["device"] == "cpu"
+    assert files[0].with_suffix(".ckpt").exists()
+
+    # Re-running skips finished cells and changes nothing.
+    before = {f: f.read_text() for f in files}
+    code, out, _ = run(capsys, "run", "--protocol", "smoke", "--method", "coop", "zeroshot", "--seeds", "1", "2",
+                       "--results-dir", str(results))
+    assert code == 0 and out.count("done already, skipped") == 4
+    assert {f: f.read_text() for f in files} == before
+
+    code, out, _ = run(capsys, "leaderboard", "--protocol", "smoke", "--results-dir", str(results),
+                       "--output", str(results / "smoke.md"))
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == "| Method | Seeds | All | Many | Medium | Few | Macro-F1 |"
+    rows = {line.split(" | ")[0].strip("| "): line for line in lines[2:]}
+    assert set(rows) == {"coop", "zeroshot"}
+    assert all(" ± " in rows[m] and "| 2 |" in rows[m] for m in rows)
+    assert (results / "smoke.md").read_text() == out
+    # CoOp learns on top of zero-shot CLIP.
+    assert float(rows["coop"].split(" | ")[2].split(" ")[0]) > float(rows["zeroshot"].split(" | ")[2].split(" ")[0])
+
+
+def test_changed_config_is_a_new_cell(capsys, results):
+    args = ["run", "--protocol", "smoke", "--method", "coop", "--seeds", "1", "--results-dir", str(results)]
+    assert run(capsys, *args)[0] == 0
+    assert run(capsys, *args, "--set", "coop.n_ctx=2")[0] == 0
+    assert len({f.parent for f in results.glob("smoke/coop/*/seed-1.json")}) == 2
+    code, out, _ = run(capsys, "leaderboard", "--protocol", "smoke", "--results-dir", str(results))
+    assert out.count("| coop [") == 2
+
+
+def test_interrupted_run_resumes_from_checkpoint(capsys, results, tmp_path, monkeypatch):
+    real_train = bench.runner.train
+
+    def interrupted(*args, **kwargs):
+        real_train(*args, **kwargs, stop_after=2)
+        raise KeyboardInterrupt
+
+    args = ["run", "--protocol", "smoke", "--method", "coop", "--seeds", "3", "--no-progress"]
+    monkeypatch.setattr(bench.runner, "train", interrupted)
+    code, _, err = run(capsys, *args, "--results-dir", str(results))
+    assert code == 130 and "re-run resumes" in err
+    assert not list(results.rglob("*.json")) and len(list(results.rglob("seed-3.ckpt"))) == 1
+    monkeypatch.setattr(bench.runner, "train", real_train)
+
+    assert run(capsys, *args, "--results-dir", str(results))[0] == 0
+    resumed = json.loads(next(results.rglob("seed-3.json")).read_text())
+    assert resumed["train"]["resumed_from_epoch"] == 2
+    assert run(capsys, *args, "--results-dir", str(tmp_path / "straight"))[0] == 0
+    straight = json.loads(next((tmp_path / "straight").rglob("seed-3.json")).read_text())
+    assert straight["train"]["resumed_from_epoch"] is None
+    assert resumed["metrics"] == pytest.approx(straight["metrics"])
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["run", "--protocol", "smoke", "--method", "cop"], "unknown method 'cop'; did you mean 'coop'?"),
+        (["run", "--protocol", "smok", "--method", "coop"], "unknown protocol 'smok'; did you mean 'smoke'?"),
+        (["run", "--protocol", "smoke", "--method", "coop", "--set", "coop.nctx=2"], "did you mean 'n_ctx'?"),
+        (["run", "--protocol", "smoke", "--method", "coop", "--set", "n_ctx=2"], "expected METHOD.FIELD=VALUE"),
+        (["run", "--protocol", "smoke", "--method", "coop", "--set", "zeroshot.templates=[]"], "not being run"),
+        (["run", "--protocol", "smoke", "--method", "coop", "--data-root", "/x"], "reads no files"),
+        (["leaderboard", "--protocol", "cifar100_lt_ir10"], "no results for protocol"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(capsys, results, argv, fragment):
+    code, _, err = run(capsys, *argv, "--results-dir", str(results))
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("bench: error: ")
+    assert fragment in err
+
+
+def test_malformed_yaml_and_missing_root(capsys, tmp_path, results):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\ndataset: [unclosed\n")
+    code, _, err = run(capsys, "run", "--protocol", str(bad), "--method", "coop", "--results-dir", str(results))
+    assert code == 2 and "malformed YAML at line" in err and err.count("\n") == 1
+
+    proto = tmp_path / "cifar.yaml"
+    proto.write_text(
+        "name: cifar\ndataset: {name: cifar100_lt, imbalance_ratio: 10, root: /no/such/dir, download: false}\n"
+        "backbone: {name: open_clip, model: bench-tiny-vit, pretrained: null}\n"
+    )
+    code, _, err = run(capsys, "run", "--protocol", str(proto), "--method", "zeroshot", "--results-dir", str(results))
+    assert code == 2 and "dataset root '/no/such/dir' does not exist" in err and err.count("\n") == 1
+
+
+def test_error_after_finished_cells_keeps_them(capsys, results):
+    args = ["run", "--protocol", "smoke", "--method", "zeroshot", "--seeds", "1", "--results-dir", str(results)]
+    assert run(capsys, *args)[0] == 0
+    saved = next(results.rglob("seed-1.json"))
+    text = saved.read_text()
+    code, _, err = run(capsys, "run", "--protocol", "smoke", "--method", "zeroshot", "coop", "--seeds", "1",
+                       "--set", "coop.n_ctx=40", "--results-dir", str(results))
+    assert code == 2 and "prompts need" in err
+    assert saved.read_text() == text
+
+
+def test_argparse_errors_are_one_line():
+    proc = subprocess.run([sys.executable, "-m", "bench", "run", "--method", "coop"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "--protocol" in proc.stderr
+
+
+def test_console_entry_point_exit_code(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "run", "--protocol", "smoke", "--method", "coopp", "--results-dir", str(tmp_path)],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr == "bench: error: unknown method 'coopp'; did you mean 'coop'? (available: coop, zeroshot)\n"
+
+
+def test_parse_overrides():
+    assert parse_overrides(["coop.n_ctx=4", "coop.init_text=a photo of a", "coop.csc=true"]) == {
+        "coop": {"n_ctx": 4, "init_text": "a photo of a", "csc": True}
+    }
+    with pytest.raises(BenchError):
+        parse_overrides(["coop.n_ctx"])

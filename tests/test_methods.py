@@ -1,0 +1,95 @@
+import pytest
+import torch
+
+from bench.errors import ConfigError
+from bench.protocol import load_protocol
+from methods.coop import CoOp, CoOpConfig
+from methods.zeroshot import ZeroShotCLIP, ZeroShotConfig
+
+
+def images(n=4, size=32):
+    torch.manual_seed(0)
+    return torch.randn(n, 3, size, size)
+
+
+def test_zeroshot_logits(backbone, class_info):
+    method = ZeroShotCLIP(backbone, class_info, ZeroShotConfig())
+    x = images()
+    logits = method(x)
+    assert logits.shape == (4, 10)
+    text = backbone.encode_text(backbone.tokenize([f"a photo of a {c}." for c in class_info.classnames]))
+    expected = backbone.logit_scale * backbone.encode_image(x) @ text.T
+    assert torch.allclose(logits, expected, atol=1e-5)
+    assert method.trainable_parameters() == []
+
+
+def test_zeroshot_template_ensemble(backbone, class_info):
+    one = ZeroShotCLIP(backbone, class_info, ZeroShotConfig(templates=["a {}."]))
+    two = ZeroShotCLIP(backbone, class_info, ZeroShotConfig(templates=["a {}.", "a photo of a {}."]))
+    assert not torch.allclose(one.text_features, two.text_features)
+    assert torch.allclose(two.text_features.norm(dim=-1), torch.ones(10), atol=1e-5)
+
+
+def test_zeroshot_template_needs_a_slot():
+    with pytest.raises(ConfigError, match=r"templates\[0\]"):
+        load_protocol("smoke").method_config("zeroshot", {"templates": ["a photo"]})
+
+
+def test_coop_only_context_is_trainable(backbone, class_info):
+    method = CoOp(backbone, class_info, CoOpConfig(n_ctx=4))
+    params = method.trainable_parameters()
+    assert len(params) == 1 and params[0].shape == (4, backbone.width)
+    assert list(method.trainable_state()) == ["prompt_learner.ctx"]
+    assert method(images()).shape == (4, 10)
+
+
+def test_coop_default_and_csc_shapes(backbone, class_info):
+    assert CoOp(backbone, class_info, CoOpConfig(n_ctx=8)).prompt_learner.ctx.shape == (8, 64)
+    csc = CoOp(backbone, class_info, CoOpConfig(n_ctx=3, csc=True))
+    assert csc.prompt_learner.ctx.shape == (10, 3, 64)
+    prompts = csc.prompt_learner()
+    assert prompts.shape == (10, backbone.context_length, 64)
+
+
+def test_coop_init_text_reproduces_the_hand_prompt(backbone, class_info):
+    """Initialised from "a photo of a", CoOp starts exactly at zero-shot CLIP."""
+    coop = CoOp(backbone, class_info, CoOpConfig(init_text="a photo of a"))
+    assert coop.prompt_learner.n_ctx == 4
+    zs = ZeroShotCLIP(backbone, class_info, ZeroShotConfig(templates=["a photo of a {}."]))
+    assert torch.allclose(coop.text_features(), zs.text_features, atol=1e-5)
+    x = images()
+    assert torch.allclose(coop(x), zs(x), atol=1e-4)
+
+
+@pytest.mark.parametrize("position", ["middle", "front"])
+def test_coop_class_token_positions(backbone, class_info, position):
+    cfg = CoOpConfig(n_ctx=4, class_token_position=position)
+    coop = CoOp(backbone, class_info, cfg)
+    learner = coop.prompt_learner
+    prompts = learner()
+    # Every prompt keeps the length and the start/end embeddings of the end layout.
+    end = CoOp(backbone, class_info, CoOpConfig(n_ctx=4)).prompt_learner
+    assert prompts.shape == end().shape
+    assert torch.equal(prompts[:, 0], end.token_prefix[:, 0])
+    name_len = learner.name_lens[0]  # "apple"
+    name = learner.token_suffix[0, :name_len]
+    start = 1 if position == "front" else 1 + 4 // 2
+    assert torch.equal(prompts[0, start : start + name_len], name)
+    ctx_at = 1 + name_len if position == "front" else 1
+    assert torch.equal(prompts[0, ctx_at], learner.ctx[0].detach())
+    assert torch.equal(prompts[0, 1 + 4 + name_len :], end().detach()[0, 1 + 4 + name_len :])
+
+
+def test_coop_config_errors(backbone, class_info):
+    with pytest.raises(ConfigError, match="n_ctx: is 3 but init_text 'a photo of a' has 4 tokens"):
+        CoOp(backbone, class_info, CoOpConfig(n_ctx=3, init_text="a photo of a"))
+    with pytest.raises(ConfigError, match="prompts need .* tokens but the text encoder takes 32"):
+        CoOp(backbone, class_info, CoOpConfig(n_ctx=40))
+
+
+def test_coop_gradients_reach_context(backbone, class_info):
+    coop = CoOp(backbone, class_info, CoOpConfig(n_ctx=4))
+    loss = coop.loss(coop(images()), torch.tensor([0, 1, 2, 3]))
+    loss.backward()
+    assert coop.prompt_learner.ctx.grad is not None
+    assert coop.prompt_learner.ctx.grad.abs().sum() > 0

@@ -1,0 +1,87 @@
+import math
+
+import pytest
+import torch
+
+from bench.metrics import (
+    base_new_accuracy,
+    evaluate,
+    harmonic_mean,
+    macro_f1,
+    per_class_accuracy,
+    shot_groups,
+)
+
+
+def test_shot_group_boundaries():
+    # many: > 100, medium: 20..100, few: < 20
+    groups = shot_groups([101, 100, 20, 19, 500, 5])
+    assert groups == {"many": [0, 4], "medium": [1, 2], "few": [3, 5]}
+
+
+def test_per_class_accuracy_and_missing_class():
+    labels = torch.tensor([0, 0, 1, 1, 1])
+    preds = torch.tensor([0, 1, 1, 1, 0])
+    acc = per_class_accuracy(preds, labels, 3)
+    assert acc[0] == pytest.approx(50.0)
+    assert acc[1] == pytest.approx(200 / 3)
+    assert acc[2] is None
+
+
+def test_macro_f1_by_hand():
+    labels = torch.tensor([0, 0, 1, 1, 2])
+    preds = torch.tensor([0, 1, 1, 1, 1])
+    # class 0: tp1 fp0 fn1 -> 2/3; class 1: tp2 fp2 fn0 -> 4/6; class 2: tp0 -> 0
+    expected = (2 / 3 + 4 / 6 + 0) / 3 * 100
+    assert macro_f1(preds, labels, 4) == pytest.approx(expected)  # class 3 absent everywhere: ignored
+
+
+def test_harmonic_mean():
+    assert harmonic_mean(80.0, 60.0) == pytest.approx(2 * 80 * 60 / 140)
+    assert harmonic_mean(0.0, 0.0) == 0.0
+    assert harmonic_mean(None, 50.0) is None
+
+
+def test_base_new_restricts_the_label_space():
+    # 4 classes, base = {0, 1}, new = {2, 3}
+    logits = torch.tensor(
+        [
+            [5.0, 1.0, 9.0, 0.0],  # label 0: wrong overall (2), right among base (0)
+            [0.0, 2.0, 0.0, 9.0],  # label 1: right among base
+            [9.0, 0.0, 1.0, 2.0],  # label 2: among new picks 3 -> wrong
+            [9.0, 0.0, 1.0, 0.5],  # label 2: among new picks 2 -> right
+        ]
+    )
+    labels = torch.tensor([0, 1, 2, 2])
+    out = base_new_accuracy(logits, labels, base=[0, 1])
+    assert out["base"] == pytest.approx(100.0)
+    assert out["new"] == pytest.approx(50.0)
+    assert out["hm"] == pytest.approx(2 * 100 * 50 / 150)
+
+
+def test_evaluate_reports_all_groups():
+    counts = [150, 50, 10]
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    logits = torch.nn.functional.one_hot(torch.tensor([0, 0, 1, 0, 0, 0]), 3).float()
+    result = evaluate(logits, labels, counts)
+    m = result["metrics"]
+    assert m["all"] == pytest.approx(50.0)
+    assert (m["many"], m["medium"], m["few"]) == (pytest.approx(100.0), pytest.approx(50.0), pytest.approx(0.0))
+    assert result["group_sizes"] == {"many": 1, "medium": 1, "few": 1}
+    assert result["num_test"] == 6
+    assert "base" not in m
+
+
+def test_evaluate_empty_group_is_none():
+    labels = torch.tensor([0, 1])
+    logits = torch.eye(2)
+    m = evaluate(logits, labels, [500, 400])["metrics"]
+    assert m["few"] is None and m["medium"] is None and m["many"] == 100.0
+
+
+def test_evaluate_with_base_classes():
+    labels = torch.tensor([0, 1, 2, 3])
+    logits = torch.eye(4)
+    m = evaluate(logits, labels, [30] * 4, base_classes=[0, 1])["metrics"]
+    assert m["base"] == m["new"] == m["hm"] == 100.0
+    assert not math.isnan(m["macro_f1"])
