@@ -6,6 +6,7 @@ those through CLIP's frozen text transformer.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, List, Optional
@@ -113,6 +114,25 @@ def check_model_name(name: str) -> None:
         raise BenchError(f"unknown open_clip model '{name}'{suggest(name, known)} (see open_clip.list_models())")
 
 
+def create_open_clip(name: str, pretrained: Optional[str], device: str = "cpu", cache_dir: Optional[str] = None):
+    """``(model, tokenizer, preprocess_train, preprocess_val)``, with load failures as BenchError."""
+    check_model_name(name)
+    logger = logging.getLogger()
+    level = logger.level
+    if pretrained is None:  # random weights on purpose: skip open_clip's warning
+        logger.setLevel(logging.ERROR)
+    try:
+        model, pre_train, pre_val = open_clip.create_model_and_transforms(
+            name, pretrained=pretrained, cache_dir=cache_dir, device=device
+        )
+    except Exception as err:  # weights download/load failures come in many types
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise BenchError(f"could not load open_clip '{name}' with pretrained={pretrained!r}: {first}") from None
+    finally:
+        logger.setLevel(level)
+    return model, open_clip.get_tokenizer(name), pre_train, pre_val
+
+
 @BACKBONES.register("open_clip")
 class OpenClip:
     """Any open_clip_torch CLIP model (frozen), e.g. ViT-B-16 / openai."""
@@ -121,15 +141,4 @@ class OpenClip:
 
     @staticmethod
     def build(cfg: OpenClipConfig, device: str = "cpu") -> ClipBackbone:
-        check_model_name(cfg.model)
-        try:
-            model, pre_train, pre_val = open_clip.create_model_and_transforms(
-                cfg.model, pretrained=cfg.pretrained, cache_dir=cfg.cache_dir, device=device
-            )
-        except Exception as err:  # weights download/load failures come in many types
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise BenchError(
-                f"could not load open_clip '{cfg.model}' with pretrained={cfg.pretrained!r}: {first}"
-            ) from None
-        tokenizer = open_clip.get_tokenizer(cfg.model)
-        return ClipBackbone(model, tokenizer, pre_train, pre_val)
+        return ClipBackbone(*create_open_clip(cfg.model, cfg.pretrained, device, cfg.cache_dir))

@@ -12,20 +12,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
-import open_clip
 import torch
 import torch.nn.functional as F
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 
 from . import __version__
 from .atomic import save_torch
-from .backbone import ClipBackbone, check_model_name
+from .backbone import ClipBackbone, create_open_clip
 from .data.synthetic import WORDS, prototype, render
 from .errors import ConfigError
 from .registry import BACKBONES
@@ -103,16 +101,8 @@ class SyntheticClip:
 
     @staticmethod
     def build(cfg: SyntheticClipConfig, device: str = "cpu") -> ClipBackbone:
-        check_model_name(cfg.model)
         torch.manual_seed(cfg.seed)
-        logger = logging.getLogger()
-        level = logger.level
-        logger.setLevel(logging.ERROR)  # open_clip warns that no weights were loaded
-        try:
-            model, pre_train, pre_val = open_clip.create_model_and_transforms(cfg.model, pretrained=None)
-        finally:
-            logger.setLevel(level)
-        tokenizer = open_clip.get_tokenizer(cfg.model)
+        model, tokenizer, pre_train, pre_val = create_open_clip(cfg.model, pretrained=None)
         path = weights_path(cfg)
         if path.exists():
             model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
