@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .config import ENV
 from .errors import BenchError
 from .registry import BACKBONES, suggest
 
@@ -29,7 +30,7 @@ class OpenClipConfig:
     # An open_clip pretrained tag (e.g. "openai"), a local checkpoint path, or
     # null for random weights (tests and the smoke protocol only).
     pretrained: Optional[str] = "openai"
-    cache_dir: Optional[str] = field(default=None, metadata={"identity": False})
+    cache_dir: Optional[str] = field(default=None, metadata=ENV)
 
 
 class ClipBackbone(nn.Module):

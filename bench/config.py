@@ -13,6 +13,11 @@ from .errors import ConfigError
 from .registry import suggest
 
 T = TypeVar("T")
+
+# Field metadata for settings that describe the machine, not the experiment
+# (paths, worker counts, caches): they are left out of the result key, so
+# moving a dataset does not re-run it.  Use: field(default=..., metadata=ENV).
+ENV = {"identity": False}
 _MISSING = dataclasses.MISSING
 
 
@@ -119,5 +124,11 @@ def from_dict(cls: Type[T], data: Any, where: str) -> T:
     return obj
 
 
-def to_dict(obj: Any) -> dict:
-    return dataclasses.asdict(obj)
+def identity(cfg: Any) -> dict:
+    """The fields of dataclass ``cfg`` that determine results (those not marked ENV)."""
+    out = {}
+    for f in dataclasses.fields(cfg):
+        if f.metadata.get("identity", True):
+            value = getattr(cfg, f.name)
+            out[f.name] = identity(value) if dataclasses.is_dataclass(value) else value
+    return out

@@ -9,15 +9,10 @@ from typing import Any, Dict, List, Literal, Optional, Union
 
 import yaml
 
-from .config import from_dict
+from .config import ENV, from_dict, identity
 from .errors import BenchError, ConfigError
 from .plugins import load_builtins
 from .registry import BACKBONES, DATASETS, METHODS, suggest
-
-# Field metadata for settings that describe the machine, not the experiment:
-# they are left out of the result key, so moving a dataset does not re-run it.
-ENV = {"identity": False}
-
 
 @dataclass
 class TrainConfig:
@@ -80,10 +75,10 @@ class Protocol:
         """Everything that determines results (no paths, no worker counts)."""
         return {
             "name": self.name,
-            "dataset": {"name": self.dataset_name, **_identity(self.dataset)},
-            "backbone": {"name": self.backbone_name, **_identity(self.backbone)},
-            "train": _identity(self.train),
-            "eval": _identity(self.eval),
+            "dataset": {"name": self.dataset_name, **identity(self.dataset)},
+            "backbone": {"name": self.backbone_name, **identity(self.backbone)},
+            "train": identity(self.train),
+            "eval": identity(self.eval),
         }
 
     def method_config(self, method: str, overrides: Optional[dict] = None) -> Any:
@@ -92,15 +87,6 @@ class Protocol:
         base = dataclasses.asdict(self.methods[method]) if method in self.methods else {}
         base.update(overrides or {})
         return from_dict(entry.Config, base, f"method {method}")
-
-
-def _identity(cfg: Any) -> dict:
-    out = {}
-    for f in dataclasses.fields(cfg):
-        if f.metadata.get("identity", True):
-            value = getattr(cfg, f.name)
-            out[f.name] = _identity(value) if dataclasses.is_dataclass(value) else value
-    return out
 
 
 def protocols_dir() -> Path:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -24,6 +24,7 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from . import __version__
 from .atomic import save_torch
 from .backbone import ClipBackbone, create_open_clip
+from .config import ENV, identity
 from .data.synthetic import WORDS, prototype, render
 from .errors import ConfigError
 from .registry import BACKBONES
@@ -41,7 +42,7 @@ class SyntheticClipConfig:
     max_shift: int = 3
     seed: int = 0
     # Where pretrained weights are cached; default $BENCH_CACHE or ~/.cache/lt-prompt-bench.
-    cache_dir: Optional[str] = field(default=None, metadata={"identity": False})
+    cache_dir: Optional[str] = field(default=None, metadata=ENV)
 
     def validate(self, where: str) -> None:
         if not 2 <= self.concepts <= len(WORDS):
@@ -57,8 +58,7 @@ def cache_root(cfg: SyntheticClipConfig) -> Path:
 
 
 def weights_path(cfg: SyntheticClipConfig) -> Path:
-    ident = {k: v for k, v in asdict(cfg).items() if k != "cache_dir"}
-    ident["code_version"] = __version__
+    ident = {**identity(cfg), "code_version": __version__}
     digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
     return cache_root(cfg) / f"synthetic_clip-{cfg.model}-{digest}.pt"
 

@@ -14,12 +14,10 @@ from typing import List, Sequence
 import numpy as np
 from torch.utils.data import Dataset, Subset
 
+from ..config import ENV
 from ..errors import BenchError, ConfigError
 from ..registry import DATASETS
 from .base import DatasetBundle, exponential_counts, label_counts
-
-ENV = {"identity": False}
-
 
 @dataclass
 class CIFAR100LTConfig:
