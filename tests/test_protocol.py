@@ -74,6 +74,7 @@ def test_malformed_yaml_names_the_line(tmp_path):
         ({"dataset": {"name": "synthetic_ltt"}}, "protocol.dataset.name", "did you mean 'synthetic_lt'?"),
         ({"dataset": {"name": "synthetic_lt", "num_clases": 3}}, "protocol.dataset.num_clases", "did you mean 'num_classes'"),
         ({"dataset": {"num_classes": 3}}, "protocol.dataset.name", "required field is missing"),
+        ({"dataset": {"name": "synthetic_lt", "max_shift": -1}}, "protocol.dataset.max_shift", "must not be negative"),
         ({"backbone": "ViT-B-16"}, "protocol.backbone", "expected a mapping"),
         ({"seeds": [1, "two"]}, "protocol.seeds", "non-negative integers"),
         ({"seeds": []}, "protocol.seeds", "non-negative integers"),

@@ -45,8 +45,9 @@ class SyntheticLTConfig:
                 raise ConfigError(f"{where}.{name}", "must be at least 1")
         if self.imbalance_ratio < 1:
             raise ConfigError(f"{where}.imbalance_ratio", "must be at least 1")
-        if self.noise < 0 or self.max_shift < 0:
-            raise ConfigError(f"{where}.noise", "noise and max_shift must not be negative")
+        for name in ("noise", "max_shift"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{where}.{name}", "must not be negative")
 
 
 class TensorImages(Dataset):
