@@ -19,10 +19,6 @@ class DatasetBundle:
     # For base-to-new protocols: the labels seen in training ("base").
     base_classes: Optional[List[int]] = None
 
-    @property
-    def num_classes(self) -> int:
-        return len(self.classnames)
-
 
 class TransformedDataset(Dataset):
     """Applies an image transform to ``(image, label)`` items."""
