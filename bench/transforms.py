@@ -1,0 +1,91 @@
+"""Image transforms declared by the protocol; the default is the Dassl/CoOp pipeline.
+
+Every method in CoOp, CoCoOp, MaPLe, PromptSRC and Candle trains on images from
+Dassl's builder (``KaiyangZhou/Dassl.pytorch:dassl/data/transforms/transforms.py``
+with the CoOp configs' ``INPUT`` block): images read as RGB, then
+
+- train: ``RandomResizedCrop(224, scale=(0.08, 1), bicubic)``, horizontal flip (p = 0.5);
+- test: ``Resize(224, bicubic)`` of the shorter side, ``CenterCrop(224)``;
+- both: ``ToTensor``, ``Normalize`` with CLIP's mean and std.
+
+open_clip's own train transform crops with scale (0.9, 1) and never flips, so it
+is not used.  ``size: null`` means the backbone's input size (224 for ViT-B/16).
+
+    >>> train_tf, test_tf = build_transforms(TransformConfig(), image_size=224)
+    >>> test_tf(pil_image).shape
+    torch.Size([3, 224, 224])
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, List, Literal, Optional, Tuple
+
+from torchvision import transforms as T
+
+from .errors import ConfigError
+
+CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
+CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+
+
+@dataclass
+class TransformConfig:
+    size: Optional[int] = None  # crop side in pixels; null: the backbone's input size
+    interpolation: Literal["bicubic", "bilinear", "nearest"] = "bicubic"
+    crop_scale: List[float] = field(default_factory=lambda: [0.08, 1.0])  # RandomResizedCrop area range
+    crop_ratio: List[float] = field(default_factory=lambda: [3 / 4, 4 / 3])  # and aspect-ratio range
+    flip: bool = True  # random horizontal flip in training
+    test_resize: Optional[int] = None  # shorter side before the test centre crop; null: size
+    mean: List[float] = field(default_factory=lambda: list(CLIP_MEAN))
+    std: List[float] = field(default_factory=lambda: list(CLIP_STD))
+
+    def validate(self, where: str) -> None:
+        for name in ("size", "test_resize"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"{where}.{name}", "must be at least 1")
+        low, high = _pair(self.crop_scale, f"{where}.crop_scale")
+        if not 0 < low <= high <= 1:
+            raise ConfigError(f"{where}.crop_scale", f"expected 0 < min <= max <= 1, got {self.crop_scale}")
+        low, high = _pair(self.crop_ratio, f"{where}.crop_ratio")
+        if not 0 < low <= high:
+            raise ConfigError(f"{where}.crop_ratio", f"expected 0 < min <= max, got {self.crop_ratio}")
+        for name in ("mean", "std"):
+            if len(getattr(self, name)) != 3:
+                raise ConfigError(f"{where}.{name}", "expected 3 numbers (R, G, B)")
+        if min(self.std) <= 0:
+            raise ConfigError(f"{where}.std", "must be positive")
+
+
+def _pair(values: List[float], where: str) -> Tuple[float, float]:
+    if len(values) != 2:
+        raise ConfigError(where, f"expected 2 numbers [min, max], got {values}")
+    return values[0], values[1]
+
+
+class ToRGB:
+    """Dassl reads every image with ``.convert("RGB")`` (grey and RGBA files occur)."""
+
+    def __call__(self, image):
+        return image.convert("RGB")
+
+    def __repr__(self) -> str:
+        return "ToRGB()"
+
+
+def build_transforms(cfg: TransformConfig, image_size: int) -> Tuple[Callable, Callable]:
+    """``(train, test)`` transforms from PIL images to normalised tensors."""
+    size = cfg.size or image_size
+    mode = T.InterpolationMode(cfg.interpolation)
+    tail = [T.ToTensor(), T.Normalize(cfg.mean, cfg.std)]
+    train = [ToRGB(), T.RandomResizedCrop(size, scale=tuple(cfg.crop_scale), ratio=tuple(cfg.crop_ratio),
+                                          interpolation=mode)]
+    if cfg.flip:
+        train.append(T.RandomHorizontalFlip())
+    test = [ToRGB(), T.Resize(cfg.test_resize or size, interpolation=mode), T.CenterCrop(size)]
+    return T.Compose(train + tail), T.Compose(test + tail)
+
+
+def describe(transform: Callable) -> List[str]:
+    """The steps of a composed transform, as recorded in every result."""
+    steps = getattr(transform, "transforms", [transform])
+    return [repr(step) for step in steps]

@@ -1,0 +1,101 @@
+"""Our transforms against the Dassl/CoOp pipeline and open_clip's eval transform, on fixed images."""
+import numpy as np
+import open_clip
+import pytest
+import torch
+from PIL import Image
+from torchvision import transforms as T
+
+from bench.errors import ConfigError
+from bench.protocol import load_protocol
+from bench.transforms import TransformConfig, build_transforms
+
+# Dassl.pytorch defaults.py / CoOp configs: INPUT.SIZE (224, 224), INTERPOLATION "bicubic",
+# RRCROP_SCALE (0.08, 1.0), PIXEL_MEAN/STD CLIP's, TRANSFORMS ["random_resized_crop", "random_flip", "normalize"].
+MEAN = (0.48145466, 0.4578275, 0.40821073)
+STD = (0.26862954, 0.26130258, 0.27577711)
+BICUBIC = T.InterpolationMode.BICUBIC
+
+
+def dassl_train(size):
+    # dassl/data/transforms/transforms.py build_transform(is_train=True): RRC, flip, ToTensor, Normalize
+    return T.Compose([T.RandomResizedCrop(size, scale=(0.08, 1.0), interpolation=BICUBIC),
+                      T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(MEAN, STD)])
+
+
+def dassl_test(size):
+    # build_transform(is_train=False): Resize(max(size)) of the shorter side, CenterCrop, ToTensor, Normalize
+    return T.Compose([T.Resize(size, interpolation=BICUBIC), T.CenterCrop(size), T.ToTensor(), T.Normalize(MEAN, STD)])
+
+
+@pytest.fixture(scope="module")
+def images():
+    rng = np.random.RandomState(0)
+    rgb = Image.fromarray(rng.randint(0, 256, (53, 37, 3), dtype=np.uint8))
+    wide = Image.fromarray(rng.randint(0, 256, (20, 40, 3), dtype=np.uint8))
+    return [rgb, wide, rgb.convert("L"), rgb.convert("RGBA")]
+
+
+def test_default_train_transform_is_dassls(images):
+    ours, _ = build_transforms(TransformConfig(), image_size=224)
+    for image in images:
+        for seed in range(5):  # crops and flips differ per seed; the pipelines must agree on each
+            torch.manual_seed(seed)
+            a = ours(image)
+            torch.manual_seed(seed)
+            b = dassl_train(224)(image.convert("RGB"))
+            assert a.shape == (3, 224, 224) and torch.equal(a, b)
+
+
+def test_default_test_transform_is_dassls_and_open_clips(images):
+    _, ours = build_transforms(TransformConfig(), image_size=224)
+    cfg = open_clip.pretrained.get_pretrained_cfg("ViT-B-16", "openai")
+    theirs = open_clip.image_transform(224, is_train=False, mean=cfg["mean"], std=cfg["std"],
+                                       interpolation=cfg["interpolation"], resize_mode=cfg["resize_mode"])
+    for image in images:
+        a = ours(image)
+        assert torch.equal(a, dassl_test(224)(image.convert("RGB")))
+        assert torch.allclose(a, theirs(image), atol=1e-6)
+
+
+def test_test_transform_keeps_the_aspect_ratio_and_crops_the_centre():
+    # A 40x20 image: shorter side 20 -> 224 gives 448x224; the crop keeps columns 112..335.
+    left = np.zeros((20, 20, 3), np.uint8)
+    image = Image.fromarray(np.concatenate([left, left + 255], axis=1))  # black left half, white right half
+    _, test = build_transforms(TransformConfig(mean=[0, 0, 0], std=[1, 1, 1]), image_size=224)
+    out = test(image)
+    assert out[:, :, :100].max() < 0.05 and out[:, :, 124:].min() > 0.95  # the edge sits at column 112
+
+
+def test_size_defaults_to_the_backbone_and_options_apply(images):
+    train, test = build_transforms(TransformConfig(), image_size=32)
+    assert train(images[0]).shape == test(images[0]).shape == (3, 32, 32)
+    no_flip, _ = build_transforms(TransformConfig(flip=False, crop_scale=[1.0, 1.0], crop_ratio=[0.7, 0.7]), 64)
+    assert not any(isinstance(t, T.RandomHorizontalFlip) for t in no_flip.transforms)
+    _, resized = build_transforms(TransformConfig(size=32, test_resize=40), image_size=224)
+    assert [type(t).__name__ for t in resized.transforms][1:3] == ["Resize", "CenterCrop"]
+    assert resized.transforms[1].size == 40 and resized(images[0]).shape == (3, 32, 32)
+
+
+@pytest.mark.parametrize("changes, where", [
+    ({"crop_scale": [0.5]}, "crop_scale"),
+    ({"crop_scale": [0.9, 0.5]}, "crop_scale"),
+    ({"crop_scale": [0.5, 1.5]}, "crop_scale"),
+    ({"crop_ratio": [0, 1]}, "crop_ratio"),
+    ({"mean": [0.5, 0.5]}, "mean"),
+    ({"std": [0.2, 0.0, 0.2]}, "std"),
+    ({"size": 0}, "size"),
+    ({"interpolation": "lanczos"}, "interpolation"),
+])
+def test_bad_transform_settings_name_the_field(changes, where):
+    from bench.config import from_dict
+
+    with pytest.raises(ConfigError) as err:
+        from_dict(TransformConfig, changes, "protocol.transforms")
+    assert err.value.where == f"protocol.transforms.{where}"
+
+
+def test_real_protocols_declare_the_dassl_pipeline():
+    for ir in (10, 50, 100):
+        cfg = load_protocol(f"cifar100_lt_ir{ir}").transforms
+        assert cfg == TransformConfig(size=224)
