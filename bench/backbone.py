@@ -12,9 +12,12 @@ from pathlib import Path
 from typing import Callable, List, Optional
 
 import open_clip
+import open_clip.pretrained
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from open_clip.transformer import QuickGELU
 
 from .config import ENV
 from .errors import BenchError
@@ -36,12 +39,10 @@ class OpenClipConfig:
 class ClipBackbone(nn.Module):
     """A frozen open_clip model plus its tokenizer and image transforms."""
 
-    def __init__(self, model: nn.Module, tokenizer: Callable, preprocess_train: Callable, preprocess_val: Callable):
+    def __init__(self, model: nn.Module, tokenizer: Callable):
         super().__init__()
         self.model = model
         self.tokenizer = tokenizer
-        self.preprocess_train = preprocess_train
-        self.preprocess_val = preprocess_val
         tower = getattr(model, "text", None)
         self.text = tower if tower is not None and hasattr(tower, "token_embedding") else model
         needed = ("token_embedding", "positional_embedding", "transformer", "ln_final", "text_projection")
@@ -68,6 +69,16 @@ class ClipBackbone(nn.Module):
     @property
     def context_length(self) -> int:
         return self.text.positional_embedding.shape[0]
+
+    @property
+    def image_size(self) -> int:
+        """Side of the square input images the image encoder expects."""
+        size = self.model.visual.image_size
+        return int(size[0] if isinstance(size, (tuple, list)) else size)
+
+    @property
+    def activation(self) -> str:
+        return activation_of(self.model)
 
     @property
     def logit_scale(self) -> torch.Tensor:
@@ -107,6 +118,41 @@ class ClipBackbone(nn.Module):
         return F.normalize(x, dim=-1) if normalize else x
 
 
+def activation_of(model: nn.Module) -> str:
+    """``"quick_gelu"`` or ``"gelu"``: the activation of the transformer MLPs."""
+    kinds = {type(m) for m in model.modules() if isinstance(m, (QuickGELU, nn.GELU))}
+    if kinds == {QuickGELU}:
+        return "quick_gelu"
+    if kinds == {nn.GELU}:
+        return "gelu"
+    return "mixed" if kinds else "other"
+
+
+def needs_quick_gelu(name: str, pretrained: Optional[str]) -> bool:
+    """Whether model ``name`` must be forced to QuickGELU for weights ``pretrained``.
+
+    OpenAI's CLIP weights were (x * sigmoid(1.702 x)); open_clip 3.x builds
+    ``ViT-B-16`` with exact GELU and only warns when the tag says otherwise,
+    which silently changes every feature.  open_clip's pretrained registry
+    records the activation per tag, so we read it from there.
+    """
+    if name.endswith("-quickgelu") or not pretrained:
+        return False  # the config says quick_gelu already, or there are no weights to match
+    cfg = open_clip.pretrained.get_pretrained_cfg(name, pretrained)
+    return bool(cfg.get("quick_gelu", False))
+
+
+def planned_setup(name: str, pretrained: Optional[str]) -> dict:
+    """Input size and activation a model will be built with, read from its config (no weights)."""
+    cfg = open_clip.get_model_config(name) or {}
+    size = cfg.get("vision_cfg", {}).get("image_size")
+    quick = cfg.get("quick_gelu", False) or needs_quick_gelu(name, pretrained)
+    return {
+        "image_size": (size[0] if isinstance(size, (list, tuple)) else size),
+        "activation": "quick_gelu" if quick else "gelu" if cfg else None,
+    }
+
+
 def check_model_name(name: str) -> None:
     if ":" in name:  # hf-hub:..., local-dir:...
         return
@@ -116,22 +162,25 @@ def check_model_name(name: str) -> None:
 
 
 def create_open_clip(name: str, pretrained: Optional[str], device: str = "cpu", cache_dir: Optional[str] = None):
-    """``(model, tokenizer, preprocess_train, preprocess_val)``, with load failures as BenchError."""
+    """``(model, tokenizer)`` with the activation the weights were trained with; load failures as BenchError."""
     check_model_name(name)
+    quick_gelu = needs_quick_gelu(name, pretrained)
     logger = logging.getLogger()
     level = logger.level
     if pretrained is None:  # random weights on purpose: skip open_clip's warning
         logger.setLevel(logging.ERROR)
     try:
-        model, pre_train, pre_val = open_clip.create_model_and_transforms(
-            name, pretrained=pretrained, cache_dir=cache_dir, device=device
+        model = open_clip.create_model(
+            name, pretrained=pretrained, cache_dir=cache_dir, device=device, force_quick_gelu=quick_gelu
         )
     except Exception as err:  # weights download/load failures come in many types
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise BenchError(f"could not load open_clip '{name}' with pretrained={pretrained!r}: {first}") from None
     finally:
         logger.setLevel(level)
-    return model, open_clip.get_tokenizer(name), pre_train, pre_val
+    if quick_gelu and activation_of(model) != "quick_gelu":  # open_clip ignored force_quick_gelu
+        raise BenchError(f"open_clip built '{name}' with {activation_of(model)}, but '{pretrained}' needs QuickGELU")
+    return model, open_clip.get_tokenizer(name)
 
 
 @BACKBONES.register("open_clip")
@@ -143,3 +192,7 @@ class OpenClip:
     @staticmethod
     def build(cfg: OpenClipConfig, device: str = "cpu") -> ClipBackbone:
         return ClipBackbone(*create_open_clip(cfg.model, cfg.pretrained, device, cfg.cache_dir))
+
+    @staticmethod
+    def planned_setup(cfg: OpenClipConfig) -> dict:
+        return planned_setup(cfg.model, cfg.pretrained)

@@ -1,4 +1,4 @@
-"""The `bench` command: list, run, leaderboard."""
+"""The `bench` command: list, show, run, leaderboard."""
 from __future__ import annotations
 
 import argparse
@@ -20,18 +20,24 @@ class Parser(argparse.ArgumentParser):
 
 
 def parse_overrides(items: List[str]) -> Dict[str, dict]:
-    """``["coop.n_ctx=4"]`` -> ``{"coop": {"n_ctx": 4}}`` (values read as YAML)."""
+    """``["coop.n_ctx=4", "coop.train.lr=0.01"]`` -> ``{"coop": {"n_ctx": 4, "train": {"lr": 0.01}}}``
+    (values read as YAML)."""
     out: Dict[str, dict] = {}
     for item in items:
         target, sep, raw = item.partition("=")
-        method, dot, name = target.partition(".")
-        if not sep or not dot or not method or not name:
-            raise BenchError(f"--set '{item}': expected METHOD.FIELD=VALUE, e.g. coop.n_ctx=4")
+        parts = target.split(".")
+        nested = len(parts) == 3 and parts[1] == "train"
+        if not sep or not all(parts) or not (len(parts) == 2 or nested) or parts[-1] == "train":
+            raise BenchError(f"--set '{item}': expected METHOD.FIELD=VALUE or METHOD.train.FIELD=VALUE, "
+                             "e.g. coop.n_ctx=4 or coop.train.lr=0.01")
         try:
             value = yaml.safe_load(raw) if raw else ""
         except yaml.YAMLError:
             value = raw
-        out.setdefault(method, {})[name] = value
+        block = out.setdefault(parts[0], {})
+        if nested:
+            block = block.setdefault("train", {})
+        block[parts[-1]] = value
     return out
 
 
@@ -50,6 +56,19 @@ def cmd_list(args) -> int:
         registry = {"methods": METHODS, "datasets": DATASETS, "backbones": BACKBONES}[section]
         for name, obj in registry.items():
             print(f"  {name:<20} {describe(obj) or ''}")
+    return 0
+
+
+def cmd_show(args) -> int:
+    from .protocol import load_protocol
+    from .show import render
+
+    protocol = load_protocol(args.protocol)
+    methods = METHODS.names() if not args.method or args.method == ["all"] else list(dict.fromkeys(args.method))
+    overrides = parse_overrides(args.set)
+    for name in [*methods, *overrides]:
+        METHODS.get(name)
+    print(render(protocol, methods, overrides), end="")
     return 0
 
 
@@ -102,12 +121,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("what", nargs="?", choices=["methods", "protocols", "datasets", "backbones"])
     p.set_defaults(func=cmd_list)
 
+    p = sub.add_parser("show", help="a protocol and each method's resolved recipe, with its sources")
+    p.add_argument("protocol", help="protocol name (see `bench list`) or YAML path")
+    p.add_argument("--method", nargs="+", help="methods to show (default: all)")
+    p.add_argument("--set", action="append", default=[], metavar="METHOD.FIELD=VALUE",
+                   help="show the recipe with this override, as `bench run --set` would run it")
+    p.set_defaults(func=cmd_show)
+
     p = sub.add_parser("run", help="run methods on a protocol (finished cells are skipped)")
     p.add_argument("--protocol", required=True, help="protocol name (see `bench list`) or YAML path")
     p.add_argument("--method", required=True, nargs="+", help="method names, or 'all'")
     p.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the protocol's)")
     p.add_argument("--set", action="append", default=[], metavar="METHOD.FIELD=VALUE",
-                   help="override a method option, e.g. coop.n_ctx=4 (repeatable)")
+                   help="override a method option or training field, e.g. coop.n_ctx=4, "
+                        "coop.train.lr=0.01 (repeatable)")
     p.add_argument("--results-dir", default="results", help="where result JSON files go (default: results)")
     p.add_argument("--data-root", help="dataset folder (overrides the protocol's dataset.root)")
     p.add_argument("--device", default="auto", help="auto (GPU when available), cpu, cuda, cuda:1, ...")

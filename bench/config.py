@@ -97,31 +97,36 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
 
 def from_dict(cls: Type[T], data: Any, where: str) -> T:
     """Build dataclass ``cls`` from ``data``, rejecting unknown and ill-typed fields."""
-    if data is None:
-        data = {}
-    if not isinstance(data, Mapping):
-        raise ConfigError(where, f"expected a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    for key in data:
-        if key not in fields:
-            known = ", ".join(fields) or "none"
-            raise ConfigError(
-                f"{where}.{key}" if where else str(key),
-                f"unknown field{suggest(str(key), fields)} (known fields: {known})",
-            )
-    kwargs = {}
-    for name, field in fields.items():
-        path = f"{where}.{name}" if where else name
-        if name in data:
-            kwargs[name] = coerce(data[name], hints[name], path)
-        elif field.default is _MISSING and field.default_factory is _MISSING:
-            raise ConfigError(path, "required field is missing")
+    kwargs = check_fields(cls, data, where)
+    for f in dataclasses.fields(cls):
+        if f.init and f.name not in kwargs and f.default is _MISSING and f.default_factory is _MISSING:
+            raise ConfigError(f"{where}.{f.name}" if where else f.name, "required field is missing")
     obj = cls(**kwargs)
     check = getattr(obj, "validate", None)
     if check is not None:
         check(where)
     return obj
+
+
+def check_fields(cls: type, data: Any, where: str) -> dict:
+    """Type-check the fields given in ``data`` (a partial config) without
+    requiring the rest; returns them converted.  Cross-field checks wait
+    until the layers are merged and :func:`from_dict` builds the whole."""
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(where, f"expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = [f.name for f in dataclasses.fields(cls) if f.init]
+    out = {}
+    for key, value in data.items():
+        if key not in fields:
+            raise ConfigError(
+                f"{where}.{key}" if where else str(key),
+                f"unknown field{suggest(str(key), fields)} (known fields: {', '.join(fields) or 'none'})",
+            )
+        out[key] = coerce(value, hints[key], f"{where}.{key}" if where else key)
+    return out
 
 
 def identity(cfg: Any) -> dict:

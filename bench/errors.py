@@ -15,4 +15,5 @@ class ConfigError(BenchError):
 
     def __init__(self, where: str, message: str):
         self.where = where
+        self.message = message
         super().__init__(f"{where}: {message}" if where else message)

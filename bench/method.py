@@ -7,27 +7,49 @@ A method is an ``nn.Module`` registered by name in ``METHODS``::
         '''One line shown by `bench list`.'''
         Config = MyConfig          # a dataclass; protocol/CLI options are checked against it
 
+        card = MethodCard(paper=..., code=..., recipes={"lt": Recipe(...)})
+
         def __init__(self, backbone, data, cfg): ...
         def forward(self, images):  # -> logits [batch, num_classes]
 
 Parameters with ``requires_grad=True`` are trained (and checkpointed); a
-method with none is evaluated without training.
+method with ``trains = False`` is evaluated without training.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Dict, List
+from dataclasses import dataclass, field
+from typing import ClassVar, Dict, List, Mapping, Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .backbone import ClipBackbone
+from .recipes import Recipe
 
 
 @dataclass
 class NoOptions:
     pass
+
+
+@dataclass(frozen=True)
+class Reported:
+    """Numbers a paper reports for a method on one of our protocols (percent)."""
+
+    source: str  # e.g. "MDPR Table 2"
+    metrics: Mapping[str, float]  # our metric names: all, many, medium, few, ...
+    note: str = ""  # how the paper's setup differs from ours, where known
+
+
+@dataclass(frozen=True)
+class MethodCard:
+    """What a method is, which code it follows, how its papers train it, what they report."""
+
+    paper: str  # citation of the paper that defines the method
+    code: str  # the official code followed: owner/repo:path at a commit
+    recipes: Mapping[str, Recipe] = field(default_factory=dict)  # protocol family -> recipe
+    reported: Mapping[str, Reported] = field(default_factory=dict)  # protocol name -> numbers
 
 
 @dataclass
@@ -41,6 +63,8 @@ class ClassInfo:
 
 class Method(nn.Module):
     Config = NoOptions
+    card: ClassVar[Optional[MethodCard]] = None
+    trains: ClassVar[bool] = True  # False: no training recipe, evaluated as built
 
     def __init__(self, backbone: ClipBackbone, data: ClassInfo, cfg):
         super().__init__()

@@ -5,6 +5,29 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
+from .data.base import exponential_counts
+from .errors import BenchError
+
+# Reference training-count profiles that some papers group classes by, whatever
+# the run's own counts: LIFT (shijxcs/LIFT:trainer.py) groups CIFAR-100-LT IR10
+# and IR50 classes into many/medium/few by the IR100 counts.
+GROUP_PROFILES: Dict[str, List[int]] = {
+    "cifar100_lt_ir100": exponential_counts(100, 500, 100.0),
+}
+
+
+def group_counts(group_by: str, train_counts: Sequence[int]) -> List[int]:
+    """The training counts that define many/medium/few (``eval.group_by``)."""
+    if group_by == "own":
+        return list(train_counts)
+    profile = GROUP_PROFILES[group_by]
+    if len(profile) != len(train_counts):
+        raise BenchError(
+            f"protocol.eval.group_by: profile '{group_by}' has {len(profile)} classes "
+            f"but the dataset has {len(train_counts)}; use group_by: own"
+        )
+    return list(profile)
+
 
 def shot_groups(train_counts: Sequence[int], many: int = 100, few: int = 20) -> Dict[str, List[int]]:
     """Classes by training-set size: many (> many), few (< few), medium (the rest)."""

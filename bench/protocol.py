@@ -1,46 +1,28 @@
-"""Protocol YAML files: loading, validation and identity (for result hashing)."""
+"""Protocol YAML files: loading, validation and identity (for result hashing).
+
+A protocol is a dataset, a frozen backbone, the image transforms, the
+evaluation and a *family* that picks each method's training recipe from its
+card (see :mod:`bench.recipes`)::
+
+    protocol = load_protocol("cifar100_lt_ir100")
+    protocol.resolve("coop").train.lr     # 0.001: MDPR's CoOp recipe for the lt family
+"""
 from __future__ import annotations
 
-import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional, Union
+from typing import Any, Dict, List, Literal, Optional
 
 import yaml
 
-from .config import ENV, from_dict, identity
+from .config import ENV, check_fields, from_dict, identity
 from .errors import BenchError, ConfigError
+from .metrics import GROUP_PROFILES
 from .plugins import load_builtins
+from .recipes import FAMILIES, Resolved, TrainRecipe, resolve
 from .registry import BACKBONES, DATASETS, METHODS, suggest
-
-@dataclass
-class TrainConfig:
-    epochs: int = 5
-    batch_size: int = 32
-    optimizer: Literal["sgd", "adamw"] = "sgd"
-    lr: float = 0.002
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    scheduler: Literal["cosine", "constant"] = "cosine"
-    warmup_epochs: int = 1
-    warmup_lr: float = 1e-5
-    # AMP is used on CUDA only; "auto" means on when the device is a GPU.
-    amp: Union[bool, Literal["auto"]] = "auto"
-    num_workers: int = field(default=0, metadata=ENV)
-
-    def validate(self, where: str) -> None:
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{where}.{name}", "must be at least 1")
-        for name in ("lr", "warmup_lr", "weight_decay", "momentum"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{where}.{name}", "must not be negative")
-        if not 0 <= self.warmup_epochs < self.epochs:
-            raise ConfigError(f"{where}.warmup_epochs", "must be between 0 and epochs - 1")
-        if self.num_workers < 0:
-            raise ConfigError(f"{where}.num_workers", "must not be negative")
-
+from .transforms import TransformConfig
 
 @dataclass
 class EvalConfig:
@@ -49,6 +31,10 @@ class EvalConfig:
     # than `few_threshold`; medium-shot: everything in between.
     many_threshold: int = 100
     few_threshold: int = 20
+    # Which training counts define the groups: the protocol's own ("own"), or a
+    # reference profile, e.g. LIFT groups CIFAR-100-LT IR10/IR50 classes by the
+    # IR100 counts ("cifar100_lt_ir100"), which gives its IR10 table a few column.
+    group_by: Literal[tuple(["own", *GROUP_PROFILES])] = "own"  # type: ignore[valid-type]
 
     def validate(self, where: str) -> None:
         if self.batch_size < 1:
@@ -61,32 +47,33 @@ class EvalConfig:
 class Protocol:
     name: str
     description: str
+    family: str  # a key of recipes.FAMILIES: picks each method's recipe from its card
     dataset_name: str
     dataset: Any  # the dataset's Config dataclass
     backbone_name: str
     backbone: Any  # the backbone's Config dataclass
-    train: TrainConfig
+    transforms: TransformConfig
+    train: Dict[str, Any]  # TrainRecipe fields set for every method (checked, partial)
     eval: EvalConfig
     seeds: List[int]
-    methods: Dict[str, Any]  # method name -> validated method Config
+    methods: Dict[str, dict]  # method name -> its block: options, and optionally "train"
     path: Optional[Path] = None
 
     def identity(self) -> dict:
-        """Everything that determines results (no paths, no worker counts)."""
+        """Everything protocol-wide that determines results (no paths, no worker
+        counts); each method's training recipe joins it in the cell key."""
         return {
             "name": self.name,
+            "family": self.family,
             "dataset": {"name": self.dataset_name, **identity(self.dataset)},
             "backbone": {"name": self.backbone_name, **identity(self.backbone)},
-            "train": identity(self.train),
+            "transforms": identity(self.transforms),
             "eval": identity(self.eval),
         }
 
-    def method_config(self, method: str, overrides: Optional[dict] = None) -> Any:
-        """The protocol's config for ``method`` with ``overrides`` applied on top."""
-        entry = METHODS.get(method)
-        base = dataclasses.asdict(self.methods[method]) if method in self.methods else {}
-        base.update(overrides or {})
-        return from_dict(entry.Config, base, f"method {method}")
+    def resolve(self, method: str, cli: Optional[dict] = None) -> Resolved:
+        """``method``'s options and training recipe here, ``--set`` values on top."""
+        return resolve(METHODS.get(method), self.family, self.train, self.methods.get(method), cli, method)
 
 
 def protocols_dir() -> Path:
@@ -120,7 +107,8 @@ def resolve_path(name_or_path: str) -> Path:
     return path
 
 
-_TOP_LEVEL = ("name", "description", "dataset", "backbone", "train", "eval", "seeds", "methods")
+_TOP_LEVEL = ("name", "description", "family", "dataset", "backbone", "transforms", "train", "eval", "seeds",
+              "methods")
 
 
 def load_protocol(name_or_path: str) -> Protocol:
@@ -169,34 +157,33 @@ def parse_protocol(data: Any, path: Optional[Path] = None) -> Protocol:
     description = data.get("description", "")
     if not isinstance(description, str):
         raise ConfigError("protocol.description", f"expected a string, got {description!r}")
+    family = data.get("family")
+    if family not in FAMILIES:
+        hint = suggest(str(family), FAMILIES) if family is not None else ""
+        problem = "required field is missing" if family is None else f"unknown family {family!r}{hint}"
+        raise ConfigError("protocol.family", f"{problem} (one of: {', '.join(FAMILIES)})")
     dataset_name, dataset = _component(data.get("dataset"), "dataset", DATASETS)
     backbone_name, backbone = _component(data.get("backbone"), "backbone", BACKBONES)
-    train = from_dict(TrainConfig, data.get("train"), "protocol.train")
+    transforms = from_dict(TransformConfig, data.get("transforms"), "protocol.transforms")
+    train = check_fields(TrainRecipe, data.get("train"), "protocol.train")
     evaluation = from_dict(EvalConfig, data.get("eval"), "protocol.eval")
     seeds = data.get("seeds", [1, 2, 3])
     if not isinstance(seeds, list) or not seeds or not all(
         isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds
     ):
         raise ConfigError("protocol.seeds", f"expected a non-empty list of non-negative integers, got {seeds!r}")
-    method_cfgs = {}
     raw_methods = data.get("methods") or {}
     if not isinstance(raw_methods, dict):
         raise ConfigError("protocol.methods", f"expected a mapping of method name to options, got {raw_methods!r}")
-    for method, options in raw_methods.items():
+    for method in raw_methods:
         if method not in METHODS:
             hint = suggest(str(method), METHODS.names())
             raise ConfigError(f"protocol.methods.{method}", f"unknown method{hint} (available: {', '.join(METHODS.names())})")
-        method_cfgs[method] = from_dict(METHODS.get(method).Config, options, f"protocol.methods.{method}")
-    return Protocol(
-        name=name,
-        description=description,
-        dataset_name=dataset_name,
-        dataset=dataset,
-        backbone_name=backbone_name,
-        backbone=backbone,
-        train=train,
-        eval=evaluation,
-        seeds=list(seeds),
-        methods=method_cfgs,
-        path=path,
+    protocol = Protocol(
+        name=name, description=description, family=family, dataset_name=dataset_name, dataset=dataset,
+        backbone_name=backbone_name, backbone=backbone, transforms=transforms, train=train, eval=evaluation,
+        seeds=list(seeds), methods={m: dict(block or {}) for m, block in raw_methods.items()}, path=path,
     )
+    for method in METHODS.names():  # every method's recipe must resolve here, not halfway through a run
+        protocol.resolve(method)
+    return protocol

@@ -18,17 +18,19 @@ from . import __version__
 from .data import DatasetBundle, TransformedDataset
 from .errors import BenchError
 from .method import ClassInfo
-from .metrics import evaluate
+from .metrics import evaluate, group_counts
 from .protocol import Protocol
+from .recipes import Resolved
 from .registry import BACKBONES, DATASETS, METHODS
 from .store import ResultStore, cell_key
-from .train import amp_dtype, predict, train
+from .train import precision_name, predict, train
+from .transforms import build_transforms, describe
 
 
 @dataclass
 class Cell:
     method: str
-    config: object
+    resolved: Resolved  # options and training recipe
     seed: int
     key: str
 
@@ -39,7 +41,7 @@ class RunOptions:
     device: str = "auto"
     data_root: Optional[str] = None
     progress: bool = False
-    # method name -> {field: value}, applied on top of the protocol's options
+    # method name -> {field: value, "train": {field: value}}, on top of the protocol's
     overrides: Dict[str, dict] = field(default_factory=dict)
 
 
@@ -77,10 +79,10 @@ class Runner:
                 raise BenchError(f"--set names method '{name}', which is not being run")
         cells = []
         for name in methods:
-            METHODS.get(name)
-            cfg = self.protocol.method_config(name, self.options.overrides.get(name))
-            key = cell_key(self.protocol.identity(), name, dataclasses.asdict(cfg))
-            cells.extend(Cell(name, cfg, seed, key) for seed in (seeds or self.protocol.seeds))
+            resolved = self.protocol.resolve(name, self.options.overrides.get(name))
+            key = cell_key(self.protocol.identity(), name, dataclasses.asdict(resolved.options),
+                           resolved.train_identity())
+            cells.extend(Cell(name, resolved, seed, key) for seed in (seeds or self.protocol.seeds))
         return cells
 
     def run(self, methods: List[str], seeds: Optional[List[int]] = None) -> List[dict]:
@@ -114,24 +116,24 @@ class Runner:
 
     def run_cell(self, cell: Cell) -> dict:
         start = time.time()
-        data = self.data()
+        data, proto, recipe = self.data(), self.protocol, cell.resolved.train
+        groups = group_counts(proto.eval.group_by, data.train_counts)  # a bad profile fails before training
         seed_everything(cell.seed)
         backbone = self.build_backbone()
+        train_tf, test_tf = build_transforms(proto.transforms, backbone.image_size)
         info = ClassInfo(data.classnames, data.train_counts, data.template)
-        method = METHODS.get(cell.method)(backbone, info, cell.config).to(self.device)
-        proto = self.protocol
+        method = METHODS.get(cell.method)(backbone, info, cell.resolved.options).to(self.device)
         checkpoint = self.store.checkpoint_path(proto.name, cell.method, cell.key, cell.seed)
         summary = train(
-            method, TransformedDataset(data.train, backbone.preprocess_train), proto.train, cell.seed,
-            self.device, checkpoint=checkpoint, key=cell.key, progress=self.options.progress,
+            method, TransformedDataset(data.train, train_tf), recipe, cell.seed, self.device,
+            checkpoint=checkpoint, key=cell.key, progress=self.options.progress,
         )
         logits, labels = predict(
-            method, TransformedDataset(data.test, backbone.preprocess_val), proto.eval.batch_size,
-            self.device, amp=proto.train.amp, num_workers=proto.train.num_workers, progress=self.options.progress,
+            method, TransformedDataset(data.test, test_tf), proto.eval.batch_size, self.device,
+            precision=recipe.eval_precision, num_workers=recipe.num_workers, progress=self.options.progress,
         )
         result = evaluate(
-            logits, labels, data.train_counts, proto.eval.many_threshold, proto.eval.few_threshold,
-            base_classes=data.base_classes,
+            logits, labels, groups, proto.eval.many_threshold, proto.eval.few_threshold, base_classes=data.base_classes,
         )
         return {
             "key": cell.key,
@@ -139,16 +141,35 @@ class Runner:
             "method": cell.method,
             "seed": cell.seed,
             "code_version": __version__,
-            "config": {"protocol": proto.identity(), "method": dataclasses.asdict(cell.config)},
+            "config": {
+                "protocol": proto.identity(),
+                "method": dataclasses.asdict(cell.resolved.options),
+                "train": dataclasses.asdict(recipe) if cell.resolved.trains else None,
+                "sources": cell.resolved.sources,
+            },
             **result,
             "train": summary,
+            "setup": self.setup(backbone, method, recipe, train_tf, test_tf),
             "seconds": time.time() - start,
             "env": {
                 "torch": torch.__version__,
                 "open_clip": open_clip.__version__,
                 "python": platform.python_version(),
                 "device": str(self.device),
-                "amp": str(amp_dtype(self.device, proto.train.amp)),
             },
             "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+
+    def setup(self, backbone, method, recipe, train_tf, test_tf) -> dict:
+        """What actually ran, beyond the config: activation, precision, transforms."""
+        trained = method.trains and bool(method.trainable_parameters())
+        return {
+            "activation": backbone.activation,
+            "image_size": backbone.image_size,
+            "precision": {
+                "train": precision_name(self.device, recipe.precision) if trained else None,
+                "eval": precision_name(self.device, recipe.eval_precision),
+            },
+            "transforms": {"train": describe(train_tf) if trained else None, "test": describe(test_tf)},
+            "group_by": self.protocol.eval.group_by,
         }

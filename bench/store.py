@@ -1,8 +1,8 @@
 """Results store: one JSON file per (protocol, method, seed).
 
 Layout: ``<root>/<protocol>/<method>/<key[:12]>/seed-<seed>.json`` where the key
-is a SHA-256 of the protocol's identity, the method's name and config, and the
-code version (``bench.__version__``).  Files are written atomically (temp
+is a SHA-256 of the protocol's identity, the method's name, config and training
+recipe, and the code version (``bench.__version__``).  Files are written atomically (temp
 file, fsync, rename), so an interrupted run never leaves a half-written
 result; a finished cell is skipped when it is asked for again.
 """
@@ -20,11 +20,13 @@ from .errors import BenchError
 SCHEMA = 1
 
 
-def cell_key(protocol_identity: dict, method: str, method_config: dict, code_version: str = __version__) -> str:
+def cell_key(protocol_identity: dict, method: str, method_config: dict, train_recipe: dict,
+             code_version: str = __version__) -> str:
     payload = {
         "protocol": protocol_identity,
         "method": method,
         "method_config": method_config,
+        "train_recipe": train_recipe,
         "code_version": code_version,
     }
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))

@@ -23,7 +23,7 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 
 from . import __version__
 from .atomic import save_torch
-from .backbone import ClipBackbone, create_open_clip
+from .backbone import ClipBackbone, create_open_clip, planned_setup
 from .config import ENV, identity
 from .data.synthetic import WORDS, prototype, render
 from .errors import ConfigError
@@ -102,14 +102,16 @@ class SyntheticClip:
     @staticmethod
     def build(cfg: SyntheticClipConfig, device: str = "cpu") -> ClipBackbone:
         torch.manual_seed(cfg.seed)
-        model, tokenizer, pre_train, pre_val = create_open_clip(cfg.model, pretrained=None)
+        model, tokenizer = create_open_clip(cfg.model, pretrained=None)
         path = weights_path(cfg)
         if path.exists():
             model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         else:
-            image_size = model.visual.image_size
-            image_size = image_size[0] if isinstance(image_size, (tuple, list)) else image_size
             with torch.random.fork_rng():
-                pretrain(model, tokenizer, cfg, image_size)
+                pretrain(model, tokenizer, cfg, planned_setup(cfg.model, None)["image_size"])
             save_torch(path, model.state_dict())
-        return ClipBackbone(model.to(device), tokenizer, pre_train, pre_val)
+        return ClipBackbone(model.to(device), tokenizer)
+
+    @staticmethod
+    def planned_setup(cfg: SyntheticClipConfig) -> dict:
+        return planned_setup(cfg.model, None)

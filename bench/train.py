@@ -1,14 +1,14 @@
 """Training loop and prediction, with AMP on GPU, a progress bar and checkpoints.
 
-The learning rate follows CoOp/Dassl: ``warmup_lr`` for ``warmup_epochs``,
-then cosine annealing from ``lr`` over ``epochs`` (stepped per epoch).  Each
-epoch's shuffling and augmentation are seeded by (seed, epoch), so a run
-resumed from a checkpoint gives the same result as an uninterrupted one.
+The recipe (:class:`bench.recipes.TrainRecipe`) sets the optimiser, the
+per-epoch schedule (:func:`bench.recipes.lr_for_epoch`), batch size, drop-last
+and precision.  Each epoch's shuffling and augmentation are seeded by (seed,
+epoch), so a run resumed from a checkpoint gives the same result as an
+uninterrupted one.
 """
 from __future__ import annotations
 
 import contextlib
-import math
 from pathlib import Path
 from typing import Optional, Tuple
 
@@ -18,28 +18,26 @@ from tqdm import tqdm
 
 from .atomic import save_torch
 from .method import Method
-from .protocol import TrainConfig
+from .recipes import TrainRecipe, lr_for_epoch
 
 
-def lr_for_epoch(cfg: TrainConfig, epoch: int) -> float:
-    if epoch < cfg.warmup_epochs:
-        return cfg.warmup_lr
-    if cfg.scheduler == "constant":
-        return cfg.lr
-    return 0.5 * cfg.lr * (1 + math.cos(math.pi * (epoch - cfg.warmup_epochs) / cfg.epochs))
-
-
-def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(params, cfg: TrainRecipe) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def amp_dtype(device: torch.device, setting) -> Optional[torch.dtype]:
-    """The autocast dtype, or None for full precision (always None on CPU)."""
-    if device.type != "cuda" or setting is False:
+def amp_dtype(device: torch.device, precision: str) -> Optional[torch.dtype]:
+    """The autocast dtype for ``precision`` ("amp"/"fp32"), or None for fp32 (always on CPU)."""
+    if device.type != "cuda" or precision != "amp":
         return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def precision_name(device: torch.device, precision: str) -> str:
+    """What actually ran, for the record: "fp32", "bf16-autocast" or "fp16-autocast"."""
+    dtype = amp_dtype(device, precision)
+    return "fp32" if dtype is None else {torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype] + "-autocast"
 
 
 def autocast(device: torch.device, dtype: Optional[torch.dtype]):
@@ -55,7 +53,7 @@ def epoch_seed(seed: int, epoch: int) -> int:
 def train(
     method: Method,
     dataset: Dataset,
-    cfg: TrainConfig,
+    cfg: TrainRecipe,
     seed: int,
     device: torch.device,
     checkpoint: Optional[Path] = None,
@@ -70,10 +68,10 @@ def train(
     tests of resuming).
     """
     params = method.trainable_parameters()
-    if not params:
+    if not method.trains or not params:
         return {"epochs": 0, "loss_history": [], "resumed_from_epoch": None}
     optimizer = make_optimizer(params, cfg)
-    dtype = amp_dtype(device, cfg.amp)
+    dtype = amp_dtype(device, cfg.precision)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     start, history, resumed = 0, [], None
     if checkpoint is not None and checkpoint.exists():
@@ -93,6 +91,7 @@ def train(
         loader = DataLoader(
             dataset, batch_size=cfg.batch_size, shuffle=True, generator=generator,
             num_workers=cfg.num_workers, pin_memory=device.type == "cuda",
+            drop_last=cfg.drop_last and len(dataset) >= cfg.batch_size,  # Dassl's rule
         )
         method.train()
         total, count = 0.0, 0
@@ -127,12 +126,12 @@ def train(
 
 @torch.no_grad()
 def predict(
-    method: Method, dataset: Dataset, batch_size: int, device: torch.device, amp=False, num_workers: int = 0,
-    progress: bool = False,
+    method: Method, dataset: Dataset, batch_size: int, device: torch.device, precision: str = "fp32",
+    num_workers: int = 0, progress: bool = False,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Logits and labels for every item of ``dataset``."""
     method.eval()
-    dtype = amp_dtype(device, amp)
+    dtype = amp_dtype(device, precision)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     all_logits, all_labels = [], []
     for images, labels in tqdm(loader, desc="eval", disable=not progress, leave=False):

@@ -1,9 +1,19 @@
 """CoOp: learnable prompt context vectors (Zhou et al., IJCV 2022).
 
-The prompt for class ``c`` is ``[SOS] v_1 ... v_M [CLASS] . [EOS]`` where the
-``v_i`` are learned (shared by all classes, or one set per class with
-``csc``); CLIP itself stays frozen.  ``class_token_position`` puts the class
-name at the end, in the middle or at the front of the context.
+Follows ``KaiyangZhou/CoOp:trainers/coop.py`` (``PromptLearner``,
+``TextEncoder``) at c5a45c5fd141dc7b480711ab8bd1119ab192e04c.  The prompt for class ``c`` is
+``[SOS] v_1 ... v_M [CLASS] . [EOS]`` (paper Eq. 2) where the ``v_i`` are
+learned (shared by all classes, or one set per class with ``csc``); CLIP
+stays frozen and ``p(y=c|x) = softmax_c(s * cos(f(x), g(t_c)))`` (Eq. 3) is
+trained with cross-entropy.  ``class_token_position`` puts the class name at
+the end, in the middle or at the front of the context.
+
+``csc`` with ``init_text`` is refused: the official code silently learns one
+shared context when it is initialised from words, whatever CSC says.  With
+``init_text``, ``n_ctx`` is its number of BPE tokens; the official code counts
+words, which differs only for words the tokenizer splits.
+
+    bench run --protocol smoke --method coop --set coop.n_ctx=8
 """
 from __future__ import annotations
 
@@ -14,7 +24,8 @@ import torch
 import torch.nn as nn
 
 from bench.errors import ConfigError
-from bench.method import Method
+from bench.method import Method, MethodCard, Reported
+from bench.recipes import Recipe
 from bench.registry import METHODS
 
 
@@ -32,6 +43,12 @@ class CoOpConfig:
             raise ConfigError(f"{where}.n_ctx", "must be at least 1")
         if self.init_text is not None and not self.init_text.strip():
             raise ConfigError(f"{where}.init_text", "must not be empty")
+        if self.csc and self.init_text:
+            raise ConfigError(
+                f"{where}.csc",
+                "class-specific context cannot start from init_text (official CoOp would silently "
+                "share one context); set init_text: null for class-specific context, or csc: false",
+            )
 
 
 def token_length(backbone, text: str) -> int:
@@ -50,8 +67,6 @@ class PromptLearner(nn.Module):
                 raise ConfigError(f"{where}.n_ctx", f"is {cfg.n_ctx} but init_text '{init}' has {n_ctx} tokens")
             with torch.no_grad():
                 ctx = backbone.embed_tokens(backbone.tokenize([init]))[0, 1 : 1 + n_ctx].clone()
-            if cfg.csc:
-                ctx = ctx.unsqueeze(0).repeat(n_cls, 1, 1)
             prefix_text = init
         else:
             n_ctx = cfg.n_ctx or 16
@@ -95,11 +110,39 @@ class PromptLearner(nn.Module):
         return torch.cat(prompts, dim=0)
 
 
+# Dassl's CoOp B2N config (vit_b16_ctxv1): 4 context words "a photo of a", SGD
+# 0.002, batch 32, 200 epochs, everything else Dassl's defaults (TrainRecipe).
+B2N_CTXV1 = dict(options={"init_text": "a photo of a"}, train={"epochs": 200, "batch_size": 32, "lr": 0.002})
+
+CARD = MethodCard(
+    paper="Zhou, Yang, Loy, Liu. Learning to Prompt for Vision-Language Models. IJCV 2022 (arXiv:2109.01134)",
+    code="KaiyangZhou/CoOp:trainers/coop.py@c5a45c5fd141dc7b480711ab8bd1119ab192e04c",
+    recipes={
+        # MDPR ran the CoOp rows of its Tables 2-3 with its own loop: 16 random
+        # context vectors, AdamW, cosine to 1e-6 over 20 epochs, batch 128, AMP.
+        "lt": Recipe(
+            source="MDPR App. A.1.2",
+            options={"n_ctx": 16, "init_text": None},
+            train={"optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "scheduler": "cosine",
+                   "min_lr": 1e-6, "warmup_epochs": 0, "epochs": 20, "batch_size": 128, "drop_last": False},
+        ),
+        "b2n_lt100": Recipe(source="CoOp configs/trainers/CoOp/vit_b16_ctxv1.yaml (LAMP §4.1)", **B2N_CTXV1),
+        "b2n_lt16": Recipe(source="CoOp configs/trainers/CoOp/vit_b16_ctxv1.yaml (as LAMP's)", **B2N_CTXV1),
+    },
+    reported={
+        "cifar100_lt_ir10": Reported("MDPR Table 2", {"all": 70.88, "many": 75.06, "medium": 61.58}),
+        "cifar100_lt_ir50": Reported("MDPR Table 2", {"all": 65.70, "many": 79.63, "medium": 58.44, "few": 50.50}),
+        "cifar100_lt_ir100": Reported("MDPR Table 2", {"all": 64.34, "many": 79.43, "medium": 64.51, "few": 46.53}),
+    },
+)
+
+
 @METHODS.register("coop")
 class CoOp(Method):
     """CoOp: learned prompt context vectors on a frozen CLIP (Zhou et al., 2022)."""
 
     Config = CoOpConfig
+    card = CARD
 
     def __init__(self, backbone, data, cfg: CoOpConfig):
         super().__init__(backbone, data, cfg)

@@ -1,4 +1,13 @@
-"""Zero-shot CLIP: hand-written prompts, no training (Radford et al., 2021)."""
+"""Zero-shot CLIP: hand-written prompts, no training (Radford et al., ICML 2021).
+
+The classifier weight of class ``c`` is ``norm(mean_t norm(g(template_t(c))))``
+and the logits ``s * cos(f(x), w_c)``, as in open_clip's
+``build_zero_shot_classifier`` (``mlfoundations/open_clip:src/open_clip/zero_shot_classifier.py``
+at 67bfcaa6a09cb2fa79bb5a6b2c14cc9dff6db2ba).  The long-tail papers use the single template
+"a photo of a {}."; base-to-new papers use each dataset's CoOp template.
+
+    bench run --protocol smoke --method zeroshot --set 'zeroshot.templates=["a {}."]'
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -8,8 +17,31 @@ import torch
 import torch.nn.functional as F
 
 from bench.errors import ConfigError
-from bench.method import Method
+from bench.method import Method, MethodCard, Reported
+from bench.recipes import Recipe
 from bench.registry import METHODS
+
+# MDPR normalises CIFAR images with CIFAR's mean/std, not CLIP's (its
+# main_maple.py); that likely explains its low zero-shot rows (spec §3).
+MDPR_NOTE = "MDPR normalises with CIFAR mean/std, not CLIP's; expect our numbers to be higher"
+DATASET_TEMPLATE = Recipe(source="CoOp CUSTOM_TEMPLATES (the dataset's template)", options={"templates": []})
+
+CARD = MethodCard(
+    paper="Radford et al. Learning Transferable Visual Models From Natural Language Supervision. ICML 2021",
+    code="mlfoundations/open_clip:src/open_clip/zero_shot_classifier.py@67bfcaa6a09cb2fa79bb5a6b2c14cc9dff6db2ba",
+    recipes={
+        "lt": Recipe(source="MDPR / LIFT: one template", options={"templates": ["a photo of a {}."]}),
+        "b2n_lt100": DATASET_TEMPLATE,
+        "b2n_lt16": DATASET_TEMPLATE,
+    },
+    reported={
+        "cifar100_lt_ir10": Reported("MDPR Table 2", {"all": 59.50, "many": 61.09, "medium": 55.97}, MDPR_NOTE),
+        "cifar100_lt_ir50": Reported("MDPR Table 2", {"all": 59.50, "many": 64.05, "medium": 57.27, "few": 54.22},
+                                     MDPR_NOTE),
+        "cifar100_lt_ir100": Reported("MDPR Table 2", {"all": 59.50, "many": 61.83, "medium": 59.74, "few": 56.50},
+                                      MDPR_NOTE),
+    },
+)
 
 
 @dataclass
@@ -29,6 +61,8 @@ class ZeroShotCLIP(Method):
     """Zero-shot CLIP with hand-written prompt templates (no training)."""
 
     Config = ZeroShotConfig
+    card = CARD
+    trains = False
 
     def __init__(self, backbone, data, cfg: ZeroShotConfig):
         super().__init__(backbone, data, cfg)

@@ -48,3 +48,11 @@ def class_info(smoke_data):
     from bench.method import ClassInfo
 
     return ClassInfo(smoke_data.classnames, smoke_data.train_counts, smoke_data.template)
+
+
+@pytest.fixture(scope="session")
+def smoke_transforms(smoke, backbone):
+    """``(train, test)`` image transforms of the smoke protocol."""
+    from bench.transforms import build_transforms
+
+    return build_transforms(smoke.transforms, backbone.image_size)

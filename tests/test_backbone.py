@@ -1,7 +1,10 @@
+import math
+
+import open_clip
 import pytest
 import torch
 
-from bench.backbone import OpenClip, OpenClipConfig
+from bench.backbone import OpenClip, OpenClipConfig, needs_quick_gelu, planned_setup
 from bench.errors import BenchError
 from bench.synthetic_clip import SyntheticClip, SyntheticClipConfig, weights_path
 
@@ -58,14 +61,62 @@ def test_synthetic_clip_pretraining_is_cached(tmp_path):
     assert weights_path(SyntheticClipConfig(steps=4, cache_dir=str(tmp_path))) != path
 
 
-def test_synthetic_clip_zero_shot_beats_chance(backbone, smoke_data):
+def test_synthetic_clip_zero_shot_beats_chance(backbone, smoke_data, smoke_transforms):
     """Pretraining in code makes zero-shot work: the smoke leaderboard means something."""
     from bench.data import TransformedDataset
 
-    test = TransformedDataset(smoke_data.test, backbone.preprocess_val)
+    test = TransformedDataset(smoke_data.test, smoke_transforms[1])
     images = torch.stack([test[i][0] for i in range(len(test))])
     labels = torch.tensor([test[i][1] for i in range(len(test))])
     text = backbone.encode_text(backbone.tokenize([f"a photo of a {c}." for c in smoke_data.classnames]))
     with torch.no_grad():
         acc = ((backbone.encode_image(images) @ text.T).argmax(1) == labels).float().mean().item()
     assert acc > 0.4  # chance is 0.1
+
+
+def _no_download(monkeypatch):
+    """Build real architectures for pretrained tags without fetching their weights."""
+    import open_clip.factory
+
+    monkeypatch.setattr(open_clip.factory, "download_pretrained", lambda cfg, cache_dir=None: "weights.pt")
+    monkeypatch.setattr(open_clip.factory, "load_checkpoint", lambda *args, **kwargs: None)
+
+
+def test_openai_weights_get_quick_gelu(monkeypatch):
+    """OpenAI trained CLIP with x * sigmoid(1.702 x); open_clip's ViT-B-16 config says GELU."""
+    _no_download(monkeypatch)
+    bb = OpenClip.build(OpenClipConfig(model="ViT-B-16", pretrained="openai"))
+    assert bb.activation == "quick_gelu" and bb.image_size == 224
+    act = bb.model.transformer.resblocks[0].mlp.gelu
+    x = torch.tensor([1.0, -2.0])
+    expected = torch.tensor([1.0 / (1 + math.exp(-1.702)), -2.0 / (1 + math.exp(3.404))])  # 0.8458, -0.0645
+    assert torch.allclose(act(x), expected, atol=1e-6)
+    assert not torch.allclose(act(x), torch.nn.functional.gelu(x), atol=1e-3)
+
+
+def test_weights_trained_with_gelu_keep_gelu(monkeypatch):
+    _no_download(monkeypatch)
+    bb = OpenClip.build(OpenClipConfig(model="ViT-B-16", pretrained="laion2b_s34b_b88k"))
+    assert bb.activation == "gelu"
+
+
+def test_every_openai_tag_needs_quick_gelu():
+    tags = [(m, t) for m, t in open_clip.list_pretrained() if t == "openai"]
+    assert len(tags) >= 18  # RN50 ... ViT-L-14-336, and each as "-quickgelu"
+    assert all(planned_setup(m, t)["activation"] == "quick_gelu" for m, t in tags)
+    assert all(needs_quick_gelu(m, t) for m, t in tags if not m.endswith("-quickgelu"))
+    assert not needs_quick_gelu("ViT-B-16", None) and not needs_quick_gelu("ViT-B-16-quickgelu", "openai")
+    assert planned_setup("ViT-B-16", "openai") == {"image_size": 224, "activation": "quick_gelu"}
+    assert planned_setup("ViT-B-16-quickgelu", "openai")["activation"] == "quick_gelu"
+    assert planned_setup("ViT-B-16", "laion2b_s34b_b88k")["activation"] == "gelu"
+
+
+@pytest.mark.filterwarnings("ignore:QuickGELU mismatch")
+def test_activation_that_disagrees_with_the_tag_is_refused(monkeypatch):
+    import open_clip.factory
+
+    _no_download(monkeypatch)
+    real = open_clip.factory.create_model
+    monkeypatch.setattr(open_clip, "create_model", lambda *a, **kw: real(*a, **{**kw, "force_quick_gelu": False}))
+    with pytest.raises(BenchError, match="needs QuickGELU"):
+        OpenClip.build(OpenClipConfig(model="ViT-B-16", pretrained="openai"))

@@ -41,7 +41,18 @@ def test_smoke_leaderboard_end_to_end(capsys, results):
     assert set(rec["metrics"]) == {"all", "many", "medium", "few", "macro_f1"}
     assert len(rec["per_class_accuracy"]) == 10
     assert rec["config"]["method"]["n_ctx"] == 4
+    assert rec["config"]["train"]["optimizer"] == "adamw" and rec["config"]["train"]["epochs"] == 4
+    assert rec["config"]["sources"]["train.lr"] == "card: MDPR App. A.1.2"
     assert rec["train"]["epochs"] == 4
+    setup = rec["setup"]
+    assert setup["activation"] == "gelu" and setup["image_size"] == 32 and setup["group_by"] == "own"
+    assert setup["precision"] == ({"train": "fp32", "eval": "fp32"} if not torch.cuda.is_available()
+                                  else {"train": "bf16-autocast", "eval": "bf16-autocast"})
+    assert setup["transforms"]["train"][1].startswith("RandomResizedCrop(size=(32, 32), scale=(0.08, 1.0)")
+    assert setup["transforms"]["test"][1].startswith("Resize(size=32, interpolation=bicubic")
+    zs = json.loads(files[2].read_text())
+    assert zs["config"]["train"] is None and zs["setup"]["transforms"]["train"] is None
+    assert zs["config"]["method"]["templates"] == ["a photo of a {}."]
     assert rec["env"]["device"] == ("cuda" if torch.cuda.is_available() else "cpu")  # --device auto
     assert files[0].with_suffix(".ckpt").exists()
 
@@ -104,6 +115,10 @@ def test_interrupted_run_resumes_from_checkpoint(capsys, results, tmp_path, monk
         (["run", "--protocol", "smok", "--method", "coop"], "unknown protocol 'smok'; did you mean 'smoke'?"),
         (["run", "--protocol", "smoke", "--method", "coop", "--set", "coop.nctx=2"], "did you mean 'n_ctx'?"),
         (["run", "--protocol", "smoke", "--method", "coop", "--set", "n_ctx=2"], "expected METHOD.FIELD=VALUE"),
+        (["run", "--protocol", "smoke", "--method", "coop", "--set", "coop.optim.lr=2"], "METHOD.train.FIELD"),
+        (["run", "--protocol", "smoke", "--method", "coop", "--set", "coop.train.lr=fast"],
+         "--set coop.train.lr: expected a number, got 'fast'"),
+        (["run", "--protocol", "smoke", "--method", "zeroshot", "--set", "zeroshot.train.lr=1"], "is not trained"),
         (["run", "--protocol", "smoke", "--method", "coop", "--set", "zeroshot.templates=[]"], "not being run"),
         (["run", "--protocol", "smoke", "--method", "coop", "--data-root", "/x"], "reads no files"),
         (["leaderboard", "--protocol", "cifar100_lt_ir10"], "no results for protocol"),
@@ -124,7 +139,7 @@ def test_malformed_yaml_and_missing_root(capsys, tmp_path, results):
 
     proto = tmp_path / "cifar.yaml"
     proto.write_text(
-        "name: cifar\ndataset: {name: cifar100_lt, imbalance_ratio: 10, root: /no/such/dir, download: false}\n"
+        "name: cifar\nfamily: lt\ndataset: {name: cifar100_lt, imbalance_ratio: 10, root: /no/such/dir, download: false}\n"
         "backbone: {name: open_clip, model: bench-tiny-vit, pretrained: null}\n"
     )
     code, _, err = run(capsys, "run", "--protocol", str(proto), "--method", "zeroshot", "--results-dir", str(results))
@@ -163,3 +178,36 @@ def test_parse_overrides():
     }
     with pytest.raises(BenchError):
         parse_overrides(["coop.n_ctx"])
+
+
+def test_train_override_is_a_new_cell_with_that_lr(capsys, results):
+    args = ["run", "--protocol", "smoke", "--method", "coop", "--seeds", "1", "--results-dir", str(results),
+            "--no-progress", "--set", "coop.train.epochs=1"]
+    assert run(capsys, *args)[0] == 0
+    assert run(capsys, *args, "--set", "coop.train.lr=0.01")[0] == 0
+    recs = [json.loads(f.read_text()) for f in results.glob("smoke/coop/*/seed-1.json")]
+    assert sorted(r["config"]["train"]["lr"] for r in recs) == [0.001, 0.01]
+    assert {r["config"]["sources"]["train.lr"] for r in recs} == {"card: MDPR App. A.1.2", "--set"}
+
+
+def test_parse_overrides_nests_train_fields():
+    assert parse_overrides(["coop.n_ctx=4", "coop.train.lr=0.01", "coop.train.optimizer=sgd"]) == \
+        {"coop": {"n_ctx": 4, "train": {"lr": 0.01, "optimizer": "sgd"}}}
+
+
+def test_show_prints_every_resolved_field_with_its_source(capsys):
+    code, out, _ = run(capsys, "show", "cifar100_lt_ir100", "--set", "coop.train.lr=0.01")
+    assert code == 0
+    assert "backbone    open_clip  model=ViT-B-16 pretrained=openai" in out and "activation quick_gelu" in out
+    assert "RandomResizedCrop(size=(224, 224), scale=(0.08, 1.0)" in out and "RandomHorizontalFlip(p=0.5)" in out
+    coop = out.split("\ncoop: ")[1].split("\n\n")[0]
+    rows = {line.split()[0]: line.split(None, 2)[1:] for line in coop.splitlines()[4:]}
+    assert rows["train.lr"] == ["0.01", "--set"]
+    assert rows["train.optimizer"] == ["'adamw'", "card: MDPR App. A.1.2"]
+    assert rows["train.momentum"] == ["0.9", "default"]
+    assert rows["train.num_workers"] == ["4", "protocol train"]
+    assert rows["n_ctx"] == ["16", "card: MDPR App. A.1.2"]
+    assert "reported    MDPR Table 2: all 64.34" in coop
+    assert "training    none" in out.split("\nzeroshot: ")[1]
+    code, _, err = run(capsys, "show", "smoke", "--method", "cop")
+    assert code == 2 and err.count("\n") == 1 and "unknown method 'cop'; did you mean 'coop'?" in err

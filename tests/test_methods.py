@@ -32,7 +32,7 @@ def test_zeroshot_template_ensemble(backbone, class_info):
 
 def test_zeroshot_template_needs_a_slot():
     with pytest.raises(ConfigError, match=r"templates\[0\]"):
-        load_protocol("smoke").method_config("zeroshot", {"templates": ["a photo"]})
+        load_protocol("smoke").resolve("zeroshot", {"templates": ["a photo"]})
 
 
 def test_coop_only_context_is_trainable(backbone, class_info):
@@ -93,3 +93,10 @@ def test_coop_gradients_reach_context(backbone, class_info):
     loss.backward()
     assert coop.prompt_learner.ctx.grad is not None
     assert coop.prompt_learner.ctx.grad.abs().sum() > 0
+
+
+def test_coop_refuses_class_specific_context_from_words(smoke):
+    """Official CoOp silently ignores CSC when CTX_INIT is set; we say so instead."""
+    with pytest.raises(ConfigError, match="csc: class-specific context cannot start from init_text") as err:
+        smoke.resolve("coop", {"csc": True, "init_text": "a photo of a", "n_ctx": None})
+    assert err.value.where == "--set coop.csc"

@@ -3,9 +3,12 @@ import math
 import pytest
 import torch
 
+from bench.data.base import exponential_counts
+from bench.errors import BenchError
 from bench.metrics import (
     base_new_accuracy,
     evaluate,
+    group_counts,
     harmonic_mean,
     macro_f1,
     per_class_accuracy,
@@ -85,3 +88,22 @@ def test_evaluate_with_base_classes():
     m = evaluate(logits, labels, [30] * 4, base_classes=[0, 1])["metrics"]
     assert m["base"] == m["new"] == m["hm"] == 100.0
     assert not math.isnan(m["macro_f1"])
+
+
+@pytest.mark.parametrize("ir, own, lift", [
+    # (many, medium, few) class counts; lt_anchors §1.3, recomputed from the LDAM-DRW formula
+    (10, (69, 31, 0), (35, 35, 30)),
+    (50, (41, 41, 18), (35, 35, 30)),
+    (100, (35, 35, 30), (35, 35, 30)),
+])
+def test_lift_groups_cifar_by_the_ir100_counts(ir, own, lift):
+    counts = exponential_counts(100, 500, ir)
+    sizes = lambda c: tuple(len(v) for v in shot_groups(c).values())  # noqa: E731
+    assert sizes(group_counts("own", counts)) == own
+    assert sizes(group_counts("cifar100_lt_ir100", counts)) == lift
+    assert shot_groups(group_counts("cifar100_lt_ir100", counts))["few"] == list(range(70, 100))
+
+
+def test_reference_profile_must_fit_the_dataset():
+    with pytest.raises(BenchError, match="profile 'cifar100_lt_ir100' has 100 classes but the dataset has 10"):
+        group_counts("cifar100_lt_ir100", [5] * 10)

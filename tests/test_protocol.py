@@ -8,6 +8,7 @@ from bench.protocol import available_protocols, load_protocol, parse_protocol
 
 SMOKE_LIKE = {
     "name": "p",
+    "family": "lt",
     "dataset": {"name": "synthetic_lt", "num_classes": 4},
     "backbone": {"name": "synthetic_clip", "steps": 2},
 }
@@ -20,7 +21,8 @@ def parse(**changes):
 
 def test_builtin_protocols_load():
     names = available_protocols()
-    assert names[:4] == ["cifar100_lt_ir10", "cifar100_lt_ir50", "cifar100_lt_ir100", "smoke"]
+    assert names == ["cifar100_lt_ir10", "cifar100_lt_ir10_liftgroups", "cifar100_lt_ir50",
+                     "cifar100_lt_ir50_liftgroups", "cifar100_lt_ir100", "smoke"]
     for name in names:
         proto = load_protocol(name)
         assert proto.name == name and proto.description and proto.seeds
@@ -103,15 +105,15 @@ def test_identity_leaves_out_machine_settings():
     )
     assert a.identity() == b.identity()
     assert "root" not in a.identity()["dataset"]
-    assert "num_workers" not in a.identity()["train"]
-    c = parse_protocol({**yaml.safe_load(a.path.read_text()), "train": {"epochs": 3}})
+    assert "num_workers" not in a.resolve("coop").train_identity()
+    c = parse_protocol({**yaml.safe_load(a.path.read_text()), "transforms": {"flip": False}})
     assert c.identity() != a.identity()
 
 
 def test_method_config_applies_protocol_then_overrides(smoke):
-    assert smoke.method_config("coop").n_ctx == 4  # from smoke.yaml
-    assert smoke.method_config("coop", {"n_ctx": 2, "csc": True}).n_ctx == 2
-    assert smoke.method_config("zeroshot").templates == []
+    assert smoke.resolve("coop").options.n_ctx == 4  # from smoke.yaml
+    assert smoke.resolve("coop", {"n_ctx": 2, "csc": True}).options.n_ctx == 2
+    assert smoke.resolve("zeroshot").options.templates == ["a photo of a {}."]  # the card's lt recipe
     with pytest.raises(ConfigError) as err:
-        smoke.method_config("coop", {"nctx": 2})
-    assert err.value.where == "method coop.nctx"
+        smoke.resolve("coop", {"nctx": 2})
+    assert err.value.where == "--set coop.nctx"

@@ -1,22 +1,15 @@
-import dataclasses
-
 import pytest
 import torch
+import torch.nn.functional as F
+from torch.utils.data import TensorDataset
 
 from bench.data import TransformedDataset
-from bench.protocol import TrainConfig
-from bench.train import lr_for_epoch, predict, train
+from bench.method import Method
+from bench.recipes import TrainRecipe
+from bench.train import predict, train
 from methods.coop import CoOp, CoOpConfig
 
 CPU = torch.device("cpu")
-
-
-def test_lr_schedule_is_dassl_style():
-    cfg = TrainConfig(epochs=10, lr=0.002, warmup_epochs=1, warmup_lr=1e-5)
-    assert lr_for_epoch(cfg, 0) == 1e-5
-    assert lr_for_epoch(cfg, 1) == pytest.approx(0.002)
-    assert lr_for_epoch(cfg, 6) == pytest.approx(0.001)
-    assert lr_for_epoch(dataclasses.replace(cfg, scheduler="constant"), 9) == 0.002
 
 
 def make(backbone, class_info, seed=0):
@@ -24,24 +17,25 @@ def make(backbone, class_info, seed=0):
     return CoOp(backbone, class_info, CoOpConfig(n_ctx=4))
 
 
-def test_training_lowers_the_loss_and_improves_accuracy(backbone, class_info, smoke_data):
+def test_training_lowers_held_out_loss_and_improves_accuracy(backbone, class_info, smoke_data, smoke_transforms):
+    """Under Dassl's 8%-area crops the training-stream loss is noisy; held-out numbers are not."""
     method = make(backbone, class_info)
-    data = TransformedDataset(smoke_data.train, backbone.preprocess_train)
-    test = TransformedDataset(smoke_data.test, backbone.preprocess_val)
+    data = TransformedDataset(smoke_data.train, smoke_transforms[0])
+    test = TransformedDataset(smoke_data.test, smoke_transforms[1])
     logits, labels = predict(method, test, 64, CPU)
-    before = (logits.argmax(1) == labels).float().mean()
-    cfg = TrainConfig(epochs=3, lr=0.002, warmup_epochs=0)
+    loss_before, acc_before = F.cross_entropy(logits, labels), (logits.argmax(1) == labels).float().mean()
+    cfg = TrainRecipe(epochs=4, optimizer="adamw", lr=1e-3, weight_decay=1e-4, warmup_epochs=0)
     summary = train(method, data, cfg, seed=1, device=CPU)
-    assert summary["epochs"] == 3 and summary["resumed_from_epoch"] is None
-    history = summary["loss_history"]
-    assert history[-1] < history[0]
+    assert summary["epochs"] == 4 and summary["resumed_from_epoch"] is None
+    assert all(torch.isfinite(torch.tensor(summary["loss_history"])))
     logits, labels = predict(method, test, 64, CPU)
-    assert (logits.argmax(1) == labels).float().mean() > before
+    assert F.cross_entropy(logits, labels) < loss_before
+    assert (logits.argmax(1) == labels).float().mean() > acc_before
 
 
-def test_resumed_training_equals_uninterrupted(backbone, class_info, smoke_data, tmp_path):
-    data = TransformedDataset(smoke_data.train, backbone.preprocess_train)
-    cfg = TrainConfig(epochs=3, lr=0.01, warmup_epochs=1)
+def test_resumed_training_equals_uninterrupted(backbone, class_info, smoke_data, smoke_transforms, tmp_path):
+    data = TransformedDataset(smoke_data.train, smoke_transforms[0])
+    cfg = TrainRecipe(epochs=3, lr=0.01, warmup_epochs=1)
 
     straight = make(backbone, class_info)
     full = train(straight, data, cfg, seed=5, device=CPU)
@@ -58,38 +52,62 @@ def test_resumed_training_equals_uninterrupted(backbone, class_info, smoke_data,
     assert not list(tmp_path.glob(".*.tmp"))
 
 
-def test_checkpoint_of_another_config_is_ignored(backbone, class_info, smoke_data, tmp_path):
-    data = TransformedDataset(smoke_data.train, backbone.preprocess_train)
-    cfg = TrainConfig(epochs=1, warmup_epochs=0)
+def test_checkpoint_of_another_config_is_ignored(backbone, class_info, smoke_data, smoke_transforms, tmp_path):
+    data = TransformedDataset(smoke_data.train, smoke_transforms[0])
+    cfg = TrainRecipe(epochs=1, warmup_epochs=0)
     ckpt = tmp_path / "c.ckpt"
     train(make(backbone, class_info), data, cfg, seed=1, device=CPU, checkpoint=ckpt, key="old")
     summary = train(make(backbone, class_info), data, cfg, seed=1, device=CPU, checkpoint=ckpt, key="new")
     assert summary["resumed_from_epoch"] is None and summary["epochs"] == 1
 
 
-def test_method_without_parameters_is_not_trained(backbone, class_info, smoke_data):
+def test_method_without_parameters_is_not_trained(backbone, class_info, smoke_data, smoke_transforms):
     from methods.zeroshot import ZeroShotCLIP, ZeroShotConfig
 
     method = ZeroShotCLIP(backbone, class_info, ZeroShotConfig())
-    summary = train(method, smoke_data.train, TrainConfig(), seed=1, device=CPU)
+    summary = train(method, smoke_data.train, TrainRecipe(), seed=1, device=CPU)
     assert summary == {"epochs": 0, "loss_history": [], "resumed_from_epoch": None}
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
-def test_amp_training_on_gpu(backbone, class_info, smoke_data):
+def test_amp_training_on_gpu(backbone, class_info, smoke_data, smoke_transforms):
     import copy
 
     from bench.train import amp_dtype
 
     gpu = torch.device("cuda")
-    assert amp_dtype(gpu, "auto") in (torch.bfloat16, torch.float16)
-    assert amp_dtype(gpu, False) is None and amp_dtype(CPU, True) is None
+    assert amp_dtype(gpu, "amp") in (torch.bfloat16, torch.float16)
+    assert amp_dtype(gpu, "fp32") is None and amp_dtype(CPU, "amp") is None
     method = CoOp(copy.deepcopy(backbone).to(gpu), class_info, CoOpConfig(n_ctx=4)).to(gpu)
-    data = TransformedDataset(smoke_data.train, backbone.preprocess_train)
-    summary = train(method, data, TrainConfig(epochs=2, warmup_epochs=0), seed=1, device=gpu)
+    data = TransformedDataset(smoke_data.train, smoke_transforms[0])
+    summary = train(method, data, TrainRecipe(epochs=2, warmup_epochs=0), seed=1, device=gpu)
     assert all(torch.isfinite(torch.tensor(summary["loss_history"])))
     assert summary["loss_history"][-1] < summary["loss_history"][0]
     assert method.prompt_learner.ctx.dtype == torch.float32  # AMP keeps master weights in fp32
-    logits, labels = predict(method, TransformedDataset(smoke_data.test, backbone.preprocess_val), 64, gpu, amp="auto")
+    logits, labels = predict(method, TransformedDataset(smoke_data.test, smoke_transforms[1]), 64, gpu, precision="amp")
     assert logits.dtype == torch.float32 and logits.shape == (len(smoke_data.test), 10)
     assert (logits.argmax(1) == labels).float().mean() > 0.4
+
+
+class Counting(Method):
+    """One parameter; counts the batch sizes it is trained on."""
+
+    def __init__(self):
+        super().__init__(None, None, None)
+        self.w = torch.nn.Parameter(torch.zeros(2))
+        self.sizes = []
+
+    def forward(self, x):
+        if self.training:
+            self.sizes.append(len(x))
+        return x[:, :2] * self.w
+
+
+@pytest.mark.parametrize("drop_last, n, sizes", [(True, 70, [32, 32]), (False, 70, [32, 32, 6]), (True, 20, [20])])
+def test_drop_last_follows_dassl(drop_last, n, sizes):
+    """Dassl: drop_last = is_train and len(data) >= batch_size."""
+    data = TensorDataset(torch.randn(n, 4), torch.randint(0, 2, (n,)))
+    method = Counting()
+    cfg = TrainRecipe(epochs=1, warmup_epochs=0, batch_size=32, drop_last=drop_last)
+    train(method, data, cfg, seed=0, device=CPU)
+    assert method.sizes == sizes

@@ -1,0 +1,75 @@
+"""``bench show``: a protocol and each method's fully resolved recipe, with where every value comes from.
+
+    bench show cifar100_lt_ir100 --method coop --set coop.train.lr=0.002
+
+prints the dataset, backbone (with the activation it will be built with),
+transforms, evaluation and seeds, then per method its paper and official code,
+the numbers its paper reports here, and a table of every option and training
+field with the layer that set it (default, card, protocol, --set).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, List, Optional
+
+from .method import MethodCard
+from .protocol import Protocol
+from .recipes import FAMILIES, recipe_table
+from .registry import BACKBONES, METHODS, describe
+from .transforms import build_transforms
+from .transforms import describe as describe_transform
+
+
+def _fields(cfg) -> str:
+    return " ".join(f"{k}={v}" for k, v in dataclasses.asdict(cfg).items())
+
+
+def protocol_lines(protocol: Protocol) -> List[str]:
+    planned = BACKBONES.get(protocol.backbone_name).planned_setup(protocol.backbone)
+    size = protocol.transforms.size or planned["image_size"]
+    train_tf, test_tf = build_transforms(protocol.transforms, size)
+    return [
+        f"protocol    {protocol.name}: {protocol.description}",
+        f"family      {protocol.family}: {FAMILIES[protocol.family]}",
+        f"dataset     {protocol.dataset_name}  {_fields(protocol.dataset)}",
+        f"backbone    {protocol.backbone_name}  {_fields(protocol.backbone)}  "
+        f"(activation {planned['activation']}, input {planned['image_size']} px)",
+        f"train tf    {' -> '.join(describe_transform(train_tf))}",
+        f"test tf     {' -> '.join(describe_transform(test_tf))}",
+        f"eval        {_fields(protocol.eval)}",
+        f"seeds       {' '.join(map(str, protocol.seeds))}",
+    ]
+
+
+def card_lines(card: Optional[MethodCard], protocol: Protocol) -> List[str]:
+    if card is None:
+        return ["  card        none: options and recipe are engine defaults"]
+    lines = [f"  paper       {card.paper}", f"  code        {card.code}"]
+    reported = card.reported.get(protocol.name)
+    if reported is not None:
+        numbers = ", ".join(f"{k} {v:.2f}" for k, v in reported.metrics.items())
+        note = f" ({reported.note})" if reported.note else ""
+        lines.append(f"  reported    {reported.source}: {numbers}{note}")
+    if protocol.family not in card.recipes:
+        lines.append(f"  recipe      the card has none for family '{protocol.family}': engine defaults")
+    return lines
+
+
+def method_lines(protocol: Protocol, name: str, cli: Optional[dict]) -> List[str]:
+    entry = METHODS.get(name)
+    resolved = protocol.resolve(name, cli)
+    lines = [f"{name}: {describe(entry) or ''}"] + card_lines(entry.card, protocol)
+    if not resolved.trains:
+        lines.append("  training    none (evaluated as built)")
+    rows = [(field, repr(value) if isinstance(value, str) else str(value), source)
+            for field, value, source in recipe_table(resolved)]
+    width = max(len(r[0]) for r in rows)
+    value_width = min(max(len(r[1]) for r in rows), 40)
+    lines += [f"  {f:<{width}}  {v:<{value_width}}  {s}" for f, v, s in rows]
+    return lines
+
+
+def render(protocol: Protocol, methods: List[str], overrides: Dict[str, dict]) -> str:
+    blocks = [protocol_lines(protocol)] + [method_lines(protocol, m, overrides.get(m)) for m in methods]
+    return "\n\n".join("\n".join(block) for block in blocks) + "\n"
+

@@ -1,0 +1,122 @@
+"""Per-method training recipes: schedules, layering, provenance, keys and method cards."""
+import dataclasses
+import re
+
+import pytest
+import torch
+
+from bench.errors import ConfigError
+from bench.plugins import load_builtins
+from bench.protocol import available_protocols, load_protocol
+from bench.recipes import FAMILIES, TrainRecipe, lr_for_epoch
+from bench.registry import METHODS
+from bench.store import cell_key
+
+load_builtins()
+
+
+def test_dassl_schedule_matches_maple_logs():
+    # MaPLe issue #17 log (lr 0.0035, 5 epochs, 1 warm-up epoch at 1e-5): epoch 4/5 2.2908e-03, 5/5 1.2092e-03.
+    cfg = TrainRecipe(epochs=5, lr=0.0035, warmup_epochs=1, warmup_lr=1e-5)
+    assert lr_for_epoch(cfg, 0) == 1e-5
+    assert lr_for_epoch(cfg, 1) == pytest.approx(0.0035)
+    assert lr_for_epoch(cfg, 3) == pytest.approx(2.2908e-03, abs=1e-7)
+    assert lr_for_epoch(cfg, 4) == pytest.approx(1.2092e-03, abs=1e-7)
+    assert lr_for_epoch(dataclasses.replace(cfg, scheduler="constant"), 4) == 0.0035
+
+
+def test_mdpr_schedule_matches_torch_cosine_annealing():
+    """MDPR: CosineAnnealingLR(T_max=20, eta_min=1e-6) stepped once per epoch, no warm-up."""
+    cfg = TrainRecipe(epochs=20, optimizer="adamw", lr=1e-3, min_lr=1e-6, warmup_epochs=0)
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=20, eta_min=1e-6)
+    for epoch in range(20):
+        assert lr_for_epoch(cfg, epoch) == pytest.approx(opt.param_groups[0]["lr"], rel=1e-9)
+        opt.step()
+        sched.step()
+
+
+def test_coop_lt_recipe_is_mdprs():
+    """MDPR App. A.1.2 / spec §11: 16 random context vectors, AdamW 1e-3, wd 1e-4, cosine 20 epochs, batch 128."""
+    resolved = load_protocol("cifar100_lt_ir100").resolve("coop")
+    assert resolved.options.n_ctx == 16 and resolved.options.init_text is None
+    t = resolved.train
+    assert (t.optimizer, t.lr, t.weight_decay, t.scheduler, t.epochs, t.batch_size, t.warmup_epochs) == \
+        ("adamw", 1e-3, 1e-4, "cosine", 20, 128, 0)
+    assert t.min_lr == 1e-6 and t.precision == "amp"
+    assert resolved.sources["train.lr"] == "card: MDPR App. A.1.2"
+    assert resolved.sources["train.num_workers"] == "protocol train"
+
+
+def test_layers_override_in_order(smoke):
+    r = smoke.resolve("coop", {"n_ctx": 2, "train": {"lr": 0.01}})
+    assert r.options.n_ctx == 2 and r.sources["n_ctx"] == "--set"
+    assert r.train.lr == 0.01 and r.sources["train.lr"] == "--set"
+    assert r.train.epochs == 4 and r.sources["train.epochs"] == "protocol train"
+    assert r.train.optimizer == "adamw" and r.sources["train.optimizer"].startswith("card:")
+    assert r.train.momentum == 0.9 and "train.momentum" not in r.sources  # engine default
+    own = dataclasses.replace(smoke, methods={"coop": {"train": {"epochs": 2}}})
+    assert own.resolve("coop").train.epochs == 2
+    assert own.resolve("coop").sources["train.epochs"] == "protocol methods.coop"
+
+
+def test_recipe_is_part_of_the_cell_key(smoke):
+    ident = smoke.identity()
+    base = smoke.resolve("coop")
+    other = smoke.resolve("coop", {"train": {"lr": 0.01}})
+    key = cell_key(ident, "coop", dataclasses.asdict(base.options), base.train_identity())
+    assert key != cell_key(ident, "coop", dataclasses.asdict(other.options), other.train_identity())
+    assert "num_workers" not in base.train_identity()
+
+
+def test_untrained_method_ignores_training_settings(smoke):
+    zs = smoke.resolve("zeroshot")
+    assert zs.trains is False and zs.train_identity() == {"eval_precision": "amp"}
+    assert smoke.resolve("zeroshot", {"train": {"eval_precision": "fp32"}}).train_identity() == \
+        {"eval_precision": "fp32"}
+    with pytest.raises(ConfigError, match="not trained"):
+        smoke.resolve("zeroshot", {"train": {"lr": 0.1}})
+
+
+@pytest.mark.parametrize("cli, where, message", [
+    ({"train": {"lr": "fast"}}, "--set coop.train.lr", "expected a number"),
+    ({"train": {"lrr": 0.1}}, "--set coop.train.lrr", "did you mean 'lr'"),
+    ({"train": {"warmup_epochs": 4}}, "--set coop.train.warmup_epochs", "between 0 and epochs - 1"),
+    ({"train": {"min_lr": 0.5}}, "--set coop.train.min_lr", "must not exceed lr"),
+    ({"train": {"precision": "fp8"}}, "--set coop.train.precision", "one of 'amp', 'fp32'"),
+])
+def test_bad_recipe_values_name_their_layer(smoke, cli, where, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        smoke.resolve("coop", cli)
+    assert err.value.where == where
+
+
+def test_protocol_wide_train_error_names_the_protocol(smoke):
+    bad = dataclasses.replace(smoke, train={"epochs": 1, "warmup_epochs": 1})
+    with pytest.raises(ConfigError) as err:
+        bad.resolve("coop")
+    assert err.value.where == "protocol.train.warmup_epochs"
+
+
+CODE = re.compile(r"^[\w.-]+/[\w.-]+:[\w./-]+@[0-9a-f]{40}$")  # owner/repo:path@commit
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_every_method_has_a_complete_card(name):
+    entry = METHODS.get(name)
+    card = entry.card
+    assert card is not None and card.paper and CODE.match(card.code), card
+    assert card.recipes and set(card.recipes) <= set(FAMILIES)  # families the card has no recipe for use defaults
+    for family, recipe in card.recipes.items():
+        assert recipe.source
+        for protocol in ("smoke", "cifar100_lt_ir100"):
+            proto = dataclasses.replace(load_protocol(protocol), family=family)
+            proto.resolve(name)  # every card recipe is valid
+    for protocol, reported in card.reported.items():
+        assert protocol in available_protocols()
+        assert reported.source and all(0 <= v <= 100 for v in reported.metrics.values())
+
+
+def test_builtin_cards_cover_every_family():
+    for name in ("coop", "zeroshot"):
+        assert set(METHODS.get(name).card.recipes) == set(FAMILIES)
