@@ -42,7 +42,9 @@ EVAL_FIELDS = ("eval_precision", "num_workers")
 
 @dataclass
 class TrainRecipe:
-    """How a method is trained.  Defaults: Dassl's (CoOp, CoCoOp, MaPLe, Candle)."""
+    """How a method is trained.  Defaults: Dassl's as the CoOp configs set them
+    (``KaiyangZhou/Dassl.pytorch:dassl/config/defaults.py`` and ``dassl/optim/``
+    at c61a1b570ac6333bd50fb5ae06aea59002fb20bb; ``KaiyangZhou/CoOp:configs/trainers/CoOp/``)."""
 
     epochs: int = 10
     batch_size: int = 32

@@ -2,7 +2,8 @@
 
 Every method in CoOp, CoCoOp, MaPLe, PromptSRC and Candle trains on images from
 Dassl's builder (``KaiyangZhou/Dassl.pytorch:dassl/data/transforms/transforms.py``
-with the CoOp configs' ``INPUT`` block): images read as RGB, then
+at c61a1b570ac6333bd50fb5ae06aea59002fb20bb, with the CoOp configs' ``INPUT``
+block): images read as RGB (``dassl/utils/tools.py`` ``read_image``), then
 
 - train: ``RandomResizedCrop(224, scale=(0.08, 1), bicubic)``, horizontal flip (p = 0.5);
 - test: ``Resize(224, bicubic)`` of the shorter side, ``CenterCrop(224)``;
@@ -10,6 +11,9 @@ with the CoOp configs' ``INPUT`` block): images read as RGB, then
 
 open_clip's own train transform crops with scale (0.9, 1) and never flips, so it
 is not used.  ``size: null`` means the backbone's input size (224 for ViT-B/16).
+``train_crop: resize_pad_crop`` is MDPR's CIFAR geometry instead
+(``Sha843/MDPR:MDPR with Maple/mdpr_clip/main_maple.py`` at 31fcb5fc4427a86c7d5c2c0907ef157c4da55856):
+``Resize(224, bicubic)``, ``RandomCrop(224, padding=4)``, flip.
 
     >>> train_tf, test_tf = build_transforms(TransformConfig(), image_size=224)
     >>> test_tf(pil_image).shape
@@ -32,6 +36,8 @@ CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 class TransformConfig:
     size: Optional[int] = None  # crop side in pixels; null: the backbone's input size
     interpolation: Literal["bicubic", "bilinear", "nearest"] = "bicubic"
+    train_crop: Literal["random_resized", "resize_pad_crop"] = "random_resized"
+    crop_padding: int = 4  # resize_pad_crop only: zero padding before the random crop
     crop_scale: List[float] = field(default_factory=lambda: [0.08, 1.0])  # RandomResizedCrop area range
     crop_ratio: List[float] = field(default_factory=lambda: [3 / 4, 4 / 3])  # and aspect-ratio range
     flip: bool = True  # random horizontal flip in training
@@ -43,6 +49,8 @@ class TransformConfig:
         for name in ("size", "test_resize"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{where}.{name}", "must be at least 1")
+        if self.crop_padding < 0:
+            raise ConfigError(f"{where}.crop_padding", "must not be negative")
         low, high = _pair(self.crop_scale, f"{where}.crop_scale")
         if not 0 < low <= high <= 1:
             raise ConfigError(f"{where}.crop_scale", f"expected 0 < min <= max <= 1, got {self.crop_scale}")
@@ -77,8 +85,11 @@ def build_transforms(cfg: TransformConfig, image_size: int) -> Tuple[Callable, C
     size = cfg.size or image_size
     mode = T.InterpolationMode(cfg.interpolation)
     tail = [T.ToTensor(), T.Normalize(cfg.mean, cfg.std)]
-    train = [ToRGB(), T.RandomResizedCrop(size, scale=tuple(cfg.crop_scale), ratio=tuple(cfg.crop_ratio),
-                                          interpolation=mode)]
+    if cfg.train_crop == "random_resized":
+        train = [ToRGB(), T.RandomResizedCrop(size, scale=tuple(cfg.crop_scale), ratio=tuple(cfg.crop_ratio),
+                                              interpolation=mode)]
+    else:
+        train = [ToRGB(), T.Resize(size, interpolation=mode), T.RandomCrop(size, padding=cfg.crop_padding)]
     if cfg.flip:
         train.append(T.RandomHorizontalFlip())
     test = [ToRGB(), T.Resize(cfg.test_resize or size, interpolation=mode), T.CenterCrop(size)]

@@ -1,7 +1,7 @@
 """CoOp: learnable prompt context vectors (Zhou et al., IJCV 2022).
 
 Follows ``KaiyangZhou/CoOp:trainers/coop.py`` (``PromptLearner``,
-``TextEncoder``) at c5a45c5fd141dc7b480711ab8bd1119ab192e04c.  The prompt for class ``c`` is
+``TextEncoder``) at ff61507c790454bce7c5052c3ac39e60772f1f89.  The prompt for class ``c`` is
 ``[SOS] v_1 ... v_M [CLASS] . [EOS]`` (paper Eq. 2) where the ``v_i`` are
 learned (shared by all classes, or one set per class with ``csc``); CLIP
 stays frozen and ``p(y=c|x) = softmax_c(s * cos(f(x), g(t_c)))`` (Eq. 3) is
@@ -116,10 +116,11 @@ B2N_CTXV1 = dict(options={"init_text": "a photo of a"}, train={"epochs": 200, "b
 
 CARD = MethodCard(
     paper="Zhou, Yang, Loy, Liu. Learning to Prompt for Vision-Language Models. IJCV 2022 (arXiv:2109.01134)",
-    code="KaiyangZhou/CoOp:trainers/coop.py@c5a45c5fd141dc7b480711ab8bd1119ab192e04c",
+    code="KaiyangZhou/CoOp:trainers/coop.py@ff61507c790454bce7c5052c3ac39e60772f1f89",
     recipes={
-        # MDPR ran the CoOp rows of its Tables 2-3 with its own loop: 16 random
-        # context vectors, AdamW, cosine to 1e-6 over 20 epochs, batch 128, AMP.
+        # MDPR App. A.1.2 for its CoOp rows (Tables 2-3); the numbers are those of its
+        # training script (Sha843/MDPR:MDPR with Maple/mdpr_clip/main_maple.py at 31fcb5fc):
+        # AdamW, CosineAnnealingLR(eta_min=1e-6) stepped per epoch, no warm-up, drop_last False.
         "lt": Recipe(
             source="MDPR App. A.1.2",
             options={"n_ctx": 16, "init_text": None},

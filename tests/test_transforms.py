@@ -58,6 +58,18 @@ def test_default_test_transform_is_dassls_and_open_clips(images):
         assert torch.allclose(a, theirs(image), atol=1e-6)
 
 
+def test_mdpr_cifar_geometry(images):
+    """Sha843/MDPR main_maple.py: Resize(224, bicubic), RandomCrop(224, padding=4), flip (CLIP stats, by REC)."""
+    ours, _ = build_transforms(TransformConfig(train_crop="resize_pad_crop"), image_size=224)
+    mdpr = T.Compose([T.Resize(224, interpolation=BICUBIC), T.RandomCrop(224, padding=4), T.RandomHorizontalFlip(),
+                      T.ToTensor(), T.Normalize(MEAN, STD)])
+    for seed in range(3):
+        torch.manual_seed(seed)
+        a = ours(images[0])
+        torch.manual_seed(seed)
+        assert torch.equal(a, mdpr(images[0]))
+
+
 def test_test_transform_keeps_the_aspect_ratio_and_crops_the_centre():
     # A 40x20 image: shorter side 20 -> 224 gives 448x224; the crop keeps columns 112..335.
     left = np.zeros((20, 20, 3), np.uint8)
@@ -85,6 +97,8 @@ def test_size_defaults_to_the_backbone_and_options_apply(images):
     ({"mean": [0.5, 0.5]}, "mean"),
     ({"std": [0.2, 0.0, 0.2]}, "std"),
     ({"size": 0}, "size"),
+    ({"crop_padding": -1}, "crop_padding"),
+    ({"train_crop": "random"}, "train_crop"),
     ({"interpolation": "lanczos"}, "interpolation"),
 ])
 def test_bad_transform_settings_name_the_field(changes, where):
