@@ -30,7 +30,9 @@ def write_atomic(path: Path, write: Callable[[IO], Any], binary: bool = False) -
 
 
 def write_json(path: Path, data: Any) -> None:
-    write_atomic(path, lambda f: (json.dump(data, f, indent=2, sort_keys=True), f.write("\n")))
+    """Strict JSON: a NaN or infinity raises instead of writing a bare ``NaN`` that parsers reject."""
+    text = json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    write_atomic(path, lambda f: f.write(text))
 
 
 def save_torch(path: Path, obj: Any) -> None:

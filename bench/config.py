@@ -6,6 +6,7 @@ Every error names the dotted path of the bad field, e.g.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from typing import Any, Mapping, Type, TypeVar
 
@@ -82,11 +83,13 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, str):  # YAML reads "5e-4" (no dot) as a string
             try:
-                return float(value)
+                value = float(value)
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(where, f"expected a number, got {value!r}")
+        if not math.isfinite(value):  # YAML's .nan / .inf, or "nan" / "inf"
+            raise ConfigError(where, f"expected a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):

@@ -76,6 +76,19 @@ class Protocol:
         return resolve(METHODS.get(method), self.family, self.train, self.methods.get(method), cli, method)
 
 
+MAX_SEED = 2**32 - 1  # numpy's limit; keeps every per-epoch seed inside torch's range
+
+
+def check_seeds(seeds: Any, where: str) -> List[int]:
+    """A non-empty list of distinct integers in [0, MAX_SEED]."""
+    ok = isinstance(seeds, list) and seeds and all(
+        isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_SEED for s in seeds
+    )
+    if not ok:
+        raise ConfigError(where, f"expected a non-empty list of integers from 0 to {MAX_SEED}, got {seeds!r}")
+    return list(dict.fromkeys(seeds))
+
+
 def protocols_dir() -> Path:
     import protocols
 
@@ -167,11 +180,7 @@ def parse_protocol(data: Any, path: Optional[Path] = None) -> Protocol:
     transforms = from_dict(TransformConfig, data.get("transforms"), "protocol.transforms")
     train = check_fields(TrainRecipe, data.get("train"), "protocol.train")
     evaluation = from_dict(EvalConfig, data.get("eval"), "protocol.eval")
-    seeds = data.get("seeds", [1, 2, 3])
-    if not isinstance(seeds, list) or not seeds or not all(
-        isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds
-    ):
-        raise ConfigError("protocol.seeds", f"expected a non-empty list of non-negative integers, got {seeds!r}")
+    seeds = check_seeds(data.get("seeds", [1, 2, 3]), "protocol.seeds")
     raw_methods = data.get("methods") or {}
     if not isinstance(raw_methods, dict):
         raise ConfigError("protocol.methods", f"expected a mapping of method name to options, got {raw_methods!r}")

@@ -19,7 +19,7 @@ from .data import DatasetBundle, TransformedDataset
 from .errors import BenchError
 from .method import ClassInfo
 from .metrics import evaluate, group_counts
-from .protocol import Protocol
+from .protocol import Protocol, check_seeds
 from .recipes import Resolved
 from .registry import BACKBONES, DATASETS, METHODS
 from .store import ResultStore, cell_key
@@ -71,18 +71,20 @@ class Runner:
         self.device = resolve_device(options.device)
         self.log = log
         self._data: Optional[DatasetBundle] = None
+        self._backbone = None
 
     def plan(self, methods: List[str], seeds: Optional[List[int]] = None) -> List[Cell]:
         """Validate everything up front and list the cells to run."""
         for name in self.options.overrides:
             if name not in methods:
                 raise BenchError(f"--set names method '{name}', which is not being run")
+        seeds = check_seeds(seeds, "--seeds") if seeds is not None else self.protocol.seeds
         cells = []
         for name in methods:
             resolved = self.protocol.resolve(name, self.options.overrides.get(name))
             key = cell_key(self.protocol.identity(), name, dataclasses.asdict(resolved.options),
                            resolved.train_identity())
-            cells.extend(Cell(name, resolved, seed, key) for seed in (seeds or self.protocol.seeds))
+            cells.extend(Cell(name, resolved, seed, key) for seed in seeds)
         return cells
 
     def run(self, methods: List[str], seeds: Optional[List[int]] = None) -> List[dict]:
@@ -111,15 +113,19 @@ class Runner:
             self._data = DATASETS.get(self.protocol.dataset_name).build(cfg)
         return self._data
 
-    def build_backbone(self):
-        return BACKBONES.get(self.protocol.backbone_name).build(self.protocol.backbone, device=str(self.device))
+    def backbone(self):
+        """The frozen backbone, built once per run and shared by its cells."""
+        if self._backbone is None:
+            entry = BACKBONES.get(self.protocol.backbone_name)
+            self._backbone = entry.build(self.protocol.backbone, device=str(self.device))
+        return self._backbone
 
     def run_cell(self, cell: Cell) -> dict:
         start = time.time()
         data, proto, recipe = self.data(), self.protocol, cell.resolved.train
         groups = group_counts(proto.eval.group_by, data.train_counts)  # a bad profile fails before training
-        seed_everything(cell.seed)
-        backbone = self.build_backbone()
+        backbone = self.backbone()
+        seed_everything(cell.seed)  # after everything shared, so only the seed decides the method's init
         train_tf, test_tf = build_transforms(proto.transforms, backbone.image_size)
         info = ClassInfo(data.classnames, data.train_counts, data.template)
         method = METHODS.get(cell.method)(backbone, info, cell.resolved.options).to(self.device)

@@ -101,15 +101,15 @@ class SyntheticClip:
 
     @staticmethod
     def build(cfg: SyntheticClipConfig, device: str = "cpu") -> ClipBackbone:
-        torch.manual_seed(cfg.seed)
-        model, tokenizer = create_open_clip(cfg.model, pretrained=None)
-        path = weights_path(cfg)
-        if path.exists():
-            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        else:
-            with torch.random.fork_rng():
+        with torch.random.fork_rng():  # the caller's RNG (a cell's seed) is left as it was
+            torch.manual_seed(cfg.seed)
+            model, tokenizer = create_open_clip(cfg.model, pretrained=None)
+            path = weights_path(cfg)
+            if path.exists():
+                model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            else:
                 pretrain(model, tokenizer, cfg, planned_setup(cfg.model, None)["image_size"])
-            save_torch(path, model.state_dict())
+                save_torch(path, model.state_dict())
         return ClipBackbone(model.to(device), tokenizer)
 
     @staticmethod

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from .atomic import save_torch
+from .errors import BenchError
 from .method import Method
 from .recipes import TrainRecipe, lr_for_epoch
 
@@ -101,6 +102,9 @@ def train(
             labels = labels.to(device, non_blocking=True)
             with autocast(device, dtype):
                 loss = method.loss(method(images), labels)
+            if not torch.isfinite(loss):
+                raise BenchError(f"training diverged: the loss is {loss.item()} in epoch {epoch + 1}; "
+                                 "try a lower train.lr, or train.precision: fp32")
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)

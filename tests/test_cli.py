@@ -121,6 +121,8 @@ def test_interrupted_run_resumes_from_checkpoint(capsys, results, tmp_path, monk
         (["run", "--protocol", "smoke", "--method", "zeroshot", "--set", "zeroshot.train.lr=1"], "is not trained"),
         (["run", "--protocol", "smoke", "--method", "coop", "--set", "zeroshot.templates=[]"], "not being run"),
         (["run", "--protocol", "smoke", "--method", "coop", "--data-root", "/x"], "reads no files"),
+        (["run", "--protocol", "smoke", "--method", "coop", "--seeds", "-1"], "--seeds: expected a non-empty list"),
+        (["run", "--protocol", "smoke", "--method", "coop", "--seeds", str(2**63)], "integers from 0 to"),
         (["leaderboard", "--protocol", "cifar100_lt_ir10"], "no results for protocol"),
     ],
 )
@@ -211,3 +213,23 @@ def test_show_prints_every_resolved_field_with_its_source(capsys):
     assert "training    none" in out.split("\nzeroshot: ")[1]
     code, _, err = run(capsys, "show", "smoke", "--method", "cop")
     assert code == 2 and err.count("\n") == 1 and "unknown method 'cop'; did you mean 'coop'?" in err
+
+
+def test_seeds_decide_the_initial_prompt(tmp_path, monkeypatch):
+    """Building shared things (backbone, data) must not reseed the cell's RNG."""
+    from bench.protocol import load_protocol
+    from bench.runner import RunOptions, Runner
+
+    initial = {}
+
+    def capture(method, dataset, recipe, seed, *args, **kwargs):
+        initial.setdefault(seed, []).append(method.prompt_learner.ctx.detach().clone())
+        return {"epochs": 0, "loss_history": [], "resumed_from_epoch": None}
+
+    monkeypatch.setattr(bench.runner, "train", capture)
+    for run_dir in ("a", "b"):  # two runs: a fresh backbone each time
+        runner = Runner(load_protocol("smoke"), RunOptions(results_dir=tmp_path / run_dir, device="cpu"), log=lambda m: None)
+        runner.run(["coop"], [1, 2])
+    (s1a, s1b), (s2a, s2b) = initial[1], initial[2]
+    assert torch.equal(s1a, s1b) and torch.equal(s2a, s2b)
+    assert not torch.allclose(s1a, s2a)

@@ -1,4 +1,6 @@
 import json
+import math
+import os
 
 import pytest
 
@@ -11,14 +13,20 @@ def record(method="coop", seed=1, key="a" * 64, all_=50.0):
 
 
 def test_key_is_stable_and_sensitive():
-    ident = {"dataset": {"name": "d"}, "train": {"lr": 0.1}}
-    k = cell_key(ident, "coop", {"n_ctx": 4}, "0.1.0")
-    assert k == cell_key({"train": {"lr": 0.1}, "dataset": {"name": "d"}}, "coop", {"n_ctx": 4}, "0.1.0")
+    ident = {"dataset": {"name": "d"}, "eval": {"few_threshold": 20}}
+    recipe = {"lr": 0.1, "epochs": 5}
+
+    def key(ident=ident, method="coop", cfg={"n_ctx": 4}, recipe=recipe, version="0.2.0"):
+        return cell_key(ident, method, cfg, recipe, code_version=version)
+
+    k = key()
+    assert k == key(ident={"eval": {"few_threshold": 20}, "dataset": {"name": "d"}}, recipe={"epochs": 5, "lr": 0.1})
     assert len(k) == 64
-    assert k != cell_key(ident, "coop", {"n_ctx": 8}, "0.1.0")
-    assert k != cell_key(ident, "zeroshot", {"n_ctx": 4}, "0.1.0")
-    assert k != cell_key({**ident, "train": {"lr": 0.2}}, "coop", {"n_ctx": 4}, "0.1.0")
-    assert k != cell_key(ident, "coop", {"n_ctx": 4}, "0.2.0")
+    assert k != key(cfg={"n_ctx": 8})
+    assert k != key(method="zeroshot")
+    assert k != key(ident={**ident, "eval": {"few_threshold": 10}})
+    assert k != key(recipe={**recipe, "lr": 0.2})
+    assert k != key(version="0.1.0")
 
 
 def test_write_load_and_list(tmp_path):
@@ -42,7 +50,7 @@ def test_overwrite_is_atomic(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(json, "dump", boom)
+    monkeypatch.setattr(os, "fsync", boom)  # fails after the temp file is written, before the rename
     with pytest.raises(OSError):
         store.write(record(all_=2.0))
     monkeypatch.undo()
@@ -56,3 +64,10 @@ def test_unreadable_result_is_a_clear_error(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(BenchError, match="cannot read result file"):
         ResultStore(tmp_path).records("p")
+
+
+def test_results_are_strict_json(tmp_path):
+    store = ResultStore(tmp_path)
+    with pytest.raises(ValueError):
+        store.write(record(all_=math.nan))
+    assert not list(tmp_path.rglob("*.json")) and not list(tmp_path.rglob("*.tmp"))
