@@ -1,7 +1,8 @@
 """Atomic file writes: a temp file in the same folder, fsync, then rename.
 
 A reader never sees a half-written file, and an interrupted write leaves the
-previous version (or nothing) in place.
+previous version (or nothing) in place.  A file found corrupt is renamed aside
+(:func:`set_aside`), never deleted, so nothing is lost.
 """
 from __future__ import annotations
 
@@ -39,3 +40,14 @@ def save_torch(path: Path, obj: Any) -> None:
     import torch
 
     write_atomic(path, lambda f: torch.save(obj, f), binary=True)
+
+
+def set_aside(path: Path) -> Path:
+    """Rename ``path`` to ``<name>.corrupt`` (``.corrupt-2``, ... if taken); returns the new path."""
+    path = Path(path)
+    aside, n = path.with_name(path.name + ".corrupt"), 1
+    while aside.exists():
+        n += 1
+        aside = path.with_name(f"{path.name}.corrupt-{n}")
+    os.replace(path, aside)
+    return aside

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from open_clip.transformer import QuickGELU
 
 from .config import ENV
-from .errors import BenchError
+from .errors import BenchError, reason
 from .registry import BACKBONES, suggest
 
 # Tiny configs for tests and the smoke protocol (bench/model_configs/*.json).
@@ -174,8 +174,7 @@ def create_open_clip(name: str, pretrained: Optional[str], device: str = "cpu", 
             name, pretrained=pretrained, cache_dir=cache_dir, device=device, force_quick_gelu=quick_gelu
         )
     except Exception as err:  # weights download/load failures come in many types
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise BenchError(f"could not load open_clip '{name}' with pretrained={pretrained!r}: {first}") from None
+        raise BenchError(f"could not load open_clip '{name}' with pretrained={pretrained!r}: {reason(err)}") from None
     finally:
         logger.setLevel(level)
     if quick_gelu and activation_of(model) != "quick_gelu":  # open_clip ignored force_quick_gelu

@@ -16,7 +16,7 @@ class Parser(argparse.ArgumentParser):
     """argparse, with usage errors as one line (exit code 2)."""
 
     def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        self.exit(2, f"bench: error: {message} (see '{self.prog} --help')\n")
 
 
 def parse_overrides(items: List[str]) -> Dict[str, dict]:
@@ -80,6 +80,8 @@ def cmd_run(args) -> int:
     methods = METHODS.names() if args.method == ["all"] else list(dict.fromkeys(args.method))
     for name in methods:
         METHODS.get(name)
+    if not args.results_dir.strip():
+        raise BenchError("--results-dir: must not be empty (default: results)")
     options = RunOptions(
         results_dir=Path(args.results_dir),
         device=args.device,
@@ -89,6 +91,24 @@ def cmd_run(args) -> int:
     )
     Runner(protocol, options).run(methods, args.seeds)
     return 0
+
+
+def write_output(path: Path, text: str) -> None:
+    from .atomic import write_atomic
+
+    if path.is_dir():
+        raise BenchError(f"--output '{path}' is a folder; give a file name, e.g. {path / 'table.md'}")
+    try:
+        write_atomic(path, lambda f: f.write(text))
+    except OSError as err:
+        raise BenchError(f"--output '{path}': cannot write it ({err.strerror or type(err).__name__})") from None
+
+
+def non_negative(text: str) -> int:
+    value = int(text) if text.lstrip("+").isdigit() else -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got '{text}'")
+    return value
 
 
 def cmd_leaderboard(args) -> int:
@@ -106,9 +126,7 @@ def cmd_leaderboard(args) -> int:
     table = markdown_table(aggregate(records), digits=args.digits)
     text = f"## {protocol.name}\n\n{protocol.description}\n\n{table}\n" if args.title else table + "\n"
     if args.output:
-        out = Path(args.output)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text)
+        write_output(Path(args.output), text)
     print(text, end="")
     return 0
 
@@ -145,14 +163,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", required=True, help="protocol name or YAML path")
     p.add_argument("--results-dir", default="results")
     p.add_argument("--output", help="also write the table to this file (e.g. reports/smoke.md)")
-    p.add_argument("--digits", type=int, default=2, help="decimal places (default: 2)")
+    p.add_argument("--digits", type=non_negative, default=2, help="decimal places (default: 2)")
     p.add_argument("--title", action="store_true", help="precede the table with the protocol's name and description")
     p.set_defaults(func=cmd_leaderboard)
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help, or a usage error already printed as one line
+        return int(done.code or 0)
     try:
         return args.func(args)
     except BenchError as err:

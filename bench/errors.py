@@ -1,9 +1,13 @@
-"""User-facing errors.
+"""User-facing errors and warnings.
 
 Anything raised as :class:`BenchError` is a problem with the user's input
 (unknown name, malformed YAML, missing dataset root, ...).  The CLI prints it
-as a single ``error: ...`` line and exits with status 2.
+as a single ``bench: error: ...`` line and exits with status 2.  :func:`warn`
+reports a problem the command works around (a corrupt file set aside)::
+
+    warn(f"result file '{path}' is truncated; set aside as '{aside}'")
 """
+import sys
 
 
 class BenchError(Exception):
@@ -17,3 +21,14 @@ class ConfigError(BenchError):
         self.where = where
         self.message = message
         super().__init__(f"{where}: {message}" if where else message)
+
+
+def warn(message: str) -> None:
+    """One ``bench: warning: ...`` line on stderr."""
+    print(f"bench: warning: {message}", file=sys.stderr)
+
+
+def reason(err: BaseException) -> str:
+    """The first line of an exception's message (or its type), for one-line reports."""
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else type(err).__name__

@@ -46,14 +46,19 @@ class RunOptions:
 
 
 def resolve_device(name: str) -> torch.device:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``: what training runs on (others are refused)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
-    except RuntimeError as err:
-        raise BenchError(f"bad --device '{name}': {err}") from None
+    except (RuntimeError, ValueError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda") or (device.type == "cpu" and device.index):
+        raise BenchError(f"--device '{name}': expected auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise BenchError(f"--device {name}: CUDA is not available on this machine")
+        raise BenchError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise BenchError(f"--device {name}: this machine has {torch.cuda.device_count()} GPU(s)")
     return device
 
 
@@ -89,6 +94,7 @@ class Runner:
 
     def run(self, methods: List[str], seeds: Optional[List[int]] = None) -> List[dict]:
         cells = self.plan(methods, seeds)
+        self.store.check_writable()
         records = []
         for i, cell in enumerate(cells, 1):
             tag = f"[{i}/{len(cells)}] {self.protocol.name} / {cell.method} / seed {cell.seed}"

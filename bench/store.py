@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import List, Optional, Tuple
 
 from . import __version__
-from .atomic import write_json
-from .errors import BenchError
+from .atomic import set_aside, write_json
+from .errors import BenchError, warn
 
-SCHEMA = 1
+# Layout of a record; bumped when fields move (2: config.train, config.sources, setup).
+SCHEMA = 2
 
 
 def cell_key(protocol_identity: dict, method: str, method_config: dict, train_recipe: dict,
@@ -47,33 +49,61 @@ class ResultStore:
         return self.cell_dir(protocol, method, key) / f"seed-{seed}.ckpt"
 
     def load(self, protocol: str, method: str, key: str, seed: int) -> Optional[dict]:
+        """The finished record of a cell, or None; a corrupt file there is set aside (the cell re-runs)."""
         path = self.result_path(protocol, method, key, seed)
         if not path.exists():
             return None
-        record = _read(path)
-        return record if record.get("key") == key else None
+        record, problem = read_record(path)
+        if problem is not None:
+            warn(f"result file '{path}' {problem}; set aside as '{set_aside(path).name}', the cell runs again")
+            return None
+        return record if record["key"] == key else None
 
     def write(self, record: dict) -> Path:
         path = self.result_path(record["protocol"], record["method"], record["key"], record["seed"])
         write_json(path, {"schema": SCHEMA, **record})
         return path
 
+    def check_writable(self) -> None:
+        """Fail before any work if results cannot be written under the root."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.root):
+                pass
+        except OSError as err:
+            reason = err.strerror or type(err).__name__
+            raise BenchError(f"cannot write results under '{self.root}' ({reason}); "
+                             "pick another folder with --results-dir") from None
+
     def records(self, protocol: str) -> List[dict]:
-        return list(self._iter(protocol))
-
-    def _iter(self, protocol: str) -> Iterator[dict]:
+        """Every readable record of ``protocol``; files that are not are reported and skipped."""
         base = self.root / protocol
-        if not base.is_dir():
-            return
-        for path in sorted(base.glob("*/*/seed-*.json")):
-            yield _read(path)
+        out = []
+        for path in sorted(base.glob("*/*/seed-*.json")) if base.is_dir() else []:
+            record, problem = read_record(path)
+            if problem is not None:
+                warn(f"skipped '{path}': it {problem}")
+            else:
+                out.append(record)
+        return out
 
 
-def _read(path: Path) -> dict:
+REQUIRED = {"key": str, "protocol": str, "method": str, "seed": int, "code_version": str, "metrics": dict}
+
+
+def read_record(path: Path) -> Tuple[Optional[dict], Optional[str]]:
+    """``(record, None)``, or ``(None, what is wrong with the file)``."""
     try:
         data = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise BenchError(f"cannot read result file '{path}': {err}") from None
-    if not isinstance(data, dict) or "metrics" not in data:
-        raise BenchError(f"result file '{path}' is not a benchmark result")
-    return data
+    except (OSError, UnicodeDecodeError) as err:
+        return None, f"cannot be read ({err})"
+    except ValueError as err:
+        return None, f"is not valid JSON ({err})"
+    if not isinstance(data, dict) or not isinstance(data.get("metrics"), dict):
+        return None, "is not a benchmark result"
+    if data.get("schema") != SCHEMA:
+        return None, f"has result schema {data.get('schema')!r}, this bench reads {SCHEMA}; re-run to replace it"
+    wrong = [k for k, tp in REQUIRED.items() if not isinstance(data.get(k), tp)]
+    if wrong or not isinstance(data["metrics"].get("all"), (int, float)):
+        return None, f"lacks valid {', '.join(wrong) or 'metrics.all'}"
+    return data, None

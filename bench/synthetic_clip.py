@@ -22,11 +22,11 @@ import torch.nn.functional as F
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 
 from . import __version__
-from .atomic import save_torch
+from .atomic import save_torch, set_aside
 from .backbone import ClipBackbone, create_open_clip, planned_setup
 from .config import ENV, identity
 from .data.synthetic import WORDS, prototype, render
-from .errors import ConfigError
+from .errors import ConfigError, reason, warn
 from .registry import BACKBONES
 
 CAPTIONS = ["a photo of a {}.", "a picture of a {}.", "an image of the {}.", "a {}."]
@@ -93,6 +93,19 @@ def pretrain(model, tokenizer, cfg: SyntheticClipConfig, image_size: int) -> lis
     return losses
 
 
+def load_cached(model, path: Path) -> bool:
+    """Load cached weights into ``model``; a damaged cache file is set aside (and rebuilt by the caller)."""
+    if not path.exists():
+        return False
+    try:
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        return True
+    except Exception as err:  # truncated, empty, or another model's weights
+        warn(f"backbone cache '{path}' cannot be used ({reason(err)}); set aside as "
+             f"'{set_aside(path).name}', pretraining again")
+        return False
+
+
 @BACKBONES.register("synthetic_clip")
 class SyntheticClip:
     """Tiny open_clip model pretrained in code on synthetic concepts (smoke tests)."""
@@ -105,9 +118,7 @@ class SyntheticClip:
             torch.manual_seed(cfg.seed)
             model, tokenizer = create_open_clip(cfg.model, pretrained=None)
             path = weights_path(cfg)
-            if path.exists():
-                model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-            else:
+            if not load_cached(model, path):
                 pretrain(model, tokenizer, cfg, planned_setup(cfg.model, None)["image_size"])
                 save_torch(path, model.state_dict())
         return ClipBackbone(model.to(device), tokenizer)

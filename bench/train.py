@@ -16,8 +16,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from .atomic import save_torch
-from .errors import BenchError
+from .atomic import save_torch, set_aside
+from .errors import BenchError, reason, warn
 from .method import Method
 from .recipes import TrainRecipe, lr_for_epoch
 
@@ -51,6 +51,34 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 100_003 + epoch
 
 
+CHECKPOINT_FIELDS = {"key": str, "epoch": int, "trainable": dict, "optimizer": dict, "scaler": dict,
+                     "loss_history": list}
+
+
+def read_checkpoint(path: Path, key: str, method: Method, epochs: int, device: torch.device) -> Optional[dict]:
+    """The checkpoint at ``path`` if it resumes this cell; a damaged one is set aside with a warning."""
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # truncated, empty or not a torch file: many exception types
+        return _discard(path, f"cannot be read ({reason(err)})")
+    if not isinstance(state, dict) or any(not isinstance(state.get(k), tp) for k, tp in CHECKPOINT_FIELDS.items()):
+        return _discard(path, "is not a bench checkpoint")
+    if state["key"] != key:
+        return None  # another config's checkpoint in a folder of the same key prefix: overwritten after epoch 1
+    shapes = {name: tuple(p.shape) for name, p in method.named_parameters() if p.requires_grad}
+    saved = {name: tuple(getattr(t, "shape", ())) for name, t in state["trainable"].items()}
+    if saved != shapes or not 1 <= state["epoch"] <= epochs or len(state["loss_history"]) != state["epoch"]:
+        return _discard(path, "does not match this cell's parameters or epochs")
+    return state
+
+
+def _discard(path: Path, problem: str) -> None:
+    warn(f"checkpoint '{path}' {problem}; set aside as '{set_aside(path).name}', training starts over")
+    return None
+
+
 def train(
     method: Method,
     dataset: Dataset,
@@ -75,13 +103,12 @@ def train(
     dtype = amp_dtype(device, cfg.precision)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     start, history, resumed = 0, [], None
-    if checkpoint is not None and checkpoint.exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=True)
-        if state.get("key") == key:
-            method.load_trainable_state(state["trainable"])
-            optimizer.load_state_dict(state["optimizer"])
-            scaler.load_state_dict(state["scaler"])
-            start, history, resumed = state["epoch"], list(state["loss_history"]), state["epoch"]
+    state = read_checkpoint(checkpoint, key, method, cfg.epochs, device) if checkpoint is not None else None
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        method.load_trainable_state(state["trainable"])
+        start, history, resumed = state["epoch"], list(state["loss_history"]), state["epoch"]
     for epoch in range(start, cfg.epochs):
         if stop_after is not None and epoch >= stop_after:
             break

@@ -49,16 +49,34 @@ def test_missing_weights_are_a_clear_error(tmp_path):
         OpenClip.build(OpenClipConfig(model="bench-tiny-vit", pretrained=str(missing)))
 
 
-def test_synthetic_clip_pretraining_is_cached(tmp_path):
+def test_synthetic_clip_pretraining_is_cached(tmp_path, monkeypatch):
+    import bench.synthetic_clip
+
     cfg = SyntheticClipConfig(steps=3, cache_dir=str(tmp_path))
     path = weights_path(cfg)
     assert not path.exists()
     first = SyntheticClip.build(cfg)
     assert path.exists()
+    # The second build must read the file: pretraining is not allowed, and the weights are the file's.
+    marked = {k: v.clone() for k, v in first.model.state_dict().items()}
+    marked["logit_scale"] = torch.tensor(1.2345)
+    torch.save(marked, path)
+    monkeypatch.setattr(bench.synthetic_clip, "pretrain", lambda *a, **k: pytest.fail("pretrained again"))
     second = SyntheticClip.build(cfg)
-    for a, b in zip(first.state_dict().values(), second.state_dict().values()):
-        assert torch.equal(a, b)
+    assert second.model.logit_scale.item() == pytest.approx(1.2345)
     assert weights_path(SyntheticClipConfig(steps=4, cache_dir=str(tmp_path))) != path
+
+
+@pytest.mark.parametrize("damage", [lambda b: b[: len(b) // 2], lambda b: b"", lambda b: b"not a torch file"])
+def test_damaged_backbone_cache_is_set_aside_and_rebuilt(tmp_path, capsys, damage):
+    cfg = SyntheticClipConfig(steps=2, cache_dir=str(tmp_path))
+    good = SyntheticClip.build(cfg).model.state_dict()
+    path = weights_path(cfg)
+    path.write_bytes(damage(path.read_bytes()))
+    rebuilt = SyntheticClip.build(cfg).model.state_dict()
+    assert all(torch.equal(good[k], rebuilt[k]) for k in good)  # pretraining is deterministic
+    assert path.exists() and path.with_name(path.name + ".corrupt").exists()
+    assert "cannot be used" in capsys.readouterr().err
 
 
 def test_synthetic_clip_zero_shot_beats_chance(backbone, smoke_data, smoke_transforms):

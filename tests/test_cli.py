@@ -105,7 +105,7 @@ def test_interrupted_run_resumes_from_checkpoint(capsys, results, tmp_path, monk
     assert run(capsys, *args, "--results-dir", str(tmp_path / "straight"))[0] == 0
     straight = json.loads(next((tmp_path / "straight").rglob("seed-3.json")).read_text())
     assert straight["train"]["resumed_from_epoch"] is None
-    assert resumed["metrics"] == pytest.approx(straight["metrics"])
+    assert resumed["metrics"] == straight["metrics"] and resumed["per_class_accuracy"] == straight["per_class_accuracy"]
 
 
 @pytest.mark.parametrize(
@@ -124,6 +124,10 @@ def test_interrupted_run_resumes_from_checkpoint(capsys, results, tmp_path, monk
         (["run", "--protocol", "smoke", "--method", "coop", "--seeds", "-1"], "--seeds: expected a non-empty list"),
         (["run", "--protocol", "smoke", "--method", "coop", "--seeds", str(2**63)], "integers from 0 to"),
         (["leaderboard", "--protocol", "cifar100_lt_ir10"], "no results for protocol"),
+        (["leaderboard", "--protocol", "smoke", "--digits", "-1"], "expected a whole number >= 0, got '-1'"),
+        (["run", "--protocol", "smoke", "--method", "coop", "--device", "mps"], "expected auto, cpu, cuda or cuda:N"),
+        (["run", "--protocol", "smoke", "--method", "coop", "--device", "meta"], "expected auto, cpu, cuda or cuda:N"),
+        (["run", "--protocol", "smoke", "--method", "coop", "--device", "gpu"], "expected auto, cpu, cuda or cuda:N"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(capsys, results, argv, fragment):
@@ -233,3 +237,23 @@ def test_seeds_decide_the_initial_prompt(tmp_path, monkeypatch):
     (s1a, s1b), (s2a, s2b) = initial[1], initial[2]
     assert torch.equal(s1a, s1b) and torch.equal(s2a, s2b)
     assert not torch.allclose(s1a, s2a)
+
+
+def test_results_dir_problems_are_found_before_any_work(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(bench.runner.Runner, "run_cell", lambda *a: pytest.fail("ran a cell"))
+    afile = tmp_path / "file"
+    afile.write_text("x")
+    for bad in (str(afile), str(afile / "below"), "", "  "):
+        code, _, err = run(capsys, "run", "--protocol", "smoke", "--method", "coop", "--results-dir", bad)
+        assert code == 2 and err.count("\n") == 1 and "--results-dir" in err, err
+
+
+def test_leaderboard_output_problems_are_one_line(capsys, results, tmp_path):
+    assert run(capsys, "run", "--protocol", "smoke", "--method", "zeroshot", "--seeds", "1",
+               "--results-dir", str(results))[0] == 0
+    afile = tmp_path / "file"
+    afile.write_text("x")
+    for out, fragment in ((tmp_path, "is a folder"), (afile / "t.md", "cannot write it")):
+        code, _, err = run(capsys, "leaderboard", "--protocol", "smoke", "--results-dir", str(results),
+                           "--output", str(out))
+        assert code == 2 and err.count("\n") == 1 and fragment in err, err

@@ -5,11 +5,12 @@ import os
 import pytest
 
 from bench.errors import BenchError
-from bench.store import ResultStore, cell_key
+from bench.store import SCHEMA, ResultStore, cell_key
 
 
 def record(method="coop", seed=1, key="a" * 64, all_=50.0):
-    return {"key": key, "protocol": "p", "method": method, "seed": seed, "metrics": {"all": all_}}
+    return {"key": key, "protocol": "p", "method": method, "seed": seed, "code_version": "0.2.0",
+            "metrics": {"all": all_}}
 
 
 def test_key_is_stable_and_sensitive():
@@ -34,7 +35,7 @@ def test_write_load_and_list(tmp_path):
     path = store.write(record())
     assert path == tmp_path / "p" / "coop" / ("a" * 12) / "seed-1.json"
     loaded = store.load("p", "coop", "a" * 64, 1)
-    assert loaded["metrics"] == {"all": 50.0} and loaded["schema"] == 1
+    assert loaded["metrics"] == {"all": 50.0} and loaded["schema"] == SCHEMA
     assert store.load("p", "coop", "a" * 64, 2) is None
     assert store.load("p", "coop", "a" * 12 + "b" * 52, 1) is None  # same folder, other key
     store.write(record(method="zeroshot", seed=2))
@@ -58,12 +59,41 @@ def test_overwrite_is_atomic(tmp_path, monkeypatch):
     assert not list(tmp_path.rglob("*.tmp"))
 
 
-def test_unreadable_result_is_a_clear_error(tmp_path):
+@pytest.mark.parametrize("content, problem", [
+    ("{not json", "is not valid JSON"),
+    ("", "is not valid JSON"),
+    ('{"metrics": {"all": 1}, "schema": 1}', "has result schema 1, this bench reads"),
+    ('{"metrics": {"all": 1}, "schema": %d, "key": "k"}' % SCHEMA, "lacks valid protocol, method, seed, code_version"),
+    ("[1, 2]", "is not a benchmark result"),
+])
+def test_bad_result_file_is_skipped_with_a_warning(tmp_path, capsys, content, problem):
+    store = ResultStore(tmp_path)
+    good = store.write(record())
     bad = tmp_path / "p" / "coop" / "abc" / "seed-1.json"
     bad.parent.mkdir(parents=True)
-    bad.write_text("{not json")
-    with pytest.raises(BenchError, match="cannot read result file"):
-        ResultStore(tmp_path).records("p")
+    bad.write_text(content)
+    assert [r["seed"] for r in store.records("p")] == [1]  # the good one still counts
+    err = capsys.readouterr().err
+    assert err.startswith(f"bench: warning: skipped '{bad}': it {problem}") and err.count("\n") == 1
+    assert bad.read_text() == content and good.exists()  # reading never changes files
+
+
+def test_corrupt_result_of_a_cell_is_set_aside(tmp_path, capsys):
+    store = ResultStore(tmp_path)
+    path = store.write(record())
+    path.write_text(path.read_text()[:40])  # truncated
+    assert store.load("p", "coop", "a" * 64, 1) is None  # so the cell runs again
+    assert not path.exists() and path.with_name("seed-1.json.corrupt").exists()
+    assert "set aside as 'seed-1.json.corrupt', the cell runs again" in capsys.readouterr().err
+
+
+def test_unwritable_results_root_is_found_before_work(tmp_path):
+    afile = tmp_path / "file"
+    afile.write_text("x")
+    with pytest.raises(BenchError, match="cannot write results under .*pick another folder"):
+        ResultStore(afile).check_writable()
+    with pytest.raises(BenchError, match="cannot write results under"):
+        ResultStore(afile / "below").check_writable()
 
 
 def test_results_are_strict_json(tmp_path):
