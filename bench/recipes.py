@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Literal, Mapping, Optional, Tuple
 
@@ -94,6 +95,9 @@ def lr_for_epoch(cfg: TrainRecipe, epoch: int) -> float:
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
 
 
+MACHINE_FIELDS = {f"train.{f.name}" for f in dataclasses.fields(TrainRecipe) if not f.metadata.get("identity", True)}
+
+
 @dataclass(frozen=True)
 class Recipe:
     """A method's recipe for one protocol family, as its source states it."""
@@ -118,6 +122,19 @@ class Resolved:
         return ident if self.trains else {k: v for k, v in ident.items() if k in EVAL_FIELDS}
 
 
+@dataclass
+class _Layer:
+    label: str  # how `bench show` names it: "card: MDPR App. A.1.2", "protocol train", "--set"
+    where: str  # error path prefix of its options: "protocol.methods.coop", "--set coop"
+    options: Mapping[str, Any]
+    train: Mapping[str, Any]
+    user: bool = True  # written by the user (protocol file or command line), not the card
+
+    @property
+    def train_where(self) -> str:
+        return self.where if self.where == "protocol.train" else f"{self.where}.train"
+
+
 def _split(block: Optional[Mapping], where: str) -> Tuple[dict, dict]:
     """``{..., "train": {...}}`` -> (options, train)."""
     if block is None:
@@ -125,65 +142,72 @@ def _split(block: Optional[Mapping], where: str) -> Tuple[dict, dict]:
     if not isinstance(block, Mapping):
         raise ConfigError(where, f"expected a mapping, got {block!r}")
     options = dict(block)
-    train = options.pop("train", None) or {}
-    return options, train
+    return options, options.pop("train", None) or {}
+
+
+def _layers(method_cls: Any, family: str, protocol_train: Mapping, protocol_method: Optional[Mapping],
+            cli: Optional[Mapping], name: str) -> List[_Layer]:
+    card = getattr(method_cls, "card", None)
+    recipe = card.recipes.get(family) if card is not None else None
+    layers = [_Layer(f"card: {recipe.source}", f"{name} card ({recipe.source})", recipe.options, recipe.train,
+                     user=False)] if recipe else []
+    return layers + [
+        _Layer("protocol train", "protocol.train", {}, protocol_train),
+        _Layer(f"protocol methods.{name}", f"protocol.methods.{name}", *_split(protocol_method, f"protocol.methods.{name}")),
+        _Layer("--set", f"--set {name}", *_split(cli, f"--set {name}")),
+    ]
 
 
 def resolve(method_cls: Any, family: str, protocol_train: Mapping, protocol_method: Optional[Mapping],
             cli: Optional[Mapping], name: str = "method") -> Resolved:
     """Merge the layers (module docstring) into a validated :class:`Resolved`."""
-    card = getattr(method_cls, "card", None)
-    recipe = card.recipes.get(family) if card is not None else None
-    proto_opts, proto_train = _split(protocol_method, f"protocol.methods.{name}")
-    cli_opts, cli_train = _split(cli, f"--set {name}")
-    layers: List[Tuple[str, str, Mapping, Mapping]] = [
-        ("card: " + recipe.source if recipe else "", f"card of {name}",
-         recipe.options if recipe else {}, recipe.train if recipe else {}),
-        ("protocol train", "protocol.train", {}, protocol_train),
-        (f"protocol methods.{name}", f"protocol.methods.{name}", proto_opts, proto_train),
-        ("--set", f"--set {name}", cli_opts, cli_train),
-    ]
     trains = getattr(method_cls, "trains", True)
-    options, train, sources, origins = {}, {}, {}, {}
-    for label, where, opts, tr in layers:
-        train_where = f"{where}.train" if where != "protocol.train" else where
-        opts = check_fields(method_cls.Config, opts, where)
-        tr = check_fields(TrainRecipe, tr, train_where)
-        if not trains:  # protocol-wide training settings are not for it
-            if where != "protocol.train" and set(tr) - set(EVAL_FIELDS):
-                raise ConfigError(f"{where}.train", f"method '{name}' is not trained; only "
-                                  f"{' and '.join(EVAL_FIELDS)} apply")
-            tr = {k: v for k, v in tr.items() if k in EVAL_FIELDS}
-        options.update(opts)
-        train.update(tr)
-        sources.update({k: label for k in opts})
-        sources.update({f"train.{k}": label for k in tr})
-        origins.update({k: where for k in opts})
-        origins.update({f"train.{k}": train_where for k in tr})
-    return Resolved(
-        options=_build(method_cls.Config, options, "", origins, name),
-        train=_build(TrainRecipe, train, "train.", origins, name),
-        trains=trains,
-        sources=sources,
-    )
+    values: Dict[str, Any] = {}  # "n_ctx" / "train.lr" -> value
+    sources: Dict[str, str] = {}
+    origins: Dict[str, str] = {}  # the error path of the layer that set it, for user layers
+    for layer in _layers(method_cls, family, protocol_train, protocol_method, cli, name):
+        options = check_fields(method_cls.Config, layer.options, layer.where)
+        train = _train_fields(check_fields(TrainRecipe, layer.train, layer.train_where), trains, layer, name)
+        for key, value in [*options.items(), *((f"train.{k}", v) for k, v in train.items())]:
+            values[key], sources[key] = value, layer.label
+            where = layer.train_where if key.startswith("train.") else layer.where
+            origins[key] = f"{where}.{key.removeprefix('train.')}" if layer.user else None
+    options = _build(method_cls.Config, values, sources, origins, "", name)
+    train = _build(TrainRecipe, values, sources, origins, "train.", name)
+    for key in [*(f.name for f in dataclasses.fields(options)), *(f"train.{f.name}" for f in dataclasses.fields(train))]:
+        sources.setdefault(key, "default")
+    return Resolved(options=options, train=train, trains=trains, sources=sources)
 
 
-def _build(cls: type, values: dict, prefix: str, origins: Dict[str, str], name: str) -> Any:
-    """``from_dict`` on merged layers; a cross-field error names the layer that set the field."""
+def _train_fields(train: dict, trains: bool, layer: _Layer, name: str) -> dict:
+    """A method that is not trained takes only EVAL_FIELDS (protocol-wide training settings pass it by)."""
+    if trains:
+        return train
+    if layer.where != "protocol.train" and set(train) - set(EVAL_FIELDS):
+        raise ConfigError(layer.train_where, f"method '{name}' is not trained; only {' and '.join(EVAL_FIELDS)} apply")
+    return {k: v for k, v in train.items() if k in EVAL_FIELDS}
+
+
+def _build(cls: type, values: dict, sources: dict, origins: dict, prefix: str, name: str) -> Any:
+    """``from_dict`` on the merged values; a cross-field error names where each value came from."""
+    own = {k[len(prefix):]: v for k, v in values.items() if k.startswith(prefix) and (prefix or "." not in k)}
     try:
-        return from_dict(cls, values, f"method {name}.{prefix}".rstrip("."))
+        return from_dict(cls, own, f"{name} recipe: {prefix}".rstrip(": "))
     except ConfigError as err:
-        field_name = err.where.rsplit(".", 1)[-1]
-        origin = origins.get(prefix + field_name)
-        if origin is None:
-            raise
-        raise ConfigError(f"{origin}.{field_name}", f"{err.message} (in {name}'s recipe)") from None
+        last = err.where.rsplit(".", 1)[-1] if "." in err.where else err.where.rsplit(" ", 1)[-1]
+        key = prefix + re.sub(r"\[\d+\]$", "", last)
+        where = (origins.get(key) or f"{name} recipe: {key}") + last[len(key) - len(prefix):]
+        changed = [f"{k} = {values[k]!r} ({sources[k]})" for k in values if origins.get(k) and k != key
+                   and k.startswith(prefix) and (prefix or "." not in k) and k not in MACHINE_FIELDS]
+        detail = f"{key} = {values[key]!r} from {sources[key]}" if key in values else f"{key} is the default"
+        if changed:
+            detail += "; set by you: " + ", ".join(changed)
+        raise ConfigError(where, f"{err.message} ({detail})") from None
 
 
 def recipe_table(resolved: Resolved) -> List[Tuple[str, Any, str]]:
-    """``(field, value, source)`` rows for ``bench show``; unset fields say "default"."""
-    rows = [(f.name, getattr(resolved.options, f.name), resolved.sources.get(f.name, "default"))
+    """``(field, value, source)`` rows for ``bench show``."""
+    rows = [(f.name, getattr(resolved.options, f.name), resolved.sources[f.name])
             for f in dataclasses.fields(resolved.options)]
     names = [f.name for f in dataclasses.fields(TrainRecipe) if resolved.trains or f.name in EVAL_FIELDS]
-    rows += [(f"train.{n}", getattr(resolved.train, n), resolved.sources.get(f"train.{n}", "default")) for n in names]
-    return rows
+    return rows + [(f"train.{n}", getattr(resolved.train, n), resolved.sources[f"train.{n}"]) for n in names]

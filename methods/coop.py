@@ -123,7 +123,7 @@ CARD = MethodCard(
         # AdamW, CosineAnnealingLR(eta_min=1e-6) stepped per epoch, no warm-up, drop_last False.
         "lt": Recipe(
             source="MDPR App. A.1.2",
-            options={"n_ctx": 16, "init_text": None},
+            options={"n_ctx": None, "init_text": None},  # None: 16 random vectors, or init_text's length
             train={"optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "scheduler": "cosine",
                    "min_lr": 1e-6, "warmup_epochs": 0, "epochs": 20, "batch_size": 128, "drop_last": False},
         ),

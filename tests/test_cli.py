@@ -205,14 +205,15 @@ def test_show_prints_every_resolved_field_with_its_source(capsys):
     code, out, _ = run(capsys, "show", "cifar100_lt_ir100", "--set", "coop.train.lr=0.01")
     assert code == 0
     assert "backbone    open_clip  model=ViT-B-16 pretrained=openai" in out and "activation quick_gelu" in out
-    assert "RandomResizedCrop(size=(224, 224), scale=(0.08, 1.0)" in out and "RandomHorizontalFlip(p=0.5)" in out
+    assert "Resize(size=224, interpolation=bicubic" in out and "RandomCrop(size=(224, 224), padding=4)" in out
+    assert "RandomHorizontalFlip(p=0.5)" in out
     coop = out.split("\ncoop: ")[1].split("\n\n")[0]
     rows = {line.split()[0]: line.split(None, 2)[1:] for line in coop.splitlines()[4:]}
     assert rows["train.lr"] == ["0.01", "--set"]
     assert rows["train.optimizer"] == ["'adamw'", "card: MDPR App. A.1.2"]
     assert rows["train.momentum"] == ["0.9", "default"]
     assert rows["train.num_workers"] == ["4", "protocol train"]
-    assert rows["n_ctx"] == ["16", "card: MDPR App. A.1.2"]
+    assert rows["n_ctx"] == ["None", "card: MDPR App. A.1.2"]
     assert "reported    MDPR Table 2: all 64.34" in coop
     assert "training    none" in out.split("\nzeroshot: ")[1]
     code, _, err = run(capsys, "show", "smoke", "--method", "cop")

@@ -39,7 +39,7 @@ def test_mdpr_schedule_matches_torch_cosine_annealing():
 def test_coop_lt_recipe_is_mdprs():
     """MDPR App. A.1.2 / spec §11: 16 random context vectors, AdamW 1e-3, wd 1e-4, cosine 20 epochs, batch 128."""
     resolved = load_protocol("cifar100_lt_ir100").resolve("coop")
-    assert resolved.options.n_ctx == 16 and resolved.options.init_text is None
+    assert resolved.options.n_ctx is None and resolved.options.init_text is None  # 16 random vectors
     t = resolved.train
     assert (t.optimizer, t.lr, t.weight_decay, t.scheduler, t.epochs, t.batch_size, t.warmup_epochs) == \
         ("adamw", 1e-3, 1e-4, "cosine", 20, 128, 0)
@@ -54,7 +54,7 @@ def test_layers_override_in_order(smoke):
     assert r.train.lr == 0.01 and r.sources["train.lr"] == "--set"
     assert r.train.epochs == 4 and r.sources["train.epochs"] == "protocol train"
     assert r.train.optimizer == "adamw" and r.sources["train.optimizer"].startswith("card:")
-    assert r.train.momentum == 0.9 and "train.momentum" not in r.sources  # engine default
+    assert r.train.momentum == 0.9 and r.sources["train.momentum"] == "default"
     own = dataclasses.replace(smoke, methods={"coop": {"train": {"epochs": 2}}})
     assert own.resolve("coop").train.epochs == 2
     assert own.resolve("coop").sources["train.epochs"] == "protocol methods.coop"
@@ -120,3 +120,19 @@ def test_every_method_has_a_complete_card(name):
 def test_builtin_cards_cover_every_family():
     for name in ("coop", "zeroshot"):
         assert set(METHODS.get(name).card.recipes) == set(FAMILIES)
+
+
+def test_conflict_with_a_card_value_says_where_both_came_from():
+    with pytest.raises(ConfigError) as err:
+        load_protocol("cifar100_lt_ir100").resolve("coop", {"train": {"lr": 1e-7}})
+    assert err.value.where == "coop recipe: train.min_lr"
+    assert "(train.min_lr = 1e-06 from card: MDPR App. A.1.2; set by you: train.lr = 1e-07 (--set))" in str(err.value)
+
+
+def test_word_init_overrides_the_lt_cards_random_context(backbone, class_info):
+    from methods.coop import CoOp
+
+    proto = load_protocol("cifar100_lt_ir100")
+    assert CoOp(backbone, class_info, proto.resolve("coop").options).prompt_learner.n_ctx == 16
+    words = proto.resolve("coop", {"init_text": "a photo of a"}).options
+    assert CoOp(backbone, class_info, words).prompt_learner.n_ctx == 4

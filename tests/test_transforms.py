@@ -109,7 +109,17 @@ def test_bad_transform_settings_name_the_field(changes, where):
     assert err.value.where == f"protocol.transforms.{where}"
 
 
-def test_real_protocols_declare_the_dassl_pipeline():
-    for ir in (10, 50, 100):
-        cfg = load_protocol(f"cifar100_lt_ir{ir}").transforms
-        assert cfg == TransformConfig(size=224)
+@pytest.mark.parametrize("name", ["cifar100_lt_ir10", "cifar100_lt_ir50", "cifar100_lt_ir100",
+                                  "cifar100_lt_ir10_liftgroups", "cifar100_lt_ir50_liftgroups"])
+def test_cifar_protocols_train_with_mdprs_geometry(name, images):
+    """The lt family is MDPR's protocol: its CIFAR pipeline, with CLIP's statistics (spec §7.9)."""
+    train, test = build_transforms(load_protocol(name).transforms, image_size=224)
+    mdpr_train = T.Compose([T.Resize(224, interpolation=BICUBIC), T.RandomCrop(224, padding=4),
+                            T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(MEAN, STD)])
+    mdpr_test = T.Compose([T.Resize(224, interpolation=BICUBIC), T.CenterCrop(224), T.ToTensor(), T.Normalize(MEAN, STD)])
+    cifar_like = images[0].resize((32, 32))
+    torch.manual_seed(0)
+    a = train(cifar_like)
+    torch.manual_seed(0)
+    assert torch.equal(a, mdpr_train(cifar_like))
+    assert torch.equal(test(cifar_like), mdpr_test(cifar_like))
