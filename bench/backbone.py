@@ -2,7 +2,13 @@
 
 Prompt-learning methods (CoOp and friends) build token *embeddings* with
 learnable context vectors in them; :meth:`ClipBackbone.encode_prompts` runs
-those through CLIP's frozen text transformer.
+those through CLIP's frozen text transformer.  Weights trained with QuickGELU
+(every OpenAI tag) get it, which open_clip 3.x would not do by itself::
+
+    backbone = OpenClip.build(OpenClipConfig(model="ViT-B-16", pretrained="openai"))
+    backbone.activation                      # "quick_gelu"
+    tokens = backbone.tokenize(["a photo of a tiger."])
+    text = backbone.encode_prompts(backbone.embed_tokens(tokens), tokens)
 """
 from __future__ import annotations
 
@@ -20,7 +26,7 @@ import torch.nn.functional as F
 from open_clip.transformer import QuickGELU
 
 from .config import ENV
-from .errors import BenchError, reason
+from .errors import BenchError, ConfigError, reason
 from .registry import BACKBONES, suggest
 
 # Tiny configs for tests and the smoke protocol (bench/model_configs/*.json).
@@ -33,11 +39,35 @@ class OpenClipConfig:
     # An open_clip pretrained tag (e.g. "openai"), a local checkpoint path, or
     # null for random weights (tests and the smoke protocol only).
     pretrained: Optional[str] = "openai"
+    # MLP activation: null takes the pretrained tag's (QuickGELU for every openai
+    # tag); a checkpoint file must say (OpenAI-trained weights need true).
+    quick_gelu: Optional[bool] = None
     cache_dir: Optional[str] = field(default=None, metadata=ENV)
+
+    def validate(self, where: str) -> None:
+        check_model_name(self.model, f"{where}.model")
+        if not self.pretrained or ":" in self.model:  # random weights, or hf-hub:/local-dir: names
+            return
+        tag = open_clip.pretrained.get_pretrained_cfg(self.model, self.pretrained)
+        if not tag and not Path(self.pretrained).is_file():
+            tags = open_clip.list_pretrained_tags_by_model(self.model)
+            raise ConfigError(f"{where}.pretrained", f"'{self.pretrained}' is neither a pretrained tag of "
+                              f"{self.model}{suggest(self.pretrained, tags)} (tags: {', '.join(tags) or 'none'}) "
+                              "nor an existing checkpoint file")
+        if not tag and self.quick_gelu is None:
+            raise ConfigError(f"{where}.quick_gelu", "required with a checkpoint file: true for weights trained "
+                              "with QuickGELU (OpenAI's), false for GELU")
+        if tag and self.quick_gelu is not None and self.quick_gelu != bool(tag.get("quick_gelu")):
+            raise ConfigError(f"{where}.quick_gelu", f"'{self.pretrained}' weights were trained with "
+                              f"{'QuickGELU' if tag.get('quick_gelu') else 'GELU'}; leave quick_gelu unset")
 
 
 class ClipBackbone(nn.Module):
-    """A frozen open_clip model plus its tokenizer and image transforms."""
+    """A frozen open_clip model plus its tokenizer.
+
+    ``OpenClip.build(OpenClipConfig("ViT-B-16", "openai"))`` gives one; methods
+    call ``encode_image``, ``encode_text`` and ``encode_prompts`` on it.
+    """
 
     def __init__(self, model: nn.Module, tokenizer: Callable):
         super().__init__()
@@ -73,8 +103,7 @@ class ClipBackbone(nn.Module):
     @property
     def image_size(self) -> int:
         """Side of the square input images the image encoder expects."""
-        size = self.model.visual.image_size
-        return int(size[0] if isinstance(size, (tuple, list)) else size)
+        return side(self.model.visual.image_size)
 
     @property
     def activation(self) -> str:
@@ -142,29 +171,34 @@ def needs_quick_gelu(name: str, pretrained: Optional[str]) -> bool:
     return bool(cfg.get("quick_gelu", False))
 
 
-def planned_setup(name: str, pretrained: Optional[str]) -> dict:
-    """Input size and activation a model will be built with, read from its config (no weights)."""
-    cfg = open_clip.get_model_config(name) or {}
-    size = cfg.get("vision_cfg", {}).get("image_size")
-    quick = cfg.get("quick_gelu", False) or needs_quick_gelu(name, pretrained)
-    return {
-        "image_size": (size[0] if isinstance(size, (list, tuple)) else size),
-        "activation": "quick_gelu" if quick else "gelu" if cfg else None,
-    }
+def side(size) -> int:
+    """open_clip gives image sizes as an int or an (h, w) pair; ours are square."""
+    return int(size[0] if isinstance(size, (tuple, list)) else size)
 
 
-def check_model_name(name: str) -> None:
+def planned_setup(name: str, pretrained: Optional[str], quick_gelu: Optional[bool] = None) -> dict:
+    """Input size and activation a model will be built with, from its config (no weights);
+    None where only loading can tell (hf-hub: models)."""
+    cfg = open_clip.get_model_config(name) if ":" not in name else None
+    if not cfg:
+        return {"image_size": None, "activation": None}
+    quick = quick_gelu if quick_gelu is not None else cfg.get("quick_gelu", False) or needs_quick_gelu(name, pretrained)
+    return {"image_size": side(cfg["vision_cfg"]["image_size"]), "activation": "quick_gelu" if quick else "gelu"}
+
+
+def check_model_name(name: str, where: str = "") -> None:
     if ":" in name:  # hf-hub:..., local-dir:...
         return
     known = open_clip.list_models()
     if name not in known:
-        raise BenchError(f"unknown open_clip model '{name}'{suggest(name, known)} (see open_clip.list_models())")
+        raise ConfigError(where, f"unknown open_clip model '{name}'{suggest(name, known)} (see open_clip.list_models())")
 
 
-def create_open_clip(name: str, pretrained: Optional[str], device: str = "cpu", cache_dir: Optional[str] = None):
+def create_open_clip(name: str, pretrained: Optional[str], device: str = "cpu", cache_dir: Optional[str] = None,
+                     quick_gelu: Optional[bool] = None):
     """``(model, tokenizer)`` with the activation the weights were trained with; load failures as BenchError."""
     check_model_name(name)
-    quick_gelu = needs_quick_gelu(name, pretrained)
+    quick_gelu = quick_gelu if quick_gelu is not None else needs_quick_gelu(name, pretrained)
     logger = logging.getLogger()
     level = logger.level
     if pretrained is None:  # random weights on purpose: skip open_clip's warning
@@ -177,8 +211,10 @@ def create_open_clip(name: str, pretrained: Optional[str], device: str = "cpu", 
         raise BenchError(f"could not load open_clip '{name}' with pretrained={pretrained!r}: {reason(err)}") from None
     finally:
         logger.setLevel(level)
-    if quick_gelu and activation_of(model) != "quick_gelu":  # open_clip ignored force_quick_gelu
-        raise BenchError(f"open_clip built '{name}' with {activation_of(model)}, but '{pretrained}' needs QuickGELU")
+    # False defers to the config, so a "-quickgelu" model name keeps its QuickGELU.
+    expected = planned_setup(name, pretrained, quick_gelu or None)["activation"]
+    if expected and activation_of(model) != expected:  # e.g. open_clip ignored force_quick_gelu
+        raise BenchError(f"open_clip built '{name}' with {activation_of(model)}, but '{pretrained}' needs {expected}")
     return model, open_clip.get_tokenizer(name)
 
 
@@ -190,8 +226,8 @@ class OpenClip:
 
     @staticmethod
     def build(cfg: OpenClipConfig, device: str = "cpu") -> ClipBackbone:
-        return ClipBackbone(*create_open_clip(cfg.model, cfg.pretrained, device, cfg.cache_dir))
+        return ClipBackbone(*create_open_clip(cfg.model, cfg.pretrained, device, cfg.cache_dir, cfg.quick_gelu))
 
     @staticmethod
     def planned_setup(cfg: OpenClipConfig) -> dict:
-        return planned_setup(cfg.model, cfg.pretrained)
+        return planned_setup(cfg.model, cfg.pretrained, cfg.quick_gelu)

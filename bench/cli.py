@@ -50,12 +50,13 @@ def cmd_list(args) -> int:
     for section in sections:
         print(f"{section}:")
         if section == "protocols":
-            for name in available_protocols():
-                print(f"  {name:<20} {load_protocol(name).description}")
-            continue
-        registry = {"methods": METHODS, "datasets": DATASETS, "backbones": BACKBONES}[section]
-        for name, obj in registry.items():
-            print(f"  {name:<20} {describe(obj) or ''}")
+            rows = [(name, load_protocol(name).description) for name in available_protocols()]
+        else:
+            registry = {"methods": METHODS, "datasets": DATASETS, "backbones": BACKBONES}[section]
+            rows = [(name, describe(obj) or "") for name, obj in registry.items()]
+        width = max(len(name) for name, _ in rows)
+        for name, text in rows:
+            print(f"  {name:<{width}}  {text}")
     return 0
 
 
@@ -68,6 +69,8 @@ def cmd_show(args) -> int:
     overrides = parse_overrides(args.set)
     for name in [*methods, *overrides]:
         METHODS.get(name)
+        if name not in methods:
+            raise BenchError(f"--set names method '{name}', which is not being shown")
     print(render(protocol, methods, overrides), end="")
     return 0
 

@@ -19,6 +19,9 @@ T = TypeVar("T")
 # (paths, worker counts, caches): they are left out of the result key, so
 # moving a dataset does not re-run it.  Use: field(default=..., metadata=ENV).
 ENV = {"identity": False}
+# Lower bounds, checked wherever the field is set: field(default=1, metadata=AT_LEAST_1).
+NON_NEGATIVE = {"min": 0}
+AT_LEAST_1 = {"min": 1}
 _MISSING = dataclasses.MISSING
 
 
@@ -120,7 +123,7 @@ def check_fields(cls: type, data: Any, where: str) -> dict:
     if not isinstance(data, Mapping):
         raise ConfigError(where, f"expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
-    fields = [f.name for f in dataclasses.fields(cls) if f.init]
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     out = {}
     for key, value in data.items():
         if key not in fields:
@@ -129,7 +132,15 @@ def check_fields(cls: type, data: Any, where: str) -> dict:
                 f"unknown field{suggest(str(key), fields)} (known fields: {', '.join(fields) or 'none'})",
             )
         out[key] = coerce(value, hints[key], f"{where}.{key}" if where else key)
+        check_bound(out[key], fields[key].metadata, f"{where}.{key}" if where else key)
     return out
+
+
+def check_bound(value: Any, metadata: Mapping, where: str) -> None:
+    """Field bounds declared as ``metadata={"min": m}`` hold in every layer, partial or whole."""
+    low = metadata.get("min")
+    if low is not None and isinstance(value, (int, float)) and value < low:
+        raise ConfigError(where, "must not be negative" if low == 0 else f"must be at least {low}")
 
 
 def identity(cfg: Any) -> dict:

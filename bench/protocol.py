@@ -22,7 +22,8 @@ from .metrics import GROUP_PROFILES
 from .plugins import load_builtins
 from .recipes import FAMILIES, Resolved, TrainRecipe, resolve
 from .registry import BACKBONES, DATASETS, METHODS, suggest
-from .transforms import TransformConfig
+from .transforms import TransformConfig, transform_identity
+
 
 @dataclass
 class EvalConfig:
@@ -67,9 +68,13 @@ class Protocol:
             "family": self.family,
             "dataset": {"name": self.dataset_name, **identity(self.dataset)},
             "backbone": {"name": self.backbone_name, **identity(self.backbone)},
-            "transforms": identity(self.transforms),
+            "transforms": transform_identity(self.transforms, self.planned_setup()["image_size"]),
             "eval": identity(self.eval),
         }
+
+    def planned_setup(self) -> dict:
+        """The backbone's input size and activation, from its config (nothing is loaded)."""
+        return BACKBONES.get(self.backbone_name).planned_setup(self.backbone)
 
     def resolve(self, method: str, cli: Optional[dict] = None) -> Resolved:
         """``method``'s options and training recipe here, ``--set`` values on top."""
@@ -193,6 +198,10 @@ def parse_protocol(data: Any, path: Optional[Path] = None) -> Protocol:
         backbone_name=backbone_name, backbone=backbone, transforms=transforms, train=train, eval=evaluation,
         seeds=list(seeds), methods={m: dict(block or {}) for m, block in raw_methods.items()}, path=path,
     )
-    for method in METHODS.names():  # every method's recipe must resolve here, not halfway through a run
+    planned = protocol.planned_setup()["image_size"]
+    if transforms.size and planned and transforms.size != planned:
+        raise ConfigError("protocol.transforms.size", f"is {transforms.size} but {backbone_name} takes "
+                          f"{planned}-pixel images; leave it out to use the backbone's size")
+    for method in protocol.methods:  # the protocol's own method blocks must resolve now, not mid-run
         protocol.resolve(method)
     return protocol

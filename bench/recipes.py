@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Literal, Mapping, Optional, Tuple
 
-from .config import ENV, check_fields, from_dict, identity
+from .config import AT_LEAST_1, ENV, NON_NEGATIVE, check_fields, from_dict, identity
 from .errors import ConfigError
 
 FAMILIES: Dict[str, str] = {
@@ -47,38 +47,30 @@ class TrainRecipe:
     (``KaiyangZhou/Dassl.pytorch:dassl/config/defaults.py`` and ``dassl/optim/``
     at c61a1b570ac6333bd50fb5ae06aea59002fb20bb; ``KaiyangZhou/CoOp:configs/trainers/CoOp/``)."""
 
-    epochs: int = 10
-    batch_size: int = 32
+    epochs: int = field(default=10, metadata=AT_LEAST_1)
+    batch_size: int = field(default=32, metadata=AT_LEAST_1)
     # Dassl drops the last partial batch (when the set holds at least one batch).
     drop_last: bool = True
     optimizer: Literal["sgd", "adamw"] = "sgd"
-    lr: float = 0.002
-    momentum: float = 0.9  # SGD only
-    weight_decay: float = 5e-4
+    lr: float = field(default=0.002, metadata=NON_NEGATIVE)
+    momentum: float = field(default=0.9, metadata=NON_NEGATIVE)  # SGD only
+    weight_decay: float = field(default=5e-4, metadata=NON_NEGATIVE)
     # Per-epoch cosine from lr down to min_lr over `epochs`, after the warm-up.
     scheduler: Literal["cosine", "constant"] = "cosine"
-    min_lr: float = 0.0
-    warmup_epochs: int = 1  # at the constant warmup_lr (Dassl's ConstantWarmupScheduler)
-    warmup_lr: float = 1e-5
+    min_lr: float = field(default=0.0, metadata=NON_NEGATIVE)
+    warmup_epochs: int = field(default=1, metadata=NON_NEGATIVE)  # at the constant warmup_lr (Dassl's)
+    warmup_lr: float = field(default=1e-5, metadata=NON_NEGATIVE)
     # "amp": autocast on GPU (bf16 where supported, else fp16 with loss scaling),
     # fp32 master weights; always fp32 on CPU.
     precision: Precision = "amp"
     eval_precision: Precision = "amp"
-    num_workers: int = field(default=0, metadata=ENV)
+    num_workers: int = field(default=0, metadata={**ENV, **NON_NEGATIVE})
 
     def validate(self, where: str) -> None:
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{where}.{name}", "must be at least 1")
-        for name in ("lr", "warmup_lr", "weight_decay", "momentum", "min_lr"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{where}.{name}", "must not be negative")
-        if not 0 <= self.warmup_epochs < self.epochs:
+        if self.warmup_epochs >= self.epochs:
             raise ConfigError(f"{where}.warmup_epochs", f"must be between 0 and epochs - 1 ({self.epochs - 1})")
         if self.min_lr > self.lr:
             raise ConfigError(f"{where}.min_lr", "must not exceed lr")
-        if self.num_workers < 0:
-            raise ConfigError(f"{where}.num_workers", "must not be negative")
 
 
 def lr_for_epoch(cfg: TrainRecipe, epoch: int) -> float:
@@ -117,9 +109,15 @@ class Resolved:
     sources: Dict[str, str]  # "n_ctx" / "train.lr" -> the layer that set it
 
     def train_identity(self) -> dict:
-        """The recipe fields that determine this method's results (for the cell key)."""
+        """The recipe fields that determine this method's results (for the cell key):
+        fields that cannot act (momentum under AdamW, ...) are left out."""
         ident = identity(self.train)
-        return ident if self.trains else {k: v for k, v in ident.items() if k in EVAL_FIELDS}
+        if not self.trains:
+            return {k: v for k, v in ident.items() if k in EVAL_FIELDS}
+        t = self.train
+        unused = {"momentum": t.optimizer != "sgd", "warmup_lr": t.warmup_epochs == 0,
+                  "min_lr": t.scheduler == "constant"}
+        return {k: v for k, v in ident.items() if not unused.get(k)}
 
 
 @dataclass

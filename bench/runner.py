@@ -1,4 +1,12 @@
-"""Runs (protocol, method, seed) cells: build, train, evaluate, store."""
+"""Runs (protocol, method, seed) cells: build, train, evaluate, store.
+
+The whole plan is checked before the first cell (recipes, seeds, results
+folder, data, backbone, a dry build of each method); finished cells are
+skipped; the backbone and data are built once and shared::
+
+    runner = Runner(load_protocol("smoke"), RunOptions(results_dir=Path("results")))
+    records = runner.run(["coop", "zeroshot"], seeds=[1, 2, 3])
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -20,7 +28,7 @@ from .errors import BenchError
 from .method import ClassInfo
 from .metrics import evaluate, group_counts
 from .protocol import Protocol, check_seeds
-from .recipes import Resolved
+from .recipes import EVAL_FIELDS, Resolved
 from .registry import BACKBONES, DATASETS, METHODS
 from .store import ResultStore, cell_key
 from .train import precision_name, predict, train
@@ -87,14 +95,28 @@ class Runner:
         cells = []
         for name in methods:
             resolved = self.protocol.resolve(name, self.options.overrides.get(name))
-            key = cell_key(self.protocol.identity(), name, dataclasses.asdict(resolved.options),
-                           resolved.train_identity())
+            recipe = resolved.train_identity()
+            for field_name in ("precision", "eval_precision"):  # what runs: "amp" is fp32 on a CPU
+                if field_name in recipe:
+                    recipe[field_name] = precision_name(self.device, recipe[field_name])
+            key = cell_key(self.protocol.identity(), name, dataclasses.asdict(resolved.options), recipe)
             cells.extend(Cell(name, resolved, seed, key) for seed in seeds)
         return cells
+
+    def preflight(self, cells: List[Cell]) -> None:
+        """Build what every cell needs, and each method once, before the first cell runs: a bad
+        data root, weights file or method option fails now, not after hours of finished cells."""
+        data, backbone = self.data(), self.backbone()
+        group_counts(self.protocol.eval.group_by, data.train_counts)
+        info = ClassInfo(data.classnames, data.train_counts, data.template)
+        with torch.random.fork_rng():
+            for cell in {c.key: c for c in cells}.values():
+                METHODS.get(cell.method)(backbone, info, cell.resolved.options)
 
     def run(self, methods: List[str], seeds: Optional[List[int]] = None) -> List[dict]:
         cells = self.plan(methods, seeds)
         self.store.check_writable()
+        self.preflight(cells)
         records = []
         for i, cell in enumerate(cells, 1):
             tag = f"[{i}/{len(cells)}] {self.protocol.name} / {cell.method} / seed {cell.seed}"
@@ -156,7 +178,8 @@ class Runner:
             "config": {
                 "protocol": proto.identity(),
                 "method": dataclasses.asdict(cell.resolved.options),
-                "train": dataclasses.asdict(recipe) if cell.resolved.trains else None,
+                "train": {k: v for k, v in dataclasses.asdict(recipe).items()
+                          if cell.resolved.trains or k in EVAL_FIELDS},
                 "sources": cell.resolved.sources,
             },
             **result,

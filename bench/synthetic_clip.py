@@ -23,7 +23,7 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 
 from . import __version__
 from .atomic import save_torch, set_aside
-from .backbone import ClipBackbone, create_open_clip, planned_setup
+from .backbone import ClipBackbone, check_model_name, create_open_clip, planned_setup
 from .config import ENV, identity
 from .data.synthetic import WORDS, prototype, render
 from .errors import ConfigError, reason, warn
@@ -45,6 +45,7 @@ class SyntheticClipConfig:
     cache_dir: Optional[str] = field(default=None, metadata=ENV)
 
     def validate(self, where: str) -> None:
+        check_model_name(self.model, f"{where}.model")
         if not 2 <= self.concepts <= len(WORDS):
             raise ConfigError(f"{where}.concepts", f"must be between 2 and {len(WORDS)}")
         if self.steps < 0:

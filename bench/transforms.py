@@ -21,15 +21,17 @@ is not used.  ``size: null`` means the backbone's input size (224 for ViT-B/16).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable, List, Literal, Optional, Tuple
 
+from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from torchvision import transforms as T
 
 from .errors import ConfigError
 
-CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
-CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+CLIP_MEAN = list(OPENAI_DATASET_MEAN)  # (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = list(OPENAI_DATASET_STD)  # (0.26862954, 0.26130258, 0.27577711)
 
 
 @dataclass
@@ -94,6 +96,14 @@ def build_transforms(cfg: TransformConfig, image_size: int) -> Tuple[Callable, C
         train.append(T.RandomHorizontalFlip())
     test = [ToRGB(), T.Resize(cfg.test_resize or size, interpolation=mode), T.CenterCrop(size)]
     return T.Compose(train + tail), T.Compose(test + tail)
+
+
+def transform_identity(cfg: TransformConfig, image_size: Optional[int]) -> dict:
+    """The settings that decide the images (for result keys): the size resolved,
+    crop fields of the crop not used left out."""
+    ident = {**dataclasses.asdict(cfg), "size": cfg.size or image_size}
+    unused = ["crop_padding"] if cfg.train_crop == "random_resized" else ["crop_scale", "crop_ratio"]
+    return {k: v for k, v in ident.items() if k not in unused}
 
 
 def describe(transform: Callable) -> List[str]:

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from bench.backbone import OpenClip, OpenClipConfig, needs_quick_gelu, planned_setup
-from bench.errors import BenchError
+from bench.errors import BenchError, ConfigError
 from bench.synthetic_clip import SyntheticClip, SyntheticClipConfig, weights_path
 
 
@@ -136,5 +136,32 @@ def test_activation_that_disagrees_with_the_tag_is_refused(monkeypatch):
     _no_download(monkeypatch)
     real = open_clip.factory.create_model
     monkeypatch.setattr(open_clip, "create_model", lambda *a, **kw: real(*a, **{**kw, "force_quick_gelu": False}))
-    with pytest.raises(BenchError, match="needs QuickGELU"):
+    with pytest.raises(BenchError, match="with gelu, but .openai. needs quick_gelu"):
         OpenClip.build(OpenClipConfig(model="ViT-B-16", pretrained="openai"))
+
+
+def test_checkpoint_file_says_its_activation(tmp_path):
+    from bench.config import from_dict
+
+    weights = tmp_path / "tiny.pt"
+    torch.save(OpenClip.build(OpenClipConfig(model="bench-tiny-vit", pretrained=None)).model.state_dict(), weights)
+    with pytest.raises(ConfigError, match="quick_gelu: required with a checkpoint file"):
+        from_dict(OpenClipConfig, {"model": "bench-tiny-vit", "pretrained": str(weights)}, "protocol.backbone")
+    for quick, activation in ((True, "quick_gelu"), (False, "gelu")):
+        cfg = from_dict(OpenClipConfig, {"model": "bench-tiny-vit", "pretrained": str(weights), "quick_gelu": quick},
+                        "protocol.backbone")
+        assert OpenClip.build(cfg).activation == activation == OpenClip.planned_setup(cfg)["activation"]
+
+
+@pytest.mark.parametrize("options, where, message", [
+    ({"model": "ViT-B-61"}, "model", "unknown open_clip model 'ViT-B-61'; did you mean"),
+    ({"pretrained": "opena"}, "pretrained", "neither a pretrained tag of ViT-B-16; did you mean 'openai'"),
+    ({"pretrained": "openai", "quick_gelu": False}, "quick_gelu", "trained with QuickGELU; leave quick_gelu unset"),
+    ({"pretrained": "laion2b_s34b_b88k", "quick_gelu": True}, "quick_gelu", "trained with GELU"),
+])
+def test_backbone_settings_are_checked_when_the_protocol_loads(options, where, message):
+    from bench.config import from_dict
+
+    with pytest.raises(ConfigError, match=message) as err:
+        from_dict(OpenClipConfig, options, "protocol.backbone")
+    assert err.value.where == f"protocol.backbone.{where}"

@@ -1,4 +1,5 @@
 import json
+import textwrap
 import subprocess
 import sys
 
@@ -51,7 +52,8 @@ def test_smoke_leaderboard_end_to_end(capsys, results):
     assert setup["transforms"]["train"][1].startswith("RandomResizedCrop(size=(32, 32), scale=(0.08, 1.0)")
     assert setup["transforms"]["test"][1].startswith("Resize(size=32, interpolation=bicubic")
     zs = json.loads(files[2].read_text())
-    assert zs["config"]["train"] is None and zs["setup"]["transforms"]["train"] is None
+    assert zs["config"]["train"] == {"eval_precision": "amp", "num_workers": 0}
+    assert zs["setup"]["transforms"]["train"] is None
     assert zs["config"]["method"]["templates"] == ["a photo of a {}."]
     assert rec["env"]["device"] == ("cuda" if torch.cuda.is_available() else "cpu")  # --device auto
     assert files[0].with_suffix(".ckpt").exists()
@@ -258,3 +260,41 @@ def test_leaderboard_output_problems_are_one_line(capsys, results, tmp_path):
         code, _, err = run(capsys, "leaderboard", "--protocol", "smoke", "--results-dir", str(results),
                            "--output", str(out))
         assert code == 2 and err.count("\n") == 1 and fragment in err, err
+
+
+def test_whole_plan_is_checked_before_the_first_cell(capsys, results, tmp_path):
+    """A bad option of a later method fails before any cell runs (tokens are counted by building it)."""
+    args = ["run", "--protocol", "smoke", "--seeds", "1", "--results-dir", str(results), "--method", "zeroshot", "coop"]
+    code, _, err = run(capsys, *args, "--set", "coop.init_text=a photo of the big")
+    assert code == 2 and "n_ctx: is 4 but init_text 'a photo of the big' has 5 tokens" in err
+    assert not list(results.rglob("seed-1.json"))  # zeroshot, first in line, did not run either
+
+
+def test_keys_ignore_settings_that_cannot_act(tmp_path):
+    from bench.protocol import load_protocol
+    from bench.runner import RunOptions, Runner
+
+    runner = Runner(load_protocol("smoke"), RunOptions(results_dir=tmp_path, device="cpu"), log=lambda m: None)
+    key = lambda **train: runner.plan(["coop"], [1])[0].key if not train else \
+        Runner(runner.protocol, RunOptions(results_dir=tmp_path, device="cpu", overrides={"coop": {"train": train}}),
+               log=lambda m: None).plan(["coop"], [1])[0].key  # noqa: E731
+    assert key(momentum=0.5) == key()  # the lt card trains CoOp with AdamW
+    assert key(warmup_lr=1e-3) == key()  # no warm-up epochs
+    assert key(precision="fp32") == key()  # "amp" is fp32 on a CPU
+    assert key(lr=0.01) != key()
+
+
+def test_runner_groups_by_the_reference_profile(capsys, results, tmp_path):
+    proto = tmp_path / "hundred.yaml"
+    proto.write_text(textwrap.dedent("""\
+        family: lt
+        dataset: {name: synthetic_lt, num_classes: 100, max_per_class: 500, imbalance_ratio: 10,
+                  test_per_class: 1, image_size: 32}
+        backbone: {name: synthetic_clip, steps: 60}
+        eval: {group_by: cifar100_lt_ir100}
+        seeds: [1]
+        """))
+    assert run(capsys, "run", "--protocol", str(proto), "--method", "zeroshot", "--results-dir", str(results))[0] == 0
+    rec = json.loads(next(results.rglob("seed-1.json")).read_text())
+    assert rec["group_sizes"] == {"many": 35, "medium": 35, "few": 30}  # IR10's own would be 69 / 31 / 0
+    assert rec["setup"]["group_by"] == "cifar100_lt_ir100" and rec["metrics"]["few"] is not None

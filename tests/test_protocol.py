@@ -76,7 +76,7 @@ def test_malformed_yaml_names_the_line(tmp_path):
          "finite"),
         ({"transforms": {"mean": [0.5, float("inf"), 0.5]}}, "protocol.transforms.mean[1]", "finite"),
         ({"train": {"epochs": 0}}, "protocol.train.epochs", "at least 1"),
-        ({"train": {"epochs": 2, "warmup_epochs": 2}}, "protocol.train.warmup_epochs", "between 0"),
+        ({"train": {"num_workers": -1}}, "protocol.train.num_workers", "must not be negative"),
         ({"eval": {"few_threshold": 200}}, "protocol.eval.few_threshold", "must not exceed"),
         ({"dataset": {"name": "synthetic_ltt"}}, "protocol.dataset.name", "did you mean 'synthetic_lt'?"),
         ({"dataset": {"name": "synthetic_lt", "num_clases": 3}}, "protocol.dataset.num_clases", "did you mean 'num_classes'"),
@@ -124,3 +124,17 @@ def test_method_config_applies_protocol_then_overrides(smoke):
     with pytest.raises(ConfigError) as err:
         smoke.resolve("coop", {"nctx": 2})
     assert err.value.where == "--set coop.nctx"
+
+
+def test_protocol_wide_recipe_conflicts_surface_when_a_method_resolves():
+    proto = parse(train={"epochs": 2, "warmup_epochs": 2})  # loads: no method of its own
+    with pytest.raises(ConfigError) as err:
+        proto.resolve("coop")
+    assert err.value.where == "protocol.train.warmup_epochs" and "between 0 and epochs - 1" in str(err.value)
+
+
+def test_transform_size_must_fit_the_backbone():
+    with pytest.raises(ConfigError, match="is 48 but synthetic_clip takes 32-pixel images") as err:
+        parse(transforms={"size": 48})
+    assert err.value.where == "protocol.transforms.size"
+    assert parse(transforms={"size": 32}).identity() == parse().identity()  # null means the same 32

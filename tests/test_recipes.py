@@ -136,3 +136,44 @@ def test_word_init_overrides_the_lt_cards_random_context(backbone, class_info):
     assert CoOp(backbone, class_info, proto.resolve("coop").options).prompt_learner.n_ctx == 16
     words = proto.resolve("coop", {"init_text": "a photo of a"}).options
     assert CoOp(backbone, class_info, words).prompt_learner.n_ctx == 4
+
+
+@pytest.mark.parametrize("family", ["b2n_lt100", "b2n_lt16"])
+def test_coop_b2n_recipe_is_coops_ctxv1_config(family):
+    """CoOp configs/trainers/CoOp/vit_b16_ctxv1.yaml on Dassl defaults: SGD 0.002, momentum 0.9, wd 5e-4,
+    batch 32, 200 epochs, cosine, 1 constant warm-up epoch at 1e-5, drop-last, context "a photo of a"."""
+    proto = dataclasses.replace(load_protocol("smoke"), family=family, train={})
+    resolved = proto.resolve("coop", {"n_ctx": None})
+    t = resolved.train
+    assert (t.optimizer, t.lr, t.momentum, t.weight_decay, t.batch_size, t.epochs) == ("sgd", 0.002, 0.9, 5e-4, 32, 200)
+    assert (t.scheduler, t.min_lr, t.warmup_epochs, t.warmup_lr, t.drop_last) == ("cosine", 0.0, 1, 1e-5, True)
+    assert resolved.options.init_text == "a photo of a"
+
+
+def test_optimizer_runs_at_the_scheduled_lr(monkeypatch):
+    import bench.train
+    from tests.test_train import Counting
+
+    seen = []
+    real = bench.train.make_optimizer
+
+    def recording(params, cfg):
+        opt = real(params, cfg)
+        step = opt.step
+        opt.step = lambda *a, **k: (seen.append(opt.param_groups[0]["lr"]), step(*a, **k))[1]
+        return opt
+
+    monkeypatch.setattr(bench.train, "make_optimizer", recording)
+    data = torch.utils.data.TensorDataset(torch.randn(4, 4), torch.zeros(4, dtype=torch.long))
+    cfg = TrainRecipe(epochs=4, lr=0.1, warmup_epochs=1, warmup_lr=1e-5, batch_size=4)
+    bench.train.train(Counting(), data, cfg, seed=0, device=torch.device("cpu"))
+    # epoch 0: warm-up; then 0.1 * (1 + cos(pi k / 4)) / 2 for k = 0, 1, 2
+    assert seen == pytest.approx([1e-5, 0.1, 0.1 * (1 + 2 ** -0.5) / 2, 0.05], rel=1e-12)
+
+
+def test_liftgroups_protocols_differ_only_in_grouping():
+    for ir in (10, 50):
+        own, lift = load_protocol(f"cifar100_lt_ir{ir}").identity(), load_protocol(f"cifar100_lt_ir{ir}_liftgroups").identity()
+        assert lift["eval"]["group_by"] == "cifar100_lt_ir100" and own["eval"]["group_by"] == "own"
+        assert {k: v for k, v in own.items() if k not in ("name", "eval")} == \
+            {k: v for k, v in lift.items() if k not in ("name", "eval")}

@@ -62,7 +62,7 @@ def test_checkpoint_of_another_config_is_ignored(backbone, class_info, smoke_dat
     assert summary["resumed_from_epoch"] is None and summary["epochs"] == 1
 
 
-def test_method_without_parameters_is_not_trained(backbone, class_info, smoke_data, smoke_transforms):
+def test_method_that_does_not_train_is_evaluated_as_built(backbone, class_info, smoke_data, smoke_transforms):
     from methods.zeroshot import ZeroShotCLIP, ZeroShotConfig
 
     method = ZeroShotCLIP(backbone, class_info, ZeroShotConfig())
