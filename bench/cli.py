@@ -115,23 +115,42 @@ def non_negative(text: str) -> int:
 
 
 def cmd_leaderboard(args) -> int:
-    from .leaderboard import aggregate, markdown_table
+    from . import __version__
+    from .leaderboard import aggregate, config_label, markdown_table, split_by_config
     from .protocol import load_protocol
     from .store import ResultStore
 
     protocol = load_protocol(args.protocol)
     records = ResultStore(args.results_dir).records(protocol.name)
-    if not records:
-        raise BenchError(
-            f"no results for protocol '{protocol.name}' under '{args.results_dir}'; "
-            f"run: bench run --protocol {args.protocol} --method all"
-        )
-    table = markdown_table(aggregate(records), digits=args.digits)
+    current, other = split_by_config(records, protocol.identity(), __version__)
+    shown = records if args.all_configs else current
+    if not shown:
+        hint = f" ({len(other)} of other configurations: --all-configs shows them)" if other else ""
+        raise BenchError(f"no results for protocol '{protocol.name}' as configured now under "
+                         f"'{args.results_dir}'{hint}; run: bench run --protocol {args.protocol} --method all")
+    references = method_references(protocol, {r["method"] for r in shown})
+    labels = {r["key"]: config_label(r, protocol.identity(), __version__, references) for r in shown}
+    table = markdown_table(aggregate(shown, labels), digits=args.digits)
     text = f"## {protocol.name}\n\n{protocol.description}\n\n{table}\n" if args.title else table + "\n"
     if args.output:
         write_output(Path(args.output), text)
     print(text, end="")
+    if other and not args.all_configs:
+        print(f"bench: note: {len(other)} result(s) of other configurations or code versions of "
+              f"'{protocol.name}' are not shown; --all-configs shows them", file=sys.stderr)
     return 0
+
+
+def method_references(protocol, methods) -> Dict[str, dict]:
+    """Each method's current options and recipe here: leaderboard rows are labelled by how they differ."""
+    import dataclasses
+
+    refs = {}
+    for name in methods:
+        if name in METHODS:
+            resolved = protocol.resolve(name)
+            refs[name] = {"": dataclasses.asdict(resolved.options), "train": resolved.train_identity()}
+    return refs
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -168,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="also write the table to this file (e.g. reports/smoke.md)")
     p.add_argument("--digits", type=non_negative, default=2, help="decimal places (default: 2)")
     p.add_argument("--title", action="store_true", help="precede the table with the protocol's name and description")
+    p.add_argument("--all-configs", action="store_true",
+                   help="also rows of other configurations and code versions of this protocol, labelled by what differs")
     p.set_defaults(func=cmd_leaderboard)
     return parser
 

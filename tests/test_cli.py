@@ -5,10 +5,12 @@ import sys
 
 import pytest
 import torch
+import yaml
 
 import bench.runner
 from bench.cli import main, parse_overrides
 from bench.errors import BenchError
+from bench.protocol import load_protocol
 
 
 def run(capsys, *argv):
@@ -84,7 +86,27 @@ def test_changed_config_is_a_new_cell(capsys, results):
     assert run(capsys, *args, "--set", "coop.n_ctx=2")[0] == 0
     assert len({f.parent for f in results.glob("smoke/coop/*/seed-1.json")}) == 2
     code, out, _ = run(capsys, "leaderboard", "--protocol", "smoke", "--results-dir", str(results))
-    assert out.count("| coop [") == 2
+    assert [line.split(" | ")[0] for line in out.splitlines()[2:]] in (["| coop", "| coop (n_ctx=2)"],
+                                                                       ["| coop (n_ctx=2)", "| coop"])
+
+
+def test_leaderboard_shows_only_the_current_protocol_config(capsys, results, tmp_path):
+    """Another YAML also named 'smoke' must not top the table of the real one."""
+    other = tmp_path / "smoke.yaml"
+    other.write_text(yaml.safe_dump({**yaml.safe_load(load_protocol("smoke").path.read_text()),
+                                     "eval": {"few_threshold": 10}}))
+    run_args = ["run", "--method", "zeroshot", "--seeds", "1", "--results-dir", str(results)]
+    assert run(capsys, *run_args, "--protocol", "smoke")[0] == 0
+    assert run(capsys, *run_args, "--protocol", str(other))[0] == 0
+    code, out, err = run(capsys, "leaderboard", "--protocol", "smoke", "--results-dir", str(results))
+    assert code == 0 and [line.split(" | ")[0] for line in out.splitlines()[2:]] == ["| zeroshot"]
+    assert "1 result(s) of other configurations or code versions of 'smoke' are not shown" in err
+    code, out, _ = run(capsys, "leaderboard", "--protocol", "smoke", "--results-dir", str(results), "--all-configs")
+    labels = sorted(line.split(" | ")[0] for line in out.splitlines()[2:])
+    assert labels == ["| zeroshot", "| zeroshot (protocol eval.few_threshold=10)"]
+    code, _, err = run(capsys, "leaderboard", "--protocol", str(tmp_path / "nothing.yaml"), "--results-dir",
+                       str(results))
+    assert code == 2
 
 
 def test_interrupted_run_resumes_from_checkpoint(capsys, results, tmp_path, monkeypatch):

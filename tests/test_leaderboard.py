@@ -35,3 +35,23 @@ def test_several_configs_of_one_method_are_told_apart():
     table = markdown_table(aggregate(records), digits=1)
     assert "| coop [aaaaaaaa] | 1 | 80.0 |" in table
     assert "| coop [bbbbbbbb] | 1 | 70.0 |" in table
+
+
+def test_rows_are_labelled_by_what_differs():
+    from bench.leaderboard import config_label, split_by_config
+
+    ident = {"dataset": {"name": "d", "imbalance_ratio": 100}}
+    refs = {"coop": {"": {"n_ctx": 16}, "train": {"lr": 0.001, "epochs": 20}}}
+
+    def record(n_ctx=16, lr=0.001, ratio=100, version="0.2.0", num_workers=4):
+        return {"method": "coop", "key": f"{n_ctx}{lr}{ratio}{version}", "code_version": version,
+                "config": {"protocol": {"dataset": {"name": "d", "imbalance_ratio": ratio}},
+                           "method": {"n_ctx": n_ctx}, "train": {"lr": lr, "epochs": 20, "num_workers": num_workers}}}
+
+    label = lambda r: config_label(r, ident, "0.2.0", refs)  # noqa: E731
+    assert label(record()) == "coop"
+    assert label(record(num_workers=8)) == "coop"  # machine settings are not a config
+    assert label(record(n_ctx=4, lr=0.01)) == "coop (n_ctx=4, train.lr=0.01)"
+    assert label(record(ratio=50, version="0.1.0")) == "coop (protocol dataset.imbalance_ratio=50, code 0.1.0)"
+    current, other = split_by_config([record(), record(ratio=50), record(version="0.1.0")], ident, "0.2.0")
+    assert len(current) == 1 and len(other) == 2
