@@ -42,18 +42,13 @@ def parse_overrides(items: List[str]) -> Dict[str, dict]:
 
 
 def cmd_list(args) -> int:
-    from .plugins import load_builtins
-    from .protocol import available_protocols, load_protocol
+    from .catalog import protocol_descriptions, registrations
 
-    load_builtins()
+    registered = registrations()  # read from the source: no torch import, so this is fast
     sections = [args.what] if args.what else ["methods", "protocols", "datasets", "backbones"]
     for section in sections:
         print(f"{section}:")
-        if section == "protocols":
-            rows = [(name, load_protocol(name).description) for name in available_protocols()]
-        else:
-            registry = {"methods": METHODS, "datasets": DATASETS, "backbones": BACKBONES}[section]
-            rows = [(name, describe(obj) or "") for name, obj in registry.items()]
+        rows = protocol_descriptions() if section == "protocols" else registered[section]
         width = max(len(name) for name, _ in rows)
         for name, text in rows:
             print(f"  {name:<{width}}  {text}")
@@ -76,6 +71,7 @@ def cmd_show(args) -> int:
 
 
 def cmd_run(args) -> int:
+    from .catalog import resolve_path, save_view
     from .protocol import load_protocol
     from .runner import RunOptions, Runner
 
@@ -93,6 +89,7 @@ def cmd_run(args) -> int:
         overrides=parse_overrides(args.set),
     )
     Runner(protocol, options).run(methods, args.seeds)
+    save_view(resolve_path(args.protocol), protocol.view())  # so the leaderboard need not import torch
     return 0
 
 
@@ -114,43 +111,44 @@ def non_negative(text: str) -> int:
     return value
 
 
+def protocol_view(name_or_path: str) -> dict:
+    """The protocol's view (bench.catalog), computed and cached on a miss."""
+    from .catalog import load_view, resolve_path, save_view
+
+    path = resolve_path(name_or_path)
+    view = load_view(path)
+    if view is None:
+        from .protocol import load_protocol
+
+        view = load_protocol(name_or_path).view()
+        save_view(path, view)
+    return view
+
+
 def cmd_leaderboard(args) -> int:
     from . import __version__
     from .leaderboard import aggregate, config_label, markdown_table, split_by_config
-    from .protocol import load_protocol
     from .store import ResultStore
 
-    protocol = load_protocol(args.protocol)
-    records = ResultStore(args.results_dir).records(protocol.name)
-    current, other = split_by_config(records, protocol.identity(), __version__)
+    view = protocol_view(args.protocol)
+    name, identity = view["name"], view["identity"]
+    records = ResultStore(args.results_dir).records(name)
+    current, other = split_by_config(records, identity, __version__)
     shown = records if args.all_configs else current
     if not shown:
         hint = f" ({len(other)} of other configurations: --all-configs shows them)" if other else ""
-        raise BenchError(f"no results for protocol '{protocol.name}' as configured now under "
+        raise BenchError(f"no results for protocol '{name}' as configured now under "
                          f"'{args.results_dir}'{hint}; run: bench run --protocol {args.protocol} --method all")
-    references = method_references(protocol, {r["method"] for r in shown})
-    labels = {r["key"]: config_label(r, protocol.identity(), __version__, references) for r in shown}
+    labels = {r["key"]: config_label(r, identity, __version__, view["references"]) for r in shown}
     table = markdown_table(aggregate(shown, labels), digits=args.digits)
-    text = f"## {protocol.name}\n\n{protocol.description}\n\n{table}\n" if args.title else table + "\n"
+    text = f"## {name}\n\n{view['description']}\n\n{table}\n" if args.title else table + "\n"
     if args.output:
         write_output(Path(args.output), text)
     print(text, end="")
     if other and not args.all_configs:
         print(f"bench: note: {len(other)} result(s) of other configurations or code versions of "
-              f"'{protocol.name}' are not shown; --all-configs shows them", file=sys.stderr)
+              f"'{name}' are not shown; --all-configs shows them", file=sys.stderr)
     return 0
-
-
-def method_references(protocol, methods) -> Dict[str, dict]:
-    """Each method's current options and recipe here: leaderboard rows are labelled by how they differ."""
-    import dataclasses
-
-    refs = {}
-    for name in methods:
-        if name in METHODS:
-            resolved = protocol.resolve(name)
-            refs[name] = {"": dataclasses.asdict(resolved.options), "train": resolved.train_identity()}
-    return refs
 
 
 def build_parser() -> argparse.ArgumentParser:

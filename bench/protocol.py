@@ -9,13 +9,15 @@ card (see :mod:`bench.recipes`)::
 """
 from __future__ import annotations
 
-import re
+import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional
 
 import yaml
 
+from .catalog import available_protocols, protocols_dir, resolve_path  # noqa: F401  (re-exported)
 from .config import ENV, check_fields, from_dict, identity
 from .errors import BenchError, ConfigError
 from .metrics import GROUP_PROFILES
@@ -72,6 +74,20 @@ class Protocol:
             "eval": identity(self.eval),
         }
 
+    def view(self) -> dict:
+        """What the leaderboard needs, as plain JSON (``bench.catalog`` caches it): name,
+        description, identity, and each method's current options and recipe here."""
+        references = {}
+        for name in METHODS.names():
+            try:
+                resolved = self.resolve(name)
+            except BenchError:  # a card that does not fit this protocol: its rows keep bare labels
+                continue
+            references[name] = {"": dataclasses.asdict(resolved.options), "train": resolved.train_identity()}
+        view = {"name": self.name, "description": self.description, "identity": self.identity(),
+                "references": references}
+        return json.loads(json.dumps(view))
+
     def planned_setup(self) -> dict:
         """The backbone's input size and activation, from its config (nothing is loaded)."""
         return BACKBONES.get(self.backbone_name).planned_setup(self.backbone)
@@ -92,37 +108,6 @@ def check_seeds(seeds: Any, where: str) -> List[int]:
     if not ok:
         raise ConfigError(where, f"expected a non-empty list of integers from 0 to {MAX_SEED}, got {seeds!r}")
     return list(dict.fromkeys(seeds))
-
-
-def protocols_dir() -> Path:
-    import protocols
-
-    return Path(protocols.__file__).parent
-
-
-def _natural(name: str) -> list:
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
-
-
-def available_protocols() -> List[str]:
-    return sorted((p.stem for p in protocols_dir().glob("*.yaml")), key=_natural)
-
-
-def resolve_path(name_or_path: str) -> Path:
-    """A protocol name from protocols/ or a path to a YAML file."""
-    candidate = Path(name_or_path)
-    if candidate.suffix in (".yaml", ".yml") or candidate.parent != Path("."):
-        if not candidate.is_file():
-            raise BenchError(f"protocol file '{name_or_path}' does not exist")
-        return candidate
-    path = protocols_dir() / f"{name_or_path}.yaml"
-    if not path.is_file():
-        names = available_protocols()
-        raise BenchError(
-            f"unknown protocol '{name_or_path}'{suggest(name_or_path, names)} "
-            f"(available: {', '.join(names)})"
-        )
-    return path
 
 
 _TOP_LEVEL = ("name", "description", "family", "dataset", "backbone", "transforms", "train", "eval", "seeds",

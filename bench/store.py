@@ -78,13 +78,18 @@ class ResultStore:
     def records(self, protocol: str) -> List[dict]:
         """Every readable record of ``protocol``; files that are not are reported and skipped."""
         base = self.root / protocol
-        out = []
+        out, older = [], []
         for path in sorted(base.glob("*/*/seed-*.json")) if base.is_dir() else []:
             record, problem = read_record(path)
-            if problem is not None:
-                warn(f"skipped '{path}': it {problem}")
-            else:
+            if problem is None:
                 out.append(record)
+            elif problem.startswith("has result schema"):  # old results are expected, not damage
+                older.append(path)
+            else:
+                warn(f"skipped '{path}': it {problem}")
+        if older:
+            warn(f"skipped {len(older)} result file(s) of another result schema, e.g. '{older[0]}'; "
+                 "re-run to replace them")
         return out
 
 

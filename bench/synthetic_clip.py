@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -23,6 +22,7 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 
 from . import __version__
 from .atomic import save_torch, set_aside
+from .catalog import cache_root as default_cache_root
 from .backbone import ClipBackbone, check_model_name, create_open_clip, planned_setup
 from .config import ENV, identity
 from .data.synthetic import WORDS, prototype, render
@@ -53,9 +53,7 @@ class SyntheticClipConfig:
 
 
 def cache_root(cfg: SyntheticClipConfig) -> Path:
-    if cfg.cache_dir:
-        return Path(cfg.cache_dir)
-    return Path(os.environ.get("BENCH_CACHE") or Path.home() / ".cache" / "lt-prompt-bench")
+    return Path(cfg.cache_dir) if cfg.cache_dir else default_cache_root()
 
 
 def weights_path(cfg: SyntheticClipConfig) -> Path:

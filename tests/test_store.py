@@ -62,7 +62,6 @@ def test_overwrite_is_atomic(tmp_path, monkeypatch):
 @pytest.mark.parametrize("content, problem", [
     ("{not json", "is not valid JSON"),
     ("", "is not valid JSON"),
-    ('{"metrics": {"all": 1}, "schema": 1}', "has result schema 1, this bench reads"),
     ('{"metrics": {"all": 1}, "schema": %d, "key": "k"}' % SCHEMA, "lacks valid protocol, method, seed, code_version"),
     ("[1, 2]", "is not a benchmark result"),
 ])
@@ -101,3 +100,14 @@ def test_results_are_strict_json(tmp_path):
     with pytest.raises(ValueError):
         store.write(record(all_=math.nan))
     assert not list(tmp_path.rglob("*.json")) and not list(tmp_path.rglob("*.tmp"))
+
+
+def test_results_of_another_schema_are_one_line(tmp_path, capsys):
+    store = ResultStore(tmp_path)
+    for seed in (1, 2, 3):
+        path = tmp_path / "p" / "coop" / "old" / f"seed-{seed}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text('{"metrics": {"all": 1}, "schema": 1}')
+    assert store.records("p") == []
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "skipped 3 result file(s) of another result schema" in err

@@ -1,0 +1,130 @@
+"""What ships and what is registered, read without importing torch, so `bench list` and
+`bench leaderboard` start in well under a second and a half (importing torch alone takes longer).
+
+- Registrations are read from the source with ``ast``: a class decorated with
+  ``@METHODS.register("name")`` (or ``DATASETS`` / ``BACKBONES``) in ``bench/``
+  or ``methods/``.  ``tests/test_catalog.py`` holds this view against the real registries.
+- A protocol's *view* (name, description, identity, each method's current
+  recipe) is what the leaderboard needs; computing it imports everything, so it
+  is cached under ``$BENCH_CACHE``, keyed by the YAML text and a fingerprint of
+  the code.  ``bench run`` writes it; any edit to the YAML or the code misses.
+
+    registrations()["methods"]          # [("coop", "CoOp: learned prompt context ..."), ...]
+    load_view(resolve_path("smoke"))    # None until computed once
+"""
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import yaml
+
+from . import __version__
+from .atomic import write_json
+from .errors import BenchError
+from .registry import suggest
+
+ROOT = Path(__file__).resolve().parent.parent
+KINDS = {"METHODS": "methods", "DATASETS": "datasets", "BACKBONES": "backbones"}
+
+
+def protocols_dir() -> Path:
+    return ROOT / "protocols"
+
+
+def _natural(name: str) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def available_protocols() -> List[str]:
+    return sorted((p.stem for p in protocols_dir().glob("*.yaml")), key=_natural)
+
+
+def resolve_path(name_or_path: str) -> Path:
+    """A protocol name from protocols/ or a path to a YAML file."""
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml") or candidate.parent != Path("."):
+        if not candidate.is_file():
+            raise BenchError(f"protocol file '{name_or_path}' does not exist")
+        return candidate
+    path = protocols_dir() / f"{name_or_path}.yaml"
+    if not path.is_file():
+        names = available_protocols()
+        raise BenchError(f"unknown protocol '{name_or_path}'{suggest(name_or_path, names)} "
+                         f"(available: {', '.join(names)})")
+    return path
+
+
+def source_files() -> List[Path]:
+    return sorted([*(ROOT / "bench").rglob("*.py"), *(ROOT / "methods").glob("*.py")])
+
+
+def _registration(decorator: ast.expr) -> Optional[Tuple[str, str]]:
+    """``(kind, name)`` of ``@METHODS.register("name")``, else None."""
+    if not (isinstance(decorator, ast.Call) and isinstance(decorator.func, ast.Attribute)):
+        return None
+    target, args = decorator.func.value, decorator.args
+    if decorator.func.attr != "register" or not isinstance(target, ast.Name) or target.id not in KINDS:
+        return None
+    if not args or not isinstance(args[0], ast.Constant) or not isinstance(args[0].value, str):
+        return None
+    return KINDS[target.id], args[0].value
+
+
+def registrations() -> Dict[str, List[Tuple[str, str]]]:
+    """kind -> sorted ``(name, first docstring line)`` pairs, from the source."""
+    found: Dict[str, List[Tuple[str, str]]] = {kind: [] for kind in KINDS.values()}
+    for path in source_files():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ClassDef):
+                for decorator in node.decorator_list:
+                    hit = _registration(decorator)
+                    if hit:
+                        doc = (ast.get_docstring(node) or "").strip()
+                        found[hit[0]].append((hit[1], doc.splitlines()[0] if doc else ""))
+    return {kind: sorted(entries) for kind, entries in found.items()}
+
+
+def protocol_descriptions() -> List[Tuple[str, str]]:
+    out = []
+    for name in available_protocols():
+        data = yaml.safe_load((protocols_dir() / f"{name}.yaml").read_text())
+        out.append((name, data.get("description", "") if isinstance(data, dict) else ""))
+    return out
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("BENCH_CACHE") or Path.home() / ".cache" / "lt-prompt-bench")
+
+
+def code_fingerprint() -> str:
+    digest = hashlib.sha256(__version__.encode())
+    for path in [*source_files(), *sorted((ROOT / "bench" / "model_configs").glob("*.json"))]:
+        digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def view_path(protocol_file: Path) -> Path:
+    digest = hashlib.sha256(protocol_file.read_bytes() + code_fingerprint().encode()).hexdigest()
+    return cache_root() / "protocol-views" / f"{digest[:32]}.json"
+
+
+def load_view(protocol_file: Path) -> Optional[dict]:
+    """The cached view of this exact YAML text and code, or None (a damaged cache is a miss)."""
+    try:
+        view = json.loads(view_path(protocol_file).read_text())
+    except (OSError, ValueError):
+        return None
+    return view if isinstance(view, dict) and {"name", "description", "identity", "references"} <= set(view) else None
+
+
+def save_view(protocol_file: Path, view: dict) -> None:
+    try:
+        write_json(view_path(protocol_file), view)
+    except OSError:  # a read-only cache only costs speed
+        pass
