@@ -86,6 +86,7 @@ def cmd_run(args) -> int:
         device=args.device,
         data_root=args.data_root,
         progress=not args.no_progress and sys.stderr.isatty(),
+        threads=args.threads,
         overrides=parse_overrides(args.set),
     )
     Runner(protocol, options).run(methods, args.seeds)
@@ -123,6 +124,13 @@ def protocol_view(name_or_path: str) -> dict:
         view = load_protocol(name_or_path).view()
         save_view(path, view)
     return view
+
+
+def positive(text: str) -> int:
+    value = non_negative(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got '{text}'")
+    return value
 
 
 def cmd_leaderboard(args) -> int:
@@ -176,7 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results-dir", default="results", help="where result JSON files go (default: results)")
     p.add_argument("--data-root", help="dataset folder (overrides the protocol's dataset.root)")
     p.add_argument("--device", default="auto", help="auto (GPU when available), cpu, cuda, cuda:1, ...")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars: one line per epoch instead")
+    p.add_argument("--threads", type=positive, help="CPU threads for torch (default: usable CPUs - 1, at least 1)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("leaderboard", help="markdown table of mean ± std across seeds")

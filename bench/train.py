@@ -9,8 +9,9 @@ uninterrupted one.
 from __future__ import annotations
 
 import contextlib
+import time
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -89,12 +90,13 @@ def train(
     key: str = "",
     progress: bool = False,
     stop_after: Optional[int] = None,
+    log: Optional[Callable[[str], None]] = None,
 ) -> dict:
     """Train ``method``'s trainable parameters; returns a summary for the record.
 
     With ``checkpoint`` set, state is saved after every epoch and training
     resumes from it.  ``stop_after`` ends early after that many epochs (for
-    tests of resuming).
+    tests of resuming).  ``log`` gets one line per epoch (for logs without bars).
     """
     params = method.trainable_parameters()
     if not method.trains or not params:
@@ -112,8 +114,9 @@ def train(
     for epoch in range(start, cfg.epochs):
         if stop_after is not None and epoch >= stop_after:
             break
+        lr, started = lr_for_epoch(cfg, epoch), time.time()
         for group in optimizer.param_groups:
-            group["lr"] = lr_for_epoch(cfg, epoch)
+            group["lr"] = lr
         generator = torch.Generator().manual_seed(epoch_seed(seed, epoch))
         torch.manual_seed(epoch_seed(seed, epoch))  # augmentation draws from the global RNG
         loader = DataLoader(
@@ -140,6 +143,8 @@ def train(
             count += labels.numel()
             bar.set_postfix(loss=f"{total / count:.4f}")
         history.append(total / max(count, 1))
+        if log is not None:
+            log(f"epoch {epoch + 1}/{cfg.epochs}: loss {history[-1]:.4f}, lr {lr:.3g}, {time.time() - started:.1f}s")
         if checkpoint is not None:
             save_torch(
                 checkpoint,

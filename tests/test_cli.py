@@ -320,3 +320,23 @@ def test_runner_groups_by_the_reference_profile(capsys, results, tmp_path):
     rec = json.loads(next(results.rglob("seed-1.json")).read_text())
     assert rec["group_sizes"] == {"many": 35, "medium": 35, "few": 30}  # IR10's own would be 69 / 31 / 0
     assert rec["setup"]["group_by"] == "cifar100_lt_ir100" and rec["metrics"]["few"] is not None
+
+
+def test_off_a_terminal_each_epoch_is_a_line_and_threads_are_set(capsys, results):
+    code, out, _ = run(capsys, "run", "--protocol", "smoke", "--method", "coop", "--seeds", "1",
+                       "--results-dir", str(results), "--threads", "1", "--set", "coop.train.epochs=2")
+    assert code == 0
+    epochs = [line for line in out.splitlines() if ": epoch " in line]
+    assert [line.split(": epoch ")[1].split(":")[0] for line in epochs] == ["1/2", "2/2"]
+    assert epochs[0].startswith("[1/1] smoke / coop / seed 1: epoch 1/2: loss ") and ", lr 0.001, " in epochs[0]
+    assert json.loads(next(results.rglob("seed-1.json")).read_text())["env"]["threads"] == 1
+    code, _, err = run(capsys, "run", "--protocol", "smoke", "--method", "coop", "--threads", "0")
+    assert code == 2 and "expected a whole number >= 1" in err
+
+
+def test_default_threads_leave_a_core_free(monkeypatch):
+    from bench.runner import default_threads
+
+    for cpus, threads in ((1, 1), (2, 1), (16, 15)):
+        monkeypatch.setattr(bench.runner.os, "sched_getaffinity", lambda pid, n=cpus: set(range(n)))
+        assert default_threads() == threads
