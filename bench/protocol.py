@@ -161,7 +161,7 @@ def parse_protocol(data: Any, path: Optional[Path] = None) -> Protocol:
     if not isinstance(description, str):
         raise ConfigError("protocol.description", f"expected a string, got {description!r}")
     family = data.get("family")
-    if family not in FAMILIES:
+    if not isinstance(family, str) or family not in FAMILIES:
         hint = suggest(str(family), FAMILIES) if family is not None else ""
         problem = "required field is missing" if family is None else f"unknown family {family!r}{hint}"
         raise ConfigError("protocol.family", f"{problem} (one of: {', '.join(FAMILIES)})")

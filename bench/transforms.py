@@ -49,16 +49,16 @@ class TransformConfig:
 
     def validate(self, where: str) -> None:
         for name in ("size", "test_resize"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ConfigError(f"{where}.{name}", "must be at least 1")
+            if getattr(self, name) is not None and not 1 <= getattr(self, name) <= 4096:
+                raise ConfigError(f"{where}.{name}", "must be between 1 and 4096 pixels")
         if self.crop_padding < 0:
             raise ConfigError(f"{where}.crop_padding", "must not be negative")
         low, high = _pair(self.crop_scale, f"{where}.crop_scale")
         if not 0 < low <= high <= 1:
             raise ConfigError(f"{where}.crop_scale", f"expected 0 < min <= max <= 1, got {self.crop_scale}")
         low, high = _pair(self.crop_ratio, f"{where}.crop_ratio")
-        if not 0 < low <= high:
-            raise ConfigError(f"{where}.crop_ratio", f"expected 0 < min <= max, got {self.crop_ratio}")
+        if not 0.01 <= low <= high <= 100:
+            raise ConfigError(f"{where}.crop_ratio", f"expected 0.01 <= min <= max <= 100, got {self.crop_ratio}")
         for name in ("mean", "std"):
             if len(getattr(self, name)) != 3:
                 raise ConfigError(f"{where}.{name}", "expected 3 numbers (R, G, B)")

@@ -59,29 +59,24 @@ def token_length(backbone, text: str) -> int:
 class PromptLearner(nn.Module):
     def __init__(self, backbone, classnames, cfg: CoOpConfig, where: str = "method coop"):
         super().__init__()
-        n_cls, width = len(classnames), backbone.width
-        if cfg.init_text:
-            init = cfg.init_text.replace("_", " ").strip()
-            n_ctx = token_length(backbone, init)
-            if cfg.n_ctx is not None and cfg.n_ctx != n_ctx:
-                raise ConfigError(f"{where}.n_ctx", f"is {cfg.n_ctx} but init_text '{init}' has {n_ctx} tokens")
+        init = cfg.init_text.replace("_", " ").strip() if cfg.init_text else None
+        n_ctx = token_length(backbone, init) if init else cfg.n_ctx or 16
+        if init and cfg.n_ctx is not None and cfg.n_ctx != n_ctx:
+            raise ConfigError(f"{where}.n_ctx", f"is {cfg.n_ctx} but init_text '{init}' has {n_ctx} tokens")
+        self.name_lens = [token_length(backbone, name) for name in classnames]
+        longest = n_ctx + max(self.name_lens) + 3  # SOS, ".", EOS; checked before anything is allocated
+        if longest > backbone.context_length:
+            raise ConfigError(f"{where}.n_ctx", f"prompts need {longest} tokens but the text encoder "
+                                                f"takes {backbone.context_length}")
+        if init:
             with torch.no_grad():
                 ctx = backbone.embed_tokens(backbone.tokenize([init]))[0, 1 : 1 + n_ctx].clone()
-            prefix_text = init
         else:
-            n_ctx = cfg.n_ctx or 16
-            ctx = torch.empty((n_cls, n_ctx, width) if cfg.csc else (n_ctx, width), device=backbone.device)
-            nn.init.normal_(ctx, std=0.02)
-            prefix_text = " ".join(["X"] * n_ctx)
+            shape = (len(classnames), n_ctx, backbone.width) if cfg.csc else (n_ctx, backbone.width)
+            ctx = nn.init.normal_(torch.empty(shape, device=backbone.device), std=0.02)
+        prefix_text = init or " ".join(["X"] * n_ctx)
         self.ctx = nn.Parameter(ctx.float())
         self.n_ctx, self.position = n_ctx, cfg.class_token_position
-        self.name_lens = [token_length(backbone, name) for name in classnames]
-        longest = n_ctx + max(self.name_lens) + 3  # SOS, ".", EOS
-        if longest > backbone.context_length:
-            raise ConfigError(
-                f"{where}.n_ctx",
-                f"prompts need {longest} tokens but the text encoder takes {backbone.context_length}",
-            )
         tokens = backbone.tokenize([f"{prefix_text} {name}." for name in classnames])
         with torch.no_grad():
             embedding = backbone.embed_tokens(tokens)

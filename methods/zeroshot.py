@@ -52,8 +52,8 @@ class ZeroShotConfig:
 
     def validate(self, where: str) -> None:
         for i, template in enumerate(self.templates):
-            if template.count("{}") != 1:
-                raise ConfigError(f"{where}.templates[{i}]", "must contain exactly one '{}'")
+            if template.count("{}") != 1 or set("{}") & set(template.replace("{}", "", 1)):
+                raise ConfigError(f"{where}.templates[{i}]", "must contain exactly one '{}' and no other braces")
 
 
 @METHODS.register("zeroshot")

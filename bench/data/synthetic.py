@@ -40,9 +40,11 @@ class SyntheticLTConfig:
     data_seed: int = 0  # which images are drawn (class patterns are fixed)
 
     def validate(self, where: str) -> None:
-        for name in ("num_classes", "max_per_class", "test_per_class", "image_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{where}.{name}", "must be at least 1")
+        # Made in memory: the caps keep a typo from rendering a billion images.
+        for name, most in (("num_classes", 1000), ("max_per_class", 10_000), ("test_per_class", 10_000),
+                           ("image_size", 512)):
+            if not 1 <= getattr(self, name) <= most:
+                raise ConfigError(f"{where}.{name}", f"must be between 1 and {most}")
         if self.imbalance_ratio < 1:
             raise ConfigError(f"{where}.imbalance_ratio", "must be at least 1")
         for name in ("noise", "max_shift"):
