@@ -340,3 +340,10 @@ def test_default_threads_leave_a_core_free(monkeypatch):
     for cpus, threads in ((1, 1), (2, 1), (16, 15)):
         monkeypatch.setattr(bench.runner.os, "sched_getaffinity", lambda pid, n=cpus: set(range(n)))
         assert default_threads() == threads
+
+
+def test_data_root_is_checked_when_every_cell_is_done(capsys, results):
+    args = ["run", "--protocol", "smoke", "--method", "zeroshot", "--seeds", "1", "--results-dir", str(results)]
+    assert run(capsys, *args)[0] == 0
+    code, out, err = run(capsys, *args, "--data-root", "/no/such/dir")
+    assert code == 2 and "--data-root: dataset 'synthetic_lt' reads no files" in err and "skipped" not in out
