@@ -119,7 +119,11 @@ class SyntheticClip:
             path = weights_path(cfg)
             if not load_cached(model, path):
                 pretrain(model, tokenizer, cfg, planned_setup(cfg.model, None)["image_size"])
-                save_torch(path, model.state_dict())
+                try:
+                    save_torch(path, model.state_dict())
+                except OSError as err:  # the weights are in memory: only the next build pays
+                    warn(f"cannot cache backbone weights at '{path}' ({err.strerror or reason(err)}); "
+                         "set BENCH_CACHE to a writable folder")
         return ClipBackbone(model.to(device), tokenizer)
 
     @staticmethod

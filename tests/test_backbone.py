@@ -165,3 +165,10 @@ def test_backbone_settings_are_checked_when_the_protocol_loads(options, where, m
     with pytest.raises(ConfigError, match=message) as err:
         from_dict(OpenClipConfig, options, "protocol.backbone")
     assert err.value.where == f"protocol.backbone.{where}"
+
+
+def test_unwritable_cache_is_a_warning(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    bb = SyntheticClip.build(SyntheticClipConfig(steps=2, cache_dir=str(afile / "below")))
+    assert bb.width == 64 and "cannot cache backbone weights" in capsys.readouterr().err
