@@ -48,6 +48,8 @@ def available_protocols() -> List[str]:
 def resolve_path(name_or_path: str) -> Path:
     """A protocol name from protocols/ or a path to a YAML file."""
     candidate = Path(name_or_path)
+    if candidate.is_dir():
+        raise BenchError(f"protocol '{name_or_path}' is a folder; give a protocol name or a .yaml file")
     if candidate.suffix in (".yaml", ".yml") or candidate.parent != Path("."):
         if not candidate.is_file():
             raise BenchError(f"protocol file '{name_or_path}' does not exist")

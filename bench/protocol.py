@@ -19,7 +19,7 @@ import yaml
 
 from .catalog import available_protocols, protocols_dir, resolve_path  # noqa: F401  (re-exported)
 from .config import ENV, check_fields, from_dict, identity
-from .errors import BenchError, ConfigError
+from .errors import BenchError, ConfigError, reason
 from .metrics import GROUP_PROFILES
 from .plugins import load_builtins
 from .recipes import FAMILIES, Resolved, TrainRecipe, resolve
@@ -117,7 +117,9 @@ _TOP_LEVEL = ("name", "description", "family", "dataset", "backbone", "transform
 def load_protocol(name_or_path: str) -> Protocol:
     path = resolve_path(name_or_path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as err:
+        raise BenchError(f"cannot read protocol file '{path}': {reason(err)}; it must be a YAML text file") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

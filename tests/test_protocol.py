@@ -138,3 +138,12 @@ def test_transform_size_must_fit_the_backbone():
         parse(transforms={"size": 48})
     assert err.value.where == "protocol.transforms.size"
     assert parse(transforms={"size": 32}).identity() == parse().identity()  # null means the same 32
+
+
+def test_unreadable_protocol_files_are_one_line(tmp_path):
+    junk = tmp_path / "junk.yaml"
+    junk.write_bytes(bytes(range(128, 256)))
+    with pytest.raises(BenchError, match="cannot read protocol file .*it must be a YAML text file"):
+        load_protocol(str(junk))
+    with pytest.raises(BenchError, match="is a folder"):
+        load_protocol(str(tmp_path))
