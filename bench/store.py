@@ -93,7 +93,8 @@ class ResultStore:
         return out
 
 
-REQUIRED = {"key": str, "protocol": str, "method": str, "seed": int, "code_version": str, "metrics": dict}
+REQUIRED = {"key": str, "protocol": str, "method": str, "seed": int, "code_version": str, "metrics": dict,
+            "config": dict}
 
 
 def read_record(path: Path) -> Tuple[Optional[dict], Optional[str]]:
@@ -111,4 +112,7 @@ def read_record(path: Path) -> Tuple[Optional[dict], Optional[str]]:
     wrong = [k for k, tp in REQUIRED.items() if not isinstance(data.get(k), tp)]
     if wrong or not isinstance(data["metrics"].get("all"), (int, float)):
         return None, f"lacks valid {', '.join(wrong) or 'metrics.all'}"
+    bad = [k for k, v in data["metrics"].items() if v is not None and not isinstance(v, (int, float))]
+    if bad:
+        return None, f"has metrics that are not numbers: {', '.join(bad)}"
     return data, None

@@ -10,7 +10,7 @@ from bench.store import SCHEMA, ResultStore, cell_key
 
 def record(method="coop", seed=1, key="a" * 64, all_=50.0):
     return {"key": key, "protocol": "p", "method": method, "seed": seed, "code_version": "0.2.0",
-            "metrics": {"all": all_}}
+            "metrics": {"all": all_}, "config": {}}
 
 
 def test_key_is_stable_and_sensitive():
@@ -63,6 +63,8 @@ def test_overwrite_is_atomic(tmp_path, monkeypatch):
     ("{not json", "is not valid JSON"),
     ("", "is not valid JSON"),
     ('{"metrics": {"all": 1}, "schema": %d, "key": "k"}' % SCHEMA, "lacks valid protocol, method, seed, code_version"),
+    (json.dumps({**record(), "schema": SCHEMA, "metrics": {"all": 1, "few": "high"}}), "has metrics that are not numbers: few"),
+    (json.dumps({**record(), "schema": SCHEMA, "config": [1]}), "lacks valid config"),
     ("[1, 2]", "is not a benchmark result"),
 ])
 def test_bad_result_file_is_skipped_with_a_warning(tmp_path, capsys, content, problem):
