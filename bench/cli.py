@@ -34,6 +34,8 @@ def parse_overrides(items: List[str]) -> Dict[str, dict]:
             value = yaml.safe_load(raw) if raw else ""
         except yaml.YAMLError:
             value = raw
+        except RecursionError:
+            raise BenchError(f"--set '{target}': the value is nested too deeply") from None
         block = out.setdefault(parts[0], {})
         if nested:
             block = block.setdefault("train", {})
@@ -94,22 +96,31 @@ def cmd_run(args) -> int:
     return 0
 
 
-def write_output(path: Path, text: str) -> None:
+def write_output(path: Path, text: str, results_dir: Path) -> None:
+    """Write a table to a regular file (a symlink's target), never over a device, folder or result."""
     from .atomic import write_atomic
 
-    if path.is_dir():
-        raise BenchError(f"--output '{path}' is a folder; give a file name, e.g. {path / 'table.md'}")
     try:
-        write_atomic(path, lambda f: f.write(text))
+        target = path.resolve()
+        if target.is_dir():
+            raise BenchError(f"--output '{path}' is a folder; give a file name, e.g. {path / 'table.md'}")
+        if target.exists() and not target.is_file():
+            raise BenchError(f"--output '{path}' is not a regular file; give a file name")
+        if results_dir.resolve() in target.parents and target.suffix in (".json", ".ckpt"):
+            raise BenchError(f"--output '{path}' would replace a result or checkpoint; write tables elsewhere")
+        write_atomic(target, lambda f: f.write(text))
     except OSError as err:
         raise BenchError(f"--output '{path}': cannot write it ({err.strerror or type(err).__name__})") from None
 
 
-def non_negative(text: str) -> int:
-    value = int(text) if text.lstrip("+").isdigit() else -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got '{text}'")
-    return value
+def whole(low: int, high: int):
+    """An argparse type: a whole number in [low, high]."""
+    def parse(text: str) -> int:
+        value = int(text) if text.lstrip("+").isdigit() and len(text) < 20 else -1
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected a whole number from {low} to {high}, got '{text}'")
+        return value
+    return parse
 
 
 def protocol_view(name_or_path: str) -> dict:
@@ -124,13 +135,6 @@ def protocol_view(name_or_path: str) -> dict:
         view = load_protocol(name_or_path).view()
         save_view(path, view)
     return view
-
-
-def positive(text: str) -> int:
-    value = non_negative(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got '{text}'")
-    return value
 
 
 def cmd_leaderboard(args) -> int:
@@ -150,8 +154,10 @@ def cmd_leaderboard(args) -> int:
     labels = {r["key"]: config_label(r, identity, __version__, view["references"]) for r in shown}
     table = markdown_table(aggregate(shown, labels), digits=args.digits)
     text = f"## {name}\n\n{view['description']}\n\n{table}\n" if args.title else table + "\n"
-    if args.output:
-        write_output(Path(args.output), text)
+    if args.output is not None:
+        if not args.output.strip():
+            raise BenchError("--output: must not be empty")
+        write_output(Path(args.output), text, Path(args.results_dir))
     print(text, end="")
     if other and not args.all_configs:
         print(f"bench: note: {len(other)} result(s) of other configurations or code versions of "
@@ -185,14 +191,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", help="dataset folder (overrides the protocol's dataset.root)")
     p.add_argument("--device", default="auto", help="auto (GPU when available), cpu, cuda, cuda:1, ...")
     p.add_argument("--no-progress", action="store_true", help="no progress bars: one line per epoch instead")
-    p.add_argument("--threads", type=positive, help="CPU threads for torch (default: usable CPUs - 1, at least 1)")
+    p.add_argument("--threads", type=whole(1, 1024), help="CPU threads for torch (default: usable CPUs - 1, at least 1)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("leaderboard", help="markdown table of mean ± std across seeds")
     p.add_argument("--protocol", required=True, help="protocol name or YAML path")
     p.add_argument("--results-dir", default="results")
     p.add_argument("--output", help="also write the table to this file (e.g. reports/smoke.md)")
-    p.add_argument("--digits", type=non_negative, default=2, help="decimal places (default: 2)")
+    p.add_argument("--digits", type=whole(0, 10), default=2, help="decimal places (default: 2)")
     p.add_argument("--title", action="store_true", help="precede the table with the protocol's name and description")
     p.add_argument("--all-configs", action="store_true",
                    help="also rows of other configurations and code versions of this protocol, labelled by what differs")

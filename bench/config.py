@@ -19,9 +19,8 @@ T = TypeVar("T")
 # (paths, worker counts, caches): they are left out of the result key, so
 # moving a dataset does not re-run it.  Use: field(default=..., metadata=ENV).
 ENV = {"identity": False}
-# Lower bounds, checked wherever the field is set: field(default=1, metadata=AT_LEAST_1).
-NON_NEGATIVE = {"min": 0}
-AT_LEAST_1 = {"min": 1}
+# Bounds, checked wherever the field is set: field(default=1, metadata={"min": 1, "max": 64}).
+LARGEST_INT = 2**63 - 1
 _MISSING = dataclasses.MISSING
 
 
@@ -82,6 +81,8 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(where, f"expected an integer, got {value!r}")
+        if abs(value) > LARGEST_INT:  # numpy/torch take 64-bit integers
+            raise ConfigError(where, f"expected an integer of at most {LARGEST_INT} in size, got {value}")
         return value
     if tp is float:
         if isinstance(value, str):  # YAML reads "5e-4" (no dot) as a string
@@ -137,10 +138,14 @@ def check_fields(cls: type, data: Any, where: str) -> dict:
 
 
 def check_bound(value: Any, metadata: Mapping, where: str) -> None:
-    """Field bounds declared as ``metadata={"min": m}`` hold in every layer, partial or whole."""
-    low = metadata.get("min")
-    if low is not None and isinstance(value, (int, float)) and value < low:
+    """Field bounds declared as ``metadata={"min": m, "max": M}`` hold in every layer, partial or whole."""
+    low, high = metadata.get("min"), metadata.get("max")
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return
+    if low is not None and value < low:
         raise ConfigError(where, "must not be negative" if low == 0 else f"must be at least {low}")
+    if high is not None and value > high:
+        raise ConfigError(where, f"must be at most {high}")
 
 
 def identity(cfg: Any) -> dict:

@@ -78,6 +78,10 @@ class Method(nn.Module):
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, labels)
 
+    def record_fields(self) -> dict:
+        """Extra JSON fields for the result record (e.g. the prior a loss used)."""
+        return {}
+
     def image_features(self, images: torch.Tensor) -> torch.Tensor:
         """Normalised features from the frozen image encoder (no gradient)."""
         with torch.no_grad():

@@ -120,6 +120,8 @@ def load_protocol(name_or_path: str) -> Protocol:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as err:
         raise BenchError(f"cannot read protocol file '{path}': {reason(err)}; it must be a YAML text file") from None
+    except RecursionError:
+        raise BenchError(f"protocol file '{path}': nested too deeply") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

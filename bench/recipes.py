@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Literal, Mapping, Optional, Tuple
 
-from .config import AT_LEAST_1, ENV, NON_NEGATIVE, check_fields, from_dict, identity
+from .config import ENV, check_fields, from_dict, identity
 from .errors import ConfigError
 
 FAMILIES: Dict[str, str] = {
@@ -41,30 +41,33 @@ Precision = Literal["amp", "fp32"]
 EVAL_FIELDS = ("eval_precision", "num_workers")
 
 
+RATE = {"min": 0, "max": 1e3}  # learning rates and decay: past this, float32 training only overflows
+
+
 @dataclass
 class TrainRecipe:
     """How a method is trained.  Defaults: Dassl's as the CoOp configs set them
     (``KaiyangZhou/Dassl.pytorch:dassl/config/defaults.py`` and ``dassl/optim/``
     at c61a1b570ac6333bd50fb5ae06aea59002fb20bb; ``KaiyangZhou/CoOp:configs/trainers/CoOp/``)."""
 
-    epochs: int = field(default=10, metadata=AT_LEAST_1)
-    batch_size: int = field(default=32, metadata=AT_LEAST_1)
+    epochs: int = field(default=10, metadata={"min": 1, "max": 100_000})
+    batch_size: int = field(default=32, metadata={"min": 1, "max": 1_000_000})
     # Dassl drops the last partial batch (when the set holds at least one batch).
     drop_last: bool = True
     optimizer: Literal["sgd", "adamw"] = "sgd"
-    lr: float = field(default=0.002, metadata=NON_NEGATIVE)
-    momentum: float = field(default=0.9, metadata=NON_NEGATIVE)  # SGD only
-    weight_decay: float = field(default=5e-4, metadata=NON_NEGATIVE)
+    lr: float = field(default=0.002, metadata=RATE)
+    momentum: float = field(default=0.9, metadata={"min": 0, "max": 1})  # SGD only
+    weight_decay: float = field(default=5e-4, metadata=RATE)
     # Per-epoch cosine from lr down to min_lr over `epochs`, after the warm-up.
     scheduler: Literal["cosine", "constant"] = "cosine"
-    min_lr: float = field(default=0.0, metadata=NON_NEGATIVE)
-    warmup_epochs: int = field(default=1, metadata=NON_NEGATIVE)  # at the constant warmup_lr (Dassl's)
-    warmup_lr: float = field(default=1e-5, metadata=NON_NEGATIVE)
+    min_lr: float = field(default=0.0, metadata=RATE)
+    warmup_epochs: int = field(default=1, metadata={"min": 0, "max": 100_000})  # at the constant warmup_lr (Dassl's)
+    warmup_lr: float = field(default=1e-5, metadata=RATE)
     # "amp": autocast on GPU (bf16 where supported, else fp16 with loss scaling),
     # fp32 master weights; always fp32 on CPU.
     precision: Precision = "amp"
     eval_precision: Precision = "amp"
-    num_workers: int = field(default=0, metadata={**ENV, **NON_NEGATIVE})
+    num_workers: int = field(default=0, metadata={**ENV, "min": 0, "max": 64})
 
     def validate(self, where: str) -> None:
         if self.warmup_epochs >= self.epochs:

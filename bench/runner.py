@@ -129,7 +129,7 @@ class Runner:
 
     def run(self, methods: List[str], seeds: Optional[List[int]] = None) -> List[dict]:
         cells = self.plan(methods, seeds)
-        self.store.check_writable()
+        self.store.check_writable(self.protocol.name)
         torch.set_num_threads(self.options.threads or default_threads())
         self.preflight(cells)
         records = []
@@ -201,6 +201,7 @@ class Runner:
             **result,
             "train": summary,
             "setup": self.setup(backbone, method, recipe, train_tf, test_tf),
+            "method_state": method.record_fields(),
             "seconds": time.time() - start,
             "env": {
                 "torch": torch.__version__,

@@ -54,21 +54,24 @@ class ResultStore:
         if not path.exists():
             return None
         record, problem = read_record(path)
+        if problem is None and record["key"] != key:
+            problem = f"holds another cell's result (key {record['key'][:16]}...)"
         if problem is not None:
             warn(f"result file '{path}' {problem}; set aside as '{set_aside(path).name}', the cell runs again")
             return None
-        return record if record["key"] == key else None
+        return record
 
     def write(self, record: dict) -> Path:
         path = self.result_path(record["protocol"], record["method"], record["key"], record["seed"])
         write_json(path, {"schema": SCHEMA, **record})
         return path
 
-    def check_writable(self) -> None:
-        """Fail before any work if results cannot be written under the root."""
+    def check_writable(self, protocol: str = "") -> None:
+        """Fail before any work if results cannot be written under the root (and the protocol's folder)."""
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=self.root):
+            folder = self.root / protocol
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
                 pass
         except OSError as err:
             reason = err.strerror or type(err).__name__
@@ -81,6 +84,8 @@ class ResultStore:
         out, older = [], []
         for path in sorted(base.glob("*/*/seed-*.json")) if base.is_dir() else []:
             record, problem = read_record(path)
+            if problem is None and path != self.result_path(protocol, record["method"], record["key"], record["seed"]):
+                problem = "is not where its own protocol, method, key and seed put it (a copy?)"
             if problem is None:
                 out.append(record)
             elif problem.startswith("has result schema"):  # old results are expected, not damage
@@ -99,6 +104,8 @@ REQUIRED = {"key": str, "protocol": str, "method": str, "seed": int, "code_versi
 
 def read_record(path: Path) -> Tuple[Optional[dict], Optional[str]]:
     """``(record, None)``, or ``(None, what is wrong with the file)``."""
+    if not path.is_file():  # a FIFO would block the read forever
+        return None, "is not a regular file"
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError) as err:
@@ -112,7 +119,7 @@ def read_record(path: Path) -> Tuple[Optional[dict], Optional[str]]:
     wrong = [k for k, tp in REQUIRED.items() if not isinstance(data.get(k), tp)]
     if wrong or not isinstance(data["metrics"].get("all"), (int, float)):
         return None, f"lacks valid {', '.join(wrong) or 'metrics.all'}"
-    bad = [k for k, v in data["metrics"].items() if v is not None and not isinstance(v, (int, float))]
+    bad = [k for k, v in data["metrics"].items() if v is not None and not (isinstance(v, (int, float)) and 0 <= v <= 100)]
     if bad:
-        return None, f"has metrics that are not numbers: {', '.join(bad)}"
+        return None, f"has metrics that are not percentages: {', '.join(bad)}"
     return data, None

@@ -26,7 +26,7 @@ from .catalog import cache_root as default_cache_root
 from .backbone import ClipBackbone, check_model_name, create_open_clip, planned_setup
 from .config import ENV, identity
 from .data.synthetic import WORDS, prototype, render
-from .errors import ConfigError, reason, warn
+from .errors import BenchError, ConfigError, reason, warn
 from .registry import BACKBONES
 
 CAPTIONS = ["a photo of a {}.", "a picture of a {}.", "an image of the {}.", "a {}."]
@@ -48,8 +48,10 @@ class SyntheticClipConfig:
         check_model_name(self.model, f"{where}.model")
         if not 2 <= self.concepts <= len(WORDS):
             raise ConfigError(f"{where}.concepts", f"must be between 2 and {len(WORDS)}")
-        if self.steps < 0:
-            raise ConfigError(f"{where}.steps", "must not be negative")
+        if not 0 <= self.steps <= 1_000_000:
+            raise ConfigError(f"{where}.steps", "must be between 0 and 1000000")
+        if not 0 <= self.seed < 2**63 or not 0 <= self.max_shift <= 512 or not 0 < self.lr <= 1e3 or self.noise > 100:
+            raise ConfigError(where, "expected seed in [0, 2^63), max_shift <= 512, 0 < lr <= 1e3, noise <= 100")
 
 
 def cache_root(cfg: SyntheticClipConfig) -> Path:
@@ -96,10 +98,15 @@ def load_cached(model, path: Path) -> bool:
     """Load cached weights into ``model``; a damaged cache file is set aside (and rebuilt by the caller)."""
     if not path.exists():
         return False
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
     try:
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or not all(torch.is_tensor(v) and torch.isfinite(v).all() for v in state.values()):
+            raise ValueError("it holds NaN, infinite or non-tensor weights")
+        model.load_state_dict(state)
         return True
     except Exception as err:  # truncated, empty, or another model's weights
+        model.load_state_dict(initial)  # pretraining starts from the seeded init, not from a partial load
         warn(f"backbone cache '{path}' cannot be used ({reason(err)}); set aside as "
              f"'{set_aside(path).name}', pretraining again")
         return False
@@ -119,6 +126,9 @@ class SyntheticClip:
             path = weights_path(cfg)
             if not load_cached(model, path):
                 pretrain(model, tokenizer, cfg, planned_setup(cfg.model, None)["image_size"])
+                if not all(torch.isfinite(p).all() for p in model.parameters()):
+                    raise BenchError(f"backbone pretraining diverged (non-finite weights); lower backbone.lr "
+                                     f"(now {cfg.lr})")
                 try:
                     save_torch(path, model.state_dict())
                 except OSError as err:  # the weights are in memory: only the next build pays

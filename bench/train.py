@@ -75,6 +75,27 @@ def read_checkpoint(path: Path, key: str, method: Method, epochs: int, device: t
     return state
 
 
+def make_scaler(dtype: Optional[torch.dtype]) -> torch.amp.GradScaler:
+    return torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+
+
+def restore(state: dict, optimizer, scaler, method: Method, path: Path) -> bool:
+    """Load a checkpoint's optimizer, scaler and parameters; False (file set aside) if they do not fit."""
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                for value in optimizer.state.get(p, {}).values():
+                    if torch.is_tensor(value) and value.dim() and value.shape != p.shape:
+                        raise ValueError(f"optimizer state of shape {tuple(value.shape)} for {tuple(p.shape)}")
+        scaler.load_state_dict(state["scaler"])
+        method.load_trainable_state(state["trainable"])
+        return True
+    except (KeyError, ValueError, RuntimeError, TypeError) as err:
+        _discard(path, f"cannot be restored ({reason(err)})")
+        return False
+
+
 def _discard(path: Path, problem: str) -> None:
     warn(f"checkpoint '{path}' {problem}; set aside as '{set_aside(path).name}', training starts over")
     return None
@@ -103,13 +124,12 @@ def train(
         return {"epochs": 0, "loss_history": [], "resumed_from_epoch": None}
     optimizer = make_optimizer(params, cfg)
     dtype = amp_dtype(device, cfg.precision)
-    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    scaler = make_scaler(dtype)
     start, history, resumed = 0, [], None
     state = read_checkpoint(checkpoint, key, method, cfg.epochs, device) if checkpoint is not None else None
+    if state is not None and not restore(state, optimizer, scaler, method, checkpoint):
+        optimizer, scaler, state = make_optimizer(params, cfg), make_scaler(dtype), None
     if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        method.load_trainable_state(state["trainable"])
         start, history, resumed = state["epoch"], list(state["loss_history"]), state["epoch"]
     for epoch in range(start, cfg.epochs):
         if stop_after is not None and epoch >= stop_after:

@@ -62,8 +62,8 @@ class TransformConfig:
         for name in ("mean", "std"):
             if len(getattr(self, name)) != 3:
                 raise ConfigError(f"{where}.{name}", "expected 3 numbers (R, G, B)")
-        if min(self.std) <= 0:
-            raise ConfigError(f"{where}.std", "must be positive")
+        if min(self.std) < 1e-6 or max(map(abs, self.mean + self.std)) > 1e6:
+            raise ConfigError(f"{where}.std", "std must be at least 1e-6, and mean and std at most 1e6 in size")
 
 
 def _pair(values: List[float], where: str) -> Tuple[float, float]:

@@ -67,7 +67,18 @@ def test_synthetic_clip_pretraining_is_cached(tmp_path, monkeypatch):
     assert weights_path(SyntheticClipConfig(steps=4, cache_dir=str(tmp_path))) != path
 
 
-@pytest.mark.parametrize("damage", [lambda b: b[: len(b) // 2], lambda b: b"", lambda b: b"not a torch file"])
+def nan_weights(blob):
+    import io
+
+    state = torch.load(io.BytesIO(blob))
+    state["logit_scale"] = torch.tensor(float("nan"))
+    out = io.BytesIO()
+    torch.save(state, out)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("damage", [lambda b: b[: len(b) // 2], lambda b: b"", lambda b: b"not a torch file",
+                                    nan_weights])
 def test_damaged_backbone_cache_is_set_aside_and_rebuilt(tmp_path, capsys, damage):
     cfg = SyntheticClipConfig(steps=2, cache_dir=str(tmp_path))
     good = SyntheticClip.build(cfg).model.state_dict()
@@ -172,3 +183,9 @@ def test_unwritable_cache_is_a_warning(tmp_path, capsys):
     afile.write_text("x")
     bb = SyntheticClip.build(SyntheticClipConfig(steps=2, cache_dir=str(afile / "below")))
     assert bb.width == 64 and "cannot cache backbone weights" in capsys.readouterr().err
+
+
+def test_diverged_pretraining_is_an_error(tmp_path):
+    with pytest.raises(BenchError, match="backbone pretraining diverged"):
+        SyntheticClip.build(SyntheticClipConfig(steps=3, lr=1e3, cache_dir=str(tmp_path)))
+    assert not list(tmp_path.glob("*.pt"))  # nothing cached

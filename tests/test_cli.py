@@ -38,7 +38,10 @@ def test_smoke_leaderboard_end_to_end(capsys, results):
                          "--results-dir", str(results), "--no-progress")
     assert code == 0, err
     files = sorted(results.glob("smoke/*/*/seed-*.json"))
-    assert [f.parent.parent.name for f in files] == ["coop", "coop", "zeroshot", "zeroshot"]
+    from bench.registry import METHODS
+
+    assert [f.parent.parent.name for f in files] == [m for m in METHODS.names() for _ in (1, 2)]  # every method
+    files = [f for f in files if f.parent.parent.name in ("coop", "zeroshot")]
     rec = json.loads(files[0].read_text())
     assert rec["protocol"] == "smoke" and rec["method"] == "coop" and rec["seed"] == 1
     assert set(rec["metrics"]) == {"all", "many", "medium", "few", "macro_f1"}
@@ -73,11 +76,12 @@ def test_smoke_leaderboard_end_to_end(capsys, results):
     lines = out.splitlines()
     assert lines[0] == "| Method | Seeds | All | Many | Medium | Few | Macro-F1 |"
     rows = {line.split(" | ")[0].strip("| "): line for line in lines[2:]}
-    assert set(rows) == {"coop", "zeroshot"}
+    assert set(rows) == set(METHODS.names())
     assert all(" ± " in rows[m] and "| 2 |" in rows[m] for m in rows)
     assert (results / "smoke.md").read_text() == out
-    # CoOp learns on top of zero-shot CLIP.
-    assert float(rows["coop"].split(" | ")[2].split(" ")[0]) > float(rows["zeroshot"].split(" | ")[2].split(" ")[0])
+    # CoOp (and CoOp+LA) learn on top of zero-shot CLIP.
+    acc = {m: float(rows[m].split(" | ")[2].split(" ")[0]) for m in rows}
+    assert acc["coop"] > acc["zeroshot"] and acc["coop_la"] > acc["zeroshot"]
 
 
 def test_changed_config_is_a_new_cell(capsys, results):
@@ -148,7 +152,7 @@ def test_interrupted_run_resumes_from_checkpoint(capsys, results, tmp_path, monk
         (["run", "--protocol", "smoke", "--method", "coop", "--seeds", "-1"], "--seeds: expected a non-empty list"),
         (["run", "--protocol", "smoke", "--method", "coop", "--seeds", str(2**63)], "integers from 0 to"),
         (["leaderboard", "--protocol", "cifar100_lt_ir10"], "no results for protocol"),
-        (["leaderboard", "--protocol", "smoke", "--digits", "-1"], "expected a whole number >= 0, got '-1'"),
+        (["leaderboard", "--protocol", "smoke", "--digits", "-1"], "expected a whole number from 0 to 10, got '-1'"),
         (["run", "--protocol", "smoke", "--method", "coop", "--device", "mps"], "expected auto, cpu, cuda or cuda:N"),
         (["run", "--protocol", "smoke", "--method", "coop", "--device", "meta"], "expected auto, cpu, cuda or cuda:N"),
         (["run", "--protocol", "smoke", "--method", "coop", "--device", "gpu"], "expected auto, cpu, cuda or cuda:N"),
@@ -199,7 +203,10 @@ def test_console_entry_point_exit_code(tmp_path):
         capture_output=True, text=True,
     )
     assert proc.returncode == 2
-    assert proc.stderr == "bench: error: unknown method 'coopp'; did you mean 'coop'? (available: coop, zeroshot)\n"
+    from bench.registry import METHODS
+
+    names = ", ".join(METHODS.names())
+    assert proc.stderr == f"bench: error: unknown method 'coopp'; did you mean 'coop'? (available: {names})\n"
 
 
 def test_parse_overrides():
@@ -331,7 +338,7 @@ def test_off_a_terminal_each_epoch_is_a_line_and_threads_are_set(capsys, results
     assert epochs[0].startswith("[1/1] smoke / coop / seed 1: epoch 1/2: loss ") and ", lr 0.001, " in epochs[0]
     assert json.loads(next(results.rglob("seed-1.json")).read_text())["env"]["threads"] == 1
     code, _, err = run(capsys, "run", "--protocol", "smoke", "--method", "coop", "--threads", "0")
-    assert code == 2 and "expected a whole number >= 1" in err
+    assert code == 2 and "expected a whole number from 1 to 1024" in err
 
 
 def test_default_threads_leave_a_core_free(monkeypatch):
@@ -347,3 +354,47 @@ def test_data_root_is_checked_when_every_cell_is_done(capsys, results):
     assert run(capsys, *args)[0] == 0
     code, out, err = run(capsys, *args, "--data-root", "/no/such/dir")
     assert code == 2 and "--data-root: dataset 'synthetic_lt' reads no files" in err and "skipped" not in out
+
+
+def test_output_never_replaces_devices_links_or_results(capsys, results, tmp_path):
+    import os
+
+    assert run(capsys, "run", "--protocol", "smoke", "--method", "zeroshot", "--seeds", "1",
+               "--results-dir", str(results))[0] == 0
+    board = ["leaderboard", "--protocol", "smoke", "--results-dir", str(results)]
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    result = next(results.rglob("seed-1.json"))
+    for out, fragment in ((fifo, "is not a regular file"), (result, "would replace a result or checkpoint"),
+                          (tmp_path / ("a" * 300), "cannot write it"), ("", "must not be empty")):
+        code, _, err = run(capsys, *board, "--output", str(out))
+        assert code == 2 and err.count("\n") == 1 and fragment in err, err
+    target = tmp_path / "table.md"
+    target.write_text("old")
+    link = tmp_path / "link.md"
+    link.symlink_to(target)
+    assert run(capsys, *board, "--output", str(link))[0] == 0
+    assert link.is_symlink() and target.read_text().startswith("| Method |")  # written through the link
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--threads", "100000"], "from 1 to 1024"),
+    (["--threads", "99999999999999999999"], "from 1 to 1024"),
+    (["--set", "coop.train.num_workers=1000000"], "must be at most 64"),
+    (["--set", "coop.train.lr=1e39"], "must be at most 1000.0"),
+    (["--set", "coop.train.batch_size=100000000000000000000"], "at most"),
+    (["--set", "coop.init_text=" + "[" * 1000], "nested too deeply"),
+])
+def test_extreme_values_are_refused_before_work(capsys, results, argv, fragment):
+    code, _, err = run(capsys, "run", "--protocol", "smoke", "--method", "coop", "--seeds", "1",
+                       "--results-dir", str(results), *argv)
+    assert code == 2 and err.count("\n") == 1 and fragment in err, err
+    assert not results.exists() or not list(results.rglob("*.json"))
+
+
+def test_a_file_where_the_protocol_folder_goes_fails_before_work(capsys, results, monkeypatch):
+    monkeypatch.setattr(bench.runner.Runner, "run_cell", lambda *a: pytest.fail("ran a cell"))
+    results.mkdir()
+    (results / "smoke").write_text("x")
+    code, _, err = run(capsys, "run", "--protocol", "smoke", "--method", "zeroshot", "--results-dir", str(results))
+    assert code == 2 and "cannot write results under" in err

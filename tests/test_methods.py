@@ -100,3 +100,26 @@ def test_coop_refuses_class_specific_context_from_words(smoke):
     with pytest.raises(ConfigError, match="csc: class-specific context cannot start from init_text") as err:
         smoke.resolve("coop", {"csc": True, "init_text": "a photo of a", "n_ctx": None})
     assert err.value.where == "--set coop.csc"
+
+
+def test_coop_la_trains_on_the_adjusted_loss_and_predicts_raw(backbone, class_info):
+    """LA: CE(z + log pi) in training, raw z at test; the prior is the exact training counts."""
+    import math
+
+    from bench.losses import la_offsets
+    from methods.coop_la import CoOpLA, CoOpLAConfig
+
+    torch.manual_seed(0)
+    la = CoOpLA(backbone, class_info, CoOpLAConfig(n_ctx=4))
+    torch.manual_seed(0)
+    plain = CoOp(backbone, class_info, CoOpConfig(n_ctx=4))
+    x, y = images(), torch.tensor([0, 1, 2, 3])
+    assert torch.equal(la(x), plain(x))  # same prompts, same raw logits
+    n = class_info.train_counts
+    prior = torch.tensor([math.log(c / sum(n)) for c in n])
+    expected = torch.nn.functional.cross_entropy(plain(x) + prior, y)
+    assert la.loss(la(x), y).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert la.record_fields()["la_prior_counts"] == n
+    assert la.record_fields()["la_offsets"] == pytest.approx(la_offsets(n).tolist())
+    assert CoOpLA(backbone, class_info, CoOpLAConfig(n_ctx=4, tau=0.0)).loss(la(x), y).item() == \
+        pytest.approx(plain.loss(plain(x), y).item(), rel=1e-5)  # tau 0: plain CE

@@ -37,11 +37,25 @@ def test_write_load_and_list(tmp_path):
     loaded = store.load("p", "coop", "a" * 64, 1)
     assert loaded["metrics"] == {"all": 50.0} and loaded["schema"] == SCHEMA
     assert store.load("p", "coop", "a" * 64, 2) is None
-    assert store.load("p", "coop", "a" * 12 + "b" * 52, 1) is None  # same folder, other key
     store.write(record(method="zeroshot", seed=2))
     assert sorted((r["method"], r["seed"]) for r in store.records("p")) == [("coop", 1), ("zeroshot", 2)]
     assert store.records("other") == []
     assert not list(tmp_path.rglob("*.tmp"))
+    # Same folder (key prefix), another key: that result is set aside, never overwritten unseen.
+    assert store.load("p", "coop", "a" * 12 + "b" * 52, 1) is None
+    assert not path.exists() and path.with_name("seed-1.json.corrupt").exists()
+
+
+def test_copied_or_misplaced_results_are_not_counted_twice(tmp_path, capsys):
+    store = ResultStore(tmp_path)
+    path = store.write(record())
+    copy = path.parent.with_name(path.parent.name + ".bak") / path.name
+    copy.parent.mkdir()
+    copy.write_text(path.read_text())
+    assert len(store.records("p")) == 1
+    assert "is not where its own protocol, method, key and seed put it" in capsys.readouterr().err
+    os.mkfifo(path.parent / "seed-9.json")
+    assert len(store.records("p")) == 1  # a FIFO is skipped, not read (which would block)
 
 
 def test_overwrite_is_atomic(tmp_path, monkeypatch):
@@ -63,7 +77,7 @@ def test_overwrite_is_atomic(tmp_path, monkeypatch):
     ("{not json", "is not valid JSON"),
     ("", "is not valid JSON"),
     ('{"metrics": {"all": 1}, "schema": %d, "key": "k"}' % SCHEMA, "lacks valid protocol, method, seed, code_version"),
-    (json.dumps({**record(), "schema": SCHEMA, "metrics": {"all": 1, "few": "high"}}), "has metrics that are not numbers: few"),
+    (json.dumps({**record(), "schema": SCHEMA, "metrics": {"all": 1, "few": "high"}}), "has metrics that are not percentages: few"),
     (json.dumps({**record(), "schema": SCHEMA, "config": [1]}), "lacks valid config"),
     ("[1, 2]", "is not a benchmark result"),
 ])

@@ -119,6 +119,9 @@ def test_drop_last_follows_dassl(drop_last, n, sizes):
     (lambda path: path.write_bytes(b""), "cannot be read"),
     (lambda path: torch.save({"weights": torch.zeros(3)}, path), "is not a bench checkpoint"),
     (lambda path: torch.save({**torch.load(path), "epoch": 7}, path), "does not match"),
+    (lambda path: torch.save({**torch.load(path), "optimizer": {}}, path), "cannot be restored"),
+    (lambda path: torch.save({**torch.load(path), "optimizer": {**torch.load(path)["optimizer"], "state": {
+        0: {"momentum_buffer": torch.zeros(3)}}}}, path), "cannot be restored"),
 ])
 def test_damaged_checkpoint_is_set_aside_and_training_starts_over(backbone, class_info, smoke_data,
                                                                   smoke_transforms, tmp_path, capsys, damage, problem):

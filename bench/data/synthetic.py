@@ -50,6 +50,10 @@ class SyntheticLTConfig:
         for name in ("noise", "max_shift"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{where}.{name}", "must not be negative")
+        if self.max_shift > self.image_size or self.noise > 100:
+            raise ConfigError(f"{where}.max_shift", "must not exceed image_size (and noise 100)")
+        if not 0 <= self.data_seed < 2**63:
+            raise ConfigError(f"{where}.data_seed", "must be between 0 and 2^63 - 1")
 
 
 class TensorImages(Dataset):

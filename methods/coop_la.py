@@ -1,0 +1,63 @@
+"""CoOp+LA: CoOp trained with the logit-adjusted loss (Menon et al., ICLR 2021).
+
+The prompt learner is CoOp's (``methods/coop.py``); training minimises
+``CE(z + tau * log pi, y)`` with ``pi`` the class prior of the exact training
+subset (``bench.losses``, methods_spec §2 and §4), and prediction uses the raw
+logits ``z``.  LAMP's tables call it "CoOp+LA"; over base-to-new protocols the
+prior covers the training (base) classes only.  The prior is saved in the result.
+
+    bench run --protocol smoke --method coop_la --set coop_la.tau=1.5
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from bench.errors import ConfigError
+from bench.losses import la_loss, la_offsets
+from bench.method import MethodCard
+from bench.recipes import Recipe
+from bench.registry import METHODS
+
+from .coop import B2N_CTXV1, CARD as COOP_CARD, CoOp, CoOpConfig
+
+
+@dataclass
+class CoOpLAConfig(CoOpConfig):
+    tau: float = 1.0  # temperature of the prior: offsets tau * log(pi)
+
+    def validate(self, where: str) -> None:
+        super().validate(where)
+        if self.tau < 0:
+            raise ConfigError(f"{where}.tau", "must not be negative")
+
+
+CARD = MethodCard(
+    paper="Menon et al. Long-tail learning via logit adjustment. ICLR 2021; on CoOp (Zhou et al., IJCV 2022)",
+    code="google-research/google-research:logit_adjustment/utils.py@1d4d2f1aa6f2883a790d2ae46a6ee8ab150d8f31",
+    recipes={
+        "lt": Recipe(source="as CoOp's lt recipe (MDPR App. A.1.2) + LA tau 1 (project choice, spec §11)",
+                     options=dict(COOP_CARD.recipes["lt"].options), train=dict(COOP_CARD.recipes["lt"].train)),
+        "b2n_lt100": Recipe(source="CoOp vit_b16_ctxv1 + LA tau 1 (LAMP §4.1 '+LA')", **B2N_CTXV1),
+        "b2n_lt16": Recipe(source="CoOp vit_b16_ctxv1 + LA tau 1 (as LAMP's, spec §11)", **B2N_CTXV1),
+    },
+)
+
+
+@METHODS.register("coop_la")
+class CoOpLA(CoOp):
+    """CoOp+LA: CoOp trained with the logit-adjusted loss, tau = 1 (Menon et al., 2021)."""
+
+    Config = CoOpLAConfig
+    card = CARD
+
+    def __init__(self, backbone, data, cfg: CoOpLAConfig):
+        super().__init__(backbone, data, cfg)
+        self.register_buffer("offsets", la_offsets(data.train_counts, tau=cfg.tau), persistent=False)
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return la_loss(logits, labels, self.offsets)
+
+    def record_fields(self) -> dict:
+        return {"la_prior_counts": list(self.data.train_counts), "la_offsets": self.offsets.tolist()}
