@@ -8,7 +8,7 @@ from typing import Dict, List, Optional
 
 import yaml
 
-from .errors import BenchError
+from .errors import BenchError, one_line
 from .registry import BACKBONES, DATASETS, METHODS, describe
 
 
@@ -16,7 +16,7 @@ class Parser(argparse.ArgumentParser):
     """argparse, with usage errors as one line (exit code 2)."""
 
     def error(self, message):
-        self.exit(2, f"bench: error: {message} (see '{self.prog} --help')\n")
+        self.exit(2, f"bench: error: {one_line(message)} (see '{self.prog} --help')\n")
 
 
 def parse_overrides(items: List[str]) -> Dict[str, dict]:
@@ -214,7 +214,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return args.func(args)
     except BenchError as err:
-        print(f"bench: error: {err}", file=sys.stderr)
+        print(f"bench: error: {one_line(str(err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("bench: interrupted; finished results are saved and a re-run resumes", file=sys.stderr)

@@ -23,9 +23,14 @@ class ConfigError(BenchError):
         super().__init__(f"{where}: {message}" if where else message)
 
 
+def one_line(message: str) -> str:
+    """``message`` with control characters (newlines, separators) escaped: it prints as one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+
+
 def warn(message: str) -> None:
     """One ``bench: warning: ...`` line on stderr."""
-    print(f"bench: warning: {message}", file=sys.stderr)
+    print(f"bench: warning: {one_line(message)}", file=sys.stderr)
 
 
 def reason(err: BaseException) -> str:

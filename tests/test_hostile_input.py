@@ -70,6 +70,7 @@ def one_line_or_success(capsys, argv):
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(path=st.sampled_from(PATHS), value=values)
 @example(path=("family",), value=[])  # was a TypeError (unhashable list)
+@example(path=("backbone", "model"), value="\x1e")  # a control character split the error line
 def test_any_value_in_any_field_loads_or_is_one_error_line(tmp_path, capsys, path, value):
     protocol = tmp_path / "fuzz.yaml"
     protocol.write_text(yaml.safe_dump(with_value(path, value)))
