@@ -29,7 +29,7 @@ from .transforms import TransformConfig, transform_identity
 
 @dataclass
 class EvalConfig:
-    batch_size: int = field(default=128, metadata=ENV)
+    batch_size: int = field(default=128, metadata={**ENV, "min": 1})
     # Many-shot: more than `many_threshold` training images; few-shot: fewer
     # than `few_threshold`; medium-shot: everything in between.
     many_threshold: int = 100
@@ -40,8 +40,6 @@ class EvalConfig:
     group_by: Literal[tuple(["own", *GROUP_PROFILES])] = "own"  # type: ignore[valid-type]
 
     def validate(self, where: str) -> None:
-        if self.batch_size < 1:
-            raise ConfigError(f"{where}.batch_size", "must be at least 1")
         if self.few_threshold > self.many_threshold:
             raise ConfigError(f"{where}.few_threshold", "must not exceed many_threshold")
 

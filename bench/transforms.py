@@ -30,29 +30,25 @@ from torchvision import transforms as T
 
 from .errors import ConfigError
 
+PIXELS = {"min": 1, "max": 4096}
 CLIP_MEAN = list(OPENAI_DATASET_MEAN)  # (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = list(OPENAI_DATASET_STD)  # (0.26862954, 0.26130258, 0.27577711)
 
 
 @dataclass
 class TransformConfig:
-    size: Optional[int] = None  # crop side in pixels; null: the backbone's input size
+    size: Optional[int] = field(default=None, metadata=PIXELS)  # crop side; null: the backbone's input size
     interpolation: Literal["bicubic", "bilinear", "nearest"] = "bicubic"
     train_crop: Literal["random_resized", "resize_pad_crop"] = "random_resized"
-    crop_padding: int = 4  # resize_pad_crop only: zero padding before the random crop
+    crop_padding: int = field(default=4, metadata={"min": 0})  # resize_pad_crop: zero padding before the crop
     crop_scale: List[float] = field(default_factory=lambda: [0.08, 1.0])  # RandomResizedCrop area range
     crop_ratio: List[float] = field(default_factory=lambda: [3 / 4, 4 / 3])  # and aspect-ratio range
     flip: bool = True  # random horizontal flip in training
-    test_resize: Optional[int] = None  # shorter side before the test centre crop; null: size
+    test_resize: Optional[int] = field(default=None, metadata=PIXELS)  # test shorter side; null: size
     mean: List[float] = field(default_factory=lambda: list(CLIP_MEAN))
     std: List[float] = field(default_factory=lambda: list(CLIP_STD))
 
     def validate(self, where: str) -> None:
-        for name in ("size", "test_resize"):
-            if getattr(self, name) is not None and not 1 <= getattr(self, name) <= 4096:
-                raise ConfigError(f"{where}.{name}", "must be between 1 and 4096 pixels")
-        if self.crop_padding < 0:
-            raise ConfigError(f"{where}.crop_padding", "must not be negative")
         low, high = _pair(self.crop_scale, f"{where}.crop_scale")
         if not 0 < low <= high <= 1:
             raise ConfigError(f"{where}.crop_scale", f"expected 0 < min <= max <= 1, got {self.crop_scale}")

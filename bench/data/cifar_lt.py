@@ -15,23 +15,17 @@ import numpy as np
 from torch.utils.data import Dataset, Subset
 
 from ..config import ENV
-from ..errors import BenchError, ConfigError
+from ..errors import BenchError
 from ..registry import DATASETS
 from .base import DatasetBundle, exponential_counts, label_counts
 
 @dataclass
 class CIFAR100LTConfig:
-    imbalance_ratio: float = 100.0
-    max_per_class: int = 500
+    imbalance_ratio: float = field(default=100.0, metadata={"min": 1})
+    max_per_class: int = field(default=500, metadata={"min": 1, "max": 500})
     subsample_seed: int = 0
     root: str = field(default="data/cifar100", metadata=ENV)
     download: bool = field(default=True, metadata=ENV)
-
-    def validate(self, where: str) -> None:
-        if self.imbalance_ratio < 1:
-            raise ConfigError(f"{where}.imbalance_ratio", "must be at least 1")
-        if not 1 <= self.max_per_class <= 500:
-            raise ConfigError(f"{where}.max_per_class", "must be between 1 and 500")
 
 
 def long_tail_indices(targets: Sequence[int], counts: List[int], seed: int) -> List[int]:
