@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import json
 import os
@@ -104,6 +105,7 @@ def cache_root() -> Path:
     return Path(os.environ.get("BENCH_CACHE") or Path.home() / ".cache" / "lt-prompt-bench")
 
 
+@functools.lru_cache(maxsize=None)  # one read of the sources per process: load and save both need it
 def code_fingerprint() -> str:
     digest = hashlib.sha256(__version__.encode())
     for path in [*source_files(), *sorted((ROOT / "bench" / "model_configs").glob("*.json"))]:

@@ -9,7 +9,7 @@ from typing import Dict, List, Optional
 import yaml
 
 from .errors import BenchError, one_line
-from .registry import BACKBONES, DATASETS, METHODS, describe
+from .registry import METHODS
 
 
 class Parser(argparse.ArgumentParser):

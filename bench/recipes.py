@@ -108,7 +108,7 @@ class Resolved:
 
     options: Any  # the method's Config dataclass
     train: TrainRecipe
-    trains: bool  # False: evaluated without training (only eval_precision matters)
+    trains: bool  # False: evaluated without training (only EVAL_FIELDS matter)
     sources: Dict[str, str]  # "n_ctx" / "train.lr" -> the layer that set it
 
     def train_identity(self) -> dict:
@@ -189,17 +189,22 @@ def _train_fields(train: dict, trains: bool, layer: _Layer, name: str) -> dict:
     return {k: v for k, v in train.items() if k in EVAL_FIELDS}
 
 
+def _in_group(key: str, prefix: str) -> bool:
+    """Whether merged key ``key`` ("n_ctx", "train.lr") belongs to the group of ``prefix`` ("" or "train.")."""
+    return key.startswith(prefix) if prefix else "." not in key
+
+
 def _build(cls: type, values: dict, sources: dict, origins: dict, prefix: str, name: str) -> Any:
     """``from_dict`` on the merged values; a cross-field error names where each value came from."""
-    own = {k[len(prefix):]: v for k, v in values.items() if k.startswith(prefix) and (prefix or "." not in k)}
+    own = {k[len(prefix):]: v for k, v in values.items() if _in_group(k, prefix)}
     try:
         return from_dict(cls, own, f"{name} recipe: {prefix}".rstrip(": "))
     except ConfigError as err:
         last = err.where.rsplit(".", 1)[-1] if "." in err.where else err.where.rsplit(" ", 1)[-1]
         key = prefix + re.sub(r"\[\d+\]$", "", last)
         where = (origins.get(key) or f"{name} recipe: {key}") + last[len(key) - len(prefix):]
-        changed = [f"{k} = {values[k]!r} ({sources[k]})" for k in values if origins.get(k) and k != key
-                   and k.startswith(prefix) and (prefix or "." not in k) and k not in MACHINE_FIELDS]
+        changed = [f"{k} = {values[k]!r} ({sources[k]})" for k in values
+                   if origins.get(k) and k != key and _in_group(k, prefix) and k not in MACHINE_FIELDS]
         detail = f"{key} = {values[key]!r} from {sources[key]}" if key in values else f"{key} is the default"
         if changed:
             detail += "; set by you: " + ", ".join(changed)

@@ -166,7 +166,6 @@ class Runner:
     def run_cell(self, cell: Cell, tag: str = "") -> dict:
         start = time.time()
         data, proto, recipe = self.data(), self.protocol, cell.resolved.train
-        groups = group_counts(proto.eval.group_by, data.train_counts)  # a bad profile fails before training
         backbone = self.backbone()
         seed_everything(cell.seed)  # after everything shared, so only the seed decides the method's init
         train_tf, test_tf = build_transforms(proto.transforms, backbone.image_size)
@@ -183,7 +182,8 @@ class Runner:
             precision=recipe.eval_precision, num_workers=recipe.num_workers, progress=self.options.progress,
         )
         result = evaluate(
-            logits, labels, groups, proto.eval.many_threshold, proto.eval.few_threshold, base_classes=data.base_classes,
+            logits, labels, group_counts(proto.eval.group_by, data.train_counts), proto.eval.many_threshold,
+            proto.eval.few_threshold, base_classes=data.base_classes,
         )
         return {
             "key": cell.key,

@@ -15,7 +15,7 @@ from typing import Dict, List, Optional
 from .method import MethodCard
 from .protocol import Protocol
 from .recipes import FAMILIES, recipe_table
-from .registry import BACKBONES, METHODS, describe
+from .registry import METHODS, describe
 from .transforms import build_transforms
 from .transforms import describe as describe_transform
 
@@ -25,9 +25,8 @@ def _fields(cfg) -> str:
 
 
 def protocol_lines(protocol: Protocol) -> List[str]:
-    planned = BACKBONES.get(protocol.backbone_name).planned_setup(protocol.backbone)
-    size = protocol.transforms.size or planned["image_size"]
-    train_tf, test_tf = build_transforms(protocol.transforms, size)
+    planned = protocol.planned_setup()
+    train_tf, test_tf = build_transforms(protocol.transforms, planned["image_size"])
     return [
         f"protocol    {protocol.name}: {protocol.description}",
         f"family      {protocol.family}: {FAMILIES[protocol.family]}",
