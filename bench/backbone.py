@@ -21,12 +21,12 @@ import open_clip
 import open_clip.pretrained
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from open_clip.transformer import QuickGELU
 
 from .config import ENV
 from .errors import BenchError, ConfigError, reason
+from .prompting import encode_text_deep
 from .registry import BACKBONES, suggest
 
 # Tiny configs for tests and the smoke protocol (bench/model_configs/*.json).
@@ -132,19 +132,7 @@ class ClipBackbone(nn.Module):
         ``tokens`` ``[N, L]`` are the token ids the embeddings were built from;
         they locate the end-of-text token whose output is pooled.
         """
-        text = self.text
-        cast_dtype = text.transformer.get_cast_dtype()
-        x = embeddings.to(cast_dtype) + text.positional_embedding.to(cast_dtype)
-        x = text.transformer(x, attn_mask=text.attn_mask)
-        x = text.ln_final(x)
-        x = open_clip.transformer.text_global_pool(
-            x, tokens, getattr(text, "text_pool_type", getattr(text, "pool_type", "argmax")),
-            eos_token_id=getattr(text, "text_eos_id", getattr(text, "eos_id", None)),
-        )
-        proj = text.text_projection
-        if proj is not None:
-            x = proj(x) if isinstance(proj, nn.Linear) else x @ proj
-        return F.normalize(x, dim=-1) if normalize else x
+        return encode_text_deep(self, embeddings, tokens, normalize=normalize)
 
 
 def activation_of(model: nn.Module) -> str:

@@ -9,8 +9,12 @@ A method is an ``nn.Module`` registered by name in ``METHODS``::
 
         card = MethodCard(paper=..., code=..., recipes={"lt": Recipe(...)})
 
-        def __init__(self, backbone, data, cfg): ...
+        def __init__(self, backbone, data, cfg): ...   # data: the training label space (ClassInfo)
         def forward(self, images):  # -> logits [batch, num_classes]
+
+Optional hooks: ``prepare(train)`` runs once before training with the training images under the
+test transform (prototypes, clusters); ``set_label_space(info)`` switches the classifier to other
+classes (new classes of a base-to-new protocol) without touching learned parameters.
 
 Parameters with ``requires_grad=True`` are trained (and checkpointed); a
 method with ``trains = False`` is evaluated without training.
@@ -23,8 +27,10 @@ from typing import ClassVar, Dict, List, Mapping, Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.data import Dataset
 
 from .backbone import ClipBackbone
+from .errors import BenchError
 from .recipes import Recipe
 
 
@@ -48,23 +54,28 @@ class MethodCard:
 
     paper: str  # citation of the paper that defines the method
     code: str  # the official code followed: owner/repo:path at a commit
+    spec: str = ""  # the section of shared/docs that writes down what the code and paper do
     recipes: Mapping[str, Recipe] = field(default_factory=dict)  # protocol family -> recipe
     reported: Mapping[str, Reported] = field(default_factory=dict)  # protocol name -> numbers
 
 
 @dataclass
 class ClassInfo:
-    """What a method may know about the label space at construction time."""
+    """A label space: the classes a method classifies among, and their training counts."""
 
     classnames: List[str]
-    train_counts: List[int]
+    train_counts: List[int]  # training images per class (0 for classes never trained on)
     template: str = "a photo of a {}."
+    # Names of the classes evaluated later but never trained on (base-to-new).  A method that uses
+    # them in training (Candle) is class-name transductive and its card says so.
+    new_classnames: List[str] = field(default_factory=list)
 
 
 class Method(nn.Module):
     Config = NoOptions
     card: ClassVar[Optional[MethodCard]] = None
     trains: ClassVar[bool] = True  # False: no training recipe, evaluated as built
+    registry_name: ClassVar[str] = "method"  # set by METHODS.register
 
     def __init__(self, backbone: ClipBackbone, data: ClassInfo, cfg):
         super().__init__()
@@ -74,6 +85,13 @@ class Method(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def prepare(self, train: Dataset) -> None:
+        """Once before training: ``train`` yields ``(image, label)`` under the test transform."""
+
+    def set_label_space(self, info: ClassInfo) -> None:
+        """Classify among ``info.classnames`` from now on (learned parameters unchanged)."""
+        raise BenchError(f"method {self.registry_name} cannot classify classes other than its training classes")
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, labels)

@@ -30,6 +30,8 @@ class Registry:
             if name in self._entries and self._entries[name] is not target:
                 raise ValueError(f"{self.kind} '{name}' is already registered")
             self._entries[name] = target
+            if isinstance(target, type) and "registry_name" in dir(target):
+                target.registry_name = name  # the class knows the name it is run under (error messages)
             return target
 
         return add(obj) if obj is not None else add

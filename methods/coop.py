@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from typing import Literal, Optional
 
 import torch
-import torch.nn as nn
 
 from bench.errors import ConfigError
 from bench.method import Method, MethodCard, Reported
 from bench.recipes import Recipe
 from bench.registry import METHODS
+from bench.text_prompts import ClassPrompts
 
 
 @dataclass
@@ -51,60 +51,6 @@ class CoOpConfig:
             )
 
 
-def token_length(backbone, text: str) -> int:
-    """Number of BPE tokens of ``text`` (without start/end tokens)."""
-    return int((backbone.tokenize([text])[0] != 0).sum().item()) - 2
-
-
-class PromptLearner(nn.Module):
-    def __init__(self, backbone, classnames, cfg: CoOpConfig, where: str = "method coop"):
-        super().__init__()
-        init = cfg.init_text.replace("_", " ").strip() if cfg.init_text else None
-        n_ctx = token_length(backbone, init) if init else cfg.n_ctx or 16
-        if init and cfg.n_ctx is not None and cfg.n_ctx != n_ctx:
-            raise ConfigError(f"{where}.n_ctx", f"is {cfg.n_ctx} but init_text '{init}' has {n_ctx} tokens")
-        self.name_lens = [token_length(backbone, name) for name in classnames]
-        longest = n_ctx + max(self.name_lens) + 3  # SOS, ".", EOS; checked before anything is allocated
-        if longest > backbone.context_length:
-            raise ConfigError(f"{where}.n_ctx", f"prompts need {longest} tokens but the text encoder "
-                                                f"takes {backbone.context_length}")
-        if init:
-            with torch.no_grad():
-                ctx = backbone.embed_tokens(backbone.tokenize([init]))[0, 1 : 1 + n_ctx].clone()
-        else:
-            shape = (len(classnames), n_ctx, backbone.width) if cfg.csc else (n_ctx, backbone.width)
-            ctx = nn.init.normal_(torch.empty(shape, device=backbone.device), std=0.02)
-        prefix_text = init or " ".join(["X"] * n_ctx)
-        self.ctx = nn.Parameter(ctx.float())
-        self.n_ctx, self.position = n_ctx, cfg.class_token_position
-        tokens = backbone.tokenize([f"{prefix_text} {name}." for name in classnames])
-        with torch.no_grad():
-            embedding = backbone.embed_tokens(tokens)
-        self.register_buffer("tokens", tokens, persistent=False)
-        self.register_buffer("token_prefix", embedding[:, :1].clone(), persistent=False)  # SOS
-        self.register_buffer("token_suffix", embedding[:, 1 + n_ctx :].clone(), persistent=False)  # CLASS . EOS
-
-    def forward(self) -> torch.Tensor:
-        ctx = self.ctx
-        n_cls = self.token_prefix.shape[0]
-        if ctx.dim() == 2:
-            ctx = ctx.unsqueeze(0).expand(n_cls, -1, -1)
-        ctx = ctx.to(self.token_prefix.dtype)
-        prefix, suffix = self.token_prefix, self.token_suffix
-        if self.position == "end":
-            return torch.cat([prefix, ctx, suffix], dim=1)
-        prompts = []
-        half = self.n_ctx // 2
-        for i, name_len in enumerate(self.name_lens):
-            name, rest = suffix[i : i + 1, :name_len], suffix[i : i + 1, name_len:]
-            if self.position == "middle":
-                parts = [prefix[i : i + 1], ctx[i : i + 1, :half], name, ctx[i : i + 1, half:], rest]
-            else:  # front
-                parts = [prefix[i : i + 1], name, ctx[i : i + 1], rest]
-            prompts.append(torch.cat(parts, dim=1))
-        return torch.cat(prompts, dim=0)
-
-
 # Dassl's CoOp B2N config (vit_b16_ctxv1): 4 context words "a photo of a", SGD
 # 0.002, batch 32, 200 epochs, everything else Dassl's defaults (TrainRecipe).
 B2N_CTXV1 = dict(options={"init_text": "a photo of a"}, train={"epochs": 200, "batch_size": 32, "lr": 0.002})
@@ -112,6 +58,7 @@ B2N_CTXV1 = dict(options={"init_text": "a photo of a"}, train={"epochs": 200, "b
 CARD = MethodCard(
     paper="Zhou, Yang, Loy, Liu. Learning to Prompt for Vision-Language Models. IJCV 2022 (arXiv:2109.01134)",
     code="KaiyangZhou/CoOp:trainers/coop.py@ff61507c790454bce7c5052c3ac39e60772f1f89",
+    spec="methods_spec §4; b2n_anchors §3.2",
     recipes={
         # MDPR App. A.1.2 for its CoOp rows (Tables 2-3); the numbers are those of its
         # training script (Sha843/MDPR:MDPR with Maple/mdpr_clip/main_maple.py at 31fcb5fc):
@@ -142,7 +89,11 @@ class CoOp(Method):
 
     def __init__(self, backbone, data, cfg: CoOpConfig):
         super().__init__(backbone, data, cfg)
-        self.prompt_learner = PromptLearner(backbone, data.classnames, cfg)
+        self.prompt_learner = ClassPrompts(backbone, data.classnames, cfg.n_ctx, cfg.init_text, cfg.csc,
+                                           cfg.class_token_position, where=f"method {self.registry_name}")
+
+    def set_label_space(self, info) -> None:
+        self.prompt_learner.set_classnames(info.classnames)
 
     def text_features(self) -> torch.Tensor:
         return self.backbone.encode_prompts(self.prompt_learner(), self.prompt_learner.tokens)

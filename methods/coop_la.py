@@ -5,16 +5,16 @@ The prompt learner is CoOp's (``methods/coop.py``); training minimises
 subset (``bench.losses``, methods_spec §2 and §4), and prediction uses the raw
 logits ``z``.  LAMP's tables call it "CoOp+LA"; over base-to-new protocols the
 prior covers the training (base) classes only.  The prior is saved in the result.
+:class:`LogitAdjusted` gives any method this loss (``maple_la`` uses it too).
 
     bench run --protocol smoke --method coop_la --set coop_la.tau=1.5
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
-from bench.errors import ConfigError
 from bench.losses import la_loss, la_offsets
 from bench.method import MethodCard
 from bench.recipes import Recipe
@@ -24,18 +24,33 @@ from .coop import B2N_CTXV1, CARD as COOP_CARD, CoOp, CoOpConfig
 
 
 @dataclass
-class CoOpLAConfig(CoOpConfig):
-    tau: float = 1.0  # temperature of the prior: offsets tau * log(pi)
+class LAOptions:
+    tau: float = field(default=1.0, metadata={"min": 0})  # temperature of the prior: offsets tau * log(pi)
 
-    def validate(self, where: str) -> None:
-        super().validate(where)
-        if self.tau < 0:
-            raise ConfigError(f"{where}.tau", "must not be negative")
+
+class LogitAdjusted:
+    """Mixin for a Method: LA loss over the training classes, raw logits at prediction."""
+
+    def init_prior(self, train_counts, tau: float) -> None:
+        self.register_buffer("offsets", la_offsets(train_counts, tau=tau), persistent=False)
+        self.prior_counts = list(train_counts)
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return la_loss(logits, labels, self.offsets)
+
+    def record_fields(self) -> dict:
+        return {"la_prior_counts": self.prior_counts, "la_offsets": self.offsets.tolist()}
+
+
+@dataclass
+class CoOpLAConfig(CoOpConfig, LAOptions):
+    pass
 
 
 CARD = MethodCard(
     paper="Menon et al. Long-tail learning via logit adjustment. ICLR 2021; on CoOp (Zhou et al., IJCV 2022)",
     code="google-research/google-research:logit_adjustment/utils.py@1d4d2f1aa6f2883a790d2ae46a6ee8ab150d8f31",
+    spec="methods_spec §2, §4",
     recipes={
         "lt": Recipe(source="as CoOp's lt recipe (MDPR App. A.1.2) + LA tau 1 (project choice, spec §11)",
                      options=dict(COOP_CARD.recipes["lt"].options), train=dict(COOP_CARD.recipes["lt"].train)),
@@ -46,7 +61,7 @@ CARD = MethodCard(
 
 
 @METHODS.register("coop_la")
-class CoOpLA(CoOp):
+class CoOpLA(LogitAdjusted, CoOp):
     """CoOp+LA: CoOp trained with the logit-adjusted loss, tau = 1 (Menon et al., 2021)."""
 
     Config = CoOpLAConfig
@@ -54,10 +69,4 @@ class CoOpLA(CoOp):
 
     def __init__(self, backbone, data, cfg: CoOpLAConfig):
         super().__init__(backbone, data, cfg)
-        self.register_buffer("offsets", la_offsets(data.train_counts, tau=cfg.tau), persistent=False)
-
-    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return la_loss(logits, labels, self.offsets)
-
-    def record_fields(self) -> dict:
-        return {"la_prior_counts": list(self.data.train_counts), "la_offsets": self.offsets.tolist()}
+        self.init_prior(data.train_counts, cfg.tau)

@@ -29,6 +29,7 @@ DATASET_TEMPLATE = Recipe(source="CoOp CUSTOM_TEMPLATES (the dataset's template)
 CARD = MethodCard(
     paper="Radford et al. Learning Transferable Visual Models From Natural Language Supervision. ICML 2021",
     code="mlfoundations/open_clip:src/open_clip/zero_shot_classifier.py@67bfcaa6a09cb2fa79bb5a6b2c14cc9dff6db2ba",
+    spec="methods_spec §3; b2n_anchors §1.4",
     recipes={
         "lt": Recipe(source="MDPR / LIFT: one template", options={"templates": ["a photo of a {}."]}),
         "b2n_lt100": DATASET_TEMPLATE,
@@ -66,10 +67,13 @@ class ZeroShotCLIP(Method):
 
     def __init__(self, backbone, data, cfg: ZeroShotConfig):
         super().__init__(backbone, data, cfg)
-        templates = cfg.templates or [data.template]
+        self.set_label_space(data)
+
+    def set_label_space(self, info) -> None:
+        templates = self.cfg.templates or [info.template]
         with torch.no_grad():
             per_template = [
-                backbone.encode_text(backbone.tokenize([t.format(c) for c in data.classnames]))
+                self.backbone.encode_text(self.backbone.tokenize([t.format(c) for c in info.classnames]))
                 for t in templates
             ]
             weights = F.normalize(torch.stack(per_template).mean(0), dim=-1)

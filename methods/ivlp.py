@@ -1,0 +1,110 @@
+"""IVLP: independent deep prompts in the vision and language towers (PromptSRC's baseline).
+
+Follows ``muzairkhattak/PromptSRC:trainers/independentVL.py`` (``VLPromptLearner``) and ``clip/model.py``
+(``ResidualAttentionBlock_IVLP``, ``VisionTransformer`` with ``VPT_shallow``) at
+bb95c77b634d63488f2cad81ff4a72d53bdd06d5, config ``configs/trainers/IVLP/vit_b16_c2_ep20_batch4_4+4ctx.yaml``
+(methods_spec §9.1).  Unlike MaPLe the towers are not coupled: the text context and deep text prompts
+(``text_depth`` layers) and the vision prompts (``vision_depth`` layers, N(0, 0.02), appended after the
+patch tokens before ``ln_pre``) are separate parameters.  ``vision_depth: 0`` means no vision prompts,
+as in the official code; the text depth is at least 1 (the context itself).  CPT builds on IVLP and
+its Table 1 baseline row is IVLP.
+
+Trainable at ViT-B/16, 4 + 4 tokens, depth 9 / 9: ``9·4·512 + 9·4·768 = 46,080`` parameters.
+
+    bench run --protocol smoke --method ivlp --set ivlp.vision_depth=0
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+import torch.nn as nn
+
+from bench.errors import ConfigError
+from bench.method import Method, MethodCard
+from bench.prompting import (check_depth, encode_image_deep, encode_text_deep, text_layers, vision_layers,
+                             vision_width)
+from bench.recipes import Recipe
+from bench.registry import METHODS
+from bench.text_prompts import ClassPrompts
+
+from .coop import CARD as COOP_CARD
+from .maple import deep_text_prompts
+
+
+@dataclass
+class IVLPConfig:
+    n_ctx_text: int = field(default=4, metadata={"min": 1})
+    n_ctx_vision: int = field(default=4, metadata={"min": 1})
+    # The first n_ctx_text tokens initialise the text context; null: N(0, 0.02).
+    init_text: Optional[str] = "a photo of a"
+    text_depth: int = field(default=9, metadata={"min": 1})
+    vision_depth: int = field(default=9, metadata={"min": 0})  # 0: no vision prompts
+
+    def validate(self, where: str) -> None:
+        if self.init_text is not None and not self.init_text.strip():
+            raise ConfigError(f"{where}.init_text", "must not be empty (null for random context)")
+
+
+class IVLPPrompts(nn.Module):
+    def __init__(self, backbone, classnames, cfg: IVLPConfig, where: str):
+        super().__init__()
+        check_depth(cfg.text_depth, text_layers(backbone), f"{where}.text_depth", "text transformer")
+        if cfg.vision_depth:
+            check_depth(cfg.vision_depth, vision_layers(backbone), f"{where}.vision_depth", "vision transformer")
+        self.text = ClassPrompts(backbone, classnames, cfg.n_ctx_text, cfg.init_text, where=where,
+                                 partial_init=True, n_ctx_field="n_ctx_text")
+        self.deep_text = deep_text_prompts(cfg.text_depth - 1, self.text.n_ctx, backbone.width, backbone.device)
+        self.vision = (deep_text_prompts(cfg.vision_depth, cfg.n_ctx_vision, vision_width(backbone), backbone.device)
+                       if cfg.vision_depth else nn.ParameterList())
+
+
+IVLP_B2N = dict(options={"n_ctx_text": 4, "n_ctx_vision": 4, "init_text": "a photo of a", "text_depth": 9,
+                         "vision_depth": 9},
+                train={"epochs": 20, "batch_size": 4, "lr": 0.0025})
+
+CARD = MethodCard(
+    paper="Khattak, Wasim, Naseer, Khan, Yang, Khan. Self-regulating Prompts: Foundational Model Adaptation "
+          "without Forgetting (PromptSRC). ICCV 2023 (arXiv:2307.06948); IVLP is its independent V-L baseline",
+    code="muzairkhattak/PromptSRC:trainers/independentVL.py@bb95c77b634d63488f2cad81ff4a72d53bdd06d5",
+    spec="methods_spec §9.1",
+    recipes={
+        "lt": Recipe(source="project choice: MDPR's lt training recipe (spec §11 has no IVLP lt entry)",
+                     options=dict(IVLP_B2N["options"]), train=dict(COOP_CARD.recipes["lt"].train)),
+        # Only the config's numbers; CPT trains IVLP for 12 epochs in its B2N tables (supp 6.1).
+        "b2n_lt100": Recipe(source="PromptSRC configs/trainers/IVLP/vit_b16_c2_ep20_batch4_4+4ctx.yaml", **IVLP_B2N),
+        "b2n_lt16": Recipe(source="PromptSRC IVLP config, 12 epochs as CPT supp 6.1",
+                           options=dict(IVLP_B2N["options"]), train={**IVLP_B2N["train"], "epochs": 12}),
+    },
+)
+
+
+@METHODS.register("ivlp")
+class IVLP(Method):
+    """IVLP: independent deep vision and language prompts (PromptSRC baseline, Khattak et al., 2023)."""
+
+    Config = IVLPConfig
+    card = CARD
+
+    def __init__(self, backbone, data, cfg: IVLPConfig):
+        super().__init__(backbone, data, cfg)
+        self.prompt_learner = IVLPPrompts(backbone, data.classnames, cfg, f"method {self.registry_name}")
+
+    def set_label_space(self, info) -> None:
+        self.prompt_learner.text.set_classnames(info.classnames)
+
+    def text_features(self) -> torch.Tensor:
+        text = self.prompt_learner.text
+        return encode_text_deep(self.backbone, text(), text.tokens, deep=list(self.prompt_learner.deep_text))
+
+    def image_features(self, images: torch.Tensor) -> torch.Tensor:
+        vision = list(self.prompt_learner.vision)
+        if not vision:
+            return super().image_features(images)
+        return encode_image_deep(self.backbone, images, first=vision[0], deep=vision[1:])
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        feats = self.image_features(images)
+        text = self.text_features()
+        return self.backbone.logit_scale * feats @ text.t().to(feats.dtype)
