@@ -97,6 +97,12 @@ class ClipBackbone(nn.Module):
         return self.text.token_embedding.weight.shape[1]
 
     @property
+    def embed_dim(self) -> int:
+        """Size of the joint image-text feature space."""
+        proj = self.text.text_projection
+        return proj.out_features if isinstance(proj, nn.Linear) else proj.shape[1]
+
+    @property
     def context_length(self) -> int:
         return self.text.positional_embedding.shape[0]
 

@@ -31,7 +31,7 @@ from .errors import BenchError
 from .registry import suggest
 
 ROOT = Path(__file__).resolve().parent.parent
-KINDS = {"METHODS": "methods", "DATASETS": "datasets", "BACKBONES": "backbones"}
+KINDS = {"METHODS": "methods", "VARIANTS": "variants", "DATASETS": "datasets", "BACKBONES": "backbones"}
 
 
 def protocols_dir() -> Path:
@@ -84,13 +84,41 @@ def registrations() -> Dict[str, List[Tuple[str, str]]]:
     found: Dict[str, List[Tuple[str, str]]] = {kind: [] for kind in KINDS.values()}
     for path in source_files():
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.ClassDef):
+            if isinstance(node, (ast.ClassDef, ast.FunctionDef)):
                 for decorator in node.decorator_list:
                     hit = _registration(decorator)
                     if hit:
                         doc = (ast.get_docstring(node) or "").strip()
                         found[hit[0]].append((hit[1], doc.splitlines()[0] if doc else ""))
     return {kind: sorted(entries) for kind, entries in found.items()}
+
+
+def _card_papers(tree: ast.Module) -> Dict[str, str]:
+    """Module-level ``NAME = MethodCard(paper="...")`` -> {NAME: paper}."""
+    papers = {}
+    for node in tree.body:
+        call = node.value if isinstance(node, ast.Assign) else None
+        if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "MethodCard":
+            paper = next((k.value for k in call.keywords if k.arg == "paper"), None)
+            if isinstance(paper, ast.Constant) and isinstance(node.targets[0], ast.Name):
+                papers[node.targets[0].id] = paper.value
+    return papers
+
+
+def method_papers() -> Dict[str, str]:
+    """Registered method -> the paper of its card (``card = CARD`` in the class, CARD a MethodCard)."""
+    papers = {}
+    for path in source_files():
+        tree = ast.parse(path.read_text(), str(path))
+        cards = _card_papers(tree)
+        for node in ast.walk(tree):
+            hits = [_registration(d) for d in getattr(node, "decorator_list", [])] if isinstance(node, ast.ClassDef) else []
+            for kind, name in filter(None, hits):
+                for stmt in node.body:
+                    target = stmt.targets[0] if isinstance(stmt, ast.Assign) else None
+                    if getattr(target, "id", None) == "card" and getattr(stmt.value, "id", None) in cards:
+                        papers[name] = cards[stmt.value.id]
+    return papers
 
 
 def protocol_descriptions() -> List[Tuple[str, str]]:

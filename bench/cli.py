@@ -44,16 +44,21 @@ def parse_overrides(items: List[str]) -> Dict[str, dict]:
 
 
 def cmd_list(args) -> int:
-    from .catalog import protocol_descriptions, registrations
+    from .catalog import method_papers, protocol_descriptions, registrations
 
     registered = registrations()  # read from the source: no torch import, so this is fast
+    papers = method_papers() if args.what in (None, "methods") else {}
     sections = [args.what] if args.what else ["methods", "protocols", "datasets", "backbones"]
     for section in sections:
         print(f"{section}:")
         rows = protocol_descriptions() if section == "protocols" else registered[section]
+        if section == "methods":
+            rows += [(f"<method>@{name}", text) for name, text in registered["variants"]]
         width = max(len(name) for name, _ in rows)
         for name, text in rows:
             print(f"  {name:<{width}}  {text}")
+            if name in papers:
+                print(f"  {'':<{width}}  paper: {papers[name]}")
     return 0
 
 

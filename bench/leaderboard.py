@@ -25,6 +25,7 @@ COLUMNS: List[Tuple[str, str]] = [
     ("base", "Base"),
     ("new", "New"),
     ("hm", "HM"),
+    ("hm_macro_f1", "HM-F1"),
 ]
 
 
@@ -45,7 +46,7 @@ class Row:
 
 
 def aggregate(records: List[dict], labels: Optional[Dict[str, str]] = None) -> List[Row]:
-    """Group records by (method, key); rows sorted by mean "all" accuracy, best first."""
+    """Group records by (method, key); rows sorted by mean "all" accuracy (base-to-new: HM), best first."""
     groups: Dict[Tuple[str, str], List[dict]] = defaultdict(list)
     for record in records:
         groups[(record["method"], record["key"])].append(record)
@@ -58,7 +59,7 @@ def aggregate(records: List[dict], labels: Optional[Dict[str, str]] = None) -> L
                 if value is not None:
                     values[metric].append(float(value))
         rows.append(Row(method, key, [r["seed"] for r in recs], dict(values), (labels or {}).get(key)))
-    rows.sort(key=lambda r: (-(r.stat("all") or (0.0,))[0], r.method, r.key))
+    rows.sort(key=lambda r: (-(r.stat("all") or r.stat("hm") or (0.0,))[0], r.method, r.key))
     return rows
 
 

@@ -89,6 +89,11 @@ class Method(nn.Module):
     def prepare(self, train: Dataset) -> None:
         """Once before training: ``train`` yields ``(image, label)`` under the test transform."""
 
+    @property
+    def eval_batch_size(self) -> Optional[int]:
+        """Test batch size this method's predictions depend on (None: any, the protocol's)."""
+        return None
+
     def set_label_space(self, info: ClassInfo) -> None:
         """Classify among ``info.classnames`` from now on (learned parameters unchanged)."""
         raise BenchError(f"method {self.registry_name} cannot classify classes other than its training classes")

@@ -72,32 +72,12 @@ def harmonic_mean(a: Optional[float], b: Optional[float]) -> Optional[float]:
     return 0.0 if a + b == 0 else 2 * a * b / (a + b)
 
 
-def base_new_accuracy(logits: torch.Tensor, labels: torch.Tensor, base: Sequence[int]) -> Dict[str, Optional[float]]:
-    """Base-to-new accuracy as in CoCoOp: base test images are classified among
-    base classes only, new ones among new classes only; HM is their harmonic mean."""
-    num_classes = logits.shape[1]
-    base_set = set(base)
-    new = [c for c in range(num_classes) if c not in base_set]
-    out: Dict[str, Optional[float]] = {}
-    for name, classes in (("base", list(base)), ("new", new)):
-        idx = torch.as_tensor(classes, dtype=torch.long)
-        mask = torch.isin(labels, idx)
-        if not len(classes) or not mask.any():
-            out[name] = None
-            continue
-        sub_preds = idx[logits[mask][:, idx].argmax(dim=1)]
-        out[name] = 100.0 * (sub_preds == labels[mask]).float().mean().item()
-    out["hm"] = harmonic_mean(out["base"], out["new"])
-    return out
-
-
 def evaluate(
     logits: torch.Tensor,
     labels: torch.Tensor,
     train_counts: Sequence[int],
     many: int = 100,
     few: int = 20,
-    base_classes: Optional[Sequence[int]] = None,
 ) -> dict:
     """All metrics for one evaluation: ``{"metrics": {...}, "per_class_accuracy": [...], ...}``."""
     logits, labels = logits.float().cpu(), labels.long().cpu()
@@ -108,8 +88,6 @@ def evaluate(
     for name, classes in groups.items():
         metrics[name] = accuracy_over(preds, labels, classes)
     metrics["macro_f1"] = macro_f1(preds, labels, num_classes)
-    if base_classes is not None:
-        metrics.update(base_new_accuracy(logits, labels, base_classes))
     return {
         "metrics": metrics,
         "per_class_accuracy": per_class_accuracy(preds, labels, num_classes),

@@ -65,6 +65,27 @@ def describe(obj: Any) -> Optional[str]:
     return doc.splitlines()[0] if doc else None
 
 
-METHODS = Registry("method")
+class MethodRegistry(Registry):
+    """Methods, and ``<method>@<variant>`` names built by a variant factory from ``VARIANTS``
+    (``coop@la_posthoc``): a variant applies to every method without a registration of its own."""
+
+    def __init__(self, kind: str, variants: Registry):
+        super().__init__(kind)
+        self.variants = variants
+        self._built: Dict[str, Any] = {}
+
+    def get(self, name: str) -> Any:
+        if "@" not in name:
+            return super().get(name)
+        if name not in self._built:
+            base, variant = name.split("@", 1)
+            cls = self.variants.get(variant)(super().get(base))
+            cls.registry_name = name
+            self._built[name] = cls
+        return self._built[name]
+
+
+VARIANTS = Registry("method variant")
+METHODS = MethodRegistry("method", VARIANTS)
 DATASETS = Registry("dataset")
 BACKBONES = Registry("backbone")

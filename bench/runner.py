@@ -26,7 +26,7 @@ import torch
 from . import __version__
 from .data import DatasetBundle, TransformedDataset
 from .errors import BenchError
-from .method import ClassInfo
+from .evaluation import Evaluation, combine, label_spaces
 from .metrics import evaluate, group_counts
 from .protocol import Protocol, check_seeds
 from .recipes import EVAL_FIELDS, Resolved
@@ -84,6 +84,13 @@ def say(message: str) -> None:
     print(message, flush=True)  # cluster logs are files: unflushed lines arrive only at the end
 
 
+def headline(record: dict) -> str:
+    """The metric a log line shows: HM for base-to-new protocols, overall accuracy otherwise."""
+    metric = "hm" if "hm" in record["metrics"] else "all"
+    value = record["metrics"].get(metric)
+    return f"{metric} {value:.2f}" if value is not None else f"{metric} n/a"
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -121,11 +128,14 @@ class Runner:
         """Build what every cell needs, and each method once, before the first cell runs: a bad
         data root, weights file or method option fails now, not after hours of finished cells."""
         data, backbone = self.data(), self.backbone()
-        group_counts(self.protocol.eval.group_by, data.train_counts)
-        info = ClassInfo(data.classnames, data.train_counts, data.template)
+        spaces = label_spaces(data)
+        for ev in spaces.evaluations:
+            group_counts(self.protocol.eval.group_by, ev.info.train_counts)
         with torch.random.fork_rng():
             for cell in {c.key: c for c in cells}.values():
-                METHODS.get(cell.method)(backbone, info, cell.resolved.options)
+                method = METHODS.get(cell.method)(backbone, spaces.train_info, cell.resolved.options)
+                for ev in spaces.evaluations[1:]:  # a method that cannot classify new classes says so now
+                    method.set_label_space(ev.info)
 
     def run(self, methods: List[str], seeds: Optional[List[int]] = None) -> List[dict]:
         cells = self.plan(methods, seeds)
@@ -137,12 +147,12 @@ class Runner:
             tag = f"[{i}/{len(cells)}] {self.protocol.name} / {cell.method} / seed {cell.seed}"
             done = self.store.load(self.protocol.name, cell.method, cell.key, cell.seed)
             if done is not None:
-                self.log(f"{tag}: done already, skipped (all {done['metrics']['all']:.2f})")
+                self.log(f"{tag}: done already, skipped ({headline(done)})")
                 records.append(done)
                 continue
             record = self.run_cell(cell, tag)
             path = self.store.write(record)
-            self.log(f"{tag}: all {record['metrics']['all']:.2f}, {record['seconds']:.1f}s -> {path}")
+            self.log(f"{tag}: {headline(record)}, {record['seconds']:.1f}s -> {path}")
             records.append(record)
         return records
 
@@ -169,22 +179,16 @@ class Runner:
         backbone = self.backbone()
         seed_everything(cell.seed)  # after everything shared, so only the seed decides the method's init
         train_tf, test_tf = build_transforms(proto.transforms, backbone.image_size)
-        info = ClassInfo(data.classnames, data.train_counts, data.template)
-        method = METHODS.get(cell.method)(backbone, info, cell.resolved.options).to(self.device)
+        spaces = label_spaces(data)
+        method = METHODS.get(cell.method)(backbone, spaces.train_info, cell.resolved.options).to(self.device)
+        method.prepare(TransformedDataset(spaces.train, test_tf))
         checkpoint = self.store.checkpoint_path(proto.name, cell.method, cell.key, cell.seed)
         summary = train(
-            method, TransformedDataset(data.train, train_tf), recipe, cell.seed, self.device,
+            method, TransformedDataset(spaces.train, train_tf), recipe, cell.seed, self.device,
             checkpoint=checkpoint, key=cell.key, progress=self.options.progress,
             log=None if self.options.progress else (lambda line: self.log(f"{tag}: {line}")),
         )
-        logits, labels = predict(
-            method, TransformedDataset(data.test, test_tf), proto.eval.batch_size, self.device,
-            precision=recipe.eval_precision, num_workers=recipe.num_workers, progress=self.options.progress,
-        )
-        result = evaluate(
-            logits, labels, group_counts(proto.eval.group_by, data.train_counts), proto.eval.many_threshold,
-            proto.eval.few_threshold, base_classes=data.base_classes,
-        )
+        result = combine(spaces, [self.evaluate(method, ev, recipe, test_tf) for ev in spaces.evaluations])
         return {
             "key": cell.key,
             "protocol": proto.name,
@@ -212,6 +216,17 @@ class Runner:
             },
             "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
+
+    def evaluate(self, method, ev: Evaluation, recipe, test_tf) -> dict:
+        if ev.info is not method.data:
+            method.set_label_space(ev.info)
+        logits, labels = predict(
+            method, TransformedDataset(ev.test, test_tf), method.eval_batch_size or self.protocol.eval.batch_size,
+            self.device,
+            precision=recipe.eval_precision, num_workers=recipe.num_workers, progress=self.options.progress,
+        )
+        counts = group_counts(self.protocol.eval.group_by, ev.info.train_counts)
+        return evaluate(logits, labels, counts, self.protocol.eval.many_threshold, self.protocol.eval.few_threshold)
 
     def setup(self, backbone, method, recipe, train_tf, test_tf) -> dict:
         """What actually ran, beyond the config: activation, precision, transforms."""

@@ -117,8 +117,8 @@ def read_record(path: Path) -> Tuple[Optional[dict], Optional[str]]:
     if data.get("schema") != SCHEMA:
         return None, f"has result schema {data.get('schema')!r}, this bench reads {SCHEMA}; re-run to replace it"
     wrong = [k for k, tp in REQUIRED.items() if not isinstance(data.get(k), tp)]
-    if wrong or not isinstance(data["metrics"].get("all"), (int, float)):
-        return None, f"lacks valid {', '.join(wrong) or 'metrics.all'}"
+    if wrong or not any(isinstance(data["metrics"].get(k), (int, float)) for k in ("all", "hm")):
+        return None, f"lacks valid {', '.join(wrong) or 'metrics.all (or metrics.hm)'}"
     bad = [k for k, v in data["metrics"].items() if v is not None and not (isinstance(v, (int, float)) and 0 <= v <= 100)]
     if bad:
         return None, f"has metrics that are not percentages: {', '.join(bad)}"

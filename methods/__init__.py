@@ -1,2 +1,2 @@
 """Benchmark methods, one file each; importing this package registers them."""
-from . import coop, coop_la, ivlp, maple, maple_la, zeroshot  # noqa: F401
+from . import candle, cocoop, coop, coop_la, ivlp, la_posthoc, maple, maple_la, zeroshot  # noqa: F401

@@ -56,3 +56,11 @@ def smoke_transforms(smoke, backbone):
     from bench.transforms import build_transforms
 
     return build_transforms(smoke.transforms, backbone.image_size)
+
+
+@pytest.fixture(scope="session")
+def vit_b16():
+    """ViT-B/16 shapes with random weights: parameter counts as in the papers."""
+    from bench.backbone import ClipBackbone, create_open_clip
+
+    return ClipBackbone(*create_open_clip("ViT-B-16", None))

@@ -3,17 +3,23 @@ import json
 import subprocess
 import sys
 
-from bench.catalog import load_view, protocol_descriptions, registrations, resolve_path, view_path
+from bench.catalog import load_view, method_papers, protocol_descriptions, registrations, resolve_path, view_path
 from bench.plugins import load_builtins
 from bench.protocol import load_protocol
-from bench.registry import BACKBONES, DATASETS, METHODS, describe
+from bench.registry import BACKBONES, DATASETS, METHODS, VARIANTS, describe
 
 
 def test_registrations_read_from_source_match_the_registries():
     load_builtins()
     real = {kind: [(name, describe(obj) or "") for name, obj in registry.items()]
-            for kind, registry in (("methods", METHODS), ("datasets", DATASETS), ("backbones", BACKBONES))}
+            for kind, registry in (("methods", METHODS), ("variants", VARIANTS), ("datasets", DATASETS),
+                                   ("backbones", BACKBONES))}
     assert registrations() == real
+
+
+def test_method_papers_read_from_source_match_the_cards():
+    load_builtins()
+    assert method_papers() == {name: cls.card.paper for name, cls in METHODS.items()}
 
 
 def test_protocol_descriptions_match_the_loaded_protocols():

@@ -123,3 +123,67 @@ def test_coop_la_trains_on_the_adjusted_loss_and_predicts_raw(backbone, class_in
     assert la.record_fields()["la_offsets"] == pytest.approx(la_offsets(n).tolist())
     assert CoOpLA(backbone, class_info, CoOpLAConfig(n_ctx=4, tau=0.0)).loss(la(x), y).item() == \
         pytest.approx(plain.loss(plain(x), y).item(), rel=1e-5)  # tau 0: plain CE
+
+
+def test_cocoop_matches_a_per_image_loop(backbone, class_info):
+    """The official forward: for each image, context + meta_net(norm f(x)), encode every class prompt."""
+    from methods.cocoop import CoCoOp, CoCoOpConfig
+
+    torch.manual_seed(0)
+    cocoop = CoCoOp(backbone, class_info, CoCoOpConfig())
+    x, learner = images(3), cocoop.prompt_learner
+    expected = []
+    for img in x:
+        f = torch.nn.functional.normalize(backbone.model.encode_image(img[None]), dim=-1)
+        ctx = learner.ctx + cocoop.meta_net(f)  # [n_ctx, width]
+        prompts = torch.cat([learner.token_prefix, ctx.expand(10, -1, -1), learner.token_suffix], dim=1)
+        text = backbone.encode_prompts(prompts, learner.tokens)
+        expected.append(backbone.logit_scale * f @ text.T)
+    assert torch.allclose(cocoop(x), torch.cat(expected), atol=1e-4)
+    hidden = cocoop.meta_net.linear1.out_features
+    assert hidden == max(1, backbone.embed_dim // 16) and cocoop.meta_net.linear2.out_features == backbone.width
+
+
+def test_cocoop_with_a_silent_meta_net_is_coop(backbone, class_info):
+    from methods.cocoop import CoCoOp, CoCoOpConfig
+
+    cocoop = CoCoOp(backbone, class_info, CoCoOpConfig())
+    with torch.no_grad():
+        cocoop.meta_net.linear2.weight.zero_()
+        cocoop.meta_net.linear2.bias.zero_()
+    coop = CoOp(backbone, class_info, CoOpConfig(init_text="a photo of a"))
+    assert torch.allclose(cocoop(images()), coop(images()), atol=1e-4)
+
+
+def test_posthoc_la_subtracts_the_log_prior_at_prediction_only(backbone, class_info):
+    """argmax_c z_c - tau log pi_c on the training classes; raw logits in training and on new classes."""
+    import math
+
+    from bench.method import ClassInfo
+    from bench.registry import METHODS
+
+    cls = METHODS.get("coop@la_posthoc")
+    assert cls.registry_name == "coop@la_posthoc" and issubclass(cls, CoOp)
+    torch.manual_seed(0)
+    adjusted = cls(backbone, class_info, cls.Config(n_ctx=4, tau=0.5))
+    torch.manual_seed(0)
+    plain = CoOp(backbone, class_info, CoOpConfig(n_ctx=4))
+    x, n = images(), class_info.train_counts
+    offsets = torch.tensor([0.5 * math.log(c / sum(n)) for c in n])
+    adjusted.eval()
+    assert torch.allclose(adjusted(x), plain(x) - offsets, atol=1e-4)
+    adjusted.train()
+    assert torch.allclose(adjusted(x), plain(x), atol=1e-5)
+    adjusted.eval()
+    adjusted.set_label_space(ClassInfo(["zebra", "whale"], [0, 0]))
+    plain.set_label_space(ClassInfo(["zebra", "whale"], [0, 0]))
+    assert torch.allclose(adjusted(x), plain(x), atol=1e-5)
+    assert adjusted.record_fields()["posthoc_prior_counts"] == n
+
+
+def test_unknown_variant_is_named():
+    from bench.errors import BenchError
+    from bench.registry import METHODS
+
+    with pytest.raises(BenchError, match="unknown method variant 'la_postoc'; did you mean 'la_posthoc'"):
+        METHODS.get("coop@la_postoc")

@@ -1,12 +1,9 @@
-import math
-
 import pytest
 import torch
 
 from bench.data.base import exponential_counts
 from bench.errors import BenchError
 from bench.metrics import (
-    base_new_accuracy,
     evaluate,
     group_counts,
     harmonic_mean,
@@ -45,23 +42,6 @@ def test_harmonic_mean():
     assert harmonic_mean(None, 50.0) is None
 
 
-def test_base_new_restricts_the_label_space():
-    # 4 classes, base = {0, 1}, new = {2, 3}
-    logits = torch.tensor(
-        [
-            [5.0, 1.0, 9.0, 0.0],  # label 0: wrong overall (2), right among base (0)
-            [0.0, 2.0, 0.0, 9.0],  # label 1: right among base
-            [9.0, 0.0, 1.0, 2.0],  # label 2: among new picks 3 -> wrong
-            [9.0, 0.0, 1.0, 0.5],  # label 2: among new picks 2 -> right
-        ]
-    )
-    labels = torch.tensor([0, 1, 2, 2])
-    out = base_new_accuracy(logits, labels, base=[0, 1])
-    assert out["base"] == pytest.approx(100.0)
-    assert out["new"] == pytest.approx(50.0)
-    assert out["hm"] == pytest.approx(2 * 100 * 50 / 150)
-
-
 def test_evaluate_reports_all_groups():
     counts = [150, 50, 10]
     labels = torch.tensor([0, 0, 1, 1, 2, 2])
@@ -80,14 +60,6 @@ def test_evaluate_empty_group_is_none():
     logits = torch.eye(2)
     m = evaluate(logits, labels, [500, 400])["metrics"]
     assert m["few"] is None and m["medium"] is None and m["many"] == 100.0
-
-
-def test_evaluate_with_base_classes():
-    labels = torch.tensor([0, 1, 2, 3])
-    logits = torch.eye(4)
-    m = evaluate(logits, labels, [30] * 4, base_classes=[0, 1])["metrics"]
-    assert m["base"] == m["new"] == m["hm"] == 100.0
-    assert not math.isnan(m["macro_f1"])
 
 
 @pytest.mark.parametrize("ir, own, lift", [

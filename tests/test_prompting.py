@@ -6,10 +6,11 @@ the prompts in, written from the official code's description (b2n_anchors §3.4)
 import pytest
 import torch
 
-from bench.backbone import ClipBackbone, create_open_clip
 from bench.errors import BenchError, ConfigError
 from bench.method import ClassInfo
 from bench.prompting import encode_image_deep, encode_text_deep
+from methods.cocoop import CoCoOpConfig
+from methods.coop import CoOpConfig
 from methods.ivlp import IVLP, IVLPConfig
 from methods.maple import MaPLe, MaPLeConfig
 from methods.zeroshot import ZeroShotCLIP, ZeroShotConfig
@@ -144,15 +145,11 @@ def test_deep_vision_prompts_need_first_layer_prompts(backbone):
         encode_image_deep(backbone, images(), deep=[torch.zeros(2, 64)])
 
 
-@pytest.fixture(scope="module")
-def vit_b16():
-    """ViT-B/16 shapes with random weights: parameter counts as in the papers."""
-    return ClipBackbone(*create_open_clip("ViT-B-16", None))
-
-
 @pytest.mark.parametrize("name, cfg, count", [
     ("maple", MaPLeConfig(), 3_555_072),  # MaPLe paper 3.55M; LAMP Table 5: 3555K
     ("ivlp", IVLPConfig(), 46_080),  # 9*4*512 + 9*4*768 (methods_spec §9.1)
+    ("coop", CoOpConfig(), 8_192),  # 16*512 (MDPR Table 6: 0.008M)
+    ("cocoop", CoCoOpConfig(), 35_360),  # 4*512 + (512*32 + 32) + (32*512 + 512)
 ])
 def test_trainable_parameters_at_vit_b16(vit_b16, name, cfg, count):
     from bench.registry import METHODS

@@ -8,6 +8,7 @@ takes well under a second.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from typing import List
 
@@ -39,10 +40,15 @@ class SyntheticLTConfig:
     noise: float = field(default=0.35, metadata={"min": 0, "max": 100})  # pixel noise std, in units of [0, 1]
     max_shift: int = field(default=3, metadata={"min": 0})  # random translation in pixels
     data_seed: int = field(default=0, metadata={"min": 0})  # which images are drawn (class patterns are fixed)
+    # Base-to-new: the first half of the classes (rounded up, CoOp's subsample_classes) are the base
+    # classes and the only ones with training images; the test set has every class.
+    base_to_new: bool = False
 
     def validate(self, where: str) -> None:
         if self.max_shift > self.image_size:
             raise ConfigError(f"{where}.max_shift", "must not exceed image_size")
+        if self.base_to_new and self.num_classes < 2:
+            raise ConfigError(f"{where}.num_classes", "base_to_new needs at least 2 classes (base and new)")
 
 
 class TensorImages(Dataset):
@@ -102,10 +108,12 @@ class SyntheticLT:
         names = class_names(cfg.num_classes)
         protos = torch.stack([prototype(n, cfg.image_size) for n in names])
         gen = torch.Generator().manual_seed(cfg.data_seed)
-        counts = exponential_counts(cfg.num_classes, cfg.max_per_class, cfg.imbalance_ratio)
-        counts = [max(1, c) for c in counts]
+        trained = math.ceil(cfg.num_classes / 2) if cfg.base_to_new else cfg.num_classes
+        counts = [max(1, c) for c in exponential_counts(trained, cfg.max_per_class, cfg.imbalance_ratio)]
+        counts += [0] * (cfg.num_classes - trained)
         train_labels = [c for c, n in enumerate(counts) for _ in range(n)]
         test_labels = [c for c in range(cfg.num_classes) for _ in range(cfg.test_per_class)]
         train = TensorImages(render(protos, train_labels, cfg.noise, cfg.max_shift, gen), train_labels)
         test = TensorImages(render(protos, test_labels, cfg.noise, cfg.max_shift, gen), test_labels)
-        return DatasetBundle(train=train, test=test, classnames=names, train_counts=counts)
+        base = list(range(trained)) if cfg.base_to_new else None
+        return DatasetBundle(train=train, test=test, classnames=names, train_counts=counts, base_classes=base)

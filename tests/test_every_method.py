@@ -1,0 +1,87 @@
+"""Every registered method on every smoke protocol, driven by the registries: it trains (the loss on a
+fixed batch goes down), resumes bit-exactly from a checkpoint, and classifies every label space the
+protocol evaluates (new classes included).  (Each method's own numerical tests are in its test file.)  A new method or smoke protocol is covered by registering it."""
+import dataclasses
+import functools
+
+import pytest
+import torch
+
+from bench.catalog import available_protocols
+from bench.data import TransformedDataset
+from bench.evaluation import label_spaces
+from bench.plugins import load_builtins
+from bench.protocol import load_protocol
+from bench.registry import BACKBONES, DATASETS, METHODS
+from bench.train import make_optimizer, train
+from bench.transforms import build_transforms
+
+load_builtins()  # fills the registries before parametrisation
+CPU = torch.device("cpu")
+SMOKE = [name for name in available_protocols() if name.startswith("smoke")]
+VARIANTS = ["coop@la_posthoc"]  # a variant is a method built from another; one stands for the mechanism
+
+
+@functools.lru_cache(maxsize=None)
+def setting(protocol_name):
+    protocol = load_protocol(protocol_name)
+    backbone = BACKBONES.get(protocol.backbone_name).build(protocol.backbone)
+    data = DATASETS.get(protocol.dataset_name).build(protocol.dataset)
+    train_tf, test_tf = build_transforms(protocol.transforms, backbone.image_size)
+    return protocol, backbone, label_spaces(data), train_tf, test_tf
+
+
+def build(protocol_name, name, seed):
+    protocol, backbone, spaces, _, test_tf = setting(protocol_name)
+    torch.manual_seed(seed)
+    method = METHODS.get(name)(backbone, spaces.train_info, protocol.resolve(name).options)
+    method.prepare(TransformedDataset(spaces.train, test_tf))
+    return method
+
+
+def steps_on_a_fixed_batch(method, protocol_name, recipe, steps=5):
+    """The loss before and after ``steps`` optimizer steps (the recipe's optimizer and lr) on one batch."""
+    _, _, spaces, _, test_tf = setting(protocol_name)
+    batch = [TransformedDataset(spaces.train, test_tf)[i] for i in range(0, len(spaces.train), 9)]
+    images, labels = torch.stack([b[0] for b in batch]), torch.tensor([b[1] for b in batch])
+    optimizer = make_optimizer(method.trainable_parameters(), recipe)
+    method.train()
+    losses = []
+    for _ in range(steps + 1):
+        with torch.random.fork_rng():
+            torch.manual_seed(0)  # the same dropout masks at every step
+            loss = method.loss(method(images), labels)
+        losses.append(loss.item())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return losses[0], losses[-1]
+
+
+@pytest.mark.parametrize("protocol_name", SMOKE)
+@pytest.mark.parametrize("name", METHODS.names() + VARIANTS)
+def test_method_trains_resumes_and_classifies_every_label_space(protocol_name, name, tmp_path):
+    protocol, _, spaces, train_tf, test_tf = setting(protocol_name)
+    recipe = dataclasses.replace(protocol.resolve(name).train, epochs=2)
+    data = TransformedDataset(spaces.train, train_tf)
+    method = build(protocol_name, name, seed=0)
+    if method.trains:
+        before, after = steps_on_a_fixed_batch(build(protocol_name, name, seed=0), protocol_name, recipe)
+        assert after < before
+    full = train(method, data, recipe, seed=1, device=CPU)
+    if method.trains:
+        ckpt = tmp_path / "cell.ckpt"
+        train(build(protocol_name, name, seed=0), data, recipe, seed=1, device=CPU, checkpoint=ckpt, key="k",
+              stop_after=1)
+        resumed = build(protocol_name, name, seed=99)  # another process: other init, state from disk
+        rest = train(resumed, data, recipe, seed=1, device=CPU, checkpoint=ckpt, key="k")
+        assert rest["resumed_from_epoch"] == 1 and rest["loss_history"] == full["loss_history"]
+        assert all(torch.equal(v, method.trainable_state()[k]) for k, v in resumed.trainable_state().items())
+    method.eval()
+    for ev in spaces.evaluations:
+        if ev.info is not method.data:
+            method.set_label_space(ev.info)
+        images = torch.stack([TransformedDataset(ev.test, test_tf)[i][0] for i in range(6)])
+        with torch.no_grad():
+            logits = method(images)
+        assert logits.shape == (6, len(ev.info.classnames)) and torch.isfinite(logits).all(), ev.name
