@@ -31,6 +31,7 @@ from torch.utils.data import Dataset
 
 from .backbone import ClipBackbone
 from .errors import BenchError
+from .prompting import encode_image_deep, encode_text_deep
 from .recipes import Recipe
 
 
@@ -122,3 +123,26 @@ class Method(nn.Module):
         if missing:
             raise ValueError(f"checkpoint lacks trainable parameters {sorted(missing)}")
         self.load_state_dict(state, strict=False)
+
+
+class DeepPromptCLIP(Method):
+    """CLIP with prompts in both towers (MaPLe, IVLP): ``self.prompt_learner`` has ``text``
+    (:class:`bench.text_prompts.ClassPrompts`), ``deep_text`` (prompts for text layers 1, 2, ...)
+    and ``vision() -> (first, deep)`` (``(None, [])`` for an untouched image tower)."""
+
+    def set_label_space(self, info: ClassInfo) -> None:
+        self.prompt_learner.text.set_classnames(info.classnames)
+
+    def text_features(self) -> torch.Tensor:
+        text = self.prompt_learner.text
+        return encode_text_deep(self.backbone, text(), text.tokens, deep=list(self.prompt_learner.deep_text))
+
+    def image_features(self, images: torch.Tensor) -> torch.Tensor:
+        first, deep = self.prompt_learner.vision()
+        if first is None:
+            return super().image_features(images)
+        return encode_image_deep(self.backbone, images, first=first, deep=deep)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        feats = self.image_features(images)
+        return self.backbone.logit_scale * feats @ self.text_features().t().to(feats.dtype)

@@ -13,7 +13,8 @@ enter at layer 0 and are *replaced* at the input of the next ``len(deep)`` layer
   ``ln_pre``; ``deep[k]`` replaces the last ``n`` tokens at the input of layer ``k + 1``.  The class
   token is pooled, so prompts act only through attention.
 
-Prompts are ``[n, width]`` (shared by the batch) or ``[batch, n, width]``.  With no prompts both
+``backbone`` is a :class:`bench.backbone.ClipBackbone` (not imported: the backbone runs plain prompts
+through :func:`encode_text_deep`).  Prompts are ``[n, width]`` (shared by the batch) or ``[batch, n, width]``.  With no prompts both
 functions return exactly what ``encode_text`` / ``encode_image`` return::
 
     t = encode_text_deep(backbone, embeddings, tokens, deep=[p1, p2])        # [C, embed_dim]
@@ -21,7 +22,7 @@ functions return exactly what ``encode_text`` / ``encode_image`` return::
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import Optional, Sequence
 
 import open_clip
 import torch
@@ -31,23 +32,20 @@ from open_clip.transformer import VisionTransformer
 
 from .errors import BenchError, ConfigError
 
-if TYPE_CHECKING:  # the backbone calls encode_text_deep for plain prompts too
-    from .backbone import ClipBackbone
 
-
-def text_layers(backbone: "ClipBackbone") -> int:
+def text_layers(backbone) -> int:
     return len(backbone.text.transformer.resblocks)
 
 
-def vision_layers(backbone: "ClipBackbone") -> int:
+def vision_layers(backbone) -> int:
     return len(vision_tower(backbone).transformer.resblocks)
 
 
-def vision_width(backbone: "ClipBackbone") -> int:
+def vision_width(backbone) -> int:
     return vision_tower(backbone).class_embedding.shape[0]
 
 
-def vision_tower(backbone: "ClipBackbone") -> VisionTransformer:
+def vision_tower(backbone) -> VisionTransformer:
     """The image tower, if deep prompts can enter it: a ViT that pools its class token."""
     visual = backbone.model.visual
     if not isinstance(visual, VisionTransformer):
@@ -63,6 +61,13 @@ def check_depth(depth: int, layers: int, where: str, tower: str) -> None:
     """Prompts enter at layer 0 and ``depth - 1`` more layers: 1 <= depth <= layers of ``tower``."""
     if not 1 <= depth <= layers:
         raise ConfigError(where, f"must be between 1 and {layers}, the number of layers of the {tower}")
+
+
+def normal_prompts(count: int, n_tokens: int, width: int, device) -> nn.ParameterList:
+    """``count`` learnable prompts ``[n_tokens, width]`` drawn from N(0, 0.02), as the official code draws them."""
+    return nn.ParameterList(
+        [nn.Parameter(nn.init.normal_(torch.empty(n_tokens, width, device=device), std=0.02)) for _ in range(count)]
+    )
 
 
 def _batched(prompt: torch.Tensor, batch: int, dtype: torch.dtype) -> torch.Tensor:
@@ -86,7 +91,7 @@ def _run_blocks(transformer: nn.Module, x: torch.Tensor, deep: Sequence[Optional
     return x
 
 
-def encode_text_deep(backbone: "ClipBackbone", embeddings: torch.Tensor, tokens: torch.Tensor,
+def encode_text_deep(backbone, embeddings: torch.Tensor, tokens: torch.Tensor,
                      deep: Sequence[Optional[torch.Tensor]] = (), start: int = 1,
                      normalize: bool = True) -> torch.Tensor:
     """Text features ``[N, embed_dim]`` of prompt embeddings ``[N, L, D]``.
@@ -113,7 +118,7 @@ def encode_text_deep(backbone: "ClipBackbone", embeddings: torch.Tensor, tokens:
     return F.normalize(x, dim=-1) if normalize else x
 
 
-def encode_image_deep(backbone: "ClipBackbone", images: torch.Tensor, first: Optional[torch.Tensor] = None,
+def encode_image_deep(backbone, images: torch.Tensor, first: Optional[torch.Tensor] = None,
                       deep: Sequence[Optional[torch.Tensor]] = (), normalize: bool = True) -> torch.Tensor:
     """Image features ``[B, embed_dim]`` with ``first`` appended before ``ln_pre`` and ``deep[k]``
     replacing the last ``n`` tokens at the input of layer ``k + 1``."""

@@ -60,10 +60,11 @@ class ClassPrompts(nn.Module):
 
     def set_classnames(self, classnames: List[str]) -> None:
         """Rebuild the class tokens (on the context's device) for ``classnames``; the context is kept."""
-        if getattr(self, "ctx", None) is not None and self.ctx.dim() == 3 and len(classnames) != self.ctx.shape[0]:
+        if getattr(self, "ctx", None) is not None and self.ctx.dim() == 3 and list(classnames) != self.classnames:
             raise BenchError(f"{self.where}: class-specific context (csc) is learned per training class and "
                              "cannot classify other classes; use csc: false")
         backbone = self.backbone_ref[0]
+        self.classnames = list(classnames)
         self.name_lens = [token_length(backbone, name) for name in classnames]
         self.check_length(token_length(backbone, self.prefix_text) + max(self.name_lens) + 3)  # SOS, ".", EOS
         tokens = backbone.tokenize([f"{self.prefix_text} {name}." for name in classnames])

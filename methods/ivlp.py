@@ -18,19 +18,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-import torch
 import torch.nn as nn
 
 from bench.errors import ConfigError
-from bench.method import Method, MethodCard
-from bench.prompting import (check_depth, encode_image_deep, encode_text_deep, text_layers, vision_layers,
-                             vision_width)
+from bench.method import DeepPromptCLIP, MethodCard
+from bench.prompting import check_depth, normal_prompts, text_layers, vision_layers, vision_width
 from bench.recipes import Recipe
 from bench.registry import METHODS
 from bench.text_prompts import ClassPrompts
 
 from .coop import CARD as COOP_CARD
-from .maple import deep_text_prompts
 
 
 @dataclass
@@ -55,9 +52,14 @@ class IVLPPrompts(nn.Module):
             check_depth(cfg.vision_depth, vision_layers(backbone), f"{where}.vision_depth", "vision transformer")
         self.text = ClassPrompts(backbone, classnames, cfg.n_ctx_text, cfg.init_text, where=where,
                                  partial_init=True, n_ctx_field="n_ctx_text")
-        self.deep_text = deep_text_prompts(cfg.text_depth - 1, self.text.n_ctx, backbone.width, backbone.device)
-        self.vision = (deep_text_prompts(cfg.vision_depth, cfg.n_ctx_vision, vision_width(backbone), backbone.device)
-                       if cfg.vision_depth else nn.ParameterList())
+        self.deep_text = normal_prompts(cfg.text_depth - 1, self.text.n_ctx, backbone.width, backbone.device)
+        self.vision_prompts = (normal_prompts(cfg.vision_depth, cfg.n_ctx_vision, vision_width(backbone),
+                                                 backbone.device) if cfg.vision_depth else nn.ParameterList())
+
+    def vision(self):
+        """``(first, deep)``: layer-0 vision prompts and those of the next layers (None, [] without)."""
+        prompts = list(self.vision_prompts)
+        return (prompts[0], prompts[1:]) if prompts else (None, [])
 
 
 IVLP_B2N = dict(options={"n_ctx_text": 4, "n_ctx_vision": 4, "init_text": "a photo of a", "text_depth": 9,
@@ -81,7 +83,7 @@ CARD = MethodCard(
 
 
 @METHODS.register("ivlp")
-class IVLP(Method):
+class IVLP(DeepPromptCLIP):
     """IVLP: independent deep vision and language prompts (PromptSRC baseline, Khattak et al., 2023)."""
 
     Config = IVLPConfig
@@ -90,21 +92,3 @@ class IVLP(Method):
     def __init__(self, backbone, data, cfg: IVLPConfig):
         super().__init__(backbone, data, cfg)
         self.prompt_learner = IVLPPrompts(backbone, data.classnames, cfg, f"method {self.registry_name}")
-
-    def set_label_space(self, info) -> None:
-        self.prompt_learner.text.set_classnames(info.classnames)
-
-    def text_features(self) -> torch.Tensor:
-        text = self.prompt_learner.text
-        return encode_text_deep(self.backbone, text(), text.tokens, deep=list(self.prompt_learner.deep_text))
-
-    def image_features(self, images: torch.Tensor) -> torch.Tensor:
-        vision = list(self.prompt_learner.vision)
-        if not vision:
-            return super().image_features(images)
-        return encode_image_deep(self.backbone, images, first=vision[0], deep=vision[1:])
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        feats = self.image_features(images)
-        text = self.text_features()
-        return self.backbone.logit_scale * feats @ text.t().to(feats.dtype)

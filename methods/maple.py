@@ -21,13 +21,11 @@ import copy
 from dataclasses import dataclass, field
 from typing import Optional
 
-import torch
 import torch.nn as nn
 
 from bench.errors import ConfigError
-from bench.method import Method, MethodCard, Reported
-from bench.prompting import (check_depth, encode_image_deep, encode_text_deep, text_layers, vision_layers,
-                             vision_width)
+from bench.method import DeepPromptCLIP, MethodCard, Reported
+from bench.prompting import check_depth, normal_prompts, text_layers, vision_layers, vision_width
 from bench.recipes import Recipe
 from bench.registry import METHODS
 from bench.text_prompts import ClassPrompts
@@ -48,13 +46,6 @@ class MaPLeConfig:
             raise ConfigError(f"{where}.init_text", "must not be empty (null for random context)")
 
 
-def deep_text_prompts(count: int, n_ctx: int, width: int, device) -> nn.ParameterList:
-    """``count`` prompt tensors ``[n_ctx, width]`` drawn from N(0, 0.02), as the official code does."""
-    return nn.ParameterList(
-        [nn.Parameter(nn.init.normal_(torch.empty(n_ctx, width, device=device), std=0.02)) for _ in range(count)]
-    )
-
-
 class MaPLePrompts(nn.Module):
     """Context, deep text prompts and the text-to-vision coupling functions."""
 
@@ -66,7 +57,7 @@ class MaPLePrompts(nn.Module):
         d_text, d_vision = backbone.width, vision_width(backbone)
         device = backbone.device
         self.proj = nn.Linear(d_text, d_vision, device=device)
-        self.deep_text = deep_text_prompts(cfg.depth - 1, self.text.n_ctx, d_text, device)
+        self.deep_text = normal_prompts(cfg.depth - 1, self.text.n_ctx, d_text, device)
         # Official: _get_clones(one Linear) -> every deep coupling starts from the same weights.
         one = nn.Linear(d_text, d_vision, device=device)
         self.deep_proj = nn.ModuleList([copy.deepcopy(one) for _ in range(cfg.depth - 1)])
@@ -100,7 +91,7 @@ CARD = MethodCard(
 
 
 @METHODS.register("maple")
-class MaPLe(Method):
+class MaPLe(DeepPromptCLIP):
     """MaPLe: coupled deep prompts in the text and vision towers (Khattak et al., 2023)."""
 
     Config = MaPLeConfig
@@ -109,19 +100,3 @@ class MaPLe(Method):
     def __init__(self, backbone, data, cfg: MaPLeConfig):
         super().__init__(backbone, data, cfg)
         self.prompt_learner = MaPLePrompts(backbone, data.classnames, cfg, f"method {self.registry_name}")
-
-    def set_label_space(self, info) -> None:
-        self.prompt_learner.text.set_classnames(info.classnames)
-
-    def text_features(self) -> torch.Tensor:
-        text = self.prompt_learner.text
-        return encode_text_deep(self.backbone, text(), text.tokens, deep=list(self.prompt_learner.deep_text))
-
-    def image_features(self, images: torch.Tensor) -> torch.Tensor:
-        first, deep = self.prompt_learner.vision()
-        return encode_image_deep(self.backbone, images, first=first, deep=deep)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        feats = self.image_features(images)
-        text = self.text_features()
-        return self.backbone.logit_scale * feats @ text.t().to(feats.dtype)

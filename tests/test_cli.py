@@ -156,6 +156,17 @@ def test_interrupted_run_resumes_from_checkpoint(capsys, results, tmp_path, monk
         (["run", "--protocol", "smoke", "--method", "coop", "--device", "mps"], "expected auto, cpu, cuda or cuda:N"),
         (["run", "--protocol", "smoke", "--method", "coop", "--device", "meta"], "expected auto, cpu, cuda or cuda:N"),
         (["run", "--protocol", "smoke", "--method", "coop", "--device", "gpu"], "expected auto, cpu, cuda or cuda:N"),
+        # options that do not fit the model fail before the first cell
+        (["run", "--protocol", "smoke", "--method", "maple", "--set", "maple.depth=3"],
+         "method maple.depth: must be between 1 and 2, the number of layers"),
+        (["run", "--protocol", "smoke", "--method", "ivlp", "--set", "ivlp.n_ctx_text=40", "--set",
+          "ivlp.init_text=null"],
+         "method ivlp.n_ctx_text: prompts need"),
+        (["run", "--protocol", "smoke", "--method", "candle", "--set", "candle.heads=7"], "must divide the embedding"),
+        (["run", "--protocol", "smoke_b2n", "--method", "coop", "--set", "coop.csc=true", "--set",
+          "coop.init_text=null"],
+         "class-specific context (csc) is learned per training class and cannot classify other classes"),
+        (["run", "--protocol", "smoke", "--method", "coop@la_postoc"], "unknown method variant 'la_postoc'"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(capsys, results, argv, fragment):

@@ -111,7 +111,7 @@ def test_ivlp_matches_hooked_open_clip(backbone, class_info):
     ivlp = IVLP(backbone, class_info, IVLPConfig(n_ctx_text=3, n_ctx_vision=2, init_text=None, text_depth=2,
                                                   vision_depth=2))
     learner, x = ivlp.prompt_learner, images()
-    vision = list(learner.vision)
+    vision = list(learner.vision_prompts)
     assert torch.allclose(ivlp.image_features(x), hooked_image_features(backbone, x, vision[0], vision[1:]), atol=1e-5)
     expected_t = hooked_text_features(backbone, learner.text.tokens, learner.text.ctx, list(learner.deep_text))
     assert torch.allclose(ivlp.text_features(), expected_t, atol=1e-5)

@@ -105,11 +105,12 @@ CODE = re.compile(r"^[\w.-]+/[\w.-]+:[\w./-]+@[0-9a-f]{40}$")  # owner/repo:path
 def test_every_method_has_a_complete_card(name):
     entry = METHODS.get(name)
     card = entry.card
-    assert card is not None and card.paper and CODE.match(card.code), card
+    assert card is not None and card.paper and CODE.match(card.code) and card.spec.startswith(("methods_spec §",
+                                                                                             "b2n_anchors §")), card
     assert card.recipes and set(card.recipes) <= set(FAMILIES)  # families the card has no recipe for use defaults
     for family, recipe in card.recipes.items():
         assert recipe.source
-        for protocol in ("smoke", "cifar100_lt_ir100"):
+        for protocol in ("smoke", "smoke_b2n", "cifar100_lt_ir100"):
             proto = dataclasses.replace(load_protocol(protocol), family=family)
             proto.resolve(name)  # every card recipe is valid
     for protocol, reported in card.reported.items():
@@ -118,7 +119,7 @@ def test_every_method_has_a_complete_card(name):
 
 
 def test_builtin_cards_cover_every_family():
-    for name in ("coop", "zeroshot"):
+    for name in METHODS.names():
         assert set(METHODS.get(name).card.recipes) == set(FAMILIES)
 
 
