@@ -6,9 +6,11 @@ ff61507c790454bce7c5052c3ac39e60772f1f89 (b2n_anchors §3.3): the meta-net
 ``f(x)`` to a shift ``π(x)``; image ``x`` is classified with the context ``v_m + π(x)``
 (paper Eq. 4-5), so the text encoder runs once per image and class:
 ``p(y|x) = softmax_c(s · cos(f(x), g(t_c(x))))``.  The official code loops over the images;
-we encode a few images' prompts per pass (same values, fewer kernel launches).
+we encode a few images' prompts per pass (same values, fewer kernel launches).  As for CoOp,
+``n_ctx`` with ``init_text`` must be its number of BPE tokens (the official code counts words and
+ignores N_CTX), and the official fp16 meta-net runs in fp32 here.
 
-    bench run --protocol smoke --method cocoop --set cocoop.n_ctx=2
+    bench run --protocol smoke --method cocoop --set cocoop.n_ctx=2 --set cocoop.init_text=null
 """
 from __future__ import annotations
 

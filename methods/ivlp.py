@@ -10,6 +10,9 @@ as in the official code; the text depth is at least 1 (the context itself).  CPT
 its Table 1 baseline row is IVLP.
 
 Trainable at ViT-B/16, 4 + 4 tokens, depth 9 / 9: ``9·4·512 + 9·4·768 = 46,080`` parameters.
+As for MaPLe: the official code rounds every prompt to fp16 (``PREC: fp16``) and silently uses random
+text context when n_ctx > 4; ours are fp32 with autocast, and ``init_text`` initialises any n_ctx up
+to its token count (methods_spec §5).
 
     bench run --protocol smoke --method ivlp --set ivlp.vision_depth=0
 """

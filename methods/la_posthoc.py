@@ -1,7 +1,7 @@
 """Post-hoc logit adjustment (Menon et al., ICLR 2021) of any method's logits, as a variant.
 
 ``<method>@la_posthoc`` is ``<method>`` trained exactly as it is (same card, same options, same
-loss) whose predictions over its training classes are ``argmax_c z_c - tau * log(pi_c + 1e-12)``,
+loss) whose predictions over its training classes are ``argmax_c z_c - log(pi_c ** tau + 1e-12)``,
 with ``pi`` the prior of the exact training subset: ``logit_adjustment/main.py`` mode ``posthoc``
 and ``utils.py`` in ``google-research/google-research`` at 1d4d2f1aa6f2883a790d2ae46a6ee8ab150d8f31
 (methods_spec §2).  Other label spaces (new classes, with no training images) have a uniform prior

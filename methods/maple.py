@@ -9,9 +9,13 @@ width (paper Eq. 5-7).  CLIP is frozen; the loss is cross-entropy on ``s · cos(
 
 Trainable at ViT-B/16, n_ctx 2, depth 9: ``9·(512·768 + 768) + 9·2·512 = 3,555,072`` parameters.
 With ``init_text`` the first n_ctx tokens of it are learned and the rest stay frozen, so MaPLe
-starts from the full "a photo of a {class}." prompt; ``init_text: null`` draws N(0, 0.02).
-The official code runs the inserted prompts in fp16; ours are exact fp32 (fp16 rounding moves
-logits by about 1e-3, methods_spec §5).
+starts from the full "a photo of a {class}." prompt; ``init_text: null`` draws N(0, 0.02).  The
+official code silently switches to random context when n_ctx > 4; here ``init_text`` is used for
+any n_ctx up to its token count, and a longer n_ctx is an error.
+Precision: under the official ``PREC: fp16`` the context and the first coupling are fp16 parameters
+updated in fp16 and every other prompt is rounded to fp16 at use (its ``PREC: fp32`` does not run).
+Ours are fp32 parameters with the trainer's autocast; against a full official fp16 run expect
+logits to differ by about 1e-2 at scale 100 (methods_spec §5).
 
     bench run --protocol smoke --method maple --set maple.depth=2
 """
