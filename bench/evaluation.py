@@ -84,8 +84,8 @@ def combine(spaces: LabelSpaces, results: List[dict]) -> dict:
     """One record part from each evaluation's :func:`bench.metrics.evaluate` output."""
     if len(results) == 1:
         return results[0]
-    by_name = {ev.name: (ev, res) for ev, res in zip(spaces.evaluations, results)}
-    base, new = by_name["base"][1]["metrics"], by_name["new"][1]["metrics"]
+    by_name = {ev.name: res["metrics"] for ev, res in zip(spaces.evaluations, results)}
+    base, new = by_name["base"], by_name["new"]
     metrics: Dict[str, Optional[float]] = {
         "base": base["all"], "new": new["all"], "hm": harmonic_mean(base["all"], new["all"]),
         "base_macro_f1": base["macro_f1"], "new_macro_f1": new["macro_f1"],

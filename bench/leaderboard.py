@@ -29,6 +29,14 @@ COLUMNS: List[Tuple[str, str]] = [
 ]
 
 
+HEADLINES = ("all", "hm")  # what a table ranks by and a log line shows: All, or HM for base-to-new
+
+
+def headline_metric(metrics: Dict[str, Any]) -> Optional[str]:
+    """The first of HEADLINES that ``metrics`` has a number for."""
+    return next((m for m in HEADLINES if isinstance(metrics.get(m), (int, float))), None)
+
+
 @dataclass
 class Row:
     method: str
@@ -59,7 +67,7 @@ def aggregate(records: List[dict], labels: Optional[Dict[str, str]] = None) -> L
                 if value is not None:
                     values[metric].append(float(value))
         rows.append(Row(method, key, [r["seed"] for r in recs], dict(values), (labels or {}).get(key)))
-    rows.sort(key=lambda r: (-(r.stat("all") or r.stat("hm") or (0.0,))[0], r.method, r.key))
+    rows.sort(key=lambda r: (-next(filter(None, map(r.stat, HEADLINES)), (0.0,))[0], r.method, r.key))
     return rows
 
 

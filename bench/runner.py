@@ -26,7 +26,8 @@ import torch
 from . import __version__
 from .data import DatasetBundle, TransformedDataset
 from .errors import BenchError
-from .evaluation import Evaluation, combine, label_spaces
+from .evaluation import Evaluation, LabelSpaces, combine, label_spaces
+from .leaderboard import headline_metric
 from .metrics import evaluate, group_counts
 from .protocol import Protocol, check_seeds
 from .recipes import EVAL_FIELDS, Resolved
@@ -85,10 +86,9 @@ def say(message: str) -> None:
 
 
 def headline(record: dict) -> str:
-    """The metric a log line shows: HM for base-to-new protocols, overall accuracy otherwise."""
-    metric = "hm" if "hm" in record["metrics"] else "all"
-    value = record["metrics"].get(metric)
-    return f"{metric} {value:.2f}" if value is not None else f"{metric} n/a"
+    """The metric a log line shows: overall accuracy, or HM for base-to-new protocols."""
+    metric = headline_metric(record["metrics"])
+    return f"{metric} {record['metrics'][metric]:.2f}" if metric else "no headline metric"
 
 
 def seed_everything(seed: int) -> None:
@@ -105,6 +105,7 @@ class Runner:
         self.device = resolve_device(options.device)
         self.log = log
         self._data: Optional[DatasetBundle] = None
+        self._spaces: Optional[LabelSpaces] = None
         self._backbone = None
 
     def plan(self, methods: List[str], seeds: Optional[List[int]] = None) -> List[Cell]:
@@ -127,8 +128,7 @@ class Runner:
     def preflight(self, cells: List[Cell]) -> None:
         """Build what every cell needs, and each method once, before the first cell runs: a bad
         data root, weights file or method option fails now, not after hours of finished cells."""
-        data, backbone = self.data(), self.backbone()
-        spaces = label_spaces(data)
+        spaces, backbone = self.spaces(), self.backbone()  # data first: cheaper to find wrong
         for ev in spaces.evaluations:
             group_counts(self.protocol.eval.group_by, ev.info.train_counts)
         with torch.random.fork_rng():
@@ -166,6 +166,12 @@ class Runner:
             self._data = DATASETS.get(self.protocol.dataset_name).build(cfg)
         return self._data
 
+    def spaces(self) -> LabelSpaces:
+        """What a cell trains on and is evaluated on (bench.evaluation), built once per run."""
+        if self._spaces is None:
+            self._spaces = label_spaces(self.data())
+        return self._spaces
+
     def backbone(self):
         """The frozen backbone, built once per run and shared by its cells."""
         if self._backbone is None:
@@ -175,11 +181,11 @@ class Runner:
 
     def run_cell(self, cell: Cell, tag: str = "") -> dict:
         start = time.time()
-        data, proto, recipe = self.data(), self.protocol, cell.resolved.train
+        proto, recipe = self.protocol, cell.resolved.train
         backbone = self.backbone()
         seed_everything(cell.seed)  # after everything shared, so only the seed decides the method's init
         train_tf, test_tf = build_transforms(proto.transforms, backbone.image_size)
-        spaces = label_spaces(data)
+        spaces = self.spaces()
         method = METHODS.get(cell.method)(backbone, spaces.train_info, cell.resolved.options).to(self.device)
         method.prepare(TransformedDataset(spaces.train, test_tf))
         checkpoint = self.store.checkpoint_path(proto.name, cell.method, cell.key, cell.seed)

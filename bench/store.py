@@ -17,6 +17,7 @@ from typing import List, Optional, Tuple
 from . import __version__
 from .atomic import set_aside, write_json
 from .errors import BenchError, warn
+from .leaderboard import headline_metric
 
 # Layout of a record; bumped when fields move (2: config.train, config.sources, setup).
 SCHEMA = 2
@@ -117,7 +118,7 @@ def read_record(path: Path) -> Tuple[Optional[dict], Optional[str]]:
     if data.get("schema") != SCHEMA:
         return None, f"has result schema {data.get('schema')!r}, this bench reads {SCHEMA}; re-run to replace it"
     wrong = [k for k, tp in REQUIRED.items() if not isinstance(data.get(k), tp)]
-    if wrong or not any(isinstance(data["metrics"].get(k), (int, float)) for k in ("all", "hm")):
+    if wrong or headline_metric(data["metrics"]) is None:
         return None, f"lacks valid {', '.join(wrong) or 'metrics.all (or metrics.hm)'}"
     bad = [k for k, v in data["metrics"].items() if v is not None and not (isinstance(v, (int, float)) and 0 <= v <= 100)]
     if bad:

@@ -21,6 +21,12 @@ import torch.nn as nn
 from .errors import BenchError, ConfigError
 
 
+def check_init_text(init_text: Optional[str], where: str) -> None:
+    """For the methods' Config.validate: init_text is words or null, never blank."""
+    if init_text is not None and not init_text.strip():
+        raise ConfigError(f"{where}.init_text", "must not be empty (null for random context)")
+
+
 def token_length(backbone, text: str) -> int:
     """Number of BPE tokens of ``text`` (without start/end tokens)."""
     return int((backbone.tokenize([text])[0] != 0).sum().item()) - 2

@@ -21,11 +21,10 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from bench.errors import ConfigError
 from bench.method import Method, MethodCard, Reported
 from bench.recipes import Recipe
 from bench.registry import METHODS
-from bench.text_prompts import ClassPrompts
+from bench.text_prompts import ClassPrompts, check_init_text
 
 from .coop import CARD as COOP_CARD
 
@@ -39,8 +38,7 @@ class CoCoOpConfig:
     init_text: Optional[str] = "a photo of a"
 
     def validate(self, where: str) -> None:
-        if self.init_text is not None and not self.init_text.strip():
-            raise ConfigError(f"{where}.init_text", "must not be empty (null for random context)")
+        check_init_text(self.init_text, where)
 
 
 def meta_net(dim: int, width: int, device) -> nn.Sequential:
@@ -90,7 +88,7 @@ class CoCoOp(Method):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         feats = self.image_features(images)  # normalised, as the meta-net's input in the official code
-        ctx = self.prompt_learner.context()[:1] + self.meta_net(feats).unsqueeze(1)  # [B, n_ctx, width]
+        ctx = self.prompt_learner.ctx + self.meta_net(feats).unsqueeze(1)  # [B, n_ctx, width]
         step = max(1, SEQUENCES_PER_PASS // self.prompt_learner.tokens.shape[0])
         return torch.cat([self.chunk_logits(feats[i : i + step], ctx[i : i + step])
                           for i in range(0, feats.shape[0], step)])

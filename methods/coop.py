@@ -26,7 +26,7 @@ from bench.errors import ConfigError
 from bench.method import Method, MethodCard, Reported
 from bench.recipes import Recipe
 from bench.registry import METHODS
-from bench.text_prompts import ClassPrompts
+from bench.text_prompts import ClassPrompts, check_init_text
 
 
 @dataclass
@@ -41,8 +41,7 @@ class CoOpConfig:
     def validate(self, where: str) -> None:
         if self.n_ctx is not None and self.n_ctx < 1:
             raise ConfigError(f"{where}.n_ctx", "must be at least 1")
-        if self.init_text is not None and not self.init_text.strip():
-            raise ConfigError(f"{where}.init_text", "must not be empty")
+        check_init_text(self.init_text, where)
         if self.csc and self.init_text:
             raise ConfigError(
                 f"{where}.csc",

@@ -29,11 +29,13 @@ class LAOptions:
 
 
 class LogitAdjusted:
-    """Mixin for a Method: LA loss over the training classes, raw logits at prediction."""
+    """Mixin, listed before a Method: LA loss over the training classes, raw logits at prediction.
+    Its Config must have ``tau`` (:class:`LAOptions`)."""
 
-    def init_prior(self, train_counts, tau: float) -> None:
-        self.register_buffer("offsets", la_offsets(train_counts, tau=tau), persistent=False)
-        self.prior_counts = list(train_counts)
+    def __init__(self, backbone, data, cfg):
+        super().__init__(backbone, data, cfg)
+        self.register_buffer("offsets", la_offsets(data.train_counts, tau=cfg.tau), persistent=False)
+        self.prior_counts = list(data.train_counts)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return la_loss(logits, labels, self.offsets)
@@ -66,7 +68,3 @@ class CoOpLA(LogitAdjusted, CoOp):
 
     Config = CoOpLAConfig
     card = CARD
-
-    def __init__(self, backbone, data, cfg: CoOpLAConfig):
-        super().__init__(backbone, data, cfg)
-        self.init_prior(data.train_counts, cfg.tau)

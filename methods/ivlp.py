@@ -23,12 +23,11 @@ from typing import Optional
 
 import torch.nn as nn
 
-from bench.errors import ConfigError
 from bench.method import DeepPromptCLIP, MethodCard
 from bench.prompting import check_depth, normal_prompts, text_layers, vision_layers, vision_width
 from bench.recipes import Recipe
 from bench.registry import METHODS
-from bench.text_prompts import ClassPrompts
+from bench.text_prompts import ClassPrompts, check_init_text
 
 from .coop import CARD as COOP_CARD
 
@@ -43,8 +42,7 @@ class IVLPConfig:
     vision_depth: int = field(default=9, metadata={"min": 0})  # 0: no vision prompts
 
     def validate(self, where: str) -> None:
-        if self.init_text is not None and not self.init_text.strip():
-            raise ConfigError(f"{where}.init_text", "must not be empty (null for random context)")
+        check_init_text(self.init_text, where)
 
 
 class IVLPPrompts(nn.Module):

@@ -27,12 +27,11 @@ from typing import Optional
 
 import torch.nn as nn
 
-from bench.errors import ConfigError
 from bench.method import DeepPromptCLIP, MethodCard, Reported
 from bench.prompting import check_depth, normal_prompts, text_layers, vision_layers, vision_width
 from bench.recipes import Recipe
 from bench.registry import METHODS
-from bench.text_prompts import ClassPrompts
+from bench.text_prompts import ClassPrompts, check_init_text
 
 from .coop import CARD as COOP_CARD
 
@@ -46,8 +45,7 @@ class MaPLeConfig:
     depth: int = field(default=9, metadata={"min": 1})
 
     def validate(self, where: str) -> None:
-        if self.init_text is not None and not self.init_text.strip():
-            raise ConfigError(f"{where}.init_text", "must not be empty (null for random context)")
+        check_init_text(self.init_text, where)
 
 
 class MaPLePrompts(nn.Module):

@@ -46,7 +46,3 @@ class MaPLeLA(LogitAdjusted, MaPLe):
 
     Config = MaPLeLAConfig
     card = CARD
-
-    def __init__(self, backbone, data, cfg: MaPLeLAConfig):
-        super().__init__(backbone, data, cfg)
-        self.init_prior(data.train_counts, cfg.tau)
