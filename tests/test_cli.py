@@ -31,6 +31,11 @@ def test_list(capsys):
         assert name in out
     code, out, _ = run(capsys, "list", "methods")
     assert out.startswith("methods:\n") and "protocols:" not in out
+    lines = out.splitlines()
+    maple = next(i for i, line in enumerate(lines) if line.split()[0] == "maple")
+    assert "MaPLe: coupled deep prompts" in lines[maple]
+    assert lines[maple + 1].split()[0] == "paper:" and "MaPLe: Multi-modal Prompt Learning. CVPR 2023" in lines[maple + 1]
+    assert any(line.split()[0] == "<method>@la_posthoc" for line in lines)
 
 
 def test_smoke_leaderboard_end_to_end(capsys, results):

@@ -187,3 +187,21 @@ def test_unknown_variant_is_named():
 
     with pytest.raises(BenchError, match="unknown method variant 'la_postoc'; did you mean 'la_posthoc'"):
         METHODS.get("coop@la_postoc")
+
+
+def test_maple_la_trains_on_the_adjusted_loss_and_predicts_raw(backbone, class_info):
+    import math
+
+    from methods.maple import MaPLe, MaPLeConfig
+    from methods.maple_la import MaPLeLA, MaPLeLAConfig
+
+    torch.manual_seed(0)
+    la = MaPLeLA(backbone, class_info, MaPLeLAConfig(depth=2))
+    torch.manual_seed(0)
+    plain = MaPLe(backbone, class_info, MaPLeConfig(depth=2))
+    x, y, n = images(), torch.tensor([0, 1, 2, 3]), class_info.train_counts
+    assert torch.equal(la(x), plain(x))
+    prior = torch.tensor([math.log(c / sum(n)) for c in n])
+    expected = torch.nn.functional.cross_entropy(plain(x) + prior, y)
+    assert la.loss(la(x), y).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert la.record_fields()["la_prior_counts"] == n
