@@ -15,19 +15,21 @@
 from __future__ import annotations
 
 import ast
+import fnmatch
 import functools
 import hashlib
 import json
 import os
 import re
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
 from . import __version__
 from .atomic import write_json
 from .errors import BenchError
+from .grid import expand
 from .registry import suggest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,25 +44,70 @@ def _natural(name: str) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
+def _yaml(path: Path) -> Any:
+    """The parsed file, or None when it cannot be read (loading it later gives the error)."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
+        return None
+
+
+def grid_cells(path: Path) -> Dict[str, dict]:
+    """The protocols a grid file declares (name -> mapping); {} for a plain protocol file."""
+    data = _yaml(path)
+    if not isinstance(data, dict) or "grid" not in data:
+        return {}
+    try:
+        return expand(data, path.stem)
+    except BenchError:  # a broken grid: listed by its file name, and loading it says what is wrong
+        return {}
+
+
 def available_protocols() -> List[str]:
-    return sorted((p.stem for p in protocols_dir().glob("*.yaml")), key=_natural)
+    """Every protocol in protocols/: plain files by name, grid files by their cells' names."""
+    names = []
+    for path in protocols_dir().glob("*.yaml"):
+        names += list(grid_cells(path)) or [path.stem]
+    return sorted(names, key=_natural)
 
 
-def resolve_path(name_or_path: str) -> Path:
-    """A protocol name from protocols/ or a path to a YAML file."""
+def locate(name_or_path: str) -> Tuple[Path, Optional[str]]:
+    """``(YAML file, grid cell name or None)`` of a protocol name from protocols/ or a path."""
     candidate = Path(name_or_path)
     if candidate.is_dir():
         raise BenchError(f"protocol '{name_or_path}' is a folder; give a protocol name or a .yaml file")
-    if candidate.suffix in (".yaml", ".yml") or candidate.parent != Path("."):
+    if candidate.suffix in (".yaml", ".yml") or candidate.is_file():
         if not candidate.is_file():
             raise BenchError(f"protocol file '{name_or_path}' does not exist")
-        return candidate
-    path = protocols_dir() / f"{name_or_path}.yaml"
-    if not path.is_file():
-        names = available_protocols()
-        raise BenchError(f"unknown protocol '{name_or_path}'{suggest(name_or_path, names)} "
-                         f"(available: {', '.join(names)})")
-    return path
+        return candidate, None
+    stem, _, cell = name_or_path.partition("/")
+    path = protocols_dir() / f"{stem}.yaml"
+    if path.is_file() and not cell:
+        return path, None
+    cells = list(grid_cells(path)) if path.is_file() else []
+    if name_or_path in cells:
+        return path, name_or_path
+    names = available_protocols()
+    raise BenchError(f"unknown protocol '{name_or_path}'{suggest(name_or_path, cells or names)} "
+                     f"(see `bench list protocols`; a whole table runs with a glob, e.g. 'b2n_lamp/*/imb10')")
+
+
+def resolve_path(name_or_path: str) -> Path:
+    """The YAML file of a protocol name from protocols/ or a path to a YAML file."""
+    return locate(name_or_path)[0]
+
+
+def match_protocols(pattern: str) -> List[str]:
+    """What ``bench run --protocol`` runs: one protocol, every cell of a grid file (its name), or
+    the protocols a glob matches ('b2n_lamp/*/imb10', 'cifar100_lt_ir*')."""
+    if any(c in pattern for c in "*?["):
+        hits = [n for n in available_protocols() if fnmatch.fnmatchcase(n, pattern)]
+        if not hits:
+            raise BenchError(f"no protocol matches '{pattern}' (see `bench list protocols`)")
+        return hits
+    path, cell = locate(pattern)
+    cells = list(grid_cells(path)) if cell is None and path.parent == protocols_dir() else []
+    return cells or [pattern]
 
 
 def source_files() -> List[Path]:
@@ -123,10 +170,13 @@ def method_papers() -> Dict[str, str]:
 
 def protocol_descriptions() -> List[Tuple[str, str]]:
     out = []
-    for name in available_protocols():
-        data = yaml.safe_load((protocols_dir() / f"{name}.yaml").read_text())
-        out.append((name, data.get("description", "") if isinstance(data, dict) else ""))
-    return out
+    for path in sorted(protocols_dir().glob("*.yaml"), key=lambda p: _natural(p.stem)):
+        cells = grid_cells(path)
+        if not cells:
+            data = _yaml(path)
+            cells = {path.stem: data if isinstance(data, dict) else {}}
+        out += [(name, str(data.get("description", ""))) for name, data in cells.items()]
+    return sorted(out, key=lambda row: _natural(row[0]))
 
 
 def cache_root() -> Path:
@@ -141,22 +191,23 @@ def code_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def view_path(protocol_file: Path) -> Path:
-    digest = hashlib.sha256(protocol_file.read_bytes() + code_fingerprint().encode()).hexdigest()
+def view_path(protocol_file: Path, name: str = "") -> Path:
+    """Where the view of protocol ``name`` (a grid cell; "" for a plain file) of this YAML text is cached."""
+    digest = hashlib.sha256(protocol_file.read_bytes() + name.encode() + code_fingerprint().encode()).hexdigest()
     return cache_root() / "protocol-views" / f"{digest[:32]}.json"
 
 
-def load_view(protocol_file: Path) -> Optional[dict]:
+def load_view(protocol_file: Path, name: str = "") -> Optional[dict]:
     """The cached view of this exact YAML text and code, or None (a damaged cache is a miss)."""
     try:
-        view = json.loads(view_path(protocol_file).read_text())
+        view = json.loads(view_path(protocol_file, name).read_text())
     except (OSError, ValueError):
         return None
     return view if isinstance(view, dict) and {"name", "description", "identity", "references"} <= set(view) else None
 
 
-def save_view(protocol_file: Path, view: dict) -> None:
+def save_view(protocol_file: Path, view: dict, name: str = "") -> None:
     try:
-        write_json(view_path(protocol_file), view)
+        write_json(view_path(protocol_file, name), view)
     except OSError:  # a read-only cache only costs speed
         pass

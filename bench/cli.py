@@ -78,11 +78,12 @@ def cmd_show(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .catalog import resolve_path, save_view
+    from .catalog import locate, match_protocols, save_view
     from .protocol import load_protocol
     from .runner import RunOptions, Runner
 
-    protocol = load_protocol(args.protocol)
+    names = match_protocols(args.protocol)
+    protocols = [load_protocol(name) for name in names]  # every file is checked before anything runs
     methods = METHODS.names() if args.method == ["all"] else list(dict.fromkeys(args.method))
     for name in methods:
         METHODS.get(name)
@@ -96,8 +97,15 @@ def cmd_run(args) -> int:
         threads=args.threads,
         overrides=parse_overrides(args.set),
     )
-    Runner(protocol, options).run(methods, args.seeds)
-    save_view(resolve_path(args.protocol), protocol.view())  # so the leaderboard need not import torch
+    runners = [Runner(protocol, options) for protocol in protocols]
+    if len(runners) > 1:
+        print(f"bench: running {len(runners)} protocols: {', '.join(names[:4])}{', ...' if len(names) > 4 else ''}")
+        for runner in runners:  # a missing dataset of the last table cell fails now, not hours in
+            runner.check_data()
+    for name, runner in zip(names, runners):
+        runner.run(methods, args.seeds, skip_unfit=args.method == ["all"])
+        path, cell = locate(name)
+        save_view(path, runner.protocol.view(), cell or "")  # so the leaderboard need not import torch
     return 0
 
 
@@ -130,43 +138,62 @@ def whole(low: int, high: int):
 
 def protocol_view(name_or_path: str) -> dict:
     """The protocol's view (bench.catalog), computed and cached on a miss."""
-    from .catalog import load_view, resolve_path, save_view
+    from .catalog import load_view, locate, save_view
 
-    path = resolve_path(name_or_path)
-    view = load_view(path)
+    path, cell = locate(name_or_path)
+    view = load_view(path, cell or "")
     if view is None:
         from .protocol import load_protocol
 
         view = load_protocol(name_or_path).view()
-        save_view(path, view)
+        save_view(path, view, cell or "")
     return view
+
+
+def protocol_rows(name_or_path: str, args, version: str) -> tuple:
+    """(view, rows of the current configuration, records of other configurations) of one protocol."""
+    from .leaderboard import aggregate, config_label, split_by_config
+    from .store import ResultStore
+
+    view = protocol_view(name_or_path)
+    records = ResultStore(args.results_dir).records(view["name"])
+    current, other = split_by_config(records, view["identity"], version)
+    shown = records if args.all_configs else current
+    labels = {r["key"]: config_label(r, view["identity"], version, view["references"]) for r in shown}
+    return view, aggregate(shown, labels), other
 
 
 def cmd_leaderboard(args) -> int:
     from . import __version__
-    from .leaderboard import aggregate, config_label, markdown_table, split_by_config
-    from .store import ResultStore
+    from .catalog import match_protocols
+    from .leaderboard import across_protocols, markdown_table
 
-    view = protocol_view(args.protocol)
-    name, identity = view["name"], view["identity"]
-    records = ResultStore(args.results_dir).records(name)
-    current, other = split_by_config(records, identity, __version__)
-    shown = records if args.all_configs else current
-    if not shown:
-        hint = f" ({len(other)} of other configurations: --all-configs shows them)" if other else ""
-        raise BenchError(f"no results for protocol '{name}' as configured now under "
+    names = match_protocols(args.protocol)
+    tables, others = {}, 0
+    for name in names:
+        view, rows, other = protocol_rows(name, args, __version__)
+        if rows:
+            tables[view["name"]] = rows
+        others += len(other)
+    if not tables:
+        hint = f" ({others} of other configurations: --all-configs shows them)" if others else ""
+        raise BenchError(f"no results for protocol '{args.protocol}' as configured now under "
                          f"'{args.results_dir}'{hint}; run: bench run --protocol {args.protocol} --method all")
-    labels = {r["key"]: config_label(r, identity, __version__, view["references"]) for r in shown}
-    table = markdown_table(aggregate(shown, labels), digits=args.digits)
-    text = f"## {name}\n\n{view['description']}\n\n{table}\n" if args.title else table + "\n"
+    if len(names) > 1:
+        table = across_protocols(tables, digits=args.digits)
+        title = f"## {args.protocol}\n\n{len(tables)} of {len(names)} protocols have results.\n\n"
+    else:
+        table = markdown_table(tables[view["name"]], digits=args.digits)
+        title = f"## {view['name']}\n\n{view['description']}\n\n"
+    text = (title if args.title else "") + table + "\n"
     if args.output is not None:
         if not args.output.strip():
             raise BenchError("--output: must not be empty")
         write_output(Path(args.output), text, Path(args.results_dir))
     print(text, end="")
-    if other and not args.all_configs:
-        print(f"bench: note: {len(other)} result(s) of other configurations or code versions of "
-              f"'{name}' are not shown; --all-configs shows them", file=sys.stderr)
+    if others and not args.all_configs:
+        print(f"bench: note: {others} result(s) of other configurations or code versions of "
+              f"'{args.protocol}' are not shown; --all-configs shows them", file=sys.stderr)
     return 0
 
 
@@ -199,8 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=whole(1, 1024), help="CPU threads for torch (default: usable CPUs - 1, at least 1)")
     p.set_defaults(func=cmd_run)
 
+    from .datacmd import add_parser as add_data_parser
+
+    add_data_parser(sub)
+
     p = sub.add_parser("leaderboard", help="markdown table of mean ± std across seeds")
-    p.add_argument("--protocol", required=True, help="protocol name or YAML path")
+    p.add_argument("--protocol", required=True, help="protocol name, YAML path, or a table (b2n_cpt, a glob): one row per method, its average")
     p.add_argument("--results-dir", default="results")
     p.add_argument("--output", help="also write the table to this file (e.g. reports/smoke.md)")
     p.add_argument("--digits", type=whole(0, 10), default=2, help="decimal places (default: 2)")

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 # (record key, column title) in display order; a column shows if any row has it.
 COLUMNS: List[Tuple[str, str]] = [
@@ -30,11 +30,16 @@ COLUMNS: List[Tuple[str, str]] = [
 
 
 HEADLINES = ("all", "hm")  # what a table ranks by and a log line shows: All, or HM for base-to-new
+HIDDEN = ("base_macro_f1", "new_macro_f1")  # in the record, summarised by HM-F1 in tables
 
 
-def headline_metric(metrics: Dict[str, Any]) -> Optional[str]:
-    """The first of HEADLINES that ``metrics`` has a number for."""
-    return next((m for m in HEADLINES if isinstance(metrics.get(m), (int, float))), None)
+def headline_metric(metrics: Dict[str, Any], order: Sequence[str] = ()) -> Optional[str]:
+    """The first of HEADLINES that ``metrics`` has a number for, else the first group mean in the
+    record's ``order`` (cross-dataset and domain-generalisation protocols: the target average)."""
+    numbers = [m for m, v in metrics.items() if isinstance(v, (int, float))]
+    means = sorted((m for m in numbers if m.endswith("_mean")),
+                   key=lambda m: (list(order).index(m) if m in order else len(order), m))
+    return next((m for m in HEADLINES if m in numbers), means[0] if means else None)
 
 
 @dataclass
@@ -44,6 +49,13 @@ class Row:
     seeds: List[int]
     values: Dict[str, List[float]]  # metric -> one value per seed (None dropped)
     label: Optional[str] = None  # e.g. "coop (train.lr=0.01)"; default: the method name
+    order: List[str] = field(default_factory=list)  # the record's column_order: evaluations, group means
+
+    @property
+    def headline(self) -> Optional[Tuple[float, float, int]]:
+        """The mean, std and count of the metric this row ranks by (headline_metric)."""
+        metric = headline_metric({k: v[0] for k, v in self.values.items() if v}, self.order)
+        return self.stat(metric) if metric else None
 
     def stat(self, metric: str) -> Optional[Tuple[float, float, int]]:
         vals = self.values.get(metric) or []
@@ -66,9 +78,23 @@ def aggregate(records: List[dict], labels: Optional[Dict[str, str]] = None) -> L
             for metric, value in rec["metrics"].items():
                 if value is not None:
                     values[metric].append(float(value))
-        rows.append(Row(method, key, [r["seed"] for r in recs], dict(values), (labels or {}).get(key)))
-    rows.sort(key=lambda r: (-next(filter(None, map(r.stat, HEADLINES)), (0.0,))[0], r.method, r.key))
+        rows.append(Row(method, key, [r["seed"] for r in recs], dict(values), (labels or {}).get(key),
+                        list(recs[0].get("column_order", []))))
+    rows.sort(key=lambda r: (-(r.headline or (0.0,))[0], r.method, r.key))
     return rows
+
+
+def table_columns(rows: List[Row]) -> List[Tuple[str, str]]:
+    """(metric, title) of every metric some row has: All, then each evaluation and group mean
+    (cross-dataset protocols) in the order the records list them, then the rest of COLUMNS."""
+    present = list(dict.fromkeys(k for r in rows for k in r.values if r.stat(k)))
+    known = dict(COLUMNS)
+    order = list(dict.fromkeys(name for r in rows for name in r.order))
+    extra = sorted((k for k in present if k not in known and k not in HIDDEN),
+                   key=lambda k: (order.index(k) if k in order else len(order), k))
+    extra = [(k, f"{k[:-5].upper()} mean" if k.endswith("_mean") else k) for k in extra]
+    static = [(k, title) for k, title in COLUMNS if k in present]
+    return static[:1] + extra + static[1:] if static[:1] == [("all", "All")] else extra + static
 
 
 def format_cell(stat: Optional[Tuple[float, float, int]], digits: int = 2) -> str:
@@ -125,10 +151,46 @@ def config_label(record: dict, identity: dict, version: str, references: Dict[st
 
 
 def markdown_table(rows: List[Row], digits: int = 2) -> str:
-    columns = [(k, title) for k, title in COLUMNS if any(r.stat(k) for r in rows)]
+    columns = table_columns(rows)
     header = ["Method", "Seeds"] + [title for _, title in columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * len(columns)) + "|"]
     for label, row in zip(row_labels(rows), rows):
         cells = [label, str(len(row.seeds))] + [format_cell(row.stat(k), digits) for k, _ in columns]
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def varying_parts(names: List[str]) -> List[str]:
+    """Each name's '/'-parts that differ between the names: the column titles of a table."""
+    split = [name.split("/") for name in names]
+    width = min(len(parts) for parts in split)
+    keep = [i for i in range(width) if len({parts[i] for parts in split}) > 1]
+    return ["/".join(parts[i] for i in keep) or name for parts, name in zip(split, names)]
+
+
+def across_protocols(tables: Dict[str, List[Row]], digits: int = 2) -> str:
+    """One row per method over several protocols (a paper table): each protocol's headline (mean
+    over seeds), and their average.  Base-to-new tables give both averages the papers use: the
+    mean of the per-dataset HMs (LAMP, CPT) and the HM of the mean base and mean new (MaPLe README)."""
+    names = list(tables)
+    labels = list(dict.fromkeys(label for rows in tables.values() for label in row_labels(rows)))
+    by_label = {name: dict(zip(row_labels(rows), rows)) for name, rows in tables.items()}
+    b2n = all(r.stat("hm") for rows in tables.values() for r in rows)
+    extra = ["Mean base", "Mean new", "Mean HM", "HM of means"] if b2n else ["Mean"]
+    header = ["Method"] + varying_parts(names) + extra
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    for label in labels:
+        rows = [by_label[name].get(label) for name in names]
+        heads = [r.headline if r else None for r in rows]
+        cells = [format_cell((h[0], 0.0, 1) if h else None, digits) for h in heads]
+        if all(heads) and b2n:
+            base, new = (statistics.fmean(r.stat(m)[0] for r in rows) for m in ("base", "new"))
+            hm_of_means = 2 * base * new / (base + new) if base + new else 0.0
+            averages = [base, new, statistics.fmean(h[0] for h in heads), hm_of_means]
+        elif all(heads):
+            averages = [statistics.fmean(h[0] for h in heads)]
+        else:
+            averages = [None] * len(extra)
+        cells += [format_cell((a, 0.0, 1) if a is not None else None, digits) for a in averages]
+        lines.append("| " + " | ".join([label] + cells) + " |")
     return "\n".join(lines)

@@ -70,6 +70,10 @@ class ClassInfo:
     # Names of the classes evaluated later but never trained on (base-to-new).  A method that uses
     # them in training (Candle) is class-name transductive and its card says so.
     new_classnames: List[str] = field(default_factory=list)
+    # For an evaluation label space whose classes were all trained on: each class's position among
+    # the training classes (ImageNet-A's 200 of ImageNet's 1000).  Per-class parameters and priors
+    # are indexed by it.  None: some classes are new to the method.
+    training_index: Optional[List[int]] = None
 
 
 class Method(nn.Module):
@@ -81,7 +85,8 @@ class Method(nn.Module):
     def __init__(self, backbone: ClipBackbone, data: ClassInfo, cfg):
         super().__init__()
         self.backbone = backbone
-        self.data = data
+        self.data = data  # the training label space
+        self.label_space = data  # the one classified now
         self.cfg = cfg
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
@@ -96,8 +101,15 @@ class Method(nn.Module):
         return None
 
     def set_label_space(self, info: ClassInfo) -> None:
-        """Classify among ``info.classnames`` from now on (learned parameters unchanged)."""
+        """Classify among ``info.classnames`` from now on (learned parameters unchanged); per-class
+        parameters follow ``info.training_index`` when the classes are a subset of the training ones."""
         raise BenchError(f"method {self.registry_name} cannot classify classes other than its training classes")
+
+    def use_label_space(self, info: ClassInfo) -> None:
+        """:meth:`set_label_space`, unless ``info`` is already the current label space."""
+        if info is not self.label_space:
+            self.set_label_space(info)
+            self.label_space = info
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, labels)
@@ -131,7 +143,7 @@ class DeepPromptCLIP(Method):
     and ``vision() -> (first, deep)`` (``(None, [])`` for an untouched image tower)."""
 
     def set_label_space(self, info: ClassInfo) -> None:
-        self.prompt_learner.text.set_classnames(info.classnames)
+        self.prompt_learner.text.set_classnames(info.classnames, info.training_index)
 
     def text_features(self) -> torch.Tensor:
         text = self.prompt_learner.text

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional
 
 import yaml
 
-from .catalog import available_protocols, protocols_dir, resolve_path  # noqa: F401  (re-exported)
+from .catalog import available_protocols, locate, protocols_dir, resolve_path  # noqa: F401  (re-exported)
 from .config import ENV, check_fields, from_dict, identity
 from .errors import BenchError, ConfigError, reason
+from .evaluation import EvalPlan
+from .grid import expand
 from .metrics import GROUP_PROFILES
 from .plugins import load_builtins
 from .recipes import FAMILIES, Resolved, TrainRecipe, resolve
@@ -45,6 +48,24 @@ class EvalConfig:
 
 
 @dataclass
+class EvaluationSpec:
+    """A declared evaluation: its plan, and the dataset whose test set it scores (None: the
+    training dataset's own).  ``inherits`` marks a dataset block merged onto the training one,
+    so ``--data-root`` moves both."""
+
+    plan: EvalPlan
+    dataset_name: Optional[str] = None
+    dataset: Any = None
+    inherits: bool = False
+
+    def identity(self) -> dict:
+        out = dataclasses.asdict(self.plan)
+        if self.dataset_name is not None:
+            out["dataset"] = {"name": self.dataset_name, **identity(self.dataset)}
+        return out
+
+
+@dataclass
 class Protocol:
     name: str
     description: str
@@ -59,6 +80,7 @@ class Protocol:
     seeds: List[int]
     methods: Dict[str, dict]  # method name -> its block: options, and optionally "train"
     path: Optional[Path] = None
+    evaluations: List[EvaluationSpec] = field(default_factory=list)  # empty: the dataset's default
 
     def identity(self) -> dict:
         """Everything protocol-wide that determines results (no paths, no worker
@@ -70,6 +92,7 @@ class Protocol:
             "backbone": {"name": self.backbone_name, **identity(self.backbone)},
             "transforms": transform_identity(self.transforms, self.planned_setup()["image_size"]),
             "eval": identity(self.eval),
+            **({"evaluations": [e.identity() for e in self.evaluations]} if self.evaluations else {}),
         }
 
     def view(self) -> dict:
@@ -95,6 +118,7 @@ class Protocol:
         return resolve(METHODS.get(method), self.family, self.train, self.methods.get(method), cli, method)
 
 
+NAME_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # a name, or a grid cell's parts joined by '/'
 MAX_SEED = 2**32 - 1  # numpy's limit; keeps every per-epoch seed inside torch's range
 
 
@@ -108,12 +132,14 @@ def check_seeds(seeds: Any, where: str) -> List[int]:
     return list(dict.fromkeys(seeds))
 
 
-_TOP_LEVEL = ("name", "description", "family", "dataset", "backbone", "transforms", "train", "eval", "seeds",
-              "methods")
+_TOP_LEVEL = ("name", "description", "family", "dataset", "backbone", "transforms", "train", "eval", "evaluations",
+              "seeds", "methods", "grid")
+_EVALUATION_FIELDS = ("name", "dataset", "classes", "group")
 
 
 def load_protocol(name_or_path: str) -> Protocol:
-    path = resolve_path(name_or_path)
+    """A protocol by name (``cifar100_lt_ir100``, a grid cell ``b2n_lamp/eurosat/imb10``) or YAML path."""
+    path, cell = locate(name_or_path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as err:
@@ -125,6 +151,12 @@ def load_protocol(name_or_path: str) -> Protocol:
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise BenchError(f"protocol file '{path}': malformed YAML{at}: {problem}") from None
+    if isinstance(data, dict) and "grid" in data:
+        cells = expand(data, path.stem)
+        if cell is None:
+            raise BenchError(f"protocol file '{path}' is a grid of {len(cells)} protocols ({', '.join(list(cells)[:3])}, "
+                             f"...); name one, or run them all with bench run --protocol {path.stem}")
+        data = cells[cell]
     return parse_protocol(data, path)
 
 
@@ -145,6 +177,41 @@ def _component(data: Any, section: str, registry) -> tuple:
     return name, cfg
 
 
+def _evaluation(item: Any, i: int, training: dict) -> EvaluationSpec:
+    where = f"protocol.evaluations[{i}]"
+    if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"].isidentifier():
+        raise ConfigError(where, f"expected a mapping with a 'name' of letters, digits and '_', got {item!r}")
+    for key in item:
+        if key not in _EVALUATION_FIELDS:
+            raise ConfigError(f"{where}.{key}", f"unknown field{suggest(str(key), _EVALUATION_FIELDS)} "
+                              f"(known fields: {', '.join(_EVALUATION_FIELDS)})")
+    plan = from_dict(EvalPlan, {k: v for k, v in item.items() if k != "dataset"}, where)
+    if plan.group and not plan.group.isidentifier():
+        raise ConfigError(f"{where}.group", f"expected letters, digits and '_', got {plan.group!r}")
+    block = item.get("dataset")
+    if block is None:
+        return EvaluationSpec(plan)
+    if not isinstance(block, dict):
+        raise ConfigError(f"{where}.dataset", f"expected a mapping of dataset fields, got {block!r}")
+    inherits = block.get("name", training.get("name")) == training.get("name")
+    merged = {**training, **block} if inherits else block
+    name, cfg = _component(merged, f"evaluations[{i}].dataset", DATASETS)
+    return EvaluationSpec(plan, name, cfg, inherits and "root" not in block)
+
+
+def _evaluations(raw: Any, training: Any) -> List[EvaluationSpec]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError("protocol.evaluations", f"expected a non-empty list of evaluations, got {raw!r}")
+    specs = [_evaluation(item, i, training if isinstance(training, dict) else {}) for i, item in enumerate(raw)]
+    names = [s.plan.name for s in specs]
+    for name in names:
+        if names.count(name) > 1:
+            raise ConfigError("protocol.evaluations", f"evaluation name '{name}' is used twice")
+    return specs
+
+
 def parse_protocol(data: Any, path: Optional[Path] = None) -> Protocol:
     load_builtins()
     where = f"protocol file '{path}'" if path else "protocol"
@@ -157,8 +224,9 @@ def parse_protocol(data: Any, path: Optional[Path] = None) -> Protocol:
                 f"unknown field{suggest(str(key), _TOP_LEVEL)} (known fields: {', '.join(_TOP_LEVEL)})",
             )
     name = data.get("name", path.stem if path else None)
-    if not isinstance(name, str) or not name.replace("-", "_").isidentifier():
-        raise ConfigError("protocol.name", f"expected a name of letters, digits, '_' or '-', got {name!r}")
+    if not isinstance(name, str) or not all(NAME_PART.fullmatch(part) for part in name.split("/")):
+        raise ConfigError("protocol.name", f"expected a name of letters, digits, '_' or '-' "
+                          f"(grid cells: parts joined by '/'), got {name!r}")
     description = data.get("description", "")
     if not isinstance(description, str):
         raise ConfigError("protocol.description", f"expected a string, got {description!r}")
@@ -172,6 +240,7 @@ def parse_protocol(data: Any, path: Optional[Path] = None) -> Protocol:
     transforms = from_dict(TransformConfig, data.get("transforms"), "protocol.transforms")
     train = check_fields(TrainRecipe, data.get("train"), "protocol.train")
     evaluation = from_dict(EvalConfig, data.get("eval"), "protocol.eval")
+    evaluations = _evaluations(data.get("evaluations"), data.get("dataset"))
     seeds = check_seeds(data.get("seeds", [1, 2, 3]), "protocol.seeds")
     raw_methods = data.get("methods") or {}
     if not isinstance(raw_methods, dict):
@@ -184,6 +253,7 @@ def parse_protocol(data: Any, path: Optional[Path] = None) -> Protocol:
         name=name, description=description, family=family, dataset_name=dataset_name, dataset=dataset,
         backbone_name=backbone_name, backbone=backbone, transforms=transforms, train=train, eval=evaluation,
         seeds=list(seeds), methods={m: dict(block or {}) for m, block in raw_methods.items()}, path=path,
+        evaluations=evaluations,
     )
     planned = protocol.planned_setup()["image_size"]
     if transforms.size and planned and transforms.size != planned:

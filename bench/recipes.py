@@ -34,7 +34,12 @@ FAMILIES: Dict[str, str] = {
     "lt": "long-tailed recognition on CIFAR-100-LT, ImageNet-LT, Places-LT (MDPR's protocol)",
     "b2n_lt100": "long-tailed base-to-new, 100-shot cap, imbalance 10-200 (LAMP / Candle protocol)",
     "b2n_lt16": "long-tailed base-to-new, 16-shot cap, tau 1 / 0.25 / 0.06 (CPT protocol)",
+    "xd_lt100": "long-tailed ImageNet (100-shot cap, imbalance 100) to 10 datasets and 4 shifts (LAMP / Candle)",
+    "xd_lt16": "long-tailed ImageNet (16-shot cap, tau 1 / 0.25 / 0.06) to 10 datasets and 4 shifts (CPT)",
 }
+# A card without a recipe of its own for a family uses this family's (the papers train the
+# cross-dataset source with their base-to-new settings unless their configs say otherwise).
+FALLBACK = {"xd_lt100": "b2n_lt100", "xd_lt16": "b2n_lt16"}
 
 Precision = Literal["amp", "fp32"]
 # The recipe fields that still apply to a method that is not trained.
@@ -149,7 +154,8 @@ def _split(block: Optional[Mapping], where: str) -> Tuple[dict, dict]:
 def _layers(method_cls: Any, family: str, protocol_train: Mapping, protocol_method: Optional[Mapping],
             cli: Optional[Mapping], name: str) -> List[_Layer]:
     card = getattr(method_cls, "card", None)
-    recipe = card.recipes.get(family) if card is not None else None
+    recipes = card.recipes if card is not None else {}
+    recipe = recipes.get(family) or recipes.get(FALLBACK.get(family, ""))
     layers = [_Layer(f"card: {recipe.source}", f"{name} card ({recipe.source})", recipe.options, recipe.train,
                      user=False)] if recipe else []
     return layers + [

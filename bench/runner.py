@@ -26,7 +26,7 @@ import torch
 from . import __version__
 from .data import DatasetBundle, TransformedDataset
 from .errors import BenchError
-from .evaluation import Evaluation, LabelSpaces, combine, label_spaces
+from .evaluation import Evaluation, LabelSpaces, label_spaces, summarise
 from .leaderboard import headline_metric
 from .metrics import evaluate, group_counts
 from .protocol import Protocol, check_seeds
@@ -87,7 +87,7 @@ def say(message: str) -> None:
 
 def headline(record: dict) -> str:
     """The metric a log line shows: overall accuracy, or HM for base-to-new protocols."""
-    metric = headline_metric(record["metrics"])
+    metric = headline_metric(record["metrics"], record.get("column_order", ()))
     return f"{metric} {record['metrics'][metric]:.2f}" if metric else "no headline metric"
 
 
@@ -104,8 +104,8 @@ class Runner:
         self.store = ResultStore(options.results_dir)
         self.device = resolve_device(options.device)
         self.log = log
-        self._data: Optional[DatasetBundle] = None
-        self._spaces: Optional[LabelSpaces] = None
+        self._spaces: Dict[Optional[int], LabelSpaces] = {}  # by data seed (None: the data take none)
+        self._eval_data: Dict[int, DatasetBundle] = {}  # evaluation index -> its dataset
         self._backbone = None
 
     def plan(self, methods: List[str], seeds: Optional[List[int]] = None) -> List[Cell]:
@@ -125,23 +125,34 @@ class Runner:
             cells.extend(Cell(name, resolved, seed, key) for seed in seeds)
         return cells
 
-    def preflight(self, cells: List[Cell]) -> None:
+    def preflight(self, cells: List[Cell], skip_unfit: bool = False) -> List[Cell]:
         """Build what every cell needs, and each method once, before the first cell runs: a bad
-        data root, weights file or method option fails now, not after hours of finished cells."""
-        spaces, backbone = self.spaces(), self.backbone()  # data first: cheaper to find wrong
+        data root, weights file or method option fails now, not after hours of finished cells.
+        A method that cannot classify some evaluation's classes is an error, or (``skip_unfit``,
+        for ``--method all``) left out with a note."""
+        spaces, backbone = self.spaces(cells[0].seed if cells else 0), self.backbone()  # data first: cheaper to find wrong
         for ev in spaces.evaluations:
             group_counts(self.protocol.eval.group_by, ev.info.train_counts)
+        unfit = set()
         with torch.random.fork_rng():
             for cell in {c.key: c for c in cells}.values():
                 method = METHODS.get(cell.method)(backbone, spaces.train_info, cell.resolved.options)
-                for ev in spaces.evaluations[1:]:  # a method that cannot classify new classes says so now
-                    method.set_label_space(ev.info)
+                try:
+                    for ev in spaces.evaluations:
+                        method.use_label_space(ev.info)
+                except BenchError as err:
+                    if not skip_unfit:
+                        raise
+                    self.log(f"bench: note: {cell.method} is left out of {self.protocol.name}: "
+                             f"evaluation '{ev.name}': {err}")
+                    unfit.add(cell.key)
+        return [c for c in cells if c.key not in unfit]
 
-    def run(self, methods: List[str], seeds: Optional[List[int]] = None) -> List[dict]:
+    def run(self, methods: List[str], seeds: Optional[List[int]] = None, skip_unfit: bool = False) -> List[dict]:
         cells = self.plan(methods, seeds)
         self.store.check_writable(self.protocol.name)
         torch.set_num_threads(self.options.threads or default_threads())
-        self.preflight(cells)
+        cells = self.preflight(cells, skip_unfit)
         records = []
         for i, cell in enumerate(cells, 1):
             tag = f"[{i}/{len(cells)}] {self.protocol.name} / {cell.method} / seed {cell.seed}"
@@ -156,21 +167,46 @@ class Runner:
             records.append(record)
         return records
 
-    def data(self) -> DatasetBundle:
-        if self._data is None:
-            cfg = self.protocol.dataset
-            if self.options.data_root is not None:
-                if not hasattr(cfg, "root"):
-                    raise BenchError(f"--data-root: dataset '{self.protocol.dataset_name}' reads no files")
-                cfg = dataclasses.replace(cfg, root=self.options.data_root)
-            self._data = DATASETS.get(self.protocol.dataset_name).build(cfg)
-        return self._data
+    def check_data(self) -> None:
+        """Build the first seed's data, then let it go (a multi-protocol run checks every table cell first)."""
+        self.spaces(self.protocol.seeds[0])
+        self._spaces.clear()
+        self._eval_data.clear()
 
-    def spaces(self) -> LabelSpaces:
-        """What a cell trains on and is evaluated on (bench.evaluation), built once per run."""
-        if self._spaces is None:
-            self._spaces = label_spaces(self.data())
-        return self._spaces
+    def dataset_config(self, cfg, moves_with_root: bool = True):
+        """``cfg`` with ``--data-root`` applied (to the training dataset and blocks merged onto it)."""
+        if self.options.data_root is None or not moves_with_root:
+            return cfg
+        if not hasattr(cfg, "root"):
+            raise BenchError(f"--data-root: dataset '{self.protocol.dataset_name}' reads no files")
+        return dataclasses.replace(cfg, root=self.options.data_root)
+
+    def build(self, name: str, cfg, seed: int) -> DatasetBundle:
+        entry = DATASETS.get(name)
+        return entry.build(cfg, seed) if getattr(entry, "seeded", False) else entry.build(cfg)
+
+    def spaces(self, seed: int) -> LabelSpaces:
+        """What a cell of ``seed`` trains on and is evaluated on (bench.evaluation).  Built once per
+        run, or once per seed for datasets whose few-shot draw follows the seed (Dassl's)."""
+        proto = self.protocol
+        key = seed if getattr(DATASETS.get(proto.dataset_name), "seeded", False) else None
+        if key not in self._spaces:
+            self._spaces.clear()  # one training set in memory at a time
+            train = self.build(proto.dataset_name, self.dataset_config(proto.dataset), seed)
+            pairs = [(spec.plan, self.eval_data(i, train)) for i, spec in enumerate(proto.evaluations)]
+            self._spaces[key] = label_spaces(train, pairs)
+        return self._spaces[key]
+
+    def eval_data(self, index: int, train: DatasetBundle) -> DatasetBundle:
+        """The dataset of declared evaluation ``index``: the training one, or its own (built once;
+        a test set does not depend on the seed, so seeded datasets get seed 0)."""
+        spec = self.protocol.evaluations[index]
+        if spec.dataset_name is None:
+            return train
+        if index not in self._eval_data:
+            cfg = self.dataset_config(spec.dataset, spec.inherits)
+            self._eval_data[index] = self.build(spec.dataset_name, cfg, 0)
+        return self._eval_data[index]
 
     def backbone(self):
         """The frozen backbone, built once per run and shared by its cells."""
@@ -185,7 +221,7 @@ class Runner:
         backbone = self.backbone()
         seed_everything(cell.seed)  # after everything shared, so only the seed decides the method's init
         train_tf, test_tf = build_transforms(proto.transforms, backbone.image_size)
-        spaces = self.spaces()
+        spaces = self.spaces(cell.seed)
         method = METHODS.get(cell.method)(backbone, spaces.train_info, cell.resolved.options).to(self.device)
         method.prepare(TransformedDataset(spaces.train, test_tf))
         checkpoint = self.store.checkpoint_path(proto.name, cell.method, cell.key, cell.seed)
@@ -194,7 +230,8 @@ class Runner:
             checkpoint=checkpoint, key=cell.key, progress=self.options.progress,
             log=None if self.options.progress else (lambda line: self.log(f"{tag}: {line}")),
         )
-        result = combine(spaces, [self.evaluate(method, ev, recipe, test_tf) for ev in spaces.evaluations])
+        results = [self.evaluate(method, ev, recipe, test_tf) for ev in spaces.evaluations]
+        result = summarise(spaces, results)
         return {
             "key": cell.key,
             "protocol": proto.name,
@@ -209,6 +246,11 @@ class Runner:
                 "sources": cell.resolved.sources,
             },
             **result,
+            # Table columns in the protocol's order (JSON objects are written sorted): evaluations, group means.
+            "column_order": [*(ev.name for ev in spaces.evaluations),
+                             *dict.fromkeys(f"{ev.group}_mean" for ev in spaces.evaluations if ev.group)],
+            "evaluations": {ev.name: {"classes": len(ev.classes), "group": ev.group, **res}
+                            for ev, res in zip(spaces.evaluations, results)},
             "train": summary,
             "setup": self.setup(backbone, method, recipe, train_tf, test_tf),
             "method_state": method.record_fields(),
@@ -224,8 +266,7 @@ class Runner:
         }
 
     def evaluate(self, method, ev: Evaluation, recipe, test_tf) -> dict:
-        if ev.info is not method.data:
-            method.set_label_space(ev.info)
+        method.use_label_space(ev.info)
         logits, labels = predict(
             method, TransformedDataset(ev.test, test_tf), method.eval_batch_size or self.protocol.eval.batch_size,
             self.device,

@@ -19,8 +19,8 @@ from .atomic import set_aside, write_json
 from .errors import BenchError, warn
 from .leaderboard import headline_metric
 
-# Layout of a record; bumped when fields move (2: config.train, config.sources, setup).
-SCHEMA = 2
+# Layout of a record; bumped when fields move (2: config.train, config.sources, setup; 3: evaluations).
+SCHEMA = 3
 
 
 def cell_key(protocol_identity: dict, method: str, method_config: dict, train_recipe: dict,

@@ -5,7 +5,8 @@ The prompt of class ``c`` is ``[SOS] v_1 .. v_n <rest> <name> . [EOS]`` (CoOp Eq
 The ``v_i`` come from ``init_text``'s first ``n`` token embeddings or from N(0, 0.02); ``<rest>`` is the
 part of ``init_text`` beyond them, kept frozen (MaPLe's n_ctx 2 with "a photo of a" learns "a photo"
 and keeps "of a").  The class-dependent token buffers are rebuilt by :meth:`set_classnames`, so learned
-context carries over to new classes; class-specific context (``csc``) cannot::
+context carries over to new classes; class-specific context (``csc``) serves only a subset of the
+training classes (by their ``training_index``)::
 
     prompts = ClassPrompts(backbone, ["cat", "dog"], n_ctx=4, init_text="a photo of a")
     text = backbone.encode_prompts(prompts(), prompts.tokens)       # [2, embed_dim]
@@ -55,6 +56,7 @@ class ClassPrompts(nn.Module):
         self.n_ctx, self.position, self.where, self.n_ctx_field = n_ctx, position, where, n_ctx_field
         self.check_length(n_ctx + 3)  # before an n_ctx-long placeholder string is built
         self.prefix_text = init or " ".join(["X"] * n_ctx)
+        self.training_classnames, self.rows = list(classnames), None
         self.set_classnames(classnames)  # checks the prompts fit before anything is allocated
         if init:
             with torch.no_grad():
@@ -64,11 +66,11 @@ class ClassPrompts(nn.Module):
             ctx = nn.init.normal_(torch.empty(shape, device=backbone.device), std=0.02)
         self.ctx = nn.Parameter(ctx.float())
 
-    def set_classnames(self, classnames: List[str]) -> None:
-        """Rebuild the class tokens (on the context's device) for ``classnames``; the context is kept."""
-        if getattr(self, "ctx", None) is not None and self.ctx.dim() == 3 and list(classnames) != self.classnames:
-            raise BenchError(f"{self.where}: class-specific context (csc) is learned per training class and "
-                             "cannot classify other classes; use csc: false")
+    def set_classnames(self, classnames: List[str], training_index: Optional[List[int]] = None) -> None:
+        """Rebuild the class tokens (on the context's device) for ``classnames``; the context is kept.
+        Class-specific context follows ``training_index`` (the classes' positions among the training ones)."""
+        if getattr(self, "ctx", None) is not None and self.ctx.dim() == 3:
+            self.rows = self.csc_rows(classnames, training_index)
         backbone = self.backbone_ref[0]
         self.classnames = list(classnames)
         self.name_lens = [token_length(backbone, name) for name in classnames]
@@ -81,6 +83,15 @@ class ClassPrompts(nn.Module):
         self.register_buffer("token_prefix", embedding[:, :1].to(device), persistent=False)  # SOS
         self.register_buffer("token_suffix", embedding[:, 1 + self.n_ctx :].to(device), persistent=False)
 
+    def csc_rows(self, classnames: List[str], training_index: Optional[List[int]]) -> Optional[torch.Tensor]:
+        """Which rows of class-specific context serve ``classnames`` (None: all, in training order)."""
+        if training_index is not None:
+            return torch.as_tensor(training_index, dtype=torch.long, device=self.ctx.device)
+        if list(classnames) == self.training_classnames:
+            return None
+        raise BenchError(f"{self.where}: class-specific context (csc) is learned per training class and "
+                         "cannot classify classes it was not trained on; use csc: false")
+
     def check_length(self, longest: int) -> None:
         limit = self.backbone_ref[0].context_length
         if longest > limit:
@@ -90,6 +101,8 @@ class ClassPrompts(nn.Module):
     def context(self) -> torch.Tensor:
         """The context per class, ``[C, n_ctx, D]``."""
         ctx = self.ctx
+        if ctx.dim() == 3 and self.rows is not None:
+            ctx = ctx[self.rows]
         if ctx.dim() == 2:
             ctx = ctx.unsqueeze(0).expand(self.token_prefix.shape[0], -1, -1)
         return ctx.to(self.token_prefix.dtype)

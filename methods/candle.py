@@ -94,6 +94,8 @@ CARD = MethodCard(
         "cifar100_lt_ir10": Reported("MDPR Table 2", {"all": 75.77, "many": 76.71, "medium": 73.68}),
         "cifar100_lt_ir50": Reported("MDPR Table 2", {"all": 73.14, "many": 77.15, "medium": 70.17, "few": 70.78}),
         "cifar100_lt_ir100": Reported("MDPR Table 2", {"all": 72.42, "many": 76.14, "medium": 72.54, "few": 67.93}),
+        "imagenet_lt": Reported("MDPR Table 3", {"all": 71.28, "many": 76.38, "medium": 69.55, "few": 62.91}),
+        "places_lt": Reported("MDPR Table 3", {"all": 45.81, "many": 46.97, "medium": 45.42, "few": 44.56}),
     },
 )
 
@@ -160,6 +162,9 @@ class Candle(Method):
         return self.cfg.test_batch_size if self.cfg.test_mask == "none" else None
 
     def set_label_space(self, info) -> None:
+        if info.training_index is not None:  # a subset of the training classes
+            self.columns = list(info.training_index)
+            return
         base, new = list(self.data.classnames), list(self.data.new_classnames)
         spaces = [(base, slice(0, self.n_base)), (new, slice(self.n_base, None)), (base + new, slice(None))]
         for names, columns in spaces:

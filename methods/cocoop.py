@@ -66,6 +66,7 @@ CARD = MethodCard(
         "cifar100_lt_ir10": Reported("MDPR Table 2", {"all": 72.29, "many": 76.75, "medium": 62.35}),
         "cifar100_lt_ir50": Reported("MDPR Table 2", {"all": 66.38, "many": 80.20, "medium": 60.20, "few": 49.00}),
         "cifar100_lt_ir100": Reported("MDPR Table 2", {"all": 63.90, "many": 80.69, "medium": 65.20, "few": 42.80}),
+        "places_lt": Reported("MDPR Table 3", {"all": 41.12, "many": 52.95, "medium": 35.84, "few": 31.39}),
     },
 )
 
@@ -84,7 +85,7 @@ class CoCoOp(Method):
         self.meta_net = meta_net(backbone.embed_dim, backbone.width, backbone.device)
 
     def set_label_space(self, info) -> None:
-        self.prompt_learner.set_classnames(info.classnames)
+        self.prompt_learner.set_classnames(info.classnames, info.training_index)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         feats = self.image_features(images)  # normalised, as the meta-net's input in the official code

@@ -70,11 +70,17 @@ CARD = MethodCard(
         ),
         "b2n_lt100": Recipe(source="CoOp configs/trainers/CoOp/vit_b16_ctxv1.yaml (LAMP §4.1)", **B2N_CTXV1),
         "b2n_lt16": Recipe(source="CoOp configs/trainers/CoOp/vit_b16_ctxv1.yaml (as LAMP's)", **B2N_CTXV1),
+        # CoOp scripts/cocoop/xd_train.sh trains the ImageNet source with vit_b16_ep50_ctxv1.
+        **{family: Recipe(source="CoOp configs/trainers/CoOp/vit_b16_ep50_ctxv1.yaml (xd_train.sh)",
+                          options=B2N_CTXV1["options"], train={**B2N_CTXV1["train"], "epochs": 50})
+           for family in ("xd_lt100", "xd_lt16")},
     },
     reported={
         "cifar100_lt_ir10": Reported("MDPR Table 2", {"all": 70.88, "many": 75.06, "medium": 61.58}),
         "cifar100_lt_ir50": Reported("MDPR Table 2", {"all": 65.70, "many": 79.63, "medium": 58.44, "few": 50.50}),
         "cifar100_lt_ir100": Reported("MDPR Table 2", {"all": 64.34, "many": 79.43, "medium": 64.51, "few": 46.53}),
+        "imagenet_lt": Reported("MDPR Table 3", {"all": 68.69, "many": 74.82, "medium": 65.75, "few": 61.75}),
+        "places_lt": Reported("MDPR Table 3", {"all": 40.73, "many": 53.10, "medium": 35.58, "few": 29.72}),
     },
 )
 
@@ -92,7 +98,7 @@ class CoOp(Method):
                                            cfg.class_token_position, where=f"method {self.registry_name}")
 
     def set_label_space(self, info) -> None:
-        self.prompt_learner.set_classnames(info.classnames)
+        self.prompt_learner.set_classnames(info.classnames, info.training_index)
 
     def text_features(self) -> torch.Tensor:
         return self.backbone.encode_prompts(self.prompt_learner(), self.prompt_learner.tokens)

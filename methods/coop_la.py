@@ -58,6 +58,9 @@ CARD = MethodCard(
                      options=dict(COOP_CARD.recipes["lt"].options), train=dict(COOP_CARD.recipes["lt"].train)),
         "b2n_lt100": Recipe(source="CoOp vit_b16_ctxv1 + LA tau 1 (LAMP §4.1 '+LA')", **B2N_CTXV1),
         "b2n_lt16": Recipe(source="CoOp vit_b16_ctxv1 + LA tau 1 (as LAMP's, spec §11)", **B2N_CTXV1),
+        **{family: Recipe(source="CoOp vit_b16_ep50_ctxv1 (xd_train.sh) + LA tau 1 (LAMP Tables 3-4)",
+                          options=dict(COOP_CARD.recipes[family].options), train=dict(COOP_CARD.recipes[family].train))
+           for family in ("xd_lt100", "xd_lt16")},
     },
 )
 

@@ -4,7 +4,8 @@
 loss) whose predictions over its training classes are ``argmax_c z_c - log(pi_c ** tau + 1e-12)``,
 with ``pi`` the prior of the exact training subset: ``logit_adjustment/main.py`` mode ``posthoc``
 and ``utils.py`` in ``google-research/google-research`` at 1d4d2f1aa6f2883a790d2ae46a6ee8ab150d8f31
-(methods_spec §2).  Other label spaces (new classes, with no training images) have a uniform prior
+(methods_spec §2).  A subset of the training classes (ImageNet-A's 200 of ImageNet's 1000) is adjusted
+by their own priors; other label spaces (new classes, with no training images) have a uniform prior
 and are left as they are.  ``la_posthoc`` itself is zero-shot CLIP adjusted this way.
 
     bench run --protocol smoke --method la_posthoc coop@la_posthoc --set la_posthoc.tau=0.5
@@ -41,17 +42,18 @@ def la_posthoc(base: type) -> type:
         def __init__(self, backbone, data, cfg):
             super().__init__(backbone, data, cfg)
             self.register_buffer("posthoc_offsets", la_offsets(data.train_counts, tau=cfg.tau), persistent=False)
-            self.adjusting = True
+            self.adjusting = slice(None)  # the offsets of the current classes; None: no adjustment
 
         def set_label_space(self, info) -> None:
             super().set_label_space(info)
-            self.adjusting = list(info.classnames) == list(self.data.classnames)
+            same = list(info.classnames) == list(self.data.classnames)
+            self.adjusting = info.training_index if info.training_index is not None else slice(None) if same else None
 
         def forward(self, images: torch.Tensor) -> torch.Tensor:
             logits = super().forward(images)
-            if self.training or not self.adjusting:
+            if self.training or self.adjusting is None:
                 return logits
-            return posthoc_adjust(logits, self.posthoc_offsets)
+            return posthoc_adjust(logits, self.posthoc_offsets[self.adjusting])
 
         def record_fields(self) -> dict:
             return {**super().record_fields(), "posthoc_prior_counts": list(self.data.train_counts),

@@ -83,11 +83,17 @@ CARD = MethodCard(
         "b2n_lt16": Recipe(source="MaPLe configs/trainers/MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml (CPT Table 2)",
                            options={"n_ctx": 2, "init_text": "a photo of a", "depth": 9},
                            train={"epochs": 5, "batch_size": 4, "lr": 0.0035}),
+        **{family: Recipe(source="MaPLe configs/trainers/MaPLe/vit_b16_c2_ep5_batch4_2ctx_cross_datasets.yaml",
+                          options={"n_ctx": 2, "init_text": "a photo of a", "depth": 3},
+                          train={"epochs": 2, "batch_size": 4, "lr": 0.0026})
+           for family in ("xd_lt100", "xd_lt16")},
     },
     reported={
         "cifar100_lt_ir10": Reported("MDPR Table 2", {"all": 81.98, "many": 84.58, "medium": 76.19}),
         "cifar100_lt_ir50": Reported("MDPR Table 2", {"all": 77.09, "many": 87.34, "medium": 71.98, "few": 65.39}),
         "cifar100_lt_ir100": Reported("MDPR Table 2", {"all": 74.09, "many": 88.14, "medium": 73.46, "few": 58.43}),
+        "imagenet_lt": Reported("MDPR Table 3", {"all": 69.02, "many": 77.20, "medium": 64.90, "few": 60.37}),
+        "places_lt": Reported("MDPR Table 3", {"all": 41.37, "many": 54.33, "medium": 36.45, "few": 28.73}),
     },
 )
 

@@ -36,6 +36,8 @@ CARD = MethodCard(
         "lt": with_la(MAPLE_CARD.recipes["lt"], "as MaPLe's lt recipe (MDPR App. A.1.2) + LA tau 1 (spec §11)"),
         "b2n_lt100": with_la(MAPLE_CARD.recipes["b2n_lt100"], "MaPLe vit_b16_c2_ep5_batch4_2ctx + LA tau 1 (LAMP)"),
         "b2n_lt16": with_la(MAPLE_CARD.recipes["b2n_lt16"], "MaPLe vit_b16_c2_ep5_batch4_2ctx + LA tau 1 (spec §11)"),
+        **{family: with_la(MAPLE_CARD.recipes[family], "MaPLe cross_datasets config + LA tau 1 (LAMP Tables 3-4)")
+           for family in ("xd_lt100", "xd_lt16")},
     },
 )
 

@@ -170,7 +170,7 @@ def test_interrupted_run_resumes_from_checkpoint(capsys, results, tmp_path, monk
         (["run", "--protocol", "smoke", "--method", "candle", "--set", "candle.heads=7"], "must divide the embedding"),
         (["run", "--protocol", "smoke_b2n", "--method", "coop", "--set", "coop.csc=true", "--set",
           "coop.init_text=null"],
-         "class-specific context (csc) is learned per training class and cannot classify other classes"),
+         "class-specific context (csc) is learned per training class and cannot classify classes it was not trained on"),
         (["run", "--protocol", "smoke", "--method", "coop@la_postoc"], "unknown method variant 'la_postoc'"),
     ],
 )

@@ -4,7 +4,7 @@ import torch
 
 from bench.data import DatasetBundle
 from bench.errors import BenchError
-from bench.evaluation import combine, label_spaces
+from bench.evaluation import label_spaces, summarise
 from bench.metrics import evaluate
 
 
@@ -49,7 +49,7 @@ def test_scores_are_harmonic_means_of_separate_classifiers():
     # base: 2 images, both right; new: 3 images (labels 0, 0, 1 within the new space), one right
     base = evaluate(torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 1]), [3, 1])
     new = evaluate(torch.tensor([[0.0, 1.0], [0.0, 1.0], [0.0, 1.0]]), torch.tensor([0, 0, 1]), [0, 0])
-    out = combine(spaces, [base, new])
+    out = summarise(spaces, [base, new])
     m = out["metrics"]
     assert (m["base"], m["new"]) == (pytest.approx(100.0), pytest.approx(100 / 3))
     assert m["hm"] == pytest.approx(2 * 100 * (100 / 3) / (100 + 100 / 3))

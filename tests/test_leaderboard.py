@@ -55,3 +55,29 @@ def test_rows_are_labelled_by_what_differs():
     assert label(record(ratio=50, version="0.1.0")) == "coop (protocol dataset.imbalance_ratio=50, code 0.1.0)"
     current, other = split_by_config([record(), record(ratio=50), record(version="0.1.0")], ident, "0.2.0")
     assert len(current) == 1 and len(other) == 2
+
+
+def test_a_base_to_new_table_prints_both_averages_the_papers_use():
+    """LAMP/CPT average the per-dataset HMs; the MaPLe README takes the HM of mean base and mean new."""
+    from bench.leaderboard import Row, across_protocols
+
+    def row(base, new):
+        hm = 2 * base * new / (base + new)
+        return Row("coop", "k", [1], {"base": [base], "new": [new], "hm": [hm]})
+
+    text = across_protocols({"b2n/dtd/imb10": [row(80.0, 40.0)], "b2n/eurosat/imb10": [row(90.0, 60.0)]})
+    header, _, line = text.splitlines()
+    assert header == "| Method | dtd | eurosat | Mean base | Mean new | Mean HM | HM of means |"
+    mean_hm = (2 * 80 * 40 / 120 + 2 * 90 * 60 / 150) / 2          # 62.67
+    hm_of_means = 2 * 85 * 50 / 135                                   # 62.96
+    assert line == f"| coop | 53.33 | 72.00 | 85.00 | 50.00 | {mean_hm:.2f} | {hm_of_means:.2f} |"
+
+
+def test_a_method_missing_from_a_table_cell_gets_no_average():
+    from bench.leaderboard import Row, across_protocols
+
+    rows = {"t/a": [Row("zs", "k", [1], {"all": [50.0]}), Row("coop", "k2", [1], {"all": [60.0]})],
+            "t/b": [Row("zs", "k", [1], {"all": [70.0]})]}
+    lines = across_protocols(rows).splitlines()
+    assert lines[0] == "| Method | a | b | Mean |"
+    assert "| zs | 50.00 | 70.00 | 60.00 |" in lines and "| coop | 60.00 | – | – |" in lines

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from bench.errors import ConfigError
+from bench.errors import BenchError, ConfigError
 from bench.protocol import load_protocol
 from methods.coop import CoOp, CoOpConfig
 from methods.zeroshot import ZeroShotCLIP, ZeroShotConfig
@@ -205,3 +205,33 @@ def test_maple_la_trains_on_the_adjusted_loss_and_predicts_raw(backbone, class_i
     expected = torch.nn.functional.cross_entropy(plain(x) + prior, y)
     assert la.loss(la(x), y).item() == pytest.approx(expected.item(), rel=1e-5)
     assert la.record_fields()["la_prior_counts"] == n
+
+
+def test_a_subset_of_the_training_classes_keeps_their_own_parameters_and_priors(backbone, class_info):
+    """ImageNet-A's 200 of ImageNet's 1000: class-specific context and the post-hoc prior follow
+    ``training_index``, so the subset's logits are the full logits' columns."""
+    import math
+
+    from bench.method import ClassInfo
+    from bench.registry import METHODS
+
+    pick = [7, 2, 5]
+    subset = ClassInfo([class_info.classnames[i] for i in pick], [class_info.train_counts[i] for i in pick],
+                       training_index=pick)
+    x = images()
+    torch.manual_seed(0)
+    csc = CoOp(backbone, class_info, CoOpConfig(n_ctx=3, csc=True))
+    with torch.no_grad():
+        csc.prompt_learner.ctx.add_(torch.randn_like(csc.prompt_learner.ctx))  # rows differ from each other
+    full = csc(x)
+    csc.set_label_space(subset)
+    assert torch.allclose(csc(x), full[:, pick], atol=1e-4)
+    with pytest.raises(BenchError, match="cannot classify classes it was not trained on"):
+        csc.set_label_space(ClassInfo(["zebra"], [0]))
+
+    posthoc = METHODS.get("la_posthoc")(backbone, class_info, METHODS.get("la_posthoc").Config(tau=1.0)).eval()
+    zero_shot = ZeroShotCLIP(backbone, subset, ZeroShotConfig(templates=["a photo of a {}."]))
+    posthoc.set_label_space(subset)
+    n = class_info.train_counts
+    offsets = torch.tensor([math.log(n[i] / sum(n)) for i in pick])
+    assert torch.allclose(posthoc(x), zero_shot(x) - offsets, atol=1e-4)

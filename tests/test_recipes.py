@@ -8,7 +8,7 @@ import torch
 from bench.errors import ConfigError
 from bench.plugins import load_builtins
 from bench.protocol import available_protocols, load_protocol
-from bench.recipes import FAMILIES, TrainRecipe, lr_for_epoch
+from bench.recipes import FALLBACK, FAMILIES, TrainRecipe, lr_for_epoch
 from bench.registry import METHODS
 from bench.store import cell_key
 
@@ -120,7 +120,17 @@ def test_every_method_has_a_complete_card(name):
 
 def test_builtin_cards_cover_every_family():
     for name in METHODS.names():
-        assert set(METHODS.get(name).card.recipes) == set(FAMILIES)
+        recipes = METHODS.get(name).card.recipes
+        assert all(family in recipes or FALLBACK[family] in recipes for family in FAMILIES), name
+
+
+def test_cross_dataset_recipes_are_the_official_xd_configs():
+    xd = dataclasses.replace(load_protocol("smoke"), family="xd_lt100", methods={}, train={})
+    maple = xd.resolve("maple")  # MaPLe vit_b16_c2_ep5_batch4_2ctx_cross_datasets.yaml
+    assert (maple.options.depth, maple.train.epochs, maple.train.lr, maple.train.batch_size) == (3, 2, 0.0026, 4)
+    assert xd.resolve("coop").train.epochs == 50  # vit_b16_ep50_ctxv1 for the ImageNet source
+    ivlp = xd.resolve("ivlp")  # no cross-dataset recipe of its own: its base-to-new one
+    assert ivlp.sources["train.epochs"] == dataclasses.replace(xd, family="b2n_lt100").resolve("ivlp").sources["train.epochs"]
 
 
 def test_conflict_with_a_card_value_says_where_both_came_from():

@@ -18,6 +18,10 @@ class DatasetBundle:
     template: str = "a photo of a {}."
     # For base-to-new protocols: the labels seen in training ("base").
     base_classes: Optional[List[int]] = None
+    # Stable class identities (ImageNet wnids), when class names are not unique or another dataset
+    # shares these classes: an evaluation on ImageNet-A finds its 200 classes among ImageNet's 1000
+    # by id.  None: the class names are the identities.
+    class_ids: Optional[List[str]] = None
 
 
 class TransformedDataset(Dataset):

@@ -43,6 +43,11 @@ class SyntheticLTConfig:
     # Base-to-new: the first half of the classes (rounded up, CoOp's subsample_classes) are the base
     # classes and the only ones with training images; the test set has every class.
     base_to_new: bool = False
+    # Another synthetic dataset: which concepts it shows (the smoke cross-dataset targets start past
+    # the training ones; the smoke ImageNet-A twin is a subset of them) and a domain shift (0: none,
+    # 1: every pixel's colour channels rotated), as ImageNet-Sketch or -R shift ImageNet.
+    first_class: int = field(default=0, metadata={"min": 0, "max": 10_000})
+    shift: float = field(default=0.0, metadata={"min": 0, "max": 1})
 
     def validate(self, where: str) -> None:
         if self.max_shift > self.image_size:
@@ -65,10 +70,10 @@ class TensorImages(Dataset):
         return Image.fromarray(self.images[index].numpy()), self.labels[index]
 
 
-def class_names(num_classes: int) -> List[str]:
-    if num_classes <= len(WORDS):
-        return WORDS[:num_classes]
-    return [f"class {i}" for i in range(num_classes)]
+def class_names(num_classes: int, first: int = 0) -> List[str]:
+    if first + num_classes <= len(WORDS):
+        return WORDS[first : first + num_classes]
+    return [f"class {i}" for i in range(first, first + num_classes)]
 
 
 def prototype(name: str, size: int) -> torch.Tensor:
@@ -105,8 +110,9 @@ class SyntheticLT:
 
     @staticmethod
     def build(cfg: SyntheticLTConfig) -> DatasetBundle:
-        names = class_names(cfg.num_classes)
+        names = class_names(cfg.num_classes, cfg.first_class)
         protos = torch.stack([prototype(n, cfg.image_size) for n in names])
+        protos = (1 - cfg.shift) * protos + cfg.shift * protos.roll(1, dims=1)
         gen = torch.Generator().manual_seed(cfg.data_seed)
         trained = math.ceil(cfg.num_classes / 2) if cfg.base_to_new else cfg.num_classes
         counts = [max(1, c) for c in exponential_counts(trained, cfg.max_per_class, cfg.imbalance_ratio)]
@@ -116,4 +122,5 @@ class SyntheticLT:
         train = TensorImages(render(protos, train_labels, cfg.noise, cfg.max_shift, gen), train_labels)
         test = TensorImages(render(protos, test_labels, cfg.noise, cfg.max_shift, gen), test_labels)
         base = list(range(trained)) if cfg.base_to_new else None
-        return DatasetBundle(train=train, test=test, classnames=names, train_counts=counts, base_classes=base)
+        return DatasetBundle(train=train, test=test, classnames=names, train_counts=counts, base_classes=base,
+                             class_ids=list(names))
