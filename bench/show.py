@@ -36,8 +36,23 @@ def protocol_lines(protocol: Protocol) -> List[str]:
         f"train tf    {' -> '.join(describe_transform(train_tf))}",
         f"test tf     {' -> '.join(describe_transform(test_tf))}",
         f"eval        {_fields(protocol.eval)}",
+        *evaluation_lines(protocol),
         f"seeds       {' '.join(map(str, protocol.seeds))}",
     ]
+
+
+def evaluation_lines(protocol: Protocol) -> List[str]:
+    """One line per declared evaluation: its name, group, classes and the dataset fields that differ."""
+    lines = []
+    for spec in protocol.evaluations:
+        plan, where = spec.plan, "its own test set"
+        if spec.dataset_name is not None:
+            ours, train = dataclasses.asdict(spec.dataset), dataclasses.asdict(protocol.dataset)
+            changed = {k: v for k, v in ours.items() if spec.dataset_name != protocol.dataset_name or train.get(k) != v}
+            where = f"{spec.dataset_name}  " + " ".join(f"{k}={v}" for k, v in changed.items())
+        group = f" [{plan.group}]" if plan.group else ""
+        lines.append(f"evaluation  {plan.name}{group}: {plan.classes} classes of {where}")
+    return lines
 
 
 def card_lines(card: Optional[MethodCard], protocol: Protocol) -> List[str]:

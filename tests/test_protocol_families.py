@@ -171,3 +171,10 @@ def test_data_commands_fail_with_one_line(capsys, argv, fragment):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("bench: error: ") and fragment in err
+
+
+def test_show_lists_each_evaluation_with_what_differs_from_the_training_set(capsys):
+    assert main(["show", "smoke_xd_dg", "--method", "zeroshot"]) == 0
+    out = capsys.readouterr().out
+    assert "evaluation  source: all classes of its own test set" in out
+    assert "evaluation  shifted_subset [dg]: all classes of synthetic_lt  num_classes=4 data_seed=4 first_class=2 shift=0.3" in out
