@@ -169,11 +169,11 @@ def cmd_leaderboard(args) -> int:
     from .leaderboard import across_protocols, markdown_table
 
     names = match_protocols(args.protocol)
-    tables, others = {}, 0
+    tables, views, others = {}, {}, 0
     for name in names:
         view, rows, other = protocol_rows(name, args, __version__)
         if rows:
-            tables[view["name"]] = rows
+            tables[view["name"]], views[view["name"]] = rows, view
         others += len(other)
     if not tables:
         hint = f" ({others} of other configurations: --all-configs shows them)" if others else ""
@@ -183,8 +183,9 @@ def cmd_leaderboard(args) -> int:
         table = across_protocols(tables, digits=args.digits)
         title = f"## {args.protocol}\n\n{len(tables)} of {len(names)} protocols have results.\n\n"
     else:
-        table = markdown_table(tables[view["name"]], digits=args.digits)
-        title = f"## {view['name']}\n\n{view['description']}\n\n"
+        (name, rows), = tables.items()
+        table = markdown_table(rows, digits=args.digits)
+        title = f"## {name}\n\n{views[name]['description']}\n\n"
     text = (title if args.title else "") + table + "\n"
     if args.output is not None:
         if not args.output.strip():

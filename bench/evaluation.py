@@ -100,19 +100,23 @@ def class_ids(data: DatasetBundle) -> List[str]:
     return list(data.class_ids) if data.class_ids is not None else list(data.classnames)
 
 
-def label_space(train: DatasetBundle, trained: List[int], data: DatasetBundle, plan: EvalPlan) -> Evaluation:
+def label_space(train: DatasetBundle, trained: List[int], train_info: ClassInfo, data: DatasetBundle,
+                plan: EvalPlan) -> Evaluation:
     """Evaluation ``plan`` of ``data`` (``train`` itself or another dataset): classes trained on are
-    matched by id (ImageNet wnids) and carry their training counts."""
+    matched by id (ImageNet wnids) and carry their training counts; the training label space itself
+    is ``train_info`` (so methods need not switch)."""
     classes = selected_classes(data, plan)
     comparable = data is train or (data.class_ids is not None and train.class_ids is not None)
     position = {cid: i for i, cid in enumerate(class_ids(train)[c] for c in trained)} if comparable else {}
     ids = class_ids(data)
     found = [position.get(ids[c]) for c in classes]
-    counts = [train.train_counts[trained[i]] if i is not None else 0 for i in found]
-    info = ClassInfo([data.classnames[c] for c in classes], counts, data.template,
-                     training_index=None if None in found else found)
-    test = data.test if classes == list(range(len(data.classnames))) else \
-        Relabelled(data.test, labels_of(data.test), classes)
+    names = [data.classnames[c] for c in classes]
+    if names == train_info.classnames and found == train_info.training_index:
+        info = train_info
+    else:
+        counts = [train.train_counts[trained[i]] if i is not None else 0 for i in found]
+        info = ClassInfo(names, counts, data.template, training_index=None if None in found else found)
+    test = data.test if plan.classes == "all" else Relabelled(data.test, labels_of(data.test), classes)
     return Evaluation(plan.name, info, test, classes, plan.group, plan.classes)
 
 
@@ -125,10 +129,7 @@ def label_spaces(train: DatasetBundle, others: Sequence[Tuple[EvalPlan, DatasetB
     train_info = ClassInfo([names[c] for c in trained], [train.train_counts[c] for c in trained], train.template,
                            new_classnames=[names[c] for c in new], training_index=list(range(len(trained))))
     pairs = list(others) or [(plan, train) for plan in default_plans(train)]
-    evaluations = [label_space(train, trained, data, plan) for plan, data in pairs]
-    for ev in evaluations:
-        if ev.info.classnames == train_info.classnames and ev.info.training_index == train_info.training_index:
-            ev.info = train_info  # the training label space itself: methods need not switch
+    evaluations = [label_space(train, trained, train_info, data, plan) for plan, data in pairs]
     train_set = train.train if train.base_classes is None else Relabelled(train.train, labels_of(train.train), trained)
     return LabelSpaces(train_info, train_set, evaluations)
 

@@ -29,6 +29,12 @@ COLUMNS: List[Tuple[str, str]] = [
 ]
 
 
+def harmonic_mean(a: Optional[float], b: Optional[float]) -> Optional[float]:
+    if a is None or b is None:
+        return None
+    return 0.0 if a + b == 0 else 2 * a * b / (a + b)
+
+
 HEADLINES = ("all", "hm")  # what a table ranks by and a log line shows: All, or HM for base-to-new
 HIDDEN = ("base_macro_f1", "new_macro_f1")  # in the record, summarised by HM-F1 in tables
 
@@ -94,14 +100,18 @@ def table_columns(rows: List[Row]) -> List[Tuple[str, str]]:
                    key=lambda k: (order.index(k) if k in order else len(order), k))
     extra = [(k, f"{k[:-5].upper()} mean" if k.endswith("_mean") else k) for k in extra]
     static = [(k, title) for k, title in COLUMNS if k in present]
-    return static[:1] + extra + static[1:] if static[:1] == [("all", "All")] else extra + static
+    return [c for c in static if c[0] == "all"] + extra + [c for c in static if c[0] != "all"]
+
+
+def format_value(value: Optional[float], digits: int = 2) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
 
 
 def format_cell(stat: Optional[Tuple[float, float, int]], digits: int = 2) -> str:
     if stat is None:
-        return "–"
+        return format_value(None)
     mean, std, n = stat
-    return f"{mean:.{digits}f}" if n == 1 else f"{mean:.{digits}f} ± {std:.{digits}f}"
+    return format_value(mean, digits) + ("" if n == 1 else f" ± {std:.{digits}f}")
 
 
 def row_labels(rows: List[Row]) -> List[str]:
@@ -182,15 +192,14 @@ def across_protocols(tables: Dict[str, List[Row]], digits: int = 2) -> str:
     for label in labels:
         rows = [by_label[name].get(label) for name in names]
         heads = [r.headline if r else None for r in rows]
-        cells = [format_cell((h[0], 0.0, 1) if h else None, digits) for h in heads]
+        cells = [format_value(h[0] if h else None, digits) for h in heads]
         if all(heads) and b2n:
             base, new = (statistics.fmean(r.stat(m)[0] for r in rows) for m in ("base", "new"))
-            hm_of_means = 2 * base * new / (base + new) if base + new else 0.0
-            averages = [base, new, statistics.fmean(h[0] for h in heads), hm_of_means]
+            averages = [base, new, statistics.fmean(h[0] for h in heads), harmonic_mean(base, new)]
         elif all(heads):
             averages = [statistics.fmean(h[0] for h in heads)]
         else:
             averages = [None] * len(extra)
-        cells += [format_cell((a, 0.0, 1) if a is not None else None, digits) for a in averages]
+        cells += [format_value(a, digits) for a in averages]
         lines.append("| " + " | ".join([label] + cells) + " |")
     return "\n".join(lines)

@@ -7,6 +7,7 @@ import torch
 
 from .data.base import exponential_counts
 from .errors import BenchError
+from .leaderboard import harmonic_mean  # noqa: F401  (torch-free, so tables share it; re-exported)
 
 # Reference training-count profiles that some papers group classes by, whatever
 # the run's own counts: LIFT (shijxcs/LIFT:trainer.py) groups CIFAR-100-LT IR10
@@ -64,12 +65,6 @@ def macro_f1(preds: torch.Tensor, labels: torch.Tensor, num_classes: int) -> flo
     present = denom > 0
     f1 = torch.where(present, 2 * tp / denom.clamp(min=1), torch.zeros_like(tp))
     return 100.0 * f1[present].mean().item()
-
-
-def harmonic_mean(a: Optional[float], b: Optional[float]) -> Optional[float]:
-    if a is None or b is None:
-        return None
-    return 0.0 if a + b == 0 else 2 * a * b / (a + b)
 
 
 def evaluate(

@@ -46,8 +46,12 @@ def la_posthoc(base: type) -> type:
 
         def set_label_space(self, info) -> None:
             super().set_label_space(info)
-            same = list(info.classnames) == list(self.data.classnames)
-            self.adjusting = info.training_index if info.training_index is not None else slice(None) if same else None
+            if info.training_index is not None:  # training classes, or a subset of them
+                self.adjusting = info.training_index
+            elif list(info.classnames) == list(self.data.classnames):
+                self.adjusting = slice(None)
+            else:  # classes never trained on: a uniform prior
+                self.adjusting = None
 
         def forward(self, images: torch.Tensor) -> torch.Tensor:
             logits = super().forward(images)

@@ -33,7 +33,7 @@ from typing import Dict, List, Optional, Tuple
 
 from ..errors import BenchError
 from .files import SplitFile, read_text
-from .folder_lt import IMAGENET_LT_CLASSNAMES
+from .folder_lt import imagenet_classes
 
 _MIRROR = "linzhiqiu/cross_modal_adaptation (MIT), splits/ at c7e7e68 (CoOp's DATASETS.md Google Drive copies)"
 _RAW = ("https://raw.githubusercontent.com/linzhiqiu/cross_modal_adaptation/"
@@ -177,12 +177,6 @@ def absent(layout: Layout, root: Path, what: str) -> BenchError:
     here = dataset_dir(layout, root)
     also = f" or run `bench data download coop --dataset {layout.key} --root {root}`" if layout.torchvision else ""
     return BenchError(f"{layout.name}: {what}; {layout.how.format(dir=here)}{also} (KaiyangZhou/CoOp DATASETS.md)")
-
-
-def imagenet_classes() -> List[Tuple[str, str]]:
-    """``(wnid, name)`` of the 1,000 ImageNet classes, in label (sorted wnid) order."""
-    rows = [line.partition(" ") for line in read_text(IMAGENET_LT_CLASSNAMES).splitlines() if line.strip()]
-    return [(wnid, name.strip()) for wnid, _, name in rows]
 
 
 def read_lists(layout: Layout, root: Path) -> Lists:

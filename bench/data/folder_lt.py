@@ -77,6 +77,13 @@ TEMPLATE = "a photo of a {}."  # the single template of LIFT, LIFT+ and MDPR
 SPLITS = ("train", "val", "test")
 
 
+def imagenet_classes(names: SplitFile = IMAGENET_LT_CLASSNAMES) -> List[Tuple[str, str]]:
+    """``(wnid, name)`` of the 1,000 ImageNet classes in label (sorted wnid) order, from
+    ``<wnid> <name>`` lines (the list CoOp ships as imagenet/classnames.txt)."""
+    rows = [line.partition(" ") for line in read_text(names).splitlines() if line.strip()]
+    return [(wnid, name.strip()) for wnid, _, name in rows]
+
+
 class ListedImages(Dataset):
     """``(PIL RGB image, label)`` for the listed paths under ``root``, opened on access."""
 
@@ -131,6 +138,7 @@ def _files_in(folder: str) -> Set[str]:
 
 class _FolderLT:
     title = ""
+    registry_name = ""  # set by DATASETS.register
     layout = ""  # what the root must be, for error messages
     registry_name = ""  # set by the registry
     LISTS: Dict[str, SplitFile] = {}
@@ -144,7 +152,7 @@ class _FolderLT:
     @classmethod
     def catalog(cls) -> List[Tuple[str, object]]:
         """``(name, config)`` of what ``bench data list`` shows: this dataset with its defaults."""
-        return [(cls.title.lower().replace("-", "_"), cls.Config())]
+        return [(cls.registry_name, cls.Config())]
 
     @classmethod
     def source(cls, cfg) -> str:
@@ -231,8 +239,8 @@ class ImageNetLT(_FolderLT):
 
     @classmethod
     def classes(cls) -> Tuple[List[str], List[str]]:
-        rows = [line.partition(" ") for line in read_text(cls.NAMES).splitlines()]
-        return [wnid for wnid, _, _ in rows], [name for _, _, name in rows]
+        rows = imagenet_classes(cls.NAMES)
+        return [wnid for wnid, _ in rows], [name for _, name in rows]
 
     @classmethod
     def download(cls, cfg, opener=urllib.request.urlopen) -> str:
