@@ -81,3 +81,14 @@ def test_a_method_missing_from_a_table_cell_gets_no_average():
     lines = across_protocols(rows).splitlines()
     assert lines[0] == "| Method | a | b | Mean |"
     assert "| zs | 50.00 | 70.00 | 60.00 |" in lines and "| coop | 60.00 | – | – |" in lines
+
+
+def test_cross_dataset_tables_show_each_evaluation_then_group_means_in_the_protocols_order():
+    from bench.leaderboard import Row, aggregate, markdown_table
+
+    order = ["source", "other_b", "other_a", "xd_mean", "dg_mean"]
+    metrics = {"dg_mean": 40.0, "few": 10.0, "other_a": 60.0, "other_b": 50.0, "source": 70.0, "xd_mean": 55.0}
+    rows = aggregate([{"method": "coop", "key": "k", "seed": 1, "metrics": metrics, "column_order": order}])
+    assert isinstance(rows[0], Row) and rows[0].headline == (55.0, 0.0, 1)  # the first group mean: XD
+    header = markdown_table(rows).splitlines()[0]
+    assert header == "| Method | Seeds | source | other_b | other_a | XD mean | DG mean | Few |"
