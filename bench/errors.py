@@ -23,6 +23,10 @@ class ConfigError(BenchError):
         super().__init__(f"{where}: {message}" if where else message)
 
 
+class MissingInput(ConfigError):
+    """An option only the user can supply (a knowledge-base file): ``--method all`` leaves the method out."""
+
+
 def one_line(message: str) -> str:
     """``message`` with control characters (newlines, separators) escaped: it prints as one line."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)

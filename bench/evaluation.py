@@ -69,6 +69,7 @@ class LabelSpaces:
     train_info: ClassInfo
     train: Dataset
     evaluations: List[Evaluation]
+    new_train: Optional[Dataset] = None  # unlabelled new-class training images (DatasetBundle.new_train)
 
 
 def labels_of(dataset: Dataset) -> List[int]:
@@ -131,7 +132,7 @@ def label_spaces(train: DatasetBundle, others: Sequence[Tuple[EvalPlan, DatasetB
     pairs = list(others) or [(plan, train) for plan in default_plans(train)]
     evaluations = [label_space(train, trained, train_info, data, plan) for plan, data in pairs]
     train_set = train.train if train.base_classes is None else Relabelled(train.train, labels_of(train.train), trained)
-    return LabelSpaces(train_info, train_set, evaluations)
+    return LabelSpaces(train_info, train_set, evaluations, train.new_train)
 
 
 def summarise(spaces: LabelSpaces, results: List[dict]) -> dict:

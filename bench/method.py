@@ -13,8 +13,14 @@ A method is an ``nn.Module`` registered by name in ``METHODS``::
         def forward(self, images):  # -> logits [batch, num_classes]
 
 Optional hooks: ``prepare(train)`` runs once before training with the training images under the
-test transform (prototypes, clusters); ``set_label_space(info)`` switches the classifier to other
-classes (new classes of a base-to-new protocol) without touching learned parameters.
+test transform (prototypes, clusters); ``start_epoch(epoch, epochs, steps)`` before each epoch
+(warm-ups, per-epoch counters); ``extra_state()`` / ``load_extra_state()`` checkpoint state that
+training changes besides the parameters (routing biases); ``adapt_to_new(images)`` runs after
+training with the unlabelled new-class training images of a base-to-new protocol, for transductive
+methods (LAMP's bias pass); ``set_label_space(info)`` switches the classifier to other classes (new
+classes of a base-to-new protocol) without touching learned parameters; ``key_inputs(cfg)`` names
+inputs outside the options that decide the results (a knowledge-base file's hash), for the cell key.
+In training mode ``forward`` may return anything ``loss`` takes (features as well as logits).
 
 Parameters with ``requires_grad=True`` are trained (and checkpointed); a
 method with ``trains = False`` is evaluated without training.
@@ -94,6 +100,25 @@ class Method(nn.Module):
 
     def prepare(self, train: Dataset) -> None:
         """Once before training: ``train`` yields ``(image, label)`` under the test transform."""
+
+    def start_epoch(self, epoch: int, epochs: int, steps: int) -> None:
+        """Before training epoch ``epoch`` (0-based) of ``epochs``, which has ``steps`` optimizer steps."""
+
+    def extra_state(self) -> Dict[str, torch.Tensor]:
+        """Tensors training changes besides the trainable parameters; checkpointed with them."""
+        return {}
+
+    def load_extra_state(self, state: Dict[str, torch.Tensor]) -> None:
+        """Restore :meth:`extra_state` from a checkpoint."""
+
+    def adapt_to_new(self, images: Dataset) -> None:
+        """After training, base-to-new only: ``images`` are the new classes' unlabelled training images
+        (test transform, labels meaningless).  Only transductive methods use them; the card says so."""
+
+    @classmethod
+    def key_inputs(cls, cfg) -> dict:
+        """Inputs outside the options that decide the results (a file's SHA-256): part of the cell key."""
+        return {}
 
     @property
     def eval_batch_size(self) -> Optional[int]:

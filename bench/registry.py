@@ -75,7 +75,7 @@ class MethodRegistry(Registry):
         self._built: Dict[str, Any] = {}
 
     def get(self, name: str) -> Any:
-        if "@" not in name:
+        if "@" not in name or name in self._entries:  # a registered name may spell a variant (lamp@no_newbias)
             return super().get(name)
         if name not in self._built:
             base, variant = name.split("@", 1)

@@ -24,8 +24,9 @@ import open_clip
 import torch
 
 from . import __version__
+from .config import identity
 from .data import DatasetBundle, TransformedDataset
-from .errors import BenchError
+from .errors import BenchError, MissingInput
 from .evaluation import Evaluation, LabelSpaces, label_spaces, summarise
 from .leaderboard import headline_metric
 from .metrics import evaluate, group_counts
@@ -91,6 +92,14 @@ def headline(record: dict) -> str:
     return f"{metric} {record['metrics'][metric]:.2f}" if metric else "no headline metric"
 
 
+def method_identity(name: str, options) -> dict:
+    """A method's options (less machine-specific ones such as a file's path), and under ``inputs`` what
+    else decides its results (that file's hash)."""
+    fields = identity(options)
+    inputs = METHODS.get(name).key_inputs(options)
+    return {**fields, "inputs": inputs} if inputs else fields
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -121,7 +130,7 @@ class Runner:
             for field_name in ("precision", "eval_precision"):  # what runs: "amp" is fp32 on a CPU
                 if field_name in recipe:
                     recipe[field_name] = precision_name(self.device, recipe[field_name])
-            key = cell_key(self.protocol.identity(), name, dataclasses.asdict(resolved.options), recipe)
+            key = cell_key(self.protocol.identity(), name, method_identity(name, resolved.options), recipe)
             cells.extend(Cell(name, resolved, seed, key) for seed in seeds)
         return cells
 
@@ -133,20 +142,30 @@ class Runner:
         spaces, backbone = self.spaces(cells[0].seed if cells else 0), self.backbone()  # data first: cheaper to find wrong
         for ev in spaces.evaluations:
             group_counts(self.protocol.eval.group_by, ev.info.train_counts)
-        unfit = set()
         with torch.random.fork_rng():
-            for cell in {c.key: c for c in cells}.values():
-                method = METHODS.get(cell.method)(backbone, spaces.train_info, cell.resolved.options)
-                try:
-                    for ev in spaces.evaluations:
-                        method.use_label_space(ev.info)
-                except BenchError as err:
-                    if not skip_unfit:
-                        raise
-                    self.log(f"bench: note: {cell.method} is left out of {self.protocol.name}: "
-                             f"evaluation '{ev.name}': {err}")
-                    unfit.add(cell.key)
+            unfit = {c.key for c in {c.key: c for c in cells}.values()
+                     if not self.fits(c, backbone, spaces, skip_unfit)}
         return [c for c in cells if c.key not in unfit]
+
+    def fits(self, cell: Cell, backbone, spaces: LabelSpaces, skip_unfit: bool) -> bool:
+        """Whether ``cell``'s method builds (it may need a file only the user has) and classifies every
+        evaluation; if not, the error, or with ``skip_unfit`` a note and False."""
+        try:
+            method = METHODS.get(cell.method)(backbone, spaces.train_info, cell.resolved.options)
+        except MissingInput as err:
+            return self.left_out(cell, str(err), err, skip_unfit)
+        for ev in spaces.evaluations:
+            try:
+                method.use_label_space(ev.info)
+            except BenchError as err:
+                return self.left_out(cell, f"evaluation '{ev.name}': {err}", err, skip_unfit)
+        return True
+
+    def left_out(self, cell: Cell, why: str, err: BenchError, skip_unfit: bool) -> bool:
+        if not skip_unfit:
+            raise err
+        self.log(f"bench: note: {cell.method} is left out of {self.protocol.name}: {why}")
+        return False
 
     def run(self, methods: List[str], seeds: Optional[List[int]] = None, skip_unfit: bool = False) -> List[dict]:
         cells = self.plan(methods, seeds)
@@ -230,6 +249,8 @@ class Runner:
             checkpoint=checkpoint, key=cell.key, progress=self.options.progress,
             log=None if self.options.progress else (lambda line: self.log(f"{tag}: {line}")),
         )
+        if spaces.new_train is not None:
+            method.adapt_to_new(TransformedDataset(spaces.new_train, test_tf))
         results = [self.evaluate(method, ev, recipe, test_tf) for ev in spaces.evaluations]
         result = summarise(spaces, results)
         return {
@@ -240,7 +261,7 @@ class Runner:
             "code_version": __version__,
             "config": {
                 "protocol": proto.identity(),
-                "method": dataclasses.asdict(cell.resolved.options),
+                "method": method_identity(cell.method, cell.resolved.options),
                 "train": {k: v for k, v in dataclasses.asdict(recipe).items()
                           if cell.resolved.trains or k in EVAL_FIELDS},
                 "sources": cell.resolved.sources,

@@ -90,6 +90,7 @@ def restore(state: dict, optimizer, scaler, method: Method, path: Path) -> bool:
                         raise ValueError(f"optimizer state of shape {tuple(value.shape)} for {tuple(p.shape)}")
         scaler.load_state_dict(state["scaler"])
         method.load_trainable_state(state["trainable"])
+        method.load_extra_state(state.get("extra", {}))
         return True
     except (KeyError, ValueError, RuntimeError, TypeError) as err:
         _discard(path, f"cannot be restored ({reason(err)})")
@@ -145,6 +146,7 @@ def train(
             drop_last=cfg.drop_last and len(dataset) >= cfg.batch_size,  # Dassl's rule
         )
         method.train()
+        method.start_epoch(epoch, cfg.epochs, len(loader))
         total, count = 0.0, 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
         for images, labels in bar:
@@ -172,6 +174,7 @@ def train(
                     "key": key,
                     "epoch": epoch + 1,
                     "trainable": method.trainable_state(),
+                    "extra": method.extra_state(),
                     "optimizer": optimizer.state_dict(),
                     "scaler": scaler.state_dict(),
                     "loss_history": history,

@@ -100,8 +100,11 @@ def test_split_dataset_few_shot_then_long_tail(monkeypatch, tmp_path):
         return build(tmp_path, seed, dataset="eurosat", shots=16, imb_ratio=0.25).train.paths
 
     assert chosen(1) == bundle.train.paths and chosen(2) != chosen(1)
+    # The new classes' (unlabelled) training images are drawn by the same rule, ranked among themselves.
+    new_counts = [bundle.new_train.labels.count(c) for c in range(5, 10)]
+    assert new_counts == [16, 11, 8, 5, 4] and not set(bundle.new_train.paths) & set(bundle.train.paths)
     every = build(tmp_path, dataset="eurosat", shots=16, classes="all")
-    assert every.train_counts == [16] * 10 and every.base_classes is None
+    assert every.train_counts == [16] * 10 and every.base_classes is None and every.new_train is None
     balanced = build(tmp_path, dataset="eurosat", shots=100)
     assert balanced.train_counts == [20] * 5 + [0] * 5
 

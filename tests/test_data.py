@@ -57,6 +57,16 @@ def test_synthetic_dataset_is_reproducible():
     assert not torch.equal(a.train.images, c.train.images)
 
 
+def test_synthetic_base_to_new_has_unlabelled_new_class_images():
+    plain = SyntheticLT.build(SyntheticLTConfig(num_classes=5, max_per_class=8, imbalance_ratio=4))
+    b2n = SyntheticLT.build(SyntheticLTConfig(num_classes=5, max_per_class=8, imbalance_ratio=4, base_to_new=True))
+    assert plain.new_train is None and b2n.train_counts == [8, 4, 2, 0, 0]
+    assert [b2n.new_train.labels.count(c) for c in (3, 4)] == [8, 2]  # the same rule over the 2 new classes
+    # Drawn with their own generator: the training and test images are those of the split without them.
+    again = SyntheticLT.build(SyntheticLTConfig(num_classes=5, max_per_class=8, imbalance_ratio=4, base_to_new=True))
+    assert torch.equal(b2n.test.images, again.test.images) and torch.equal(b2n.new_train.images, again.new_train.images)
+
+
 def test_synthetic_classes_are_separable():
     """Nearest class mean on raw pixels is far above chance: the structure is learnable."""
     data = SyntheticLT.build(SyntheticLTConfig(num_classes=5, max_per_class=40, imbalance_ratio=1))

@@ -22,6 +22,9 @@ class DatasetBundle:
     # shares these classes: an evaluation on ImageNet-A finds its 200 classes among ImageNet's 1000
     # by id.  None: the class names are the identities.
     class_ids: Optional[List[str]] = None
+    # Base-to-new only: the new classes' training images, drawn like the base ones (few-shot cap and
+    # long-tail rule), for transductive steps that use them without labels (LAMP's bias pass).
+    new_train: Optional[Dataset] = None
 
 
 class TransformedDataset(Dataset):

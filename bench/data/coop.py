@@ -68,12 +68,14 @@ class CoOpConfig:
                                               "no base/new split); use classes: all")
 
 
-def training_indices(labels: List[int], num_classes: int, cfg: CoOpConfig, seed: int) -> List[int]:
-    """Positions in the full train list kept for training, in the official list order."""
+def training_indices(labels: List[int], num_classes: int, cfg: CoOpConfig, seed: int,
+                     half: str = "base") -> List[int]:
+    """Positions in the full train list kept for training, in the official list order.  ``half="new"``
+    draws the new classes' images the same way (base-to-new only; for transductive steps)."""
     chosen = few_shot_indices(labels, cfg.shots, seed)
     if cfg.classes == "base_to_new":
         base = math.ceil(num_classes / 2)
-        chosen = [i for i in chosen if labels[i] < base]
+        chosen = [i for i in chosen if (labels[i] < base) == (half == "base")]
     if cfg.imb_ratio == 1.0:
         return chosen
     if not 0 <= seed < 2**32:  # numpy's legacy seeding, as Dassl's np.random.seed
@@ -112,11 +114,15 @@ class CoOpDatasets:
         keep = training_indices(lists.train.labels, num_classes, cfg, seed)
         train = _images(lists.train, keep, layout.name)
         test = _images(lists.test, list(range(len(lists.test.paths))), layout.name)
-        base = list(range(math.ceil(num_classes / 2))) if cfg.classes == "base_to_new" else None
+        base, new_train = None, None
+        if cfg.classes == "base_to_new":
+            base = list(range(math.ceil(num_classes / 2)))
+            new_train = _images(lists.train, training_indices(lists.train.labels, num_classes, cfg, seed, "new"),
+                                layout.name)
         return DatasetBundle(
             train=train, test=test, classnames=[name.replace("_", " ") for name in lists.classnames],
             train_counts=label_counts(train.labels, num_classes), template=layout.template,
-            base_classes=base, class_ids=lists.class_ids)
+            base_classes=base, class_ids=lists.class_ids, new_train=new_train)
 
     @staticmethod
     def catalog() -> List[Tuple[str, CoOpConfig]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, field
-from typing import List
+from typing import List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -102,6 +102,17 @@ def render(protos: torch.Tensor, labels: List[int], noise: float, max_shift: int
     return images.permute(0, 2, 3, 1).contiguous()
 
 
+def new_training_images(cfg: SyntheticLTConfig, protos: torch.Tensor, trained: int) -> Optional[TensorImages]:
+    """Base-to-new: the new classes' training images, long-tailed like the base ones (own generator,
+    so the training and test images are those drawn without them)."""
+    if not cfg.base_to_new:
+        return None
+    gen = torch.Generator().manual_seed(cfg.data_seed + 1)
+    counts = [max(1, c) for c in exponential_counts(cfg.num_classes - trained, cfg.max_per_class, cfg.imbalance_ratio)]
+    labels = [trained + c for c, n in enumerate(counts) for _ in range(n)]
+    return TensorImages(render(protos, labels, cfg.noise, cfg.max_shift, gen), labels)
+
+
 @DATASETS.register("synthetic_lt")
 class SyntheticLT:
     """Synthetic long-tailed colour patterns made in code (for smoke tests)."""
@@ -123,4 +134,4 @@ class SyntheticLT:
         test = TensorImages(render(protos, test_labels, cfg.noise, cfg.max_shift, gen), test_labels)
         base = list(range(trained)) if cfg.base_to_new else None
         return DatasetBundle(train=train, test=test, classnames=names, train_counts=counts, base_classes=base,
-                             class_ids=list(names))
+                             class_ids=list(names), new_train=new_training_images(cfg, protos, trained))
