@@ -231,6 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_data_parser(sub)
 
+    from .kbcmd import add_parser as add_kb_parser
+
+    add_kb_parser(sub)
+
     p = sub.add_parser("leaderboard", help="markdown table of mean ± std across seeds")
     p.add_argument("--protocol", required=True, help="protocol name, YAML path, or a table (b2n_cpt, a glob): one row per method, its average")
     p.add_argument("--results-dir", default="results")

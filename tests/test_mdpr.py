@@ -1,0 +1,161 @@
+"""MDPR checked against reference forms written here independently (methods_spec §7, §14)."""
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from bench.errors import BenchError, ConfigError
+from bench.kb.backends import OfflineTemplateBackend
+from bench.kb.knowledge import build_kb, write_kb
+from bench.method import ClassInfo
+from methods.mdpr import PromptRouter
+from methods.mdpr_coop import MDPRCoOp, MDPRCoOpConfig, MDPRCoOpOfflineKB
+from methods.mdpr_maple import MDPRMaPLeConfig, MDPRMaPLeOfflineKB
+
+
+def images(n=4, size=32):
+    torch.manual_seed(0)
+    return torch.randn(n, 3, size, size)
+
+
+def test_router_equals_multihead_attention_on_repeated_tensors():
+    """The code repeats F_p over the batch and runs nn.MultiheadAttention per (image, class)."""
+    torch.manual_seed(0)
+    router = PromptRouter(16, 4, 8, dropout=0.1, device="cpu").eval()
+    nn.init.normal_(router.attn.in_proj_bias)  # non-zero biases: a wrong split would show
+    f, keys = torch.randn(3, 16), torch.randn(5, 5, 16)
+    routed, weights = router(f, keys)
+    b, c = 3, 5
+    query = f[:, None, None, :].expand(b, c, 1, 16).reshape(b * c, 1, 16)
+    kv = keys[None].expand(b, c, 5, 16).reshape(b * c, 5, 16)
+    out, w = router.attn(query.transpose(0, 1), kv.transpose(0, 1), kv.transpose(0, 1), need_weights=True,
+                         average_attn_weights=True)
+    assert torch.allclose(routed, out.transpose(0, 1).reshape(b, c, 16), atol=1e-5)
+    assert torch.allclose(weights, w.reshape(b, c, 5), atol=1e-6)
+
+
+def test_mdpr_module_parameter_count_at_vit_b16_width():
+    router = PromptRouter(512, 8, 128, 0.1, "cpu")
+    assert sum(p.numel() for p in router.parameters()) == 1_116_288  # spec §7.7; paper Table 6 +1.1M
+
+
+def test_trainable_parameters_at_vit_b16(vit_b16, tmp_path):
+    info = ClassInfo(["cat", "dog"], [5, 1])
+    method = MDPRCoOpOfflineKB(vit_b16, info, MDPRCoOpConfig())
+    assert sum(p.numel() for p in method.trainable_parameters()) == 8_192 + 1_116_288 + 1  # + the logit scale
+    maple = MDPRMaPLeOfflineKB(vit_b16, info, MDPRMaPLeConfig())
+    assert sum(p.numel() for p in maple.trainable_parameters()) == 3_555_072 + 1_116_288 + 1
+
+
+def test_cla_offsets_on_a_known_count_vector(backbone):
+    info = ClassInfo(["apple", "bicycle"], [500, 5])
+    method = MDPRCoOpOfflineKB(backbone, info, MDPRCoOpConfig())
+    assert torch.allclose(method.cla_offsets, torch.log(torch.tensor([501 / 507, 6 / 507])))
+
+
+def reference_loss(out, labels, offsets, cfg, ramp, proj):
+    """Eq. 7-10 written out term by term, the KL by its definition."""
+    ce = -F.log_softmax(out.base, -1)[torch.arange(len(labels)), labels].mean()
+    sem = -F.log_softmax(out.semantic + offsets, -1)[torch.arange(len(labels)), labels].mean()
+    w, m = out.routing, out.knowledge.prior[None]
+    pa = (1 - (w * m).sum(-1) / (w.norm(dim=-1) * m.norm(dim=-1))).mean()
+    kl = 0.0
+    for b, y in enumerate(labels.tolist()):
+        s = proj(out.routed[b, y] / out.routed[b, y].norm()) / cfg.temperature
+        t = proj(out.knowledge.mean[y]) / cfg.temperature
+        p_t, log_p_s = t.softmax(-1), s.log_softmax(-1)
+        kl = kl + (p_t * (p_t.log() - log_p_s)).sum()
+    kl = kl / len(labels)
+    return cfg.lambda_base * ce + ramp * cfg.lambda_sem * sem + cfg.lambda_pa * pa + ramp * cfg.lambda_ka * kl
+
+
+def test_loss_is_eq_7_to_10(backbone, class_info):
+    cfg = MDPRCoOpConfig(lambda_sem=0.7, lambda_pa=0.3, lambda_ka=0.2, temperature=2.0, attn_dropout=0.0)
+    method = MDPRCoOpOfflineKB(backbone, class_info, cfg)
+    method.start_epoch(2, 20, 10)
+    method.train()
+    labels = torch.tensor([0, 3, 9, 3])
+    out = method(images())
+    expected = reference_loss(out, labels, method.cla_offsets, cfg, 0.4, method.router.proj)
+    assert torch.allclose(method.loss(out, labels), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode, expected", [
+    ("paper5", [0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.0]),
+    ("code_full", [0.01 + 0.99 * e / 20 for e in range(7)]),
+])
+def test_warm_up_of_the_semantic_and_distillation_weights(backbone, class_info, mode, expected):
+    method = MDPRCoOpOfflineKB(backbone, class_info, MDPRCoOpConfig(warmup=mode))
+    ramps = []
+    for epoch in range(7):
+        method.start_epoch(epoch, 20, 3)
+        ramps.append(method.ramp)
+    assert ramps == pytest.approx(expected)
+
+
+def test_prediction_fuses_the_two_heads(backbone, class_info):
+    method = MDPRCoOpOfflineKB(backbone, class_info, MDPRCoOpConfig()).eval()
+    x = images()
+    with torch.no_grad():
+        fused = method(x)
+        method.cfg.predict = "base"
+        base = method(x)
+        method.cfg.predict = "semantic"
+        semantic = method(x)
+    assert torch.allclose(fused, (base + semantic) / 2, atol=1e-5)
+    assert torch.equal(fused.argmax(1), ((base + semantic) / 2).argmax(1))
+    scale = method.backbone.logit_scale.clamp(max=100)
+    zs = scale * method.image_features(x) @ method.text_features().t()
+    assert torch.allclose(base, zs, atol=1e-4)
+
+
+def test_knowledge_tensors(backbone, class_info):
+    method = MDPRCoOpOfflineKB(backbone, class_info, MDPRCoOpConfig(dimensions=["GA", "DF", "CI"]))
+    kn = method.knowledge()
+    assert kn.raw.shape == (10, 3, backbone.text.text_projection.shape[-1])
+    assert torch.allclose(kn.mean, kn.raw.mean(1))
+    kb = build_kb("", class_info.classnames, method.offline_partners(class_info.classnames), OfflineTemplateBackend())
+    sentence = kb.sentences("castle")["DF"]
+    direct = backbone.encode_text(backbone.tokenize([sentence]), normalize=False)[0]
+    assert torch.allclose(kn.raw[2, 1], direct, atol=1e-5)  # raw, not normalised (preprocess_semantic_knowledge.py)
+    anchor = backbone.encode_text(backbone.tokenize(["a photo of a castle."]), normalize=True)[0]
+    assert torch.allclose(kn.prior[2, 1], F.normalize(direct, dim=0) @ anchor, atol=1e-5)  # Eq. 4
+
+
+def test_logit_scale_is_learned_and_clamped_at_100(backbone, class_info):
+    method = MDPRCoOpOfflineKB(backbone, class_info, MDPRCoOpConfig())
+    with torch.no_grad():
+        method.log_scale.fill_(math.log(500))
+    assert method.scale().item() == pytest.approx(100)
+    fixed = MDPRCoOpOfflineKB(backbone, class_info, MDPRCoOpConfig(learn_scale=False))
+    assert all(p is not fixed.log_scale for p in fixed.trainable_parameters())
+
+
+def test_kb_file_method_reads_sentences_and_hashes_the_file(backbone, class_info, tmp_path):
+    offline = MDPRCoOpOfflineKB(backbone, class_info, MDPRCoOpConfig())
+    path = tmp_path / "kb.json"
+    write_kb(build_kb("smoke", class_info.classnames, offline.offline_partners(class_info.classnames),
+                      OfflineTemplateBackend()), path)
+    cfg = MDPRCoOpConfig(kb=str(path))
+    from_file = MDPRCoOp(backbone, class_info, cfg)
+    assert torch.allclose(from_file.knowledge().raw, offline.knowledge().raw)
+    key = MDPRCoOp.key_inputs(cfg)["kb_sha256"]["kb.json"]
+    path.write_text(path.read_text().replace("usual shape", "usual form"))
+    assert MDPRCoOp.key_inputs(cfg)["kb_sha256"]["kb.json"] != key
+
+
+def test_kb_file_errors(backbone, class_info, tmp_path):
+    with pytest.raises(ConfigError, match="needs a knowledge-base file"):
+        MDPRCoOp(backbone, class_info, MDPRCoOpConfig())
+    with pytest.raises(BenchError, match="does not exist"):
+        MDPRCoOp(backbone, class_info, MDPRCoOpConfig(kb=str(tmp_path / "none.json")))
+    partial = tmp_path / "partial.json"
+    write_kb(build_kb("x", ["apple"], {"apple": "apple"}, OfflineTemplateBackend()), partial)
+    with pytest.raises(BenchError, match=r"9 class\(es\) missing from knowledge base .*bicycle"):
+        MDPRCoOp(backbone, class_info, MDPRCoOpConfig(kb=str(partial)))
+    with pytest.raises(ConfigError, match="builds the offline template KB itself"):
+        MDPRCoOpOfflineKB(backbone, class_info, MDPRCoOpConfig(kb=str(partial)))
+    with pytest.raises(ConfigError, match="dimensions"):
+        MDPRCoOpConfig(dimensions=["GA", "XX"]).validate("method mdpr_coop")
