@@ -77,18 +77,15 @@ def _batched(prompt: torch.Tensor, batch: int, dtype: torch.dtype) -> torch.Tens
 
 def _run_blocks(transformer: nn.Module, x: torch.Tensor, deep: Sequence[Optional[torch.Tensor]],
                 replace, attn_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-    blocks = transformer.resblocks
-    if len(deep) >= len(blocks):
-        raise BenchError(f"{len(deep)} deep prompt layers for a {len(blocks)}-layer transformer")
-    batch_first = getattr(transformer, "batch_first", True)
-    for i, block in enumerate(blocks):
+    if len(deep) >= len(transformer.resblocks):
+        raise BenchError(f"{len(deep)} deep prompt layers for a {len(transformer.resblocks)}-layer transformer")
+
+    def hook(i: int, x: torch.Tensor) -> torch.Tensor:
         if 1 <= i <= len(deep) and deep[i - 1] is not None:
-            x = replace(x, _batched(deep[i - 1], x.shape[0], x.dtype))
-        if batch_first:
-            x = block(x, attn_mask=attn_mask)
-        else:  # open_clip <= 2.24 runs its blocks sequence-first
-            x = block(x.transpose(0, 1), attn_mask=attn_mask).transpose(0, 1)
-    return x
+            return replace(x, _batched(deep[i - 1], x.shape[0], x.dtype))
+        return x
+
+    return run_blocks(transformer, x, hook, attn_mask=attn_mask)
 
 
 def encode_text_deep(backbone, embeddings: torch.Tensor, tokens: torch.Tensor,
@@ -99,14 +96,90 @@ def encode_text_deep(backbone, embeddings: torch.Tensor, tokens: torch.Tensor,
     ``deep[k]`` (``[n, D]`` or ``[N, n, D]``) replaces positions ``start .. start + n`` at the
     input of layer ``k + 1``; ``tokens`` locate the EOT token that is pooled.
     """
-    text = backbone.text
-    cast_dtype = text.transformer.get_cast_dtype()
-    x = embeddings.to(cast_dtype) + text.positional_embedding.to(cast_dtype)
-
     def replace(x, prompt):
         return torch.cat([x[:, :start], prompt, x[:, start + prompt.shape[1]:]], dim=1)
 
-    x = _run_blocks(text.transformer, x, deep, replace, attn_mask=text.attn_mask)
+    x = _run_blocks(backbone.text.transformer, text_tokens(backbone, embeddings), deep, replace,
+                    attn_mask=backbone.text.attn_mask)
+    return text_output(backbone, x, tokens, normalize)
+
+
+def encode_image_deep(backbone, images: torch.Tensor, first: Optional[torch.Tensor] = None,
+                      deep: Sequence[Optional[torch.Tensor]] = (), normalize: bool = True) -> torch.Tensor:
+    """Image features ``[B, embed_dim]`` with ``first`` appended before ``ln_pre`` and ``deep[k]``
+    replacing the last ``n`` tokens at the input of layer ``k + 1``."""
+    visual = vision_tower(backbone)
+    if first is None and any(p is not None for p in deep):
+        raise BenchError("deep vision prompts replace the layer-0 prompts; give first= as well")
+    x = image_embeddings(backbone, images)
+    if first is not None:
+        x = torch.cat([x, _batched(first, x.shape[0], x.dtype)], dim=1)
+
+    def replace(x, prompt):
+        return torch.cat([x[:, : x.shape[1] - prompt.shape[1]], prompt], dim=1)
+
+    x = _run_blocks(visual.transformer, visual.ln_pre(x), deep, replace)
+    return image_output(backbone, x, normalize)
+
+
+# Hooked tower runners: a method that decides its prompts inside the tower (LAMP routes on the
+# class token of each layer) runs the blocks itself and changes the tokens at their inputs.
+#
+#     x = image_tokens(backbone, images)                          # input of block 0
+#     x = run_blocks(vision_tower(backbone).transformer, x, hook)  # hook(i, x) -> x before block i
+#     f = image_output(backbone, x)
+
+
+def run_blocks(transformer: nn.Module, x: torch.Tensor, hook=None, attn_mask: Optional[torch.Tensor] = None,
+               start: int = 0, stop: Optional[int] = None) -> torch.Tensor:
+    """Blocks ``start .. stop - 1`` of an open_clip transformer on batch-first ``x`` ``[N, L, D]``;
+    ``hook(i, x)`` returns the input of block ``i`` (it may change the sequence length)."""
+    batch_first = getattr(transformer, "batch_first", True)
+    blocks = transformer.resblocks
+    for i in range(start, len(blocks) if stop is None else stop):
+        if hook is not None:
+            x = hook(i, x)
+        if batch_first:
+            x = blocks[i](x, attn_mask=attn_mask)
+        else:  # open_clip <= 2.24 runs its blocks sequence-first
+            x = blocks[i](x.transpose(0, 1), attn_mask=attn_mask).transpose(0, 1)
+    return x
+
+
+def image_embeddings(backbone, images: torch.Tensor) -> torch.Tensor:
+    """``[B, 1 + patches, width]``: class token and patches with positional embeddings (before ``ln_pre``)."""
+    visual = vision_tower(backbone)
+    x = visual.conv1(images.to(visual.conv1.weight.dtype))
+    x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
+    cls = visual.class_embedding.to(x.dtype).view(1, 1, -1).expand(x.shape[0], -1, -1)
+    x = torch.cat([cls, x], dim=1) + visual.positional_embedding.to(x.dtype)
+    return visual.patch_dropout(x)
+
+
+def image_tokens(backbone, images: torch.Tensor) -> torch.Tensor:
+    """The vision tower's input to block 0: :func:`image_embeddings` after ``ln_pre``."""
+    return vision_tower(backbone).ln_pre(image_embeddings(backbone, images))
+
+
+def image_output(backbone, x: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+    """Image features ``[B, embed_dim]`` from the last block's output (class-token pooling, projection)."""
+    visual = vision_tower(backbone)
+    pooled, _ = visual._pool(x)
+    if visual.proj is not None:
+        pooled = pooled @ visual.proj
+    return F.normalize(pooled, dim=-1) if normalize else pooled
+
+
+def text_tokens(backbone, embeddings: torch.Tensor) -> torch.Tensor:
+    """The text tower's input to block 0: token embeddings ``[N, L, D]`` plus positional embeddings."""
+    text = backbone.text
+    cast_dtype = text.transformer.get_cast_dtype()
+    return embeddings.to(cast_dtype) + text.positional_embedding.to(cast_dtype)
+
+
+def text_output(backbone, x: torch.Tensor, tokens: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+    """Text features ``[N, embed_dim]`` from the last block's output; ``tokens`` locate the pooled EOT."""
+    text = backbone.text
     x = text.ln_final(x)
     x = open_clip.transformer.text_global_pool(
         x, tokens, getattr(text, "text_pool_type", getattr(text, "pool_type", "argmax")),
@@ -118,27 +191,37 @@ def encode_text_deep(backbone, embeddings: torch.Tensor, tokens: torch.Tensor,
     return F.normalize(x, dim=-1) if normalize else x
 
 
-def encode_image_deep(backbone, images: torch.Tensor, first: Optional[torch.Tensor] = None,
-                      deep: Sequence[Optional[torch.Tensor]] = (), normalize: bool = True) -> torch.Tensor:
-    """Image features ``[B, embed_dim]`` with ``first`` appended before ``ln_pre`` and ``deep[k]``
-    replacing the last ``n`` tokens at the input of layer ``k + 1``."""
-    visual = vision_tower(backbone)
-    if first is None and any(p is not None for p in deep):
-        raise BenchError("deep vision prompts replace the layer-0 prompts; give first= as well")
-    x = visual.conv1(images.to(visual.conv1.weight.dtype))
-    x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
-    cls = visual.class_embedding.to(x.dtype).view(1, 1, -1).expand(x.shape[0], -1, -1)
-    x = torch.cat([cls, x], dim=1) + visual.positional_embedding.to(x.dtype)
-    x = visual.patch_dropout(x)
-    if first is not None:
-        x = torch.cat([x, _batched(first, x.shape[0], x.dtype)], dim=1)
-    x = visual.ln_pre(x)
+def encode_image_hooked(backbone, images: torch.Tensor, hook, normalize: bool = True) -> torch.Tensor:
+    """:func:`image_tokens`, every block with ``hook`` at its input, :func:`image_output`."""
+    x = run_blocks(vision_tower(backbone).transformer, image_tokens(backbone, images), hook)
+    return image_output(backbone, x, normalize)
 
-    def replace(x, prompt):
-        return torch.cat([x[:, : x.shape[1] - prompt.shape[1]], prompt], dim=1)
 
-    x = _run_blocks(visual.transformer, x, deep, replace)
-    pooled, _ = visual._pool(x)
-    if visual.proj is not None:
-        pooled = pooled @ visual.proj
-    return F.normalize(pooled, dim=-1) if normalize else pooled
+def encode_text_hooked(backbone, embeddings: torch.Tensor, tokens: torch.Tensor, hook,
+                       normalize: bool = True) -> torch.Tensor:
+    """:func:`text_tokens`, every block (causal mask) with ``hook`` at its input, :func:`text_output`.
+    A hook that moves the EOT token must be matched by ``tokens`` (see :func:`shift_tokens`)."""
+    text = backbone.text
+    x = run_blocks(text.transformer, text_tokens(backbone, embeddings), hook, attn_mask=text.attn_mask)
+    return text_output(backbone, x, tokens, normalize)
+
+
+def insert_after_first(x: torch.Tensor, prompt: torch.Tensor, replace: int = 0,
+                       keep_length: bool = False) -> torch.Tensor:
+    """``x`` ``[N, L, D]`` with ``prompt`` (``[n, D]`` or ``[N, n, D]``) right after token 0 (CLS, SOT),
+    in place of the ``replace`` tokens there.  ``keep_length`` drops the last tokens to keep ``L``
+    (text padding: with a causal mask no earlier token sees them)."""
+    prompt = _batched(prompt, x.shape[0], x.dtype)
+    end = x.shape[1] - (prompt.shape[1] - replace) if keep_length else x.shape[1]
+    return torch.cat([x[:, :1], prompt, x[:, 1 + replace:end]], dim=1)
+
+
+def shift_tokens(tokens: torch.Tensor, n: int) -> torch.Tensor:
+    """Token ids ``[N, L]`` as they lie after :func:`insert_after_first` of ``n`` tokens with
+    ``keep_length``: ``n`` zeros after SOT, the last ``n`` dropped, so the EOT index moves by ``n``."""
+    nonzero = (tokens != 0).sum(dim=1)
+    if n and int(nonzero.max()) + n > tokens.shape[1]:
+        raise BenchError(f"{n} prompt tokens do not fit: the longest prompt has {int(nonzero.max())} tokens "
+                         f"and the text encoder takes {tokens.shape[1]}")
+    pad = tokens.new_zeros(tokens.shape[0], n)
+    return torch.cat([tokens[:, :1], pad, tokens[:, 1:tokens.shape[1] - n]], dim=1)
