@@ -3,13 +3,16 @@ fixed batch goes down), resumes bit-exactly from a checkpoint, and classifies ev
 protocol evaluates (new classes included).  (Each method's own numerical tests are in its test file.)  A new method or smoke protocol is covered by registering it."""
 import dataclasses
 import functools
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
 
 from bench.catalog import available_protocols
+from bench.cli import main
 from bench.data import TransformedDataset
-from bench.errors import BenchError
+from bench.errors import BenchError, MissingInput
 from bench.plugins import load_builtins
 from bench.protocol import load_protocol
 from bench.registry import METHODS
@@ -27,6 +30,33 @@ VARIANTS = ["coop@la_posthoc"]  # a variant is a method built from another; one 
 UNFIT = {("candle", "smoke_xd_dg"): "only the classes named at training time (its cross-dataset mode is not built)"}
 
 
+# Methods that need a file only the user can make, and how the tests make it (`--method all` leaves them out).
+KB_DIR = Path(tempfile.mkdtemp(prefix="bench-kb-"))
+USER_INPUTS = {"mdpr_coop": "kb", "mdpr_maple": "kb"}
+
+
+@functools.lru_cache(maxsize=None)
+def knowledge_base(protocol_name):
+    out = KB_DIR / f"{protocol_name}.json"
+    assert main(["kb", "build", "--dataset", protocol_name, "--out", str(out), "--device", "cpu"]) == 0
+    return str(out)
+
+
+def options(protocol, name):
+    extra = {USER_INPUTS[name]: knowledge_base(protocol.name)} if name in USER_INPUTS else None
+    return protocol.resolve(name, extra)
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_methods_build_from_protocol_defaults_or_need_a_named_input(name):
+    protocol, backbone, spaces, _, _ = setting("smoke")
+    if name in USER_INPUTS:
+        with pytest.raises(MissingInput, match=USER_INPUTS[name]):
+            METHODS.get(name)(backbone, spaces.train_info, protocol.resolve(name).options)
+    else:
+        METHODS.get(name)(backbone, spaces.train_info, protocol.resolve(name).options)
+
+
 @functools.lru_cache(maxsize=None)
 def setting(protocol_name):
     """The protocol's backbone and label spaces, as the runner builds them (declared evaluations included)."""
@@ -40,7 +70,7 @@ def setting(protocol_name):
 def build(protocol_name, name, seed):
     protocol, backbone, spaces, _, test_tf = setting(protocol_name)
     torch.manual_seed(seed)
-    method = METHODS.get(name)(backbone, spaces.train_info, protocol.resolve(name).options)
+    method = METHODS.get(name)(backbone, spaces.train_info, options(protocol, name).options)
     method.prepare(TransformedDataset(spaces.train, test_tf))
     return method
 
@@ -68,7 +98,7 @@ def steps_on_a_fixed_batch(method, protocol_name, recipe, steps=5):
 @pytest.mark.parametrize("name", METHODS.names() + VARIANTS)
 def test_method_trains_resumes_and_classifies_every_label_space(protocol_name, name, tmp_path):
     protocol, _, spaces, train_tf, test_tf = setting(protocol_name)
-    recipe = dataclasses.replace(protocol.resolve(name).train, epochs=2)
+    recipe = dataclasses.replace(options(protocol, name).train, epochs=2)
     data = TransformedDataset(spaces.train, train_tf)
     method = build(protocol_name, name, seed=0)
     if method.trains:
@@ -83,7 +113,12 @@ def test_method_trains_resumes_and_classifies_every_label_space(protocol_name, n
         rest = train(resumed, data, recipe, seed=1, device=CPU, checkpoint=ckpt, key="k")
         assert rest["resumed_from_epoch"] == 1 and rest["loss_history"] == full["loss_history"]
         assert all(torch.equal(v, method.trainable_state()[k]) for k, v in resumed.trainable_state().items())
+        extra = method.extra_state()
+        assert all(torch.equal(torch.as_tensor(v), torch.as_tensor(extra[k]))
+                   for k, v in resumed.extra_state().items()) and extra.keys() == resumed.extra_state().keys()
     method.eval()
+    if spaces.new_train is not None:  # as the runner does after training (transductive methods use it)
+        method.adapt_to_new(TransformedDataset(spaces.new_train, test_tf))
     for ev in spaces.evaluations:
         if (name, protocol_name) in UNFIT and ev.info.training_index is None:
             with pytest.raises(BenchError, match="can classify only the classes named at training time"):

@@ -44,7 +44,9 @@ def test_readme_smoke_command_runs_as_written(tmp_path, bench_cache):
     from bench.registry import METHODS
 
     load_builtins()  # the registry is empty until the methods are imported (alone, this test imports none)
-    assert sorted(line.split(" | ")[0] for line in table[1:]) == [f"| {m}" for m in METHODS.names()]
+    needs_a_file = {"mdpr_coop", "mdpr_maple"}  # left out of --method all with a note: their KB file is the user's
+    assert sorted(line.split(" | ")[0] for line in table[1:]) == [f"| {m}" for m in METHODS.names()
+                                                                  if m not in needs_a_file]
     assert all("| 3 | " in line and " ± " in line for line in table[1:])  # the protocol's three seeds
     assert len(list((tmp_path / "results" / "smoke").rglob("seed-*.json"))) == 3 * len(METHODS)
 

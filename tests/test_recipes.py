@@ -98,7 +98,7 @@ def test_protocol_wide_train_error_names_the_protocol(smoke):
     assert err.value.where == "protocol.train.warmup_epochs"
 
 
-CODE = re.compile(r"^[\w.-]+/[\w.-]+:[\w./-]+@[0-9a-f]{40}$")  # owner/repo:path@commit
+CODE = re.compile(r"^[\w.-]+/[\w.-]+:[\w./ -]+@[0-9a-f]{40}$")  # owner/repo:path@commit (MDPR's path has spaces)
 
 
 @pytest.mark.parametrize("name", METHODS.names())
