@@ -132,6 +132,14 @@ class ClipBackbone(nn.Module):
     def encode_text(self, tokens: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         return self.encode_prompts(self.embed_tokens(tokens), tokens, normalize=normalize)
 
+    @torch.no_grad()
+    def encode_texts(self, texts: List[str], normalize: bool = True, batch_size: int = 256) -> torch.Tensor:
+        """Frozen text features ``[N, embed_dim]`` of ``texts``, ``batch_size`` at a time (bounded memory
+        for thousands of class prompts or knowledge sentences)."""
+        parts = [self.encode_text(self.tokenize(texts[i:i + batch_size]), normalize=normalize)
+                 for i in range(0, len(texts), batch_size)]
+        return torch.cat(parts)
+
     def encode_prompts(self, embeddings: torch.Tensor, tokens: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         """Text features from token embeddings ``[N, L, D]``.
 

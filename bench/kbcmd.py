@@ -12,7 +12,7 @@ nearest text embedding for classes without labelled images (base-to-new, other d
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 from .errors import BenchError
 from .kb.backends import OfflineTemplateBackend, OpenAICompatibleBackend, ResponseCache
@@ -27,24 +27,16 @@ def protocol_classes(spaces) -> List[str]:
     return list(dict.fromkeys(names))
 
 
-def partners(runner, spaces, seed_images) -> Dict[str, str]:
-    """Zero-shot confusions on the training images where every class has them, else text neighbours."""
-    from .kb.confusion import template_features, text_partners, zeroshot_partners, zeroshot_probabilities  # torch
+def partners(runner, spaces, train_images) -> Tuple[Dict[str, str], str]:
+    """DF partners of every class of the protocol, and how the training dataset's were found."""
+    from .kb.confusion import extend_partners, pool_partners  # torch: not at `bench list` time
 
-    backbone, info = runner.backbone(), spaces.train_info
+    info = spaces.train_info
     pool = list(info.classnames) + list(info.new_classnames)
-    text = template_features(backbone, pool)
-    if info.new_classnames:
-        out, source = text_partners(pool, text), "text-nearest"
-    else:
-        probs, labels = zeroshot_probabilities(backbone, seed_images, text)
-        out, source = zeroshot_partners(pool, text, probs, labels), "zeroshot-train"
+    found, source = pool_partners(runner.backbone(), pool, None if info.new_classnames else train_images)
     for ev in spaces.evaluations:
-        names = list(ev.info.classnames)
-        if not set(names) <= set(out):
-            near = text_partners(names, template_features(backbone, names))
-            out.update({n: near[n] for n in names if n not in out})
-    return out, source
+        found = extend_partners(runner.backbone(), found, ev.info.classnames)
+    return found, source
 
 
 def backend_for(args, out: Path):

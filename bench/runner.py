@@ -44,6 +44,7 @@ class Cell:
     resolved: Resolved  # options and training recipe
     seed: int
     key: str
+    identity: dict  # the method's part of the key (options, input file hashes), recorded as config.method
 
 
 @dataclass
@@ -130,8 +131,9 @@ class Runner:
             for field_name in ("precision", "eval_precision"):  # what runs: "amp" is fp32 on a CPU
                 if field_name in recipe:
                     recipe[field_name] = precision_name(self.device, recipe[field_name])
-            key = cell_key(self.protocol.identity(), name, method_identity(name, resolved.options), recipe)
-            cells.extend(Cell(name, resolved, seed, key) for seed in seeds)
+            ident = method_identity(name, resolved.options)  # hashes input files once per method
+            key = cell_key(self.protocol.identity(), name, ident, recipe)
+            cells.extend(Cell(name, resolved, seed, key, ident) for seed in seeds)
         return cells
 
     def preflight(self, cells: List[Cell], skip_unfit: bool = False) -> List[Cell]:
@@ -261,7 +263,7 @@ class Runner:
             "code_version": __version__,
             "config": {
                 "protocol": proto.identity(),
-                "method": method_identity(cell.method, cell.resolved.options),
+                "method": cell.identity,
                 "train": {k: v for k, v in dataclasses.asdict(recipe).items()
                           if cell.resolved.trains or k in EVAL_FIELDS},
                 "sources": cell.resolved.sources,

@@ -34,7 +34,6 @@ from bench.registry import METHODS
 from .ivlp import IVLP, IVLP_B2N, IVLPConfig
 from .ivlp import CARD as IVLP_CARD
 
-ANCHOR_BATCH = 256  # class names per text-encoder call when computing ĝ (no effect on the result)
 WEIGHT = {"min": 0}
 
 
@@ -107,13 +106,10 @@ def rs_loss(text: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
     return (g - a).abs().sum(1).mean()
 
 
-@torch.no_grad()
 def frozen_text_features(backbone, classnames: List[str], template: str) -> torch.Tensor:
     """Normalised frozen-CLIP features of ``template`` for each class, ``[C, d]`` fp32."""
     texts = [template.format(c) for c in classnames]
-    parts = [backbone.encode_text(backbone.tokenize(texts[i : i + ANCHOR_BATCH]), normalize=True)
-             for i in range(0, len(texts), ANCHOR_BATCH)]
-    return F.normalize(torch.cat(parts).float(), dim=-1)
+    return F.normalize(backbone.encode_texts(texts).float(), dim=-1)
 
 
 class ClusterETFPrompts(IVLP):

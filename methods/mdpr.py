@@ -41,8 +41,8 @@ import torch.nn.functional as F
 from bench.config import ENV
 from bench.errors import BenchError, ConfigError, MissingInput
 from bench.kb.backends import OfflineTemplateBackend
-from bench.kb.confusion import template_features, text_partners, zeroshot_partners, zeroshot_probabilities
-from bench.kb.knowledge import build_kb, file_sha256, read_kb
+from bench.kb.confusion import extend_partners, pool_partners, template_features
+from bench.kb.knowledge import build_kb, file_sha256, read_kb, require_file
 from bench.kb.prompts import DIMENSIONS
 from bench.losses import la_loss, la_offsets
 
@@ -128,8 +128,7 @@ class MDPR:
             raise MissingInput(f"{where}.kb", "needs a knowledge-base file: build one with 'bench kb build "
                                              "--dataset <protocol>' and pass --set <method>.kb=<file or folder>")
         self.sentences = self.read_files(cfg.kb) if cfg.kb is not None else {}
-        width = backbone.text.text_projection.shape[-1] if torch.is_tensor(backbone.text.text_projection) else \
-            backbone.text.text_projection.out_features
+        width = backbone.embed_dim
         if width % cfg.heads:
             raise ConfigError(f"{where}.heads", f"must divide the embedding width {width}, got {cfg.heads}")
         self.router = PromptRouter(width, cfg.heads, cfg.proj_dim, cfg.attn_dropout, backbone.device)
@@ -175,17 +174,16 @@ class MDPR:
         """Offline KB on a long-tailed protocol: DF partners from zero-shot confusions on the training images."""
         super().prepare(train)
         if self.offline_kb and not self.data.new_classnames:
-            text = template_features(self.backbone, self.data.classnames)
-            probs, labels = zeroshot_probabilities(self.backbone, train, text)
-            self.partners = zeroshot_partners(self.data.classnames, text, probs, labels)
+            self.partners, _ = pool_partners(self.backbone, self.data.classnames, train)
             self.cache.clear()
 
     def offline_partners(self, names: List[str]) -> Dict[str, str]:
-        """DF partners of ``names``: from :meth:`prepare`, else the nearest text embedding (base-to-new:
-        among base and new classes together; other datasets: among their own classes; spec §7.3)."""
+        """DF partners of ``names`` found as ``bench kb build`` finds them (spec §7.3): the training
+        dataset's classes from :meth:`prepare`, else (base-to-new) by text among base and new classes;
+        other classes by text among ``names``."""
         pool = list(self.data.classnames) + list(self.data.new_classnames)
-        pool = pool if set(names) <= set(pool) else list(names)
-        found = {**text_partners(pool, template_features(self.backbone, pool)), **self.partners}
+        known = self.partners or pool_partners(self.backbone, pool)[0]
+        found = extend_partners(self.backbone, known, names)
         return {name: found[name] for name in names}
 
     def offline_sentences(self, names: List[str]) -> Dict[str, Dict[str, str]]:
@@ -198,8 +196,8 @@ class MDPR:
         if tuple(names) not in self.cache:
             sentences = self.offline_sentences(names) if self.offline_kb else self.sentences
             dims, backbone = list(self.cfg.dimensions), self.backbone
-            tokens = backbone.tokenize([sentences[n][d] for n in names for d in dims])
-            raw = backbone.encode_text(tokens, normalize=False).float().view(len(names), len(dims), -1)
+            texts = [sentences[n][d] for n in names for d in dims]
+            raw = backbone.encode_texts(texts, normalize=False).float().view(len(names), len(dims), -1)
             frame = "a photo of a {}." if self.cfg.prior_prompt == "photo" else "{}"
             anchor = template_features(backbone, names, frame).to(raw.device)
             prior = F.normalize(raw, dim=-1) @ anchor.unsqueeze(-1)
@@ -261,5 +259,4 @@ def kb_files(location: str) -> List[Path]:
             raise BenchError(f"knowledge-base folder '{path}' holds no *.json file; "
                              "build one with 'bench kb build --dataset <protocol>'")
         return files
-    read_kb(path)  # a missing or malformed file fails here, before any cell runs
-    return [path]
+    return [require_file(path)]  # read (and checked) when the method is built, before any cell runs

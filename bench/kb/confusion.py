@@ -8,12 +8,12 @@ With labelled training images (long-tailed protocols), from zero-shot CLIP's con
 falling back to the nearest zero-shot text embedding when class ``i`` has no confusions at all.  Without
 them (base-to-new: new classes have no labelled images), the nearest text embedding for every class::
 
-    partners = text_partners(names, text_features)
-    partners = zeroshot_partners(names, text_features, probabilities, labels)
+    partners, source = pool_partners(backbone, classes, train_images)   # None: base-to-new, text only
+    partners = extend_partners(backbone, partners, other_dataset_classes)  # text neighbours among them
 """
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -61,8 +61,26 @@ def zeroshot_probabilities(backbone, images: Dataset, text: torch.Tensor, batch_
     return torch.cat(probs), torch.cat(labels)
 
 
-@torch.no_grad()
 def template_features(backbone, classnames: Sequence[str], template: str = "a photo of a {}.") -> torch.Tensor:
     """Normalised frozen text features of ``template`` for each class (CPU, float32)."""
-    tokens = backbone.tokenize([template.format(c) for c in classnames])
-    return backbone.encode_text(tokens, normalize=True).float().cpu()
+    return backbone.encode_texts([template.format(c) for c in classnames]).float().cpu()
+
+
+def pool_partners(backbone, pool: Sequence[str], train_images: Optional[Dataset] = None) -> Tuple[Dict[str, str], str]:
+    """Partners of the training dataset's classes (``pool``: training and new classes) and how they
+    were found: zero-shot confusions on ``train_images`` (every class has labelled images), else
+    (base-to-new) the nearest text neighbour."""
+    text = template_features(backbone, pool)
+    if train_images is None:
+        return text_partners(pool, text), "text-nearest"
+    probs, labels = zeroshot_probabilities(backbone, train_images, text)
+    return zeroshot_partners(pool, text, probs, labels), "zeroshot-train"
+
+
+def extend_partners(backbone, known: Mapping[str, str], names: Sequence[str]) -> Dict[str, str]:
+    """``known``, plus a partner for each of ``names`` it lacks: its nearest text neighbour among ``names``
+    (another dataset's classes have no labelled images here)."""
+    if all(n in known for n in names):
+        return dict(known)
+    near = text_partners(list(names), template_features(backbone, names))
+    return {**known, **{n: near[n] for n in names if n not in known}}

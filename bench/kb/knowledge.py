@@ -93,11 +93,16 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def read_kb(path: Path) -> KnowledgeBase:
-    """An ``mdpr-kb/v1`` file, or the official code's ``{class: "s1; s2; s3; s4; s5"}`` file."""
+def require_file(path: Path) -> Path:
     path = Path(path)
     if not path.is_file():
         raise BenchError(f"knowledge base '{path}' does not exist; build it with 'bench kb build --dataset <protocol>'")
+    return path
+
+
+def read_kb(path: Path) -> KnowledgeBase:
+    """An ``mdpr-kb/v1`` file, or the official code's ``{class: "s1; s2; s3; s4; s5"}`` file."""
+    path = require_file(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as err:
