@@ -1,12 +1,19 @@
 """Clustering of frozen class features: CPT's cluster-invariant space (methods_spec §9.2).
 
-Spherical k-means (assign by the largest cosine, centroid = normalised mean) or Euclidean
-k-means, both with seeded k-means++ initialisation and at most 300 iterations, and the
-cosine silhouette that picks the best of several seeds.  Everything runs in float64 numpy on
-the CPU, so a partition depends only on the features and the seed, not on the device::
+The four choices of CPT's Table 5, each seeded, and the cosine silhouette that picks the best
+of several seeds:
+
+- ``cosine_kmeans``: spherical k-means (assign by the largest cosine, centroid = normalised mean);
+- ``euclidean_kmeans``: k-means on the raw features;
+- ``spectral_cosine``: Ng-Jordan-Weiss spectral clustering of the affinity ``max(cos, 0)``
+  (zero diagonal): the top-k eigenvectors of ``D^-1/2 A D^-1/2``, rows normalised, then k-means;
+- ``kmedoids_cosine``: k-medoids on ``1 - cos`` (alternating assignment and medoid update).
+
+k-means++ (k-medoids++) initialisation, at most 300 iterations.  Everything runs in float64
+numpy on the CPU, so a partition depends only on the features and the seed, not on the device::
 
     labels = cluster_classes(text_features)                      # 16 classes per cluster
-    labels = cluster_classes(text_features, num_clusters=3, method="euclidean_kmeans")
+    labels = cluster_classes(text_features, num_clusters=3, method="kmedoids_cosine")
     choice = best_partition(text_features, num_clusters=3)       # labels, seed, silhouette
 """
 from __future__ import annotations
@@ -21,7 +28,7 @@ import torch
 
 from .errors import BenchError
 
-METHODS = ("cosine_kmeans", "euclidean_kmeans")
+METHODS = ("cosine_kmeans", "euclidean_kmeans", "spectral_cosine", "kmedoids_cosine")
 MAX_ITER = 300
 
 
@@ -62,8 +69,8 @@ def _distances(x: np.ndarray, centers: np.ndarray, spherical: bool) -> np.ndarra
     return np.maximum(sq, 0.0)
 
 
-def _kmeans_pp(x: np.ndarray, k: int, rng: np.random.Generator, spherical: bool) -> np.ndarray:
-    """k-means++: the first center uniformly, each next one with probability ∝ distance to the nearest."""
+def _plus_plus(x: np.ndarray, k: int, rng: np.random.Generator, spherical: bool) -> List[int]:
+    """k-means++ rows: the first uniformly, each next one with probability ∝ distance to the nearest."""
     chosen = [int(rng.integers(len(x)))]
     nearest = _distances(x, x[chosen], spherical)[:, 0]
     for _ in range(1, k):
@@ -75,7 +82,7 @@ def _kmeans_pp(x: np.ndarray, k: int, rng: np.random.Generator, spherical: bool)
         pick = int(rng.choice(len(x), p=weights / weights.sum()))
         chosen.append(pick)
         nearest = np.minimum(nearest, _distances(x, x[pick : pick + 1], spherical)[:, 0])
-    return x[chosen].copy()
+    return chosen
 
 
 def _fill_empty(x, centers, labels, spherical) -> np.ndarray:
@@ -100,22 +107,55 @@ def _centers(x, labels, k, spherical) -> np.ndarray:
 
 
 def kmeans(features, k: int, seed: int, method: str = "cosine_kmeans", max_iter: int = MAX_ITER) -> List[int]:
-    """Cluster the rows of ``features`` into ``k`` non-empty clusters; deterministic for a seed."""
+    """Cluster the rows of ``features`` into ``k`` non-empty clusters by ``method`` (one of
+    :data:`METHODS`, k-means or not); deterministic for a seed."""
     if method not in METHODS:
         raise BenchError(f"unknown clustering '{method}' (choices: {', '.join(METHODS)})")
-    spherical = method == "cosine_kmeans"
     x = _as_array(features)
-    x = _normalise(x) if spherical else x
     if not 1 <= k <= len(x):
         raise BenchError(f"cannot make {k} clusters of {len(x)} rows")
     rng = np.random.default_rng(seed)
-    centers, labels = _kmeans_pp(x, k, rng, spherical), None
+    if method == "kmedoids_cosine":
+        return _renumber(_kmedoids(_normalise(x), k, rng, max_iter))
+    if method == "spectral_cosine":
+        x, method = _spectral_embedding(_normalise(x), k), "euclidean_kmeans"
+    spherical = method == "cosine_kmeans"
+    return _renumber(_lloyd(_normalise(x) if spherical else x, k, rng, spherical, max_iter))
+
+
+def _lloyd(x, k, rng, spherical, max_iter) -> np.ndarray:
+    centers, labels = x[_plus_plus(x, k, rng, spherical)].copy(), None
     for _ in range(max_iter):
         new = _fill_empty(x, centers, np.argmin(_distances(x, centers, spherical), axis=1), spherical)
         if labels is not None and np.array_equal(new, labels):
             break
         labels, centers = new, _centers(x, new, k, spherical)
-    return _renumber(labels)
+    return labels
+
+
+def _spectral_embedding(x: np.ndarray, k: int) -> np.ndarray:
+    """Rows of the top-k eigenvectors of the normalised cosine affinity, each scaled to unit length."""
+    affinity = np.clip(x @ x.T, 0.0, None)
+    np.fill_diagonal(affinity, 0.0)
+    scale = 1.0 / np.sqrt(np.maximum(affinity.sum(1), 1e-12))
+    _, vectors = np.linalg.eigh(scale[:, None] * affinity * scale[None, :])  # eigenvalues ascending
+    return _normalise(vectors[:, -k:])
+
+
+def _kmedoids(x: np.ndarray, k: int, rng, max_iter) -> np.ndarray:
+    """Alternate: assign each row to its nearest medoid (1 - cos), then make each cluster's medoid
+    the member with the smallest summed distance to the others (ties: the lowest row)."""
+    dist = np.clip(1.0 - x @ x.T, 0.0, 2.0)
+    medoids = np.array(_plus_plus(x, k, rng, spherical=True))
+    for _ in range(max_iter):
+        labels = np.argmin(dist[:, medoids], axis=1)
+        labels[medoids] = np.arange(k)  # a medoid stays in its own cluster even when rows coincide
+        new = np.array([members[np.argmin(dist[np.ix_(members, members)].sum(1))]
+                        for members in (np.flatnonzero(labels == c) for c in range(k))])
+        if np.array_equal(new, medoids):
+            break
+        medoids = new
+    return labels
 
 
 def _renumber(labels: np.ndarray) -> List[int]:
@@ -151,7 +191,7 @@ def silhouette(features, labels: Iterable[int]) -> float:
 
 def best_partition(features, cluster_size: int = 16, num_clusters: Optional[int] = None,
                    seeds: Iterable[int] = range(10), method: str = "cosine_kmeans") -> Partition:
-    """The k-means partition with the highest cosine silhouette over ``seeds`` (ties: the first
+    """The partition (by ``method``) with the highest cosine silhouette over ``seeds`` (ties: the first
     seed); with one cluster, or one per row, the first seed's partition."""
     x = _as_array(features)
     k = clusters_for(len(x), cluster_size) if num_clusters is None else num_clusters

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.clustering import best_partition, cluster_classes, clusters_for, kmeans, silhouette
+from bench.clustering import METHODS, best_partition, cluster_classes, clusters_for, kmeans, silhouette
 from bench.errors import ConfigError
 from bench.method import ClassInfo
 from methods.cpt import (CPT, CPT_B2N, CPT_DG, CPT_XD, CPTConfig, Output, TAUS, cc_loss, cluster_targets, etf_gram,
@@ -129,8 +129,8 @@ def directions(per_cluster=6, clusters=3, dims=16, noise=0.05, seed=0):
     return x[order], [int(i) for i in np.repeat(np.arange(clusters), per_cluster)[order]]
 
 
-@pytest.mark.parametrize("method", ["cosine_kmeans", "euclidean_kmeans"])
-def test_kmeans_finds_separated_clusters(method):
+@pytest.mark.parametrize("method", METHODS)
+def test_every_clustering_finds_separated_clusters(method):
     x, truth = directions()
     found = cluster_classes(x, num_clusters=3, method=method)
     assert len(set(found)) == 3
@@ -152,6 +152,43 @@ def test_empty_clusters_are_refilled_deterministically():
     runs = [kmeans(x, 3, seed=s) for s in (0, 0, 5)]
     assert runs[0] == runs[1] and all(sorted(set(r)) == [0, 1, 2] for r in runs)
     assert kmeans(x, 5, seed=0) == [0, 1, 2, 3, 4]  # one cluster per row
+
+
+def test_spectral_clustering_splits_a_block_diagonal_affinity_for_every_seed():
+    # three groups on disjoint coordinates: cosines across groups are 0, so the affinity has three
+    # blocks and its top three eigenvectors are the block indicators (rows equal within a group)
+    rng = np.random.default_rng(3)
+    x = np.zeros((15, 9))
+    for g, size in enumerate((4, 5, 6)):
+        rows = slice(sum((4, 5, 6)[:g]), sum((4, 5, 6)[: g + 1]))
+        x[rows, 3 * g: 3 * g + 3] = rng.uniform(0.05, 1.0, size=(size, 3))
+    truth = [0] * 4 + [1] * 5 + [2] * 6
+    assert all(kmeans(x, 3, seed, "spectral_cosine") == truth for seed in range(10))
+    assert kmeans(x, 3, 0, "cosine_kmeans") != truth  # spherical k-means on the raw rows, from a bad start
+
+
+def test_kmedoids_by_hand():
+    # unit vectors at angles 0, 10, 20 and 100, 110, 125 degrees: medoids 10 and 110 (the summed
+    # 1 - cos to the others is smallest there), every row nearest its own group's medoid
+    angles = np.radians([0, 10, 20, 100, 110, 125])
+    x = np.stack([np.cos(angles), np.sin(angles)], 1)
+    assert all(kmeans(x, 2, seed, "kmedoids_cosine") == [0, 0, 0, 1, 1, 1] for seed in range(10))
+
+
+def test_kmedoids_ends_at_a_fixed_point():
+    """Each cluster's best member (smallest summed 1 - cos, found by brute force) is the medoid, and
+    every row is nearest its own cluster's medoid."""
+    x = np.random.default_rng(2).normal(size=(30, 6))
+    labels = kmeans(x, 4, seed=1, method="kmedoids_cosine")
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    dist = 1 - unit @ unit.T
+    medoids = {}
+    for c in set(labels):
+        members = [i for i in range(30) if labels[i] == c]
+        medoids[c] = min(members, key=lambda m: (sum(dist[m, j] for j in members), m))
+    for i in range(30):
+        nearest = min(dist[i, m] for m in medoids.values())
+        assert dist[i, medoids[labels[i]]] == pytest.approx(nearest, abs=1e-12)
 
 
 def test_cosine_silhouette_by_hand():
@@ -208,9 +245,20 @@ def test_cpt_classifies_new_classes_without_clusters(backbone, class_info):
     assert cpt(images()).shape == (4, 3)
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_cpt_clustering_choice_is_an_option(backbone, class_info, method):
+    cpt = CPT(backbone, class_info, CPTConfig(**TINY, cluster_size=4, clustering=method))
+    assert cpt.partition == cluster_classes(cpt.anchors, cluster_size=4, method=method)
+    assert cpt.record_fields()["num_clusters"] == 3
+
+
 def test_cpt_options_are_checked(backbone, class_info):
     with pytest.raises(ConfigError, match="num_clusters"):
         CPT(backbone, class_info, CPTConfig(**TINY, num_clusters=11))
+    from bench.protocol import load_protocol
+
+    with pytest.raises(ConfigError, match="clustering.*spectral_cosine"):  # the choices are named
+        load_protocol("smoke").resolve("cpt", {"clustering": "dbscan"})
     with pytest.raises(ConfigError, match="anchor_template"):
         CPTConfig(anchor_template="a {} {}").validate("method cpt")
 
