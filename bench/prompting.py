@@ -99,9 +99,11 @@ def encode_text_deep(backbone, embeddings: torch.Tensor, tokens: torch.Tensor,
     def replace(x, prompt):
         return torch.cat([x[:, :start], prompt, x[:, start + prompt.shape[1]:]], dim=1)
 
-    x = _run_blocks(backbone.text.transformer, text_tokens(backbone, embeddings), deep, replace,
+    prompted = max([start + p.shape[-2] for p in deep if p is not None], default=0)
+    span = max(pooled_span(backbone, tokens), prompted)
+    x = _run_blocks(backbone.text.transformer, text_tokens(backbone, embeddings[:, :span]), deep, replace,
                     attn_mask=backbone.text.attn_mask)
-    return text_output(backbone, x, tokens, normalize)
+    return text_output(backbone, x, tokens[:, :span], normalize)
 
 
 def encode_image_deep(backbone, images: torch.Tensor, first: Optional[torch.Tensor] = None,
@@ -139,10 +141,11 @@ def run_blocks(transformer: nn.Module, x: torch.Tensor, hook=None, attn_mask: Op
     for i in range(start, len(blocks) if stop is None else stop):
         if hook is not None:
             x = hook(i, x)
+        mask = None if attn_mask is None else attn_mask[: x.shape[1], : x.shape[1]]  # causal: a shorter text's mask
         if batch_first:
-            x = blocks[i](x, attn_mask=attn_mask)
+            x = blocks[i](x, attn_mask=mask)
         else:  # open_clip <= 2.24 runs its blocks sequence-first
-            x = blocks[i](x.transpose(0, 1), attn_mask=attn_mask).transpose(0, 1)
+            x = blocks[i](x.transpose(0, 1), attn_mask=mask).transpose(0, 1)
     return x
 
 
@@ -171,20 +174,44 @@ def image_output(backbone, x: torch.Tensor, normalize: bool = True) -> torch.Ten
 
 
 def text_tokens(backbone, embeddings: torch.Tensor) -> torch.Tensor:
-    """The text tower's input to block 0: token embeddings ``[N, L, D]`` plus positional embeddings."""
+    """The text tower's input to block 0: token embeddings ``[N, L, D]`` plus the first ``L``
+    positional embeddings (``L`` may be shorter than the context: see :func:`pooled_span`)."""
     text = backbone.text
     cast_dtype = text.transformer.get_cast_dtype()
-    return embeddings.to(cast_dtype) + text.positional_embedding.to(cast_dtype)
+    return embeddings.to(cast_dtype) + text.positional_embedding[: embeddings.shape[1]].to(cast_dtype)
+
+
+def pooled_span(backbone, tokens: torch.Tensor) -> int:
+    """How many leading positions of texts ``tokens`` ``[N, L]`` decide their pooled features.
+
+    With CLIP's causal mask, position ``i`` sees only positions ``<= i``, so everything after the
+    last pooled EOT token is padding no pooled output depends on: running the tower on the first
+    ``span`` positions gives the same features (to float rounding) and skips most of the text
+    tower's work (a CoOp prompt is about 20 of ViT-B/16's 77 positions).  Towers that are not
+    causal, or pool a fixed position, keep all ``L``."""
+    text = backbone.text
+    pool, eos = text_pooling(text)
+    if getattr(text, "attn_mask", None) is None or tokens.numel() == 0:
+        return tokens.shape[1]
+    if pool == "argmax":
+        return int(tokens.argmax(dim=-1).max()) + 1
+    if pool == "eos" and eos is not None:
+        return int((tokens == eos).int().argmax(dim=-1).max()) + 1
+    return tokens.shape[1]
+
+
+def text_pooling(text) -> tuple:
+    """``(pool type, EOS id)`` of an open_clip text tower (the attribute names changed in 2.24)."""
+    return (getattr(text, "text_pool_type", getattr(text, "pool_type", "argmax")),
+            getattr(text, "text_eos_id", getattr(text, "eos_id", None)))
 
 
 def text_output(backbone, x: torch.Tensor, tokens: torch.Tensor, normalize: bool = True) -> torch.Tensor:
     """Text features ``[N, embed_dim]`` from the last block's output; ``tokens`` locate the pooled EOT."""
     text = backbone.text
     x = text.ln_final(x)
-    x = open_clip.transformer.text_global_pool(
-        x, tokens, getattr(text, "text_pool_type", getattr(text, "pool_type", "argmax")),
-        eos_token_id=getattr(text, "text_eos_id", getattr(text, "eos_id", None)),
-    )
+    pool, eos = text_pooling(text)
+    x = open_clip.transformer.text_global_pool(x, tokens, pool, eos_token_id=eos)
     proj = text.text_projection
     if proj is not None:
         x = proj(x) if isinstance(proj, nn.Linear) else x @ proj

@@ -33,8 +33,9 @@ from torch.utils.data import DataLoader
 from bench.errors import BenchError, ConfigError
 from bench.losses import la_loss, la_offsets
 from bench.method import ClassInfo, Method, MethodCard, Reported
-from bench.prompting import (encode_image_hooked, image_tokens, insert_after_first, run_blocks, shift_tokens,
-                             text_layers, text_output, text_tokens, vision_layers, vision_tower, vision_width)
+from bench.prompting import (encode_image_hooked, image_tokens, insert_after_first, pooled_span, run_blocks,
+                             shift_tokens, text_layers, text_output, text_tokens, vision_layers, vision_tower,
+                             vision_width)
 from bench.recipes import Recipe
 from bench.registry import METHODS
 
@@ -256,9 +257,11 @@ class Lamp(Method):
             raise BenchError(f"{self.where}: {self.n_prompts} prompt tokens (top_k * entry_length + shared_tokens) "
                              f"and the {int(lengths[longest])} tokens of '{prompts[longest]}' exceed the text "
                              f"encoder's {backbone.context_length}")
+        shifted = shift_tokens(tokens, self.n_prompts)
+        span = pooled_span(backbone, shifted)  # the padding after the last (shifted) EOT is never run
         with torch.no_grad():
-            self.register_buffer("class_embeddings", backbone.embed_tokens(tokens), persistent=False)
-        self.register_buffer("class_tokens", shift_tokens(tokens, self.n_prompts), persistent=False)
+            self.register_buffer("class_embeddings", backbone.embed_tokens(tokens[:, :span]), persistent=False)
+        self.register_buffer("class_tokens", shifted[:, :span], persistent=False)
         self.classes = info
 
     def set_label_space(self, info: ClassInfo) -> None:

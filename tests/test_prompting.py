@@ -8,7 +8,7 @@ import torch
 
 from bench.errors import BenchError, ConfigError
 from bench.method import ClassInfo
-from bench.prompting import encode_image_deep, encode_text_deep
+from bench.prompting import encode_image_deep, encode_text_deep, pooled_span
 from methods.cocoop import CoCoOpConfig
 from methods.coop import CoOpConfig
 from methods.ivlp import IVLP, IVLPConfig
@@ -62,6 +62,28 @@ def test_no_prompts_is_plain_clip(backbone):
     tokens = backbone.tokenize(["a photo of a tiger.", "a whale."])
     expected = backbone.model.encode_text(tokens, normalize=True)
     assert torch.allclose(encode_text_deep(backbone, backbone.embed_tokens(tokens), tokens), expected, atol=1e-6)
+
+
+def test_text_tower_runs_only_up_to_the_last_pooled_eot(backbone, monkeypatch):
+    tokens = backbone.tokenize(["a photo of a tiger.", "a whale."])  # EOT at 7 and 4 of 32 positions
+    assert pooled_span(backbone, tokens) == 8
+    lengths = []
+    hook = backbone.text.transformer.resblocks[0].register_forward_pre_hook(lambda m, a: lengths.append(a[0].shape[1]))
+    try:
+        ours = backbone.encode_text(tokens)
+    finally:
+        hook.remove()
+    assert lengths == [8]  # and the same features as open_clip's run over all 32 positions
+    assert torch.allclose(ours, backbone.model.encode_text(tokens, normalize=True), atol=1e-6)
+    # deep prompts longer than the text are run whole: "a." has 4 positions, the prompts reach 1 + 6
+    short, ctx = backbone.tokenize(["a."]), torch.randn(6, backbone.width) * 0.02
+    deep = [torch.randn(6, backbone.width) * 0.02]
+    embeddings = torch.cat([backbone.embed_tokens(short)[:, :1], ctx[None], backbone.embed_tokens(short)[:, 7:]], 1)
+    assert torch.allclose(encode_text_deep(backbone, embeddings, short, deep=deep),
+                          hooked_text_features(backbone, short, ctx, deep), atol=1e-5)
+    # a tower that is not causal sees the padding: it runs every position
+    monkeypatch.setattr(backbone.text, "attn_mask", None)
+    assert pooled_span(backbone, tokens) == 32
 
 
 def test_maple_matches_hooked_open_clip(backbone, class_info):
