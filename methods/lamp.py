@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Literal, Mapping, NamedTuple, Optional
+from typing import List, Literal, NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
@@ -32,123 +32,20 @@ from torch.utils.data import DataLoader
 
 from bench.errors import BenchError, ConfigError
 from bench.losses import la_loss, la_offsets
-from bench.method import ClassInfo, Method, MethodCard, Reported
+from bench.method import ClassInfo, Method, MethodCard
 from bench.prompting import (encode_image_hooked, image_tokens, insert_after_first, pooled_span, run_blocks,
                              shift_tokens, text_layers, text_output, text_tokens, vision_layers, vision_tower,
                              vision_width)
-from bench.recipes import Recipe
 from bench.registry import METHODS
 
 from .lamp_pool import LoadBalancer, PoolLayer, cosine_scores, group_by_signature
+from .lamp_tables import RECIPES, reported
 
 SEQUENCES_PER_PASS = 4096  # text sequences per encoder pass: bounds memory at many signatures x classes
 NEW_PASS_BATCH = 100  # the new-class bias pass runs at LAMP's test batch size (Table 16)
 NEW_PASS_SEED = 0  # its image order: shuffled once, the same for every run
 
-
-# -- card: Table 16 recipes, reported numbers (spec §12.3) ----------------------------------------
-
-TABLE16 = "LAMP Table 16 (= asaxuc/PromptLT configs/trainers/PromptLT/*.yaml)"
-ADAMW = {"optimizer": "adamw", "weight_decay": 5e-4, "scheduler": "cosine", "warmup_epochs": 1, "warmup_lr": 1e-5}
-B2N_IMB = Recipe(source=f"{TABLE16}, B2N-imb column", options={"shared_tokens": 2, "entry_length": 2},
-                 train={**ADAMW, "lr": 0.003, "batch_size": 4, "epochs": 50})
-FEW_SHOT = Recipe(source=f"{TABLE16}, few-shot column (P-FS)", options={"shared_tokens": 4, "entry_length": 4},
-                  train={**ADAMW, "lr": 0.001, "batch_size": 32, "epochs": 50})
-# Table 16 trains the cross-dataset source for 1 epoch with a 1-epoch warm-up; a warm-up must be
-# shorter than the run (TrainRecipe), so the single epoch runs at lr 0.001 with no warm-up.
-CROSS_DATASET = Recipe(source=f"{TABLE16}, cross-dataset column (1 epoch: no warm-up epoch)",
-                       options={"shared_tokens": 4, "entry_length": 4},
-                       train={**ADAMW, "lr": 0.001, "batch_size": 32, "epochs": 1, "warmup_epochs": 0})
-RECIPES = {
-    "lt": Recipe(source="project choice (LAMP has no P-LT runs): Table 16 few-shot settings, 10 epochs",
-                 options=dict(FEW_SHOT.options), train={**FEW_SHOT.train, "epochs": 10}),
-    "b2n_lt100": B2N_IMB,
-    "b2n_lt16": FEW_SHOT,
-    "xd_lt100": CROSS_DATASET,
-    "xd_lt16": Recipe(source=f"{CROSS_DATASET.source}; project choice for CPT's 16-shot source",
-                      options=dict(CROSS_DATASET.options), train=dict(CROSS_DATASET.train)),
-}
-
-# Column order of LAMP Tables 1, 9, 10 ("Ox*" is printed "Oxfordflowers": OxfordPets, spec §8.7).
-T1_DATASETS = ["caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101", "fgvc_aircraft",
-               "sun397", "dtd", "eurosat", "ucf101", "imagenet"]
-T1 = {  # LAMP row, HM-A/HM-M
-    10: "97.58/92.91 97.76/93.09 76.45/77.37 88.65/80.81 92.45/91.15 40.69/32.13 81.18/75.66 70.02/64.10 "
-        "84.78/76.36 87.70/82.02 72.96/66.67",
-    20: "97.88/93.92 96.87/93.56 74.46/71.99 88.95/82.89 91.62/89.02 39.04/34.54 79.59/71.23 69.30/60.01 "
-        "84.65/75.40 83.46/82.23 71.20/65.49",
-    50: "97.09/92.54 96.35/92.85 73.79/68.41 88.25/80.33 91.20/88.87 38.40/30.20 78.50/70.22 66.83/59.35 "
-        "83.28/74.10 82.50/78.78 70.45/64.67",
-    100: "95.75 93.00 73.13 85.36 90.21 38.47 76.22 66.70 83.54 81.98",  # Table 9, HM-A, no ImageNet
-    200: "93.08 94.87 71.98 82.35 89.26 37.3 75.87 63.34 79.85 80.35",  # Table 10
-}
-T2_DATASETS = ["imagenet", *T1_DATASETS[:-1]]
-T2 = ("77.62/71.60/74.49 98.08/94.02/96.01 95.65/97.82/96.72 81.09/75.40/78.14 98.04/77.98/86.87 90.40/91.03/90.71 "
-      "45.95/36.66/40.78 82.92/79.00/80.91 85.04/65.26/73.85 93.90/80.42/86.63 88.79/79.83/84.07")  # base/new/HM
-XD = dict(zip(["imagenet", *T1_DATASETS[:-1]],  # Table 3, accuracy
-              [72.70, 91.85, 90.12, 65.48, 72.26, 86.58, 26.24, 66.73, 50.47, 50.40, 68.97]))
-DG = {"imagenet_a": 52.92, "imagenet_v2": 65.51, "imagenet_sketch": 49.20, "imagenet_r": 76.46}  # Table 4
-RUNS = "mean of 5 runs, with the transductive new-class bias pass (lamp)"
-
-
-def _rows(text: str) -> List[List[float]]:
-    return [[float(v) for v in cell.split("/")] for cell in text.split()]
-
-
-def reported() -> Dict[str, Reported]:
-    out = {}
-    for imb, text in T1.items():
-        table = "LAMP Table 1" if imb <= 50 else f"LAMP Table {9 if imb == 100 else 10}"
-        for dataset, values in zip(T1_DATASETS, _rows(text)):
-            note = RUNS + ("; column printed 'Oxfordflowers', taken as OxfordPets" if dataset == "oxford_pets" else "")
-            metrics = {"hm": values[0], **({"hm_macro_f1": values[1]} if len(values) > 1 else {})}
-            out[f"b2n_lamp/{dataset}/imb{imb}"] = Reported(f"{table} (imb = {imb})", metrics, note)
-    for dataset, (base, new, hm) in zip(T2_DATASETS, _rows(T2)):
-        out[f"b2n_cpt/{dataset}/tau1"] = Reported("LAMP Table 2 (balanced 16-shot base-to-new)",
-                                                  {"base": base, "new": new, "hm": hm}, RUNS)
-    targets = [v for k, v in XD.items() if k != "imagenet"]
-    out["xd_dg_lamp/imb100"] = Reported(
-        "LAMP Tables 3-4", {**XD, **DG, "xd_mean": round(sum(targets) / len(targets), 2)},
-        "xd_mean recomputed over the 10 targets (66.91); the printed 'Avg. (w/o Source)' 67.44 includes ImageNet")
-    return out
-
-
-@dataclass(frozen=True)
-class Ablation:
-    """A paper ablation: a run of ``protocol`` with ``--set lamp.<field>=<value>`` for each setting."""
-
-    table: str
-    protocol: str
-    settings: Mapping[str, Any]
-    metrics: Mapping[str, float]  # hm, hm_macro_f1
-    note: str = ""
-
-
-def _ablations() -> List[Ablation]:
-    rows = [Ablation("LAMP Table 5", "b2n_lamp/*/imb10", {}, {"hm": 80.93, "hm_macro_f1": 75.66},
-                     "mean over the 11 datasets; 470K tunable parameters (469,760 here), 1.08 min/epoch inference")]
-    components = [({"use_msp": False, "use_lbo": False}, "70.05/64.08 90.87/89.50"),  # MPP
-                  ({"use_mpp": False}, "70.94/64.64 91.21/89.54"),  # MSP
-                  ({"use_lbo": False}, "71.23/64.70 91.10/89.87"),  # MPP+MSP
-                  ({"use_msp": False}, "72.42/65.83 92.06/90.84"),  # MPP+LBO
-                  ({}, "72.96/66.67 92.45/91.15")]  # MPP+MSP+LBO
-    for settings, text in components:
-        for dataset, (hm, f1) in zip(["imagenet", "food101"], _rows(text)):
-            rows.append(Ablation("LAMP Table 6", f"b2n_lamp/{dataset}/imb10", settings, {"hm": hm, "hm_macro_f1": f1},
-                                 "the row printed 'CLIP' equals CoOp+LA's Table 1 values and is left out"))
-    betas = "0:71.95/65.70 0.2:71.49/66.02 0.5:72.67/66.50 1:72.79/66.58 2:72.96/66.67 4:72.89/66.04 8:72.84/65.96"
-    pools = "10:72.28/65.96 12:72.40/66.12 15:72.87/66.50 20:72.96/66.67 25:73.00/66.65 30:72.96/66.48"
-    for table, name, text in [("LAMP Table 7", "beta", betas), ("LAMP Table 11", "pool_size", pools)]:
-        note = "beta 1 is the text's value; 2 reproduces Table 1" if name == "beta" else "K = 6"
-        for cell in text.split():
-            value, metrics = cell.split(":")
-            hm, f1 = _rows(metrics)[0]
-            setting = {name: float(value) if name == "beta" else int(value)}
-            rows.append(Ablation(table, "b2n_lamp/imagenet/imb10", setting, {"hm": hm, "hm_macro_f1": f1}, note))
-    return rows
-
-
-ABLATIONS = _ablations()
+# -- card (its data: methods/lamp_tables.py) --------------------------------------------------------
 
 CODE = "asaxuc/PromptLT:trainers/promptlt.py@54593992449d75c06d960fa628ae504b45267bc0"
 SPEC = "methods_spec §8 (no public LAMP code: the card's code, PromptLT, fixes only the shapes, §8.0)"

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
 import methods.lamp as lamp
+import methods.lamp_tables as lamp_tables
 from bench.catalog import available_protocols
 from bench.errors import BenchError, ConfigError
 from bench.losses import la_offsets
@@ -437,8 +438,8 @@ def test_card_reports_lamp_tables_on_our_protocols():
     xd = reported["xd_dg_lamp/imb100"].metrics
     assert xd["xd_mean"] == 66.91 and xd["imagenet_r"] == 76.46 and len(xd) == 16
     assert len(reported) == 3 * 11 + 2 * 10 + 11 + 1
-    assert {a.table for a in lamp.ABLATIONS} == {"LAMP Table 5", "LAMP Table 6", "LAMP Table 7", "LAMP Table 11"}
-    for ablation in lamp.ABLATIONS:
+    assert {a.table for a in lamp_tables.ABLATIONS} == {"LAMP Table 5", "LAMP Table 6", "LAMP Table 7", "LAMP Table 11"}
+    for ablation in lamp_tables.ABLATIONS:
         dataclasses.replace(LampConfig(), **ablation.settings).validate("lamp")
 
 
