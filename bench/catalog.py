@@ -203,7 +203,7 @@ def load_view(protocol_file: Path, name: str = "") -> Optional[dict]:
         view = json.loads(view_path(protocol_file, name).read_text())
     except (OSError, ValueError):
         return None
-    return view if isinstance(view, dict) and {"name", "description", "identity", "references"} <= set(view) else None
+    return view if isinstance(view, dict) and {"name", "description", "identity", "references", "seeds"} <= set(view) else None
 
 
 def save_view(protocol_file: Path, view: dict, name: str = "") -> None:

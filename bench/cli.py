@@ -1,4 +1,4 @@
-"""The `bench` command: list, show, run, leaderboard."""
+"""The `bench` command: list, show, run, leaderboard, report (and data, kb)."""
 from __future__ import annotations
 
 import argparse
@@ -198,6 +198,33 @@ def cmd_leaderboard(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from . import __version__
+    from .errors import warn
+    from .plugins import load_builtins
+    from .render import render
+    from .report import build_report
+    from .reportspec import load_spec
+    from .results import load_results
+
+    spec = load_spec(args.spec)
+    results = load_results(args.results_dir)
+    for line in results.problems[:5] + [f"left out, conflicting copies: {c}" for c in results.conflicts[:5]]:
+        warn(line)
+    if len(results.problems) > 5 or len(results.conflicts) > 5:
+        warn(f"{len(results.problems)} unreadable file(s) and {len(results.conflicts)} conflict(s) in all")
+    load_builtins()
+    cards = {name: METHODS.get(name).card for name in METHODS.names()}
+    text = render(build_report(spec, results, protocol_view, __version__, cards), args.format)
+    if args.output is not None:
+        if not args.output.strip():
+            raise BenchError("--output: must not be empty")
+        write_output(Path(args.output), text, Path(args.results_dir[0]))
+    else:
+        print(text, end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -244,6 +271,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all-configs", action="store_true",
                    help="also rows of other configurations and code versions of this protocol, labelled by what differs")
     p.set_defaults(func=cmd_leaderboard)
+
+    p = sub.add_parser("report", help="a paper table from a report spec: mean ± std, marks, tests, paper numbers")
+    p.add_argument("spec", help="a report in reports/ (e.g. leaderboard, mdpr_lt) or a YAML path")
+    p.add_argument("--results-dir", nargs="+", default=["results"],
+                   help="results folders to merge, e.g. one per machine (default: results)")
+    p.add_argument("--format", choices=["md", "latex", "html"], default="md")
+    p.add_argument("--output", help="write the report to this file instead of printing it")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

@@ -106,7 +106,7 @@ class Protocol:
                 continue
             references[name] = {"": dataclasses.asdict(resolved.options), "train": resolved.train_identity()}
         view = {"name": self.name, "description": self.description, "identity": self.identity(),
-                "references": references}
+                "references": references, "seeds": list(self.seeds)}
         return json.loads(json.dumps(view))
 
     def planned_setup(self) -> dict:

@@ -6,7 +6,7 @@ The same cell (protocol, method, key, seed) found more than once is kept once wh
 agree, and reported as a conflict, and left out, when they do not::
 
     results = load_results(["results", "/mnt/cluster/results"])
-    results.table          # one row per result: protocol, method, key, seed, code_version, <metrics>
+    results.table          # a row per result: protocol, method, key, seed, code_version, config, <metrics>
     results.conflicts      # [Conflict(protocol, method, key, seed, paths)]
     results.problems       # ["skipped 'x/seed-1.json': it is not valid JSON (...)", ...]
     missing_cells(results.table, protocols, methods, seeds)   # what an incomplete block lacks
@@ -22,6 +22,7 @@ from typing import Dict, Iterable, List, Sequence, Tuple
 from .errors import BenchError
 
 CELL = ["protocol", "method", "key", "seed"]
+INFO = ["code_version", "path", "column_order", "config"]  # the other non-metric columns
 
 
 @dataclass(frozen=True)
@@ -39,14 +40,14 @@ class Conflict:
 
 @dataclass
 class Results:
-    table: "pandas.DataFrame"  # noqa: F821  (pandas is imported lazily: an optional dependency)
+    table: object  # a pandas DataFrame (pandas is imported lazily: an optional dependency)
     conflicts: List[Conflict] = field(default_factory=list)
     problems: List[str] = field(default_factory=list)  # unreadable files, one line each
     duplicates: int = 0  # copies of a cell with the same metrics, dropped
 
     @property
     def metrics(self) -> List[str]:
-        return [c for c in self.table.columns if c not in (*CELL, "code_version", "path", "column_order")]
+        return [c for c in self.table.columns if c not in (*CELL, *INFO)]
 
 
 def require_pandas():
@@ -112,9 +113,9 @@ def load_results(folders: Sequence) -> Results:
     found, problems = read_folders(folders)
     kept, conflicts, duplicates = merge(found)
     rows = [{**{c: r[c] for c in CELL}, "code_version": r["code_version"], "path": str(p),
-             "column_order": tuple(r.get("column_order") or ()),
+             "column_order": tuple(r.get("column_order") or ()), "config": r["config"],
              **{m: None if v is None else float(v) for m, v in r["metrics"].items()}} for p, r in kept]
-    table = pandas.DataFrame(rows, columns=[*CELL, "code_version", "path", "column_order"] if not rows else None)
+    table = pandas.DataFrame(rows, columns=[*CELL, *INFO] if not rows else None)
     if rows:
         table = table.sort_values(CELL, kind="stable").reset_index(drop=True)
     return Results(table, sorted(conflicts, key=lambda c: (c.protocol, c.method, c.seed)), problems, duplicates)

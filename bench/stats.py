@@ -20,6 +20,7 @@ never shows a p-value that means nothing::
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -77,10 +78,9 @@ def paired(a: Mapping[int, float], b: Mapping[int, float], test: str = "auto", a
         return Comparison(name, n, None, None, f"{n} common seed(s): too few for a test (needs {MIN_T_SEEDS})")
     if np.all(x == y):
         return Comparison(name, n, 0.0, 1.0, "identical values")
-    if use_wilcoxon:
-        result = stats.wilcoxon(x, y)
-    else:
-        result = stats.ttest_rel(x, y)
+    with warnings.catch_warnings():  # nearly equal differences: scipy warns, its p-value stands
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = stats.wilcoxon(x, y) if use_wilcoxon else stats.ttest_rel(x, y)
     return Comparison(name, n, float(result.statistic), float(result.pvalue))
 
 

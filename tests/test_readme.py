@@ -59,6 +59,7 @@ def test_readme_smoke_command_runs_as_written(tmp_path, bench_cache):
     ["run", "--protocol", "smoke"],
     ["leaderboard", "--protocol", "smoke", "--digits", "x"],
     ["leaderboard", "--protocol", "nowhere.yaml"],
+    ["report", "leaderbord"],
     ["frobnicate"],
 ])
 def test_bad_input_promise_holds_for_every_command(argv, tmp_path):

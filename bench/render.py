@@ -1,0 +1,182 @@
+"""A :class:`bench.report.Report` as markdown (tabulate), LaTeX (pandas Styler, booktabs) or HTML.
+
+The main table shows mean ± sample std per column, n, the best value bold and the second
+underlined, † where a row is not significantly below the best, and (where the papers report the
+cell) the paper's number and our gap as a row group.  Companion tables list the tests against the
+reference, Friedman's test and its pairwise comparisons, and bootstrap intervals; a caption says
+how all of it was computed::
+
+    text = render(report, "latex")     # or "md", "html"
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple
+
+import jinja2
+
+from .leaderboard import COLUMNS, varying_parts
+from .report import MEAN, Report
+from .results import require_pandas
+
+FORMATS = ("md", "latex", "html")
+SYMBOLS = {  # how each format writes ±, the dagger and alpha
+    "md": {"pm": "±", "dagger": "†", "alpha": "α", "minus": "−"},
+    "html": {"pm": "±", "dagger": "†", "alpha": "α", "minus": "−"},
+    "latex": {"pm": r"$\pm$", "dagger": r"$^\dagger$", "alpha": r"$\alpha$", "minus": "$-$"},
+}
+CAPTION = jinja2.Template(
+    "{{ title }}. Mean {{ s.pm }} sample standard deviation (n {{ s.minus }} 1) over {{ seeds }} "
+    "(a seed fixes the few-shot draw, the prompt initialisation and the data order, the same for every method). "
+    "Bold: best, underlined: second best in each column, among rows with every seed of every protocol. "
+    "{{ s.dagger }}: not significantly below the best ({{ test }}, Holm-corrected within the column, "
+    "{{ s.alpha }} = {{ alpha }}).{% if reported %} Paper: the number the paper reports on this protocol; "
+    "gap: ours {{ s.minus }} paper.{% endif %}{% if incomplete %} Rows marked * lack results and are not "
+    "ranked or tested.{% endif %}{% for note in notes %} {{ note }}.{% endfor %}")
+TESTS = {"auto": "paired by seed: t-test below 6 seeds, Wilcoxon signed-rank from 6",
+         "t": "paired t-test by seed", "wilcoxon": "Wilcoxon signed-rank test paired by seed"}
+
+
+def metric_title(metric: str) -> str:
+    return dict(COLUMNS).get(metric, metric)
+
+
+def column_titles(report: Report) -> List[Tuple[str, str]]:
+    short = dict(zip(report.protocols, varying_parts(report.protocols))) if len(report.protocols) > 1 else {}
+    return [(short.get(p, p), metric_title(m)) for p, m in report.columns]
+
+
+def caption(report: Report, fmt: str) -> str:
+    seeds = sorted({s for p in report.protocols for s in report.seeds[p]})
+    return CAPTION.render(title=report.spec.title, s=SYMBOLS[fmt], seeds=f"{len(seeds)} seeds ({', '.join(map(str, seeds))})",
+                          test=TESTS[report.spec.test], alpha=report.spec.alpha, incomplete=bool(report.incomplete),
+                          reported=has_reported(report), notes=report.notes)
+
+
+def has_reported(report: Report) -> bool:
+    return any(c.reported is not None for c in report.cells.values())
+
+
+def main_frames(report: Report, fmt: str):
+    """(text, style) DataFrames of the main table; style cells are "", "bold" or "underline"."""
+    pandas = require_pandas()
+    s, digits = SYMBOLS[fmt], report.spec.digits
+    grouped = has_reported(report)
+    index, text, style = [], [], []
+    for row in report.rows:
+        label = row.name + (" *" if row.name in report.incomplete else "")
+        papers = any(c.reported is not None for k, c in report.cells.items() if k[0] == row.name)
+        for group in ["ours", "paper", "gap"] if papers else ["ours"]:
+            values, marks = [], []
+            for column in report.columns:
+                cell = report.cells.get((row.name, *column))
+                values.append(cell_text(report, row.name, column, cell, group, s, digits))
+                marks.append(mark(report, row.name, column) if group == "ours" else "")
+            n = sorted({len(report.cells[(row.name, *c)].values) for c in report.columns})
+            index.append((label, group) if grouped else label)
+            text.append([("–".join(map(str, (n[0], n[-1]))) if n[0] != n[-1] else str(n[0])) if group == "ours"
+                         else "", *values])
+            style.append(["", *marks])
+    columns = [("", "n"), *column_titles(report)]
+    if all(len(report.metrics[p]) == 1 for p in report.protocols):
+        columns = [c[0] or c[1] for c in columns]
+    else:
+        columns = pandas.MultiIndex.from_tuples(columns)
+    rows = pandas.MultiIndex.from_tuples(index) if grouped else pandas.Index(index)
+    return pandas.DataFrame(text, index=rows, columns=columns), pandas.DataFrame(style, index=rows, columns=columns)
+
+
+def cell_text(report: Report, row: str, column, cell, group: str, s: Dict[str, str], digits: int) -> str:
+    if cell is None:
+        return ""
+    if group == "paper":
+        return "" if cell.reported is None else f"{cell.reported:.{digits}f}"
+    if group == "gap":
+        return "" if cell.gap is None else f"{cell.gap:+.{digits}f}".replace("-", s["minus"])
+    if cell.mean is None:
+        return "–"
+    text = f"{cell.mean:.{digits}f}" + (f" {s['pm']} {cell.std:.{digits}f}" if len(cell.values) > 1 else "")
+    return text + (s["dagger"] if (row, *column) in report.daggers else "")
+
+
+def mark(report: Report, row: str, column) -> str:
+    return report.best.get(column, {}).get(row, "")
+
+
+def companion_frames(report: Report) -> Dict[str, object]:
+    """Titled DataFrames: tests against the reference, Friedman's pairwise tests, bootstrap intervals."""
+    pandas, d = require_pandas(), report.spec.digits
+    out = {}
+    titles = dict(zip(report.columns, (" ".join(t) for t in column_titles(report))))
+    rows = [[titles[col], row, comp.n, diff(report, row, col, d), comp.test, pval(comp.p), pval(adj),
+             "yes" if adj is not None and adj < report.spec.alpha else ("no" if adj is not None else comp.note)]
+            for col, family in report.versus.items() for row, (comp, adj) in family.items()]
+    if rows:
+        out[f"Paired tests against {report.spec.reference}"] = pandas.DataFrame(
+            rows, columns=["Column", "Method", "n", "Difference", "Test", "p", "p (Holm)", "Significant"])
+    fr = report.friedman
+    if fr is not None:
+        head = (f"Friedman over {fr.n_protocols} protocols: chi2 = {fr.statistic:.3f}, p = {pval(fr.p)}"
+                if fr.p is not None else f"Friedman: {fr.note}")
+        ranks = [[m, f"{r:.2f}"] for m, r in sorted(fr.mean_ranks.items(), key=lambda kv: kv[1])]
+        if ranks:
+            out[head] = pandas.DataFrame(ranks, columns=["Method", "Mean rank"])
+        pairs = [[a, b, pval(p)] for (a, b), p in fr.pairwise.items()]
+        if pairs:
+            out["Pairwise Wilcoxon signed-rank tests over protocols (Holm)"] = pandas.DataFrame(
+                pairs, columns=["Method", "Method ", "p (Holm)"])
+    ci = [[row, f"{lo:.{d}f}", f"{hi:.{d}f}"] for row, v in report.intervals.items() if v for lo, hi in [v]]
+    if ci:
+        out[f"95% bootstrap intervals of the {MEAN.lower()} over protocols (seeds resampled within each)"] = \
+            pandas.DataFrame(ci, columns=["Method", "Low", "High"])
+    return out
+
+
+def diff(report: Report, row: str, column, digits: int) -> str:
+    a, b = report.cells[(row, *column)].mean, report.cells[(report.spec.reference, *column)].mean
+    return "" if a is None or b is None else f"{a - b:+.{digits}f}"
+
+
+def pval(p: Optional[float]) -> str:
+    return "–" if p is None else ("< 0.001" if p < 0.001 else f"{p:.3f}")
+
+
+def render(report: Report, fmt: str) -> str:
+    text, style = main_frames(report, fmt)
+    extra = companion_frames(report)
+    notes = [f"* {row}: lacks {'; '.join(gaps)}" for row, gaps in report.incomplete.items()]
+    if fmt == "md":
+        return render_markdown(report, text, style, extra, notes)
+    if fmt == "latex":
+        from .render_latex import render_latex
+
+        return render_latex(report, text, style, extra, notes, caption(report, "latex"))
+    return render_html(report, text, style, extra, notes)
+
+
+def render_markdown(report: Report, text, style, extra, notes) -> str:
+    wrap = {"bold": "**{}**", "underline": "<u>{}</u>", "": "{}"}
+    shown = text.copy()
+    for i in range(len(text)):
+        for j in range(len(text.columns)):
+            shown.iat[i, j] = wrap[style.iat[i, j]].format(text.iat[i, j]) if text.iat[i, j] else ""
+    if shown.index.nlevels > 1:
+        shown.index = [f"{a} ({b})" if b != "ours" else a for a, b in shown.index]
+    if shown.columns.nlevels > 1:
+        shown.columns = [" ".join(filter(None, c)) for c in shown.columns]
+    parts = [f"## {report.spec.title}", "", shown.to_markdown(disable_numparse=True), "", caption(report, "md")]
+    for title, frame in extra.items():
+        parts += ["", f"### {title}", "", frame.to_markdown(index=False, disable_numparse=True)]
+    if notes:
+        parts += ["", *notes]
+    return "\n".join(parts) + "\n"
+
+
+def render_html(report: Report, text, style, extra, notes) -> str:
+    css = {"bold": "font-weight: bold;", "underline": "text-decoration: underline;", "": ""}
+    styler = text.style.apply(lambda _: style.map(css.get), axis=None).set_caption(caption(report, "html"))
+    styler = styler.format(escape="html").format_index(escape="html", axis=0).format_index(escape="html", axis=1)
+    parts = [f"<h2>{jinja2.utils.markupsafe.escape(report.spec.title)}</h2>", styler.to_html()]
+    for title, frame in extra.items():
+        parts += [f"<h3>{jinja2.utils.markupsafe.escape(title)}</h3>", frame.to_html(index=False)]
+    parts += [f"<p>{jinja2.utils.markupsafe.escape(n)}</p>" for n in notes]
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,234 @@
+"""A paper table from a report spec and a results table: selection, mean ± std, marks and tests.
+
+Each (row, protocol) takes the results of the row's method as the protocol is configured now and
+with the row's ``set`` values, at the current code version.  A row that lacks a seed on some
+protocol is *incomplete*: its numbers are shown but it is not ranked, marked or tested::
+
+    report = build_report(spec, load_results(["results"]), view_of, __version__, cards)
+    report.cells[("coop", "places_lt", "all")]     # Cell(values={1: 40.2, 2: 40.9, 3: 40.5})
+    report.best[("places_lt", "all")]              # {"coop": "bold", "zeroshot": "underline"}
+    report.daggers                                  # cells not significantly below the best
+"""
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Mapping, Optional, Tuple
+
+from .catalog import match_protocols
+from .errors import BenchError
+from .leaderboard import differences, flatten, headline_metric
+from .reportspec import ReportSpec, RowSpec
+from .results import CELL, INFO
+from .stats import Comparison, Friedman, against, bootstrap_ci, friedman, holm, paired
+
+MEAN = "Mean"  # the column averaging the protocols
+
+
+@dataclass
+class Cell:
+    values: Dict[int, float] = field(default_factory=dict)  # seed -> value
+    reported: Optional[float] = None  # the paper's number
+
+    @property
+    def mean(self) -> Optional[float]:
+        return statistics.fmean(self.values.values()) if self.values else None
+
+    @property
+    def std(self) -> Optional[float]:  # sample std (n - 1); 0 for one seed
+        return statistics.stdev(self.values.values()) if len(self.values) > 1 else (0.0 if self.values else None)
+
+    @property
+    def gap(self) -> Optional[float]:
+        return None if self.mean is None or self.reported is None else self.mean - self.reported
+
+
+@dataclass
+class Report:
+    spec: ReportSpec
+    rows: List[RowSpec]
+    protocols: List[str]
+    metrics: Dict[str, List[str]]  # protocol -> its metrics
+    seeds: Dict[str, List[int]]  # protocol -> the seeds each row needs
+    cells: Dict[Tuple[str, str, str], Cell]  # (row, protocol or Mean, metric)
+    incomplete: Dict[str, List[str]]  # row -> what it lacks
+    best: Dict[Tuple[str, str], Dict[str, str]] = field(default_factory=dict)  # column -> row -> bold/underline
+    daggers: set = field(default_factory=set)  # (row, protocol, metric)
+    versus: Dict[Tuple[str, str], Dict[str, Tuple[Comparison, Optional[float]]]] = field(default_factory=dict)
+    friedman: Optional[Friedman] = None
+    intervals: Dict[str, Optional[Tuple[float, float]]] = field(default_factory=dict)  # row -> CI of its Mean
+    notes: List[str] = field(default_factory=list)
+
+    @property
+    def columns(self) -> List[Tuple[str, str]]:
+        cols = [(p, m) for p in self.protocols for m in self.metrics[p]]
+        if self.has_mean:
+            cols += [(MEAN, m) for m in self.mean_metrics]
+        return cols
+
+    @property
+    def mean_metrics(self) -> List[str]:
+        return [m for m in self.metrics[self.protocols[0]] if all(m in self.metrics[p] for p in self.protocols)]
+
+    @property
+    def has_mean(self) -> bool:
+        return self.spec.average and len(self.protocols) > 1 and bool(self.mean_metrics)
+
+    def complete(self) -> List[str]:
+        return [r.name for r in self.rows if r.name not in self.incomplete]
+
+
+def matches(config: dict, view: dict, row: RowSpec) -> bool:
+    """Whether a record's config is the protocol's current one with the row's ``set`` values."""
+    if config.get("protocol") != view["identity"]:
+        return False
+    reference = view["references"].get(row.method)
+    if reference is None:
+        return False
+    expected = {**flatten(reference), **{k: v for k, v in row.set.items()}}
+    ours = flatten({"": config.get("method", {}), "train": config.get("train") or {}})
+    return not differences(ours, expected) and all(k in ours for k in row.set)
+
+
+def check_settings(row: RowSpec, views: List[dict]) -> None:
+    for view in views:
+        reference = view["references"].get(row.method)
+        unknown = [k for k in row.set if reference is not None and k not in flatten(reference)]
+        if unknown:
+            raise BenchError(f"report row '{row.name}': {row.method} has no option {', '.join(map(repr, unknown))} "
+                             f"(see `bench show {view['name']} --method {row.method}`)")
+
+
+def expand_columns(spec: ReportSpec) -> List[str]:
+    return list(dict.fromkeys(name for pattern in spec.columns for name in match_protocols(pattern)))
+
+
+def build_report(spec: ReportSpec, results, view_of: Callable[[str], dict], version: str,
+                 cards: Mapping[str, object]) -> Report:
+    table = results.table
+    if table.empty:
+        raise BenchError("the results folder holds no readable results; run `bench run` first")
+    views = {v["name"]: v for v in map(view_of, expand_columns(spec))}
+    protocols = list(views)
+    current = table[table["protocol"].isin(protocols) & (table["code_version"] == version)]
+    if current.empty:
+        raise BenchError(f"no results of {', '.join(protocols[:3])}{', ...' if len(protocols) > 3 else ''} "
+                         f"at code version {version}; run them with `bench run`")
+    rows = select_rows(spec, current, views, cards)
+    if spec.reference is not None and spec.reference not in [r.name for r in rows]:
+        raise BenchError(f"reference '{spec.reference}' is not one of the report's rows")
+    metrics = {p: pick_metrics(spec, current[current["protocol"] == p], p) for p in protocols}
+    seeds = {p: list(spec.seeds or views[p]["seeds"]) for p in protocols}
+    report = Report(spec, rows, protocols, metrics, seeds, {}, {})
+    fill_cells(report, current, views, cards)
+    add_means(report)
+    rank_and_test(report)
+    return report
+
+
+def select_rows(spec: ReportSpec, current, views: Dict[str, dict], cards) -> List[RowSpec]:
+    if spec.rows == "all":  # best first, by the mean of the first metric over the protocols
+        first = current.groupby("method")[pick_metrics(spec, current, "", strict=False)[0]].mean()
+        return [RowSpec(m) for m in sorted(set(current["method"]), key=lambda m: (-first.get(m, float("-inf")), m))]
+    for row in spec.rows:
+        if row.method not in cards:
+            raise BenchError(f"report row '{row.name}': unknown method '{row.method}' (see `bench list methods`)")
+        check_settings(row, list(views.values()))
+    return list(spec.rows)
+
+
+def pick_metrics(spec: ReportSpec, records, protocol: str, strict: bool = True) -> List[str]:
+    have = [c for c in records.columns if c not in (*CELL, *INFO) and records[c].notna().any()]
+    if spec.metrics is None:
+        head = headline_metric({m: 1.0 for m in have}) if have else None
+        return [head or "all"]
+    unknown = [m for m in spec.metrics if m not in have]
+    if unknown and have and strict:
+        raise BenchError(f"metric {', '.join(map(repr, unknown))} does not exist in the results of '{protocol}' "
+                         f"(they have: {', '.join(have)})")
+    return list(spec.metrics)
+
+
+def fill_cells(report: Report, current, views: Dict[str, dict], cards) -> None:
+    groups: Dict[Tuple[str, str], List[dict]] = {}
+    for record in current.to_dict("records"):
+        groups.setdefault((record["protocol"], record["method"]), []).append(record)
+    for row in report.rows:
+        lacking = []
+        for protocol in report.protocols:
+            chosen = [r for r in groups.get((protocol, row.method), []) if matches(r["config"], views[protocol], row)]
+            for metric in report.metrics[protocol]:
+                cell = Cell({r["seed"]: float(r[metric]) for r in chosen if is_number(r.get(metric))},
+                            reported_value(row, protocol, metric, cards, report.spec.reported))
+                report.cells[(row.name, protocol, metric)] = cell
+                missing = [s for s in report.seeds[protocol] if s not in cell.values]
+                if missing:
+                    lacking.append(f"{protocol} {metric}: seed {', '.join(map(str, missing))}")
+        if lacking:
+            report.incomplete[row.name] = lacking
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and value == value  # NaN: a metric this record lacks
+
+
+def reported_value(row: RowSpec, protocol: str, metric: str, cards, show: bool) -> Optional[float]:
+    if not show:
+        return None
+    if row.reported:
+        return row.reported.get(protocol, {}).get(metric)
+    if row.set:
+        return None  # the card's numbers are the method's own recipe, not this setting
+    card = cards.get(row.method)
+    entry = getattr(card, "reported", {}).get(protocol) if card is not None else None
+    value = entry.metrics.get(metric) if entry is not None else None
+    return None if value is None else float(value)
+
+
+def add_means(report: Report) -> None:
+    """The Mean column: per seed, the average over protocols (so it can be tested paired by seed)."""
+    if not report.has_mean:
+        return
+    for row in report.rows:
+        for metric in report.mean_metrics:
+            cells = [report.cells[(row.name, p, metric)] for p in report.protocols]
+            common = set.intersection(*(set(c.values) for c in cells))
+            values = {s: statistics.fmean(c.values[s] for c in cells) for s in sorted(common)}
+            papers = [c.reported for c in cells]
+            reported = statistics.fmean(papers) if all(p is not None for p in papers) else None
+            report.cells[(row.name, MEAN, metric)] = Cell(values, reported)
+        samples = [list(report.cells[(row.name, p, report.mean_metrics[0])].values.values()) for p in report.protocols]
+        report.intervals[row.name] = bootstrap_ci(samples) if row.name not in report.incomplete else None
+
+
+def rank_and_test(report: Report) -> None:
+    spec, ranked = report.spec, report.complete()
+    for column in report.columns:
+        cells = {r: report.cells[(r, *column)] for r in ranked}
+        order = sorted((r for r in ranked if cells[r].mean is not None), key=lambda r: -cells[r].mean)
+        shown = sorted({round(cells[r].mean, spec.digits) for r in order}, reverse=True)[:2]  # ties as printed
+        report.best[column] = {r: "bold" if round(cells[r].mean, spec.digits) == shown[0] else "underline"
+                               for r in order if round(cells[r].mean, spec.digits) in shown}
+        if order:
+            mark_not_below_best(report, column, order, cells)
+        if spec.reference in ranked:
+            values = {r: cells[r].values for r in ranked}
+            report.versus[column] = against(values, spec.reference, spec.test, spec.alpha)
+    if spec.reference is not None and spec.reference not in ranked:
+        report.notes.append(f"no tests against {spec.reference}: its results are incomplete")
+    first = report.metrics[report.protocols[0]][0]
+    if all(first in report.metrics[p] for p in report.protocols):
+        report.friedman = friedman({r: [report.cells[(r, p, first)].mean for p in report.protocols] for r in ranked},
+                                   spec.alpha)
+
+
+def mark_not_below_best(report: Report, column, order: List[str], cells: Dict[str, Cell]) -> None:
+    """† on each row whose difference from the best is not significant (Holm over the column)."""
+    best, others = order[0], [r for r in order if report.best[column].get(r) != "bold"]  # ties are bold
+    tests = [paired(cells[r].values, cells[best].values, report.spec.test, report.spec.alpha) for r in others]
+    for row, p in zip(others, holm([t.p for t in tests])):
+        if p is not None and p >= report.spec.alpha:
+            report.daggers.add((row, *column))
+    untested = [t.note for t in tests if t.p is None]
+    if untested and not any(n.startswith("tests: ") for n in report.notes):
+        report.notes.append(f"tests: {untested[0]}")

@@ -1,0 +1,104 @@
+"""Report specs: a paper table as YAML (``reports/*.yaml``), checked before any result is read.
+
+::
+
+    title: "MDPR Tables 2-3: long-tailed classification"
+    columns: [cifar100_lt_ir10, cifar100_lt_ir50, 'b2n_lamp/*/imb10']   # protocols, globs, tables
+    metrics: [all, many, medium, few]       # sub-columns of each protocol (default: its headline)
+    rows: [zeroshot, coop, {method: lamp, label: "MPP only", set: {use_msp: false, use_lbo: false}}]
+    reference: coop                          # every row is tested against it, per column
+    reported: true                           # the papers' numbers (method cards) and the gap to ours
+
+``rows: all`` takes every method with results.  A row's ``set`` selects the results run with
+those ``--set`` values (``lamp.use_lbo=false`` is ``{use_lbo: false}``, ``coop.train.lr=0.01`` is
+``{train.lr: 0.01}``); its ``reported`` gives the paper's numbers of such an ablation row.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Literal, Optional, Union
+
+import yaml
+
+from .config import from_dict
+from .errors import BenchError, ConfigError
+from .registry import suggest
+from .stats import ALPHA
+
+
+@dataclass
+class RowSpec:
+    method: str
+    label: Optional[str] = None  # default: the method, and its settings
+    set: Dict[str, object] = field(default_factory=dict)  # option -> value, as --set gives them
+    reported: Dict[str, Dict[str, float]] = field(default_factory=dict)  # protocol -> metric -> paper value
+    source: str = ""  # where `reported` comes from (e.g. "LAMP Table 6")
+
+    @property
+    def name(self) -> str:
+        if self.label:
+            return self.label
+        settings = ", ".join(f"{k}={v}" for k, v in self.set.items())
+        return f"{self.method} ({settings})" if settings else self.method
+
+
+@dataclass
+class ReportSpec:
+    title: str
+    columns: List[str]
+    rows: Union[Literal["all"], List[Union[str, RowSpec]]] = "all"
+    metrics: Optional[List[str]] = None  # None: each protocol's headline (all, or hm for base-to-new)
+    reference: Optional[str] = None  # a row's name: the method, or its label
+    reported: bool = True
+    seeds: Optional[List[int]] = None  # default: each protocol's seeds
+    test: Literal["auto", "t", "wilcoxon"] = "auto"
+    alpha: float = field(default=ALPHA, metadata={"min": 0.0, "max": 0.5})
+    digits: int = field(default=2, metadata={"min": 0, "max": 6})
+    average: bool = True  # a Mean column over the protocols (more than one)
+    label: Optional[str] = None  # LaTeX \label
+
+    def validate(self, where: str) -> None:
+        if not self.columns:
+            raise ConfigError("columns", "name at least one protocol")
+        if self.metrics is not None and not self.metrics:
+            raise ConfigError("metrics", "name at least one metric, or leave it out for the headline")
+        if self.rows != "all":
+            self.rows = [RowSpec(r) if isinstance(r, str) else r for r in self.rows]
+            names = [r.name for r in self.rows]
+            twice = sorted({n for n in names if names.count(n) > 1})
+            if not self.rows or twice:
+                raise ConfigError("rows", f"rows need distinct names (give a label): {', '.join(twice)}"
+                                  if twice else "name at least one method, or 'all'")
+
+
+def reports_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "reports"
+
+
+def available_reports() -> List[str]:
+    return sorted(p.stem for p in reports_dir().glob("*.yaml"))
+
+
+def load_spec(name_or_path: str) -> ReportSpec:
+    """A spec by name (``reports/<name>.yaml``) or path, with every field checked."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = reports_dir() / f"{name_or_path}.yaml"
+        if not path.is_file():
+            raise BenchError(f"unknown report '{name_or_path}'{suggest(name_or_path, available_reports())} "
+                             f"(shipped: {', '.join(available_reports())}; or give a YAML path)")
+    if not path.is_file():
+        raise BenchError(f"report spec '{path}' does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError) as err:
+        raise BenchError(f"report spec '{path}' cannot be read ({err})") from None
+    except yaml.YAMLError as err:
+        raise BenchError(f"report spec '{path}' is not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise BenchError(f"report spec '{path}': expected a mapping with title, columns and rows")
+    try:
+        return from_dict(ReportSpec, data, "")  # field errors name the field: "columns: expected a list"
+    except ConfigError as err:
+        raise BenchError(f"report spec '{path}': {err}") from None

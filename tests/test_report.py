@@ -1,0 +1,213 @@
+"""bench report: selection, mean ± std, marks, paper numbers and tests on fabricated result folders
+(hand-made protocol views: no model is built), the LaTeX snapshot, and bad specs."""
+import hashlib
+import json
+import shutil
+import statistics
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bench.cli import main
+from bench.method import MethodCard, Reported
+from bench.render import render
+from bench.plugins import load_builtins
+from bench.registry import METHODS
+from bench.report import MEAN, build_report, expand_columns
+from bench.reportspec import ReportSpec, RowSpec, load_spec
+from bench.results import load_results
+from bench.stats import against, paired
+from bench.store import SCHEMA, ResultStore
+
+SNAPSHOT = Path(__file__).parent / "snapshots" / "report.tex"
+VERSION = "0.2.0"
+VIEWS = {  # two protocols that exist in protocols/, described by hand
+    name: {"name": name, "description": "", "identity": {"dataset": name}, "seeds": [1, 2, 3],
+           "references": {"coop": {"": {"n_ctx": 4}, "train": {"lr": 0.002}},
+                          "maple": {"": {"depth": 2}, "train": {"lr": 0.0035}},
+                          "zeroshot": {"": {"templates": ["a photo of a {}."]}, "train": {}}}}
+    for name in ("smoke", "smoke_b2n")}
+ALL = {  # (protocol, method) -> "all" per seed 1, 2, 3
+    ("smoke", "coop"): [80.0, 82.0, 81.0], ("smoke_b2n", "coop"): [70.0, 71.0, 72.0],
+    ("smoke", "maple"): [75.0, 74.0, 76.0], ("smoke_b2n", "maple"): [73.0, 72.0, 74.0],
+    ("smoke", "zeroshot"): [70.0, 70.0, 70.0], ("smoke_b2n", "zeroshot"): [60.0, 60.0, 60.0],
+}
+CARDS = {"coop": MethodCard("p", "c", reported={"smoke": Reported("Table 1", {"all": 79.0})}),
+         "maple": MethodCard("p", "c"), "zeroshot": MethodCard("p", "c")}
+
+
+def put(root, protocol, method, seed, metrics, settings=None):
+    reference = VIEWS[protocol]["references"][method]
+    config = {"protocol": VIEWS[protocol]["identity"], "method": {**reference[""], **(settings or {})},
+              "train": reference["train"]}
+    key = hashlib.sha256(json.dumps([method, config], sort_keys=True).encode()).hexdigest()
+    rec = {"schema": SCHEMA, "key": key, "protocol": protocol, "method": method, "seed": seed,
+           "code_version": VERSION, "config": config, "metrics": metrics}
+    path = ResultStore(root).result_path(protocol, method, key, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rec))
+
+
+@pytest.fixture
+def folder(tmp_path):
+    for (protocol, method), values in ALL.items():
+        for seed, value in zip((1, 2, 3), values):
+            put(tmp_path, protocol, method, seed, {"all": value, "many": value + 5})
+    return tmp_path
+
+
+def report_of(folder, **spec):
+    fields = {"title": "T", "columns": ["smoke", "smoke_b2n"], "rows": ["coop", "maple", "zeroshot"],
+              "reference": "zeroshot", **spec}
+    from bench.config import from_dict
+
+    return build_report(from_dict(ReportSpec, fields, ""), load_results([folder]), VIEWS.get, VERSION, CARDS)
+
+
+def test_cells_are_mean_and_sample_std_over_seeds(folder):
+    report = report_of(folder)
+    cell = report.cells[("coop", "smoke", "all")]
+    assert cell.values == {1: 80.0, 2: 82.0, 3: 81.0}
+    assert cell.mean == 81.0 and cell.std == pytest.approx(1.0)  # sample std (n - 1)
+    assert cell.reported == 79.0 and cell.gap == pytest.approx(2.0)
+    mean = report.cells[("coop", MEAN, "all")]  # per seed, the average over the two protocols
+    assert mean.values == {1: 75.0, 2: 76.5, 3: 76.5}
+    assert report.cells[("maple", "smoke", "all")].reported is None
+
+
+def test_best_is_bold_second_underlined_and_ties_share(folder):
+    report = report_of(folder)
+    assert report.best[("smoke", "all")] == {"coop": "bold", "maple": "underline"}
+    assert report.best[("smoke_b2n", "all")] == {"maple": "bold", "coop": "underline"}  # 73 vs 71
+    put(folder, "smoke", "zeroshot", 1, {"all": 80.0, "many": 85.0})  # now 80, 82, 81 like coop?
+    for seed, value in ((1, 80.0), (2, 82.0), (3, 81.0)):
+        put(folder, "smoke", "zeroshot", seed, {"all": value, "many": value + 5})
+    tied = report_of(folder).best[("smoke", "all")]
+    assert tied == {"coop": "bold", "zeroshot": "bold", "maple": "underline"}
+
+
+def test_daggers_follow_holm_corrected_paired_tests_against_the_best(folder):
+    report = report_of(folder)
+    cells = {r: report.cells[(r, "smoke_b2n", "all")].values for r in ("coop", "maple", "zeroshot")}
+    raw = [paired(cells[r], cells["maple"]).p for r in ("coop", "zeroshot")]
+    holm = sorted(raw)
+    adjusted = {r: max(min(1, 2 * holm[0]), min(1, p)) if p == holm[1] else min(1, 2 * p)
+                for r, p in zip(("coop", "zeroshot"), raw)}
+    for row in ("coop", "zeroshot"):
+        assert ((row, "smoke_b2n", "all") in report.daggers) == (adjusted[row] >= 0.05)
+    assert ("maple", "smoke_b2n", "all") not in report.daggers  # the best itself
+
+
+def test_tests_against_the_reference_match_bench_stats(folder):
+    report = report_of(folder)
+    values = {r: report.cells[(r, "smoke", "all")].values for r in ("coop", "maple", "zeroshot")}
+    assert report.versus[("smoke", "all")] == against(values, "zeroshot")
+    assert report.friedman is not None and report.friedman.p is None  # 2 protocols: too few, said so
+    assert "too few" in report.friedman.note
+
+
+def test_incomplete_rows_are_shown_but_not_ranked(folder):
+    for path in folder.rglob("seed-3.json"):
+        if "/maple/" in str(path) and "smoke_b2n" in str(path):
+            path.unlink()
+    report = report_of(folder)
+    assert report.incomplete == {"maple": ["smoke_b2n all: seed 3"]}
+    assert report.best[("smoke_b2n", "all")] == {"coop": "bold", "zeroshot": "underline"}
+    assert "maple" not in report.versus[("smoke", "all")]
+    text = render(report, "md")
+    assert "| maple *" in text and "* maple: lacks smoke_b2n all: seed 3" in text
+
+
+def test_a_row_with_settings_takes_only_those_results(folder):
+    for seed, value in zip((1, 2, 3), (90.0, 91.0, 92.0)):
+        put(folder, "smoke", "coop", seed, {"all": value, "many": value}, settings={"n_ctx": 8})
+    report = report_of(folder, columns=["smoke"], rows=["coop", {"method": "coop", "set": {"n_ctx": 8}}],
+                       reference=None)
+    assert report.cells[("coop", "smoke", "all")].mean == 81.0
+    assert report.cells[("coop (n_ctx=8)", "smoke", "all")].mean == 91.0
+    assert report.cells[("coop (n_ctx=8)", "smoke", "all")].reported is None  # the card is the default recipe
+
+
+def test_markdown_shows_marks_paper_rows_and_caption(folder):
+    text = render(report_of(folder), "md")
+    assert "**81.00 ± 1.00**" in text and "<u>75.00 ± 1.00" in text
+    assert "| coop (paper)" in text and "| 79.00" in text and "+2.00" in text
+    assert "over 3 seeds (1, 2, 3)" in text and "Holm" in text and "α = 0.05" in text
+    assert "### Paired tests against zeroshot" in text
+
+
+def test_latex_matches_the_snapshot(folder):
+    tex = render(report_of(folder), "latex")
+    if not SNAPSHOT.exists():  # pragma: no cover
+        SNAPSHOT.parent.mkdir(exist_ok=True)
+        SNAPSHOT.write_text(tex)
+        pytest.fail(f"wrote {SNAPSHOT}: review it and commit it")
+    assert tex == SNAPSHOT.read_text()
+    assert "\\toprule" in tex and "\\textbf{81.00 $\\pm$ 1.00}" in tex and "\\multirow" in tex
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="needs a TeX engine (pdflatex)")
+def test_latex_compiles(folder, tmp_path):  # pragma: no cover  (no TeX on the CI machine)
+    doc = tmp_path / "t.tex"
+    doc.write_text("\\documentclass{article}\n\\usepackage{booktabs}\n\\usepackage{multirow}\n"
+                   "\\begin{document}\n" + render(report_of(folder), "latex") + "\n\\end{document}\n")
+    done = subprocess.run(["pdflatex", "-interaction=nonstopmode", doc.name], cwd=tmp_path, capture_output=True)
+    assert done.returncode == 0, done.stdout[-2000:]
+
+
+def test_html_escapes_labels(folder):
+    html = render(report_of(folder, rows=["coop", {"method": "maple", "label": "maple <&>"}, "zeroshot"]), "html")
+    assert "maple &lt;&amp;&gt;" in html and "font-weight: bold" in html and "text-decoration: underline" in html
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"rows": ["coop", "nonesuch"]}, "unknown method 'nonesuch'"),
+    ({"metrics": ["all", "top5"]}, "metric 'top5' does not exist in the results of 'smoke'"),
+    ({"rows": ["coop", {"method": "coop", "set": {"nctx": 2}}]}, "coop has no option 'nctx'"),
+    ({"reference": "maple_la"}, "reference 'maple_la' is not one of the report's rows"),
+    ({"rows": ["coop", "coop"]}, "distinct names"),
+    ({"columns": ["smok"]}, "unknown protocol 'smok'"),
+    ({"test": "z"}, "test: expected one of"),
+    ({"columns": ["smoke_xd_dg"]}, "no results of smoke_xd_dg at code version"),
+])
+def test_bad_specs_are_one_error_line(folder, tmp_path, capsys, spec, message):
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump({"title": "T", "columns": ["smoke"], "rows": ["coop", "zeroshot"], **spec}))
+    code = main(["report", str(path), "--results-dir", str(folder)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("bench: error: ") and err.count("\n") == 1 and message in err, err
+
+
+def test_bad_inputs_around_the_spec(folder, tmp_path, capsys):
+    cases = [(["report", "leaderbord"], "did you mean 'leaderboard'"),
+             (["report", str(tmp_path / "no.yaml")], "does not exist"),
+             (["report", "smoke", "--results-dir", str(tmp_path / "empty")], "does not exist")]
+    (tmp_path / "bad.yaml").write_text("title: [unclosed")
+    cases.append((["report", str(tmp_path / "bad.yaml")], "not valid YAML"))
+    (tmp_path / "empty").mkdir()
+    cases[2] = (cases[2][0], "holds no readable results")
+    for argv, message in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("bench: error: ") and err.count("\n") == 1 and message in err, err
+
+
+def test_shipped_specs_load():
+    from bench.reportspec import available_reports
+
+    names = available_reports()
+    assert "leaderboard" in names and "smoke" in names
+    load_builtins()
+    for name in names:
+        spec = load_spec(name)
+        assert spec.title and expand_columns(spec), name
+        assert spec.rows == "all" or all(isinstance(r, RowSpec) and r.method in METHODS for r in spec.rows), name
+        assert spec.rows == "all" or spec.reference in [r.name for r in spec.rows], name
+
+
+def test_std_convention_is_stated_and_matches_statistics(folder):
+    report = report_of(folder)
+    values = list(report.cells[("maple", "smoke", "all")].values.values())
+    assert report.cells[("maple", "smoke", "all")].std == statistics.stdev(values)
