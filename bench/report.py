@@ -156,7 +156,7 @@ def fill_cells(report: Report, current, views: Dict[str, dict], cards) -> None:
     for row in report.rows:
         lacking = []
         for protocol in report.protocols:
-            chosen = [r for r in groups.get((protocol, row.method), []) if matches(r["config"], views[protocol], row)]
+            chosen = selected(groups.get((protocol, row.method), []), views[protocol], row)
             for metric in report.metrics[protocol]:
                 cell = Cell({r["seed"]: float(r[metric]) for r in chosen if is_number(r.get(metric))},
                             reported_value(row, protocol, metric, cards, report.spec.reported))
@@ -166,6 +166,15 @@ def fill_cells(report: Report, current, views: Dict[str, dict], cards) -> None:
                     lacking.append(f"{protocol} {metric}: seed {', '.join(map(str, missing))}")
         if lacking:
             report.incomplete[row.name] = lacking
+
+
+def selected(records: List[dict], view: dict, row: RowSpec) -> List[dict]:
+    """The records whose config :func:`matches` (tested once per key: a key is a hash of its config)."""
+    keys: Dict[str, bool] = {}
+    for record in records:
+        if record["key"] not in keys:
+            keys[record["key"]] = matches(record["config"], view, row)
+    return [r for r in records if keys[r["key"]]]
 
 
 def is_number(value) -> bool:

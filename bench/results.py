@@ -13,6 +13,9 @@ agree, and reported as a conflict, and left out, when they do not::
 """
 from __future__ import annotations
 
+import gc
+import hashlib
+import json
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -23,6 +26,7 @@ from .errors import BenchError
 
 CELL = ["protocol", "method", "key", "seed"]
 INFO = ["code_version", "path", "column_order", "config"]  # the other non-metric columns
+INDEX_VERSION = 1  # bump when slim() keeps other fields
 
 
 @dataclass(frozen=True)
@@ -59,40 +63,120 @@ def require_pandas():
     return pandas
 
 
-def result_files(folder: Path) -> List[Path]:
-    """Every ``seed-*.json`` below ``folder`` (protocol names may hold '/', so at any depth)."""
-    found = []
-    for root, dirs, files in os.walk(folder):
-        dirs.sort()
-        found += [Path(root) / f for f in sorted(files) if f.startswith("seed-") and f.endswith(".json")]
+def result_files(folder: str) -> List[Tuple[str, int, int]]:
+    """``(path below folder, mtime_ns, size)`` of every ``seed-*.json`` (protocol names may hold
+    '/', so at any depth), in sorted order."""
+    found: List[Tuple[str, int, int]] = []
+
+    def walk(rel: str) -> None:
+        with os.scandir(os.path.join(folder, rel)) as entries:
+            for entry in sorted(entries, key=lambda e: e.name):
+                path = os.path.join(rel, entry.name) if rel else entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    walk(path)
+                elif entry.name.startswith("seed-") and entry.name.endswith(".json"):
+                    stat = entry.stat()
+                    found.append((path, stat.st_mtime_ns, stat.st_size))
+
+    walk("")
     return found
 
 
-def read_folders(folders: Sequence) -> Tuple[List[Tuple[Path, dict]], List[str]]:
-    """``[(path, record)]`` of every valid record, and a line for each file that is not one."""
-    from .store import ResultStore, read_record
-
-    good, problems = [], []
-    for folder in map(Path, folders):
-        if not folder.is_dir():
-            raise BenchError(f"results folder '{folder}' does not exist; give the --results-dir of a bench run")
-        store = ResultStore(folder)
-        for path in result_files(folder):
-            record, problem = read_record(path)
-            if problem is None and path != store.result_path(record["protocol"], record["method"], record["key"],
-                                                             record["seed"]):
-                problem = "is not where its own protocol, method, key and seed put it (a copy?)"
-            if problem is None:
-                good.append((path, record))
-            else:
-                problems.append(f"skipped '{path}': it {problem}")
-    return good, problems
+def slim(record: dict) -> dict:
+    """What the table keeps of a record (per-class accuracies and the rest stay in the file)."""
+    return {**{c: record[c] for c in CELL}, "code_version": record["code_version"], "metrics": record["metrics"],
+            "column_order": list(record.get("column_order") or [])}
 
 
-def merge(found: Iterable[Tuple[Path, dict]]) -> Tuple[List[Tuple[Path, dict]], List[Conflict], int]:
+def read_folder(folder: str, index: dict) -> Tuple[List[Tuple[str, dict]], List[str], bool]:
+    """Records of one folder, from ``index`` where a file's size and mtime are unchanged; returns
+    ``[(path, slim record)]``, problems, and whether the index changed."""
+    from .store import read_record
+
+    files, configs = index.setdefault("files", {}), index.setdefault("configs", {})
+    good, problems, seen, changed = [], [], set(), False
+    for rel, mtime, size in result_files(folder):
+        seen.add(rel)
+        cached = files.get(rel)
+        if cached is not None and cached[:2] == [mtime, size]:
+            good.append((os.path.join(folder, rel), cached[2]))
+            continue
+        path = os.path.join(folder, rel)
+        record, problem = read_record(path)
+        if problem is None and rel != os.path.join(record["protocol"], record["method"], record["key"][:12],
+                                                   f"seed-{record['seed']}.json"):
+            problem = "is not where its own protocol, method, key and seed put it (a copy?)"
+        if problem is not None:
+            problems.append(f"skipped '{path}': it {problem}")
+            continue
+        files[rel], changed = [mtime, size, slim(record)], True
+        configs.setdefault(record["key"], record["config"])
+        good.append((path, files[rel][2]))
+    for gone in set(files) - seen:
+        del files[gone]
+        changed = True
+    return good, problems, changed
+
+
+def read_folders(folders: Sequence) -> Tuple[List[Tuple[str, dict]], Dict[str, dict], List[str]]:
+    """``[(path, slim record)]`` of every valid record, the config of each key, and a line for
+    each file that is not a valid record.  Each folder's index (in the bench cache) lets a re-load
+    read only new and changed files."""
+    good, configs, problems = [], {}, []
+    collecting = gc.isenabled()
+    gc.disable()  # hundreds of thousands of small dicts: the collector would rescan them all, often
+    try:
+        for folder in map(str, folders):
+            if not os.path.isdir(folder):
+                raise BenchError(f"results folder '{folder}' does not exist; give the --results-dir of a bench run")
+            index = read_index(folder)
+            found, bad, changed = read_folder(folder, index)
+            good += found
+            problems += bad
+            configs.update(index["configs"])
+            if changed:
+                write_index(folder, index)
+    finally:
+        if collecting:
+            gc.enable()
+    return good, configs, problems
+
+
+def index_path(folder: str) -> Path:
+    from .catalog import cache_root
+
+    name = hashlib.sha256(os.path.abspath(folder).encode()).hexdigest()[:24]
+    return cache_root() / "results-index" / f"{name}.json"
+
+
+def read_index(folder: str) -> dict:
+    """The folder's index, or an empty one (missing, damaged, or of other code: read everything)."""
+    from . import __version__
+    from .store import SCHEMA
+
+    try:
+        index = json.loads(index_path(folder).read_text())
+    except (OSError, ValueError):
+        return {}
+    ok = isinstance(index, dict) and index.get("version") == [__version__, SCHEMA, INDEX_VERSION]
+    return index if ok and isinstance(index.get("files"), dict) and isinstance(index.get("configs"), dict) else {}
+
+
+def write_index(folder: str, index: dict) -> None:
+    from . import __version__
+    from .atomic import write_json
+    from .store import SCHEMA
+
+    try:
+        write_json(index_path(folder), {**index, "version": [__version__, SCHEMA, INDEX_VERSION]})
+    except OSError:  # a read-only cache only costs speed
+        pass
+
+
+def merge(found: Iterable[Tuple[str, dict]]) -> Tuple[List[Tuple[str, dict]], List[Conflict], int]:
     """One record per cell: copies with equal metrics are dropped, cells whose copies disagree are
     conflicts and kept out."""
-    cells: Dict[tuple, List[Tuple[Path, dict]]] = defaultdict(list)
+    cells: Dict[tuple, List[Tuple[str, dict]]] = defaultdict(list)
     for path, record in found:
         cells[tuple(record[c] for c in CELL)].append((path, record))
     kept, conflicts, duplicates = [], [], 0
@@ -110,10 +194,10 @@ def load_results(folders: Sequence) -> Results:
     pandas = require_pandas()
     if not folders:
         raise BenchError("no results folder given")
-    found, problems = read_folders(folders)
+    found, configs, problems = read_folders(folders)
     kept, conflicts, duplicates = merge(found)
-    rows = [{**{c: r[c] for c in CELL}, "code_version": r["code_version"], "path": str(p),
-             "column_order": tuple(r.get("column_order") or ()), "config": r["config"],
+    rows = [{**{c: r[c] for c in CELL}, "code_version": r["code_version"], "path": p,
+             "column_order": tuple(r["column_order"]), "config": configs[r["key"]],
              **{m: None if v is None else float(v) for m, v in r["metrics"].items()}} for p, r in kept]
     table = pandas.DataFrame(rows, columns=[*CELL, *INFO] if not rows else None)
     if rows:

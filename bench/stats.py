@@ -118,6 +118,8 @@ def friedman(means: Mapping[str, Sequence[float]], alpha: float = ALPHA) -> Frie
         need = "3 methods" if len(methods) < 3 else f"{MIN_FRIEDMAN_BLOCKS} protocols"
         return Friedman(n, None, None, {}, mean_ranks, f"{len(methods)} methods on {n} protocols: "
                                                         f"too few for Friedman's test (needs {need})")
+    if np.all(table == table[:1]):  # all methods tie on every protocol: scipy would divide by zero
+        return Friedman(n, 0.0, 1.0, {}, mean_ranks, "every method has the same value on every protocol")
     result = stats.friedmanchisquare(*table)
     pairs = [(a, b) for i, a in enumerate(methods) for b in methods[i + 1:]]
     raw = [paired(dict(enumerate(means[a])), dict(enumerate(means[b])), "wilcoxon", alpha).p for a, b in pairs]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tempfile
 from pathlib import Path
 from typing import List, Optional, Tuple
@@ -103,12 +104,13 @@ REQUIRED = {"key": str, "protocol": str, "method": str, "seed": int, "code_versi
             "config": dict}
 
 
-def read_record(path: Path) -> Tuple[Optional[dict], Optional[str]]:
-    """``(record, None)``, or ``(None, what is wrong with the file)``."""
-    if not path.is_file():  # a FIFO would block the read forever
+def read_record(path) -> Tuple[Optional[dict], Optional[str]]:
+    """``(record, None)``, or ``(None, what is wrong with the file)``; ``path`` a Path or a string."""
+    if not os.path.isfile(path):  # a FIFO would block the read forever
         return None, "is not a regular file"
     try:
-        data = json.loads(path.read_text())
+        with open(path, encoding="utf-8") as f:
+            data = json.loads(f.read())
     except (OSError, UnicodeDecodeError) as err:
         return None, f"cannot be read ({err})"
     except ValueError as err:

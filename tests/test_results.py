@@ -80,3 +80,21 @@ def test_missing_cells_name_each_incomplete_block(tmp_path):
     table = load_results([tmp_path]).table
     gaps = missing_cells(table, ["smoke", "places_lt"], ["coop", "maple"], [1, 2, 3])
     assert gaps == {("smoke", "maple"): [2, 3], ("places_lt", "coop"): [1, 2, 3], ("places_lt", "maple"): [1, 2, 3]}
+
+
+def test_a_reload_reads_only_new_and_changed_files(tmp_path, monkeypatch):
+    import bench.store
+    from bench.results import index_path
+
+    paths = [put(tmp_path, record(seed=seed)) for seed in (1, 2, 3)]
+    assert len(load_results([tmp_path]).table) == 3
+    reads = []
+    real = bench.store.read_record
+    monkeypatch.setattr(bench.store, "read_record", lambda path: reads.append(path) or real(path))
+    assert list(load_results([tmp_path]).table["all"]) == [71.0, 72.0, 73.0] and reads == []  # all from the index
+    paths[1].write_text(json.dumps(record(seed=2, all=50.5)))  # another size: read again
+    paths[2].unlink()
+    table = load_results([tmp_path]).table
+    assert list(table["all"]) == [71.0, 50.5] and reads == [str(paths[1])]
+    index_path(str(tmp_path)).write_text("{torn")  # a damaged index is a miss, never an error
+    assert list(load_results([tmp_path]).table["all"]) == [71.0, 50.5] and len(reads) == 3

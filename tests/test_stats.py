@@ -86,6 +86,11 @@ def test_friedman_by_hand():
     assert six.note == ""
 
 
+def test_friedman_with_every_protocol_tied_is_p_one():
+    tied = friedman({m: [70.0, 60.0, 50.0, 40.0, 30.0] for m in "ABC"})
+    assert (tied.statistic, tied.p) == (0.0, 1.0) and "same value" in tied.note
+
+
 def test_friedman_needs_three_methods_and_five_protocols():
     assert friedman({"A": [1, 2, 3, 4, 5], "B": [2, 3, 4, 5, 6]}).p is None
     few = friedman({"A": [1, 2], "B": [2, 3], "C": [3, 1]})
