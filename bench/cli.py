@@ -215,7 +215,13 @@ def cmd_report(args) -> int:
         warn(f"{len(results.problems)} unreadable file(s) and {len(results.conflicts)} conflict(s) in all")
     load_builtins()
     cards = {name: METHODS.get(name).card for name in METHODS.names()}
-    text = render(build_report(spec, results, protocol_view, __version__, cards), args.format)
+    report = build_report(spec, results, protocol_view, __version__, cards)
+    text = render(report, args.format)
+    if args.plots is not None:
+        from .plots import write_plots
+
+        written = write_plots(report, args.plots, args.plot_format)
+        print(f"bench: wrote {len(written)} figure(s) to '{args.plots}'", file=sys.stderr)
     if args.output is not None:
         if not args.output.strip():
             raise BenchError("--output: must not be empty")
@@ -278,6 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="results folders to merge, e.g. one per machine (default: results)")
     p.add_argument("--format", choices=["md", "latex", "html"], default="md")
     p.add_argument("--output", help="write the report to this file instead of printing it")
+    p.add_argument("--plots", metavar="DIR", help="also draw the long-tail curves, Many/Medium/Few bars and "
+                                                   "a critical-difference diagram into DIR")
+    p.add_argument("--plot-format", choices=["png", "pdf"], default="png")
     p.set_defaults(func=cmd_report)
     return parser
 

@@ -158,6 +158,17 @@ def summarise(spaces: LabelSpaces, results: List[dict]) -> dict:
             "group_sizes": first["group_sizes"], "num_test": sum(res["num_test"] for res in results)}
 
 
+def per_class_counts(evs: List[Evaluation]) -> List[int]:
+    """Training images of each class, in the order of the record's ``per_class_accuracy``."""
+    if [ev.kind for ev in evs[:2]] != ["base", "new"]:
+        return list(evs[0].info.train_counts)
+    out = [0] * (len(evs[0].classes) + len(evs[1].classes))
+    for ev in evs[:2]:
+        for label, count in zip(ev.classes, ev.info.train_counts):
+            out[label] = count
+    return out
+
+
 def per_class(evs: List[Evaluation], results: List[dict]) -> List[Optional[float]]:
     """Per-class accuracy of the first evaluation; of base and new together, by the training
     dataset's class index, when the first two are a base and a new evaluation."""

@@ -29,6 +29,7 @@ MEAN = "Mean"  # the column averaging the protocols
 class Cell:
     values: Dict[int, float] = field(default_factory=dict)  # seed -> value
     reported: Optional[float] = None  # the paper's number
+    paths: Dict[int, str] = field(default_factory=dict)  # seed -> its result file (for figures)
 
     @property
     def mean(self) -> Optional[float]:
@@ -114,22 +115,24 @@ def build_report(spec: ReportSpec, results, view_of: Callable[[str], dict], vers
     if current.empty:
         raise BenchError(f"no results of {', '.join(protocols[:3])}{', ...' if len(protocols) > 3 else ''} "
                          f"at code version {version}; run them with `bench run`")
-    rows = select_rows(spec, current, views, cards)
+    groups: Dict[Tuple[str, str], List[dict]] = {}
+    for record in current.to_dict("records"):
+        groups.setdefault((record["protocol"], record["method"]), []).append(record)
+    metrics = {p: pick_metrics(spec, current[current["protocol"] == p], p) for p in protocols}
+    rows = select_rows(spec, groups, views, cards, metrics)
     if spec.reference is not None and spec.reference not in [r.name for r in rows]:
         raise BenchError(f"reference '{spec.reference}' is not one of the report's rows")
-    metrics = {p: pick_metrics(spec, current[current["protocol"] == p], p) for p in protocols}
     seeds = {p: list(spec.seeds or views[p]["seeds"]) for p in protocols}
     report = Report(spec, rows, protocols, metrics, seeds, {}, {})
-    fill_cells(report, current, views, cards)
+    fill_cells(report, groups, views, cards)
     add_means(report)
     rank_and_test(report)
     return report
 
 
-def select_rows(spec: ReportSpec, current, views: Dict[str, dict], cards) -> List[RowSpec]:
-    if spec.rows == "all":  # best first, by the mean of the first metric over the protocols
-        first = current.groupby("method")[pick_metrics(spec, current, "", strict=False)[0]].mean()
-        return [RowSpec(m) for m in sorted(set(current["method"]), key=lambda m: (-first.get(m, float("-inf")), m))]
+def select_rows(spec: ReportSpec, groups, views: Dict[str, dict], cards, metrics) -> List[RowSpec]:
+    if spec.rows == "all":
+        return rows_with_results(groups, views, metrics)
     for row in spec.rows:
         if row.method not in cards:
             raise BenchError(f"report row '{row.name}': unknown method '{row.method}' (see `bench list methods`)")
@@ -137,29 +140,39 @@ def select_rows(spec: ReportSpec, current, views: Dict[str, dict], cards) -> Lis
     return list(spec.rows)
 
 
-def pick_metrics(spec: ReportSpec, records, protocol: str, strict: bool = True) -> List[str]:
+def rows_with_results(groups, views: Dict[str, dict], metrics) -> List[RowSpec]:
+    """``rows: all``: each method with results of the current configuration somewhere, best first
+    by the mean of each protocol's first metric."""
+    scores: Dict[str, List[float]] = {}
+    for (protocol, method), records in groups.items():
+        metric = metrics[protocol][0]
+        values = [r[metric] for r in selected(records, views[protocol], RowSpec(method)) if is_number(r.get(metric))]
+        if values:
+            scores.setdefault(method, []).append(statistics.fmean(values))
+    return [RowSpec(m) for m in sorted(scores, key=lambda m: (-statistics.fmean(scores[m]), m))]
+
+
+def pick_metrics(spec: ReportSpec, records, protocol: str) -> List[str]:
     have = [c for c in records.columns if c not in (*CELL, *INFO) and records[c].notna().any()]
     if spec.metrics is None:
         head = headline_metric({m: 1.0 for m in have}) if have else None
         return [head or "all"]
     unknown = [m for m in spec.metrics if m not in have]
-    if unknown and have and strict:
+    if unknown and have:
         raise BenchError(f"metric {', '.join(map(repr, unknown))} does not exist in the results of '{protocol}' "
                          f"(they have: {', '.join(have)})")
     return list(spec.metrics)
 
 
-def fill_cells(report: Report, current, views: Dict[str, dict], cards) -> None:
-    groups: Dict[Tuple[str, str], List[dict]] = {}
-    for record in current.to_dict("records"):
-        groups.setdefault((record["protocol"], record["method"]), []).append(record)
+def fill_cells(report: Report, groups, views: Dict[str, dict], cards) -> None:
     for row in report.rows:
         lacking = []
         for protocol in report.protocols:
             chosen = selected(groups.get((protocol, row.method), []), views[protocol], row)
             for metric in report.metrics[protocol]:
                 cell = Cell({r["seed"]: float(r[metric]) for r in chosen if is_number(r.get(metric))},
-                            reported_value(row, protocol, metric, cards, report.spec.reported))
+                            reported_value(row, protocol, metric, cards, report.spec.reported),
+                            {r["seed"]: r["path"] for r in chosen})
                 report.cells[(row.name, protocol, metric)] = cell
                 missing = [s for s in report.seeds[protocol] if s not in cell.values]
                 if missing:

@@ -27,7 +27,7 @@ from . import __version__
 from .config import identity
 from .data import DatasetBundle, TransformedDataset
 from .errors import BenchError, MissingInput
-from .evaluation import Evaluation, LabelSpaces, label_spaces, summarise
+from .evaluation import Evaluation, LabelSpaces, label_spaces, per_class_counts, summarise
 from .leaderboard import headline_metric
 from .metrics import evaluate, group_counts
 from .protocol import Protocol, check_seeds
@@ -269,6 +269,7 @@ class Runner:
                 "sources": cell.resolved.sources,
             },
             **result,
+            "class_train_counts": per_class_counts(spaces.evaluations),  # the long-tail curve's x
             # Table columns in the protocol's order (JSON objects are written sorted): evaluations, group means.
             "column_order": [*(ev.name for ev in spaces.evaluations),
                              *dict.fromkeys(f"{ev.group}_mean" for ev in spaces.evaluations if ev.group)],

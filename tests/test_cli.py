@@ -52,6 +52,7 @@ def test_smoke_leaderboard_end_to_end(capsys, results):
     assert rec["protocol"] == "smoke" and rec["method"] == "coop" and rec["seed"] == 1
     assert set(rec["metrics"]) == {"all", "many", "medium", "few", "macro_f1"}
     assert len(rec["per_class_accuracy"]) == 10
+    assert rec["class_train_counts"] == [150, 102, 70, 48, 33, 22, 15, 10, 7, 5]  # the long-tail curve's x
     assert rec["config"]["method"]["n_ctx"] == 4
     assert rec["config"]["train"]["optimizer"] == "adamw" and rec["config"]["train"]["epochs"] == 4
     assert rec["config"]["sources"]["train.lr"] == "card: MDPR App. A.1.2"

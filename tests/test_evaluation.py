@@ -63,3 +63,15 @@ def test_base_to_new_needs_listed_labels():
     data.test = torch.utils.data.TensorDataset(torch.zeros(2), torch.zeros(2))
     with pytest.raises(BenchError, match="must list its labels"):
         label_spaces(data)
+
+
+def test_per_class_counts_follow_the_per_class_accuracy_order():
+    from bench.evaluation import Evaluation, per_class_counts
+    from bench.method import ClassInfo
+
+    lt = Evaluation("test", ClassInfo(["a", "b", "c"], [100, 10, 1]), None, [0, 1, 2])
+    assert per_class_counts([lt]) == [100, 10, 1]
+    # base-to-new: base classes 1 and 3 (trained), new classes 0 and 2 (never), by dataset index
+    base = Evaluation("base", ClassInfo(["b", "d"], [50, 5]), None, [1, 3], kind="base")
+    new = Evaluation("new", ClassInfo(["a", "c"], [0, 0]), None, [0, 2], kind="new")
+    assert per_class_counts([base, new]) == [0, 50, 0, 5]

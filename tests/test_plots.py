@@ -1,0 +1,57 @@
+"""bench.plots: the figures' data by hand, and the files they make."""
+import json
+
+import pytest
+
+from bench.plots import cliques, group_bars, longtail_curve, write_plots
+from test_report import folder, report_of  # noqa: F401  (the fabricated results and views)
+
+
+def test_longtail_curve_sorts_classes_by_count_and_averages_seeds(tmp_path):
+    paths = []
+    for seed, acc in enumerate(([90.0, 50.0, 10.0, None], [70.0, 30.0, 20.0, None])):
+        path = tmp_path / f"seed-{seed}.json"
+        path.write_text(json.dumps({"class_train_counts": [100, 500, 5, 0], "per_class_accuracy": acc}))
+        paths.append(str(path))
+    # by count: class 1 (500), class 0 (100), class 2 (5); class 3 was never trained on (count 0)
+    assert longtail_curve(paths) == ([500, 100, 5], [40.0, 80.0, 15.0])
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"per_class_accuracy": [1.0]}))  # written before counts were recorded
+    assert longtail_curve([str(old)]) is None and longtail_curve([]) is None
+
+
+def test_cliques_join_methods_not_significantly_apart():
+    ranks = {"a": 1.0, "b": 1.5, "c": 2.5, "d": 4.0}
+    pairwise = {("a", "b"): 0.5, ("a", "c"): 0.2, ("b", "c"): 0.3, ("a", "d"): 0.01, ("b", "d"): 0.02,
+                ("c", "d"): 0.4}
+    assert cliques(ranks, pairwise, 0.05) == [["a", "b", "c"], ["c", "d"]]
+    assert cliques(ranks, {}, 0.05) == [["a", "b", "c", "d"]]  # nothing tested: nothing told apart
+    assert cliques(ranks, {pair: 0.0 for pair in pairwise}, 0.05) == []
+
+
+def test_group_bars_take_many_medium_few(folder):  # noqa: F811
+    report = report_of(folder, metrics=["all", "many"], columns=["smoke"])
+    assert group_bars(report, "smoke") == {}  # no medium / few columns
+    for path in folder.rglob("seed-*.json"):
+        record = json.loads(path.read_text())
+        record["metrics"].update(medium=60.0, few=40.0 + record["seed"])
+        path.write_text(json.dumps(record))
+    report = report_of(folder, metrics=["all", "many", "medium", "few"], columns=["smoke"])
+    bars = group_bars(report, "smoke")
+    assert bars["coop"] == [(86.0, pytest.approx(1.0)), (60.0, 0.0), (42.0, 1.0)]
+
+
+def test_write_plots_makes_the_files(folder, tmp_path):  # noqa: F811
+    for path in folder.rglob("seed-*.json"):
+        record = json.loads(path.read_text())
+        record.update(class_train_counts=[50, 20, 5], per_class_accuracy=[80.0, 60.0, 40.0])
+        record["metrics"].update(medium=60.0, few=40.0)
+        path.write_text(json.dumps(record))
+    report = report_of(folder, metrics=["all", "many", "medium", "few"])
+    written = write_plots(report, tmp_path / "figs", fmt="png")
+    names = sorted(p.name for p in written)
+    assert names == ["critical-difference.png", "groups-smoke.png", "groups-smoke_b2n.png",
+                     "longtail-smoke.png", "longtail-smoke_b2n.png"]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in written)
+    pdf = write_plots(report, tmp_path / "pdf", fmt="pdf")
+    assert all(p.read_bytes()[:5] == b"%PDF-" for p in pdf)
