@@ -28,7 +28,7 @@ method with ``trains = False`` is evaluated without training.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Dict, List, Mapping, Optional
+from typing import ClassVar, Dict, List, Mapping, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -56,6 +56,18 @@ class Reported:
 
 
 @dataclass(frozen=True)
+class Ablation:
+    """A paper's ablation or sensitivity row: its numbers for a run of ``protocol`` with
+    ``--set <method>.<field>=<value>`` for each of ``settings`` (report specs find it by table)."""
+
+    table: str  # e.g. "LAMP Table 7"
+    protocol: str  # a protocol name; a glob when the paper reports a mean over protocols
+    settings: Mapping[str, object]
+    metrics: Mapping[str, float]
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class MethodCard:
     """What a method is, which code it follows, how its papers train it, what they report."""
 
@@ -64,6 +76,7 @@ class MethodCard:
     spec: str = ""  # the section of shared/docs that writes down what the code and paper do
     recipes: Mapping[str, Recipe] = field(default_factory=dict)  # protocol family -> recipe
     reported: Mapping[str, Reported] = field(default_factory=dict)  # protocol name -> numbers
+    ablations: Sequence[Ablation] = ()  # the paper's ablation and sensitivity rows
 
 
 @dataclass

@@ -137,6 +137,10 @@ def select_rows(spec: ReportSpec, groups, views: Dict[str, dict], cards, metrics
         if row.method not in cards:
             raise BenchError(f"report row '{row.name}': unknown method '{row.method}' (see `bench list methods`)")
         check_settings(row, list(views.values()))
+        tables = sorted({a.table for a in getattr(cards[row.method], "ablations", ())})
+        if row.reported_from and row.reported_from not in tables:
+            raise BenchError(f"report row '{row.name}': the {row.method} card has no ablation table "
+                             f"'{row.reported_from}' (it has: {', '.join(tables) or 'none'})")
     return list(spec.rows)
 
 
@@ -171,7 +175,8 @@ def fill_cells(report: Report, groups, views: Dict[str, dict], cards) -> None:
             chosen = selected(groups.get((protocol, row.method), []), views[protocol], row)
             for metric in report.metrics[protocol]:
                 cell = Cell({r["seed"]: float(r[metric]) for r in chosen if is_number(r.get(metric))},
-                            reported_value(row, protocol, metric, cards, report.spec.reported),
+                            reported_value(row, protocol, metric, cards.get(row.method), report.spec.reported,
+                                           views[protocol]),
                             {r["seed"]: r["path"] for r in chosen})
                 report.cells[(row.name, protocol, metric)] = cell
                 missing = [s for s in report.seeds[protocol] if s not in cell.values]
@@ -194,17 +199,28 @@ def is_number(value) -> bool:
     return isinstance(value, (int, float)) and value == value  # NaN: a metric this record lacks
 
 
-def reported_value(row: RowSpec, protocol: str, metric: str, cards, show: bool) -> Optional[float]:
+def reported_value(row: RowSpec, protocol: str, metric: str, card, show: bool, view: dict) -> Optional[float]:
     if not show:
         return None
     if row.reported:
-        return row.reported.get(protocol, {}).get(metric)
-    if row.set:
+        value = row.reported.get(protocol, {}).get(metric)
+    elif row.reported_from:
+        value = next((a.metrics.get(metric) for a in getattr(card, "ablations", ()) if a.table == row.reported_from
+                      and a.protocol == protocol and same_settings(a.settings, row, view)), None)
+    elif row.set:
         return None  # the card's numbers are the method's own recipe, not this setting
-    card = cards.get(row.method)
-    entry = getattr(card, "reported", {}).get(protocol) if card is not None else None
-    value = entry.metrics.get(metric) if entry is not None else None
+    else:
+        entry = getattr(card, "reported", {}).get(protocol)
+        value = entry.metrics.get(metric) if entry is not None else None
     return None if value is None else float(value)
+
+
+def same_settings(settings: Mapping[str, object], row: RowSpec, view: dict) -> bool:
+    """Whether an ablation's settings are the row's, each unset field at its current value here."""
+    current = flatten(view["references"].get(row.method, {}))
+    ours = {**current, **row.set}
+    return all(k in ours and ours[k] == v for k, v in settings.items()) and all(
+        k in settings or v == current.get(k) for k, v in row.set.items())
 
 
 def add_means(report: Report) -> None:

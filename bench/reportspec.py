@@ -11,7 +11,8 @@
 
 ``rows: all`` takes every method with results.  A row's ``set`` selects the results run with
 those ``--set`` values (``lamp.use_lbo=false`` is ``{use_lbo: false}``, ``coop.train.lr=0.01`` is
-``{train.lr: 0.01}``); its ``reported`` gives the paper's numbers of such an ablation row.
+``{train.lr: 0.01}``).  The paper's numbers of such a row come from the method card's ablation
+table named by ``reported_from`` (``reported_from: "LAMP Table 7"``), or from its own ``reported``.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ class RowSpec:
     set: Dict[str, object] = field(default_factory=dict)  # option -> value, as --set gives them
     reported: Dict[str, Dict[str, float]] = field(default_factory=dict)  # protocol -> metric -> paper value
     source: str = ""  # where `reported` comes from (e.g. "LAMP Table 6")
+    reported_from: Optional[str] = None  # a table of the method card's ablations, e.g. "LAMP Table 7"
 
     @property
     def name(self) -> str:

@@ -39,7 +39,7 @@ from bench.prompting import (encode_image_hooked, image_tokens, insert_after_fir
 from bench.registry import METHODS
 
 from .lamp_pool import LoadBalancer, PoolLayer, cosine_scores, group_by_signature
-from .lamp_tables import RECIPES, reported
+from .lamp_tables import ABLATIONS, RECIPES, reported
 
 SEQUENCES_PER_PASS = 4096  # text sequences per encoder pass: bounds memory at many signatures x classes
 NEW_PASS_BATCH = 100  # the new-class bias pass runs at LAMP's test batch size (Table 16)
@@ -52,7 +52,7 @@ SPEC = "methods_spec §8 (no public LAMP code: the card's code, PromptLT, fixes 
 CARD = MethodCard(
     paper="LAMP: multimodal prompt pool, modality-shared prompts and load-balancing optimisation for "
           "long-tailed prompt tuning. Anonymous ICLR-style submission (seed 002)",
-    code=CODE, spec=SPEC, recipes=RECIPES, reported=reported())
+    code=CODE, spec=SPEC, recipes=RECIPES, reported=reported(), ablations=ABLATIONS)
 # The paper reports only runs with the new-class bias pass.
 NO_NEWBIAS_CARD = MethodCard(
     paper="LAMP: multimodal prompt pool, modality-shared prompts and load-balancing optimisation for "

@@ -1,16 +1,15 @@
 """LAMP's card data (methods_spec §12.3): Table 16 training recipes, the numbers of Tables 1-4, 9
 and 10 per protocol, and the ablations of Tables 5, 6, 7 and 11 as ``--set`` settings (each a
-:class:`Ablation`), for reports of reported vs reproduced::
+:class:`bench.method.Ablation`), for reports of reported vs reproduced::
 
     from methods.lamp_tables import ABLATIONS, RECIPES, reported
     [a.settings for a in ABLATIONS if a.table == "LAMP Table 7"]     # the beta sweep
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping
+from typing import Dict, List
 
-from bench.method import Reported
+from bench.method import Ablation, Reported
 from bench.recipes import Recipe
 
 TABLE16 = "LAMP Table 16 (= asaxuc/PromptLT configs/trainers/PromptLT/*.yaml)"
@@ -76,17 +75,6 @@ def reported() -> Dict[str, Reported]:
         "LAMP Tables 3-4", {**XD, **DG, "xd_mean": round(sum(targets) / len(targets), 2)},
         "xd_mean recomputed over the 10 targets (66.91); the printed 'Avg. (w/o Source)' 67.44 includes ImageNet")
     return out
-
-
-@dataclass(frozen=True)
-class Ablation:
-    """A paper ablation: a run of ``protocol`` with ``--set lamp.<field>=<value>`` for each setting."""
-
-    table: str
-    protocol: str
-    settings: Mapping[str, Any]
-    metrics: Mapping[str, float]  # hm, hm_macro_f1
-    note: str = ""
 
 
 def _ablations() -> List[Ablation]:

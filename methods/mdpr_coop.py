@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.method import MethodCard, Reported
+from bench.kb.prompts import DIMENSIONS
+from bench.method import Ablation, MethodCard, Reported
 from bench.recipes import Recipe
 from bench.registry import METHODS
 
@@ -49,6 +50,18 @@ def mdpr_lt(all_, many, medium, few=None, table="MDPR Table 2") -> Reported:
     return Reported(table, metrics, note="MDPR keeps the best test epoch (spec A11); ours is the last epoch")
 
 
+# MDPR Table 4: Places-LT with ResNet backbones (not in this suite: ViT towers only), MDPR-CoOp.
+RESNET_PLACES_LT = {"RN50": {"all": 34.98, "many": 31.50, "medium": 35.70, "few": 37.37},
+                    "RN101": {"all": 37.85, "many": 35.53, "medium": 38.66, "few": 40.25}}
+# MDPR Table 5: knowledge dimensions, MDPR-CoOp on Places-LT ("all" Few 48.24 differs from Table 3's 47.96),
+# each a run with --set mdpr_coop.dimensions=[...].
+ABLATIONS = [Ablation("MDPR Table 5", "places_lt", {"dimensions": [d for d in DIMENSIONS if d != drop]},
+                      dict(zip(("all", "many", "medium", "few"), values)),
+                      "all five dimensions" if drop is None else f"without {drop}")
+             for drop, values in [(None, (48.89, 49.45, 48.72, 48.24)), ("GA", (47.23, 48.24, 46.70, 46.58)),
+                                  ("FA", (47.88, 48.67, 47.53, 47.24)), ("FT", (47.87, 49.10, 47.04, 47.48)),
+                                  ("CI", (47.28, 49.40, 46.05, 46.21)), ("DF", (46.82, 48.11, 45.74, 46.92))]]
+
 CARD = MethodCard(
     paper="Jia et al. MDPR: an LLM knowledge base with multi-dimensional dynamic prompt routing for long-tailed "
           "prompt tuning of CLIP. Findings of EMNLP 2025; on CoOp (Zhou et al., IJCV 2022)",
@@ -62,6 +75,7 @@ CARD = MethodCard(
         "imagenet_lt": mdpr_lt(74.57, 77.67, 73.42, 69.87, "MDPR Table 3"),
         "places_lt": mdpr_lt(48.89, 49.45, 48.72, 47.96, "MDPR Table 3 (Table 5 prints Few 48.24)"),
     },
+    ablations=ABLATIONS,
 )
 
 
@@ -88,22 +102,6 @@ class MDPRCoOpOfflineKB(MDPRCoOp):
     card = OFFLINE_CARD
 
 
-# MDPR numbers with no protocol of their own here (methods_spec §12.2), for reports: runs of the
-# protocol named, with the options given (``--set mdpr_coop.<field>=<value>``) where an option exists.
-ABLATIONS = [
-    # Table 4: Places-LT with ResNet backbones (not in this suite: ViT towers only), MDPR-CoOp.
-    {"table": "MDPR Table 4", "protocol": "places_lt", "backbone": "RN50", "settings": {},
-     "metrics": {"all": 34.98, "many": 31.50, "medium": 35.70, "few": 37.37}},
-    {"table": "MDPR Table 4", "protocol": "places_lt", "backbone": "RN101", "settings": {},
-     "metrics": {"all": 37.85, "many": 35.53, "medium": 38.66, "few": 40.25}},
-    # Table 5: knowledge dimensions, MDPR-CoOp on Places-LT ("all" Few 48.24 differs from Table 3's 47.96).
-    *({"table": "MDPR Table 5", "protocol": "places_lt", "backbone": "ViT-B/16",
-       "settings": {"dimensions": [d for d in ("GA", "FT", "FA", "DF", "CI") if d != drop]},
-       "metrics": dict(zip(("all", "many", "medium", "few"), values))}
-      for drop, values in [(None, (48.89, 49.45, 48.72, 48.24)), ("GA", (47.23, 48.24, 46.70, 46.58)),
-                           ("FA", (47.88, 48.67, 47.53, 47.24)), ("FT", (47.87, 49.10, 47.04, 47.48)),
-                           ("CI", (47.28, 49.40, 46.05, 46.21)), ("DF", (46.82, 48.11, 45.74, 46.92))]),
-]
 # Table 6 (ImageNet-LT, RTX 3090): trainable parameters (M) and seconds per epoch; Table 7: statistics
 # of the prior M on CIFAR-100 by LLM (mean, std, median), a sanity check for a real-LLM KB.
 COST = {"coop": (0.008, 1115), "mdpr_coop": (1.108, 1229), "maple": (3.6, 1361), "mdpr_maple": (4.7, 1375)}

@@ -300,3 +300,16 @@ def test_reported_numbers_are_keyed_by_our_protocols():
     xd = reported["xd_dg_cpt/tau0.25"].metrics
     assert (xd["imagenet"], xd["eurosat"], xd["xd_mean"], xd["imagenet_r"], xd["dg_mean"]) == (69.89, 50.16, 66.76, 76.89, 60.16)
     assert "68.70" in GlobalETF.card.reported["xd_dg_cpt/tau0.06"].note  # NPT's Table 3 vs Table 4 source
+
+
+def test_table5_clustering_rows_are_on_the_card():
+    """methods_spec §12.4 Table 5 (H, std over seeds), one ablation row per clustering value and tau."""
+    from methods.cpt import CARD
+
+    rows = {(a.protocol, a.settings["clustering"]): (a.metrics["hm"], a.note) for a in CARD.ablations
+            if a.table == "CPT Table 5"}
+    assert len(rows) == 8
+    assert rows[("b2n_cpt/imagenet/tau0.25", "cosine_kmeans")] == (72.62, "std over seeds 0.35")
+    assert rows[("b2n_cpt/imagenet/tau0.25", "spectral_cosine")] == (71.72, "std over seeds 0.74")
+    assert rows[("b2n_cpt/imagenet/tau0.06", "kmedoids_cosine")] == (71.49, "std over seeds 1.32")
+    assert rows[("b2n_cpt/imagenet/tau0.06", "euclidean_kmeans")] == (71.52, "std over seeds 0.66")

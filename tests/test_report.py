@@ -221,3 +221,36 @@ def test_rows_all_are_methods_with_current_results_best_first(folder):
         put(folder, "smoke", "zeroshot", seed, {"all": 99.0}, settings={"templates": ["a {}."]})
     report = report_of(folder, rows="all", reference=None)
     assert [r.name for r in report.rows] == ["coop", "maple"]  # mean over protocols: 76.0 vs 74.0
+
+
+def test_ablation_rows_take_the_paper_numbers_of_their_settings():
+    from bench.method import Ablation
+    from bench.report import reported_value
+
+    card = MethodCard("p", "c", ablations=[Ablation("T7", "smoke", {"beta": 0.0}, {"hm": 71.95}),
+                                           Ablation("T7", "smoke", {"beta": 2.0}, {"hm": 72.96}),
+                                           Ablation("T6", "smoke", {}, {"hm": 70.0})])
+    view = {"references": {"lamp": {"": {"beta": 2.0, "use_lbo": True}, "train": {"lr": 0.003}}}}
+
+    def value(table, settings):
+        return reported_value(RowSpec("lamp", set=settings, reported_from=table), "smoke", "hm", card, True, view)
+
+    assert value("T7", {"beta": 0}) == 71.95 and value("T7", {"beta": 2}) == 72.96
+    assert value("T7", {}) == 72.96  # the default beta is 2
+    assert value("T6", {"beta": 2.0}) == 70.0 and value("T6", {"use_lbo": False}) is None
+    assert value("T7", {"beta": 1.0}) is None
+
+
+def test_shipped_ablation_specs_find_a_paper_number_for_every_cell():
+    from bench.cli import protocol_view
+    from bench.report import reported_value
+
+    load_builtins()
+    for name in ("mdpr_table5", "lamp_table6", "lamp_table7_beta", "lamp_table11_pool", "cpt_table5"):
+        spec = load_spec(name)
+        for protocol in expand_columns(spec):
+            view = protocol_view(protocol)
+            for row in spec.rows:
+                card = METHODS.get(row.method).card
+                values = [reported_value(row, protocol, m, card, True, view) for m in spec.metrics]
+                assert all(v is not None for v in values), (name, row.name, protocol)
