@@ -279,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_leaderboard)
 
     p = sub.add_parser("report", help="a paper table from a report spec: mean ± std, marks, tests, paper numbers")
-    p.add_argument("spec", help="a report in reports/ (e.g. leaderboard, mdpr_lt) or a YAML path")
+    p.add_argument("spec", help="a report in reports/ (e.g. leaderboard, mdpr_cifar100_lt) or a YAML path")
     p.add_argument("--results-dir", nargs="+", default=["results"],
                    help="results folders to merge, e.g. one per machine (default: results)")
     p.add_argument("--format", choices=["md", "latex", "html"], default="md")
