@@ -254,3 +254,12 @@ def test_shipped_ablation_specs_find_a_paper_number_for_every_cell():
                 card = METHODS.get(row.method).card
                 values = [reported_value(row, protocol, m, card, True, view) for m in spec.metrics]
                 assert all(v is not None for v in values), (name, row.name, protocol)
+
+
+def test_latex_rules_each_protocol_group(folder):
+    tex = render(report_of(folder, metrics=["all", "many"]), "latex")
+    lines = tex.splitlines()
+    header = next(i for i, line in enumerate(lines) if "\\multicolumn{2}{c}{smoke}" in line)
+    # columns: method, ours/paper/gap, n, then two per protocol and two for the mean
+    assert lines[header + 1] == "\\cmidrule(lr){4-5} \\cmidrule(lr){6-7} \\cmidrule(lr){8-9}"
+    assert lines[header + 2].split("&")[3].strip() == "All"
