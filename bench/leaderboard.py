@@ -64,11 +64,15 @@ class Row:
         return self.stat(metric) if metric else None
 
     def stat(self, metric: str) -> Optional[Tuple[float, float, int]]:
-        vals = self.values.get(metric) or []
-        if not vals:
-            return None
-        std = statistics.stdev(vals) if len(vals) > 1 else 0.0
-        return statistics.fmean(vals), std, len(vals)
+        return mean_std(self.values.get(metric) or [])
+
+
+def mean_std(values) -> Optional[Tuple[float, float, int]]:
+    """Mean, sample standard deviation (n - 1; 0 for one value) and count, or None for no values."""
+    values = list(values)
+    if not values:
+        return None
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values)
 
 
 def aggregate(records: List[dict], labels: Optional[Dict[str, str]] = None) -> List[Row]:

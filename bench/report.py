@@ -17,7 +17,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 from .catalog import match_protocols
 from .errors import BenchError
-from .leaderboard import differences, flatten, headline_metric
+from .leaderboard import differences, flatten, headline_metric, mean_std
 from .reportspec import ReportSpec, RowSpec
 from .results import CELL, INFO
 from .stats import Comparison, Friedman, against, bootstrap_ci, friedman, holm, paired
@@ -32,12 +32,13 @@ class Cell:
     paths: Dict[int, str] = field(default_factory=dict)  # seed -> its result file (for figures)
 
     @property
-    def mean(self) -> Optional[float]:
+    def mean(self) -> Optional[float]:  # on every ranking comparison: the mean alone
         return statistics.fmean(self.values.values()) if self.values else None
 
     @property
     def std(self) -> Optional[float]:  # sample std (n - 1); 0 for one seed
-        return statistics.stdev(self.values.values()) if len(self.values) > 1 else (0.0 if self.values else None)
+        stat = mean_std(self.values.values())
+        return stat and stat[1]
 
     @property
     def gap(self) -> Optional[float]:

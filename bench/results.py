@@ -91,7 +91,7 @@ def slim(record: dict) -> dict:
 def read_folder(folder: str, index: dict) -> Tuple[List[Tuple[str, dict]], List[str], bool]:
     """Records of one folder, from ``index`` where a file's size and mtime are unchanged; returns
     ``[(path, slim record)]``, problems, and whether the index changed."""
-    from .store import read_record
+    from .store import MISPLACED, read_record, result_name
 
     files, configs = index.setdefault("files", {}), index.setdefault("configs", {})
     good, problems, seen, changed = [], [], set(), False
@@ -103,9 +103,8 @@ def read_folder(folder: str, index: dict) -> Tuple[List[Tuple[str, dict]], List[
             continue
         path = os.path.join(folder, rel)
         record, problem = read_record(path)
-        if problem is None and rel != os.path.join(record["protocol"], record["method"], record["key"][:12],
-                                                   f"seed-{record['seed']}.json"):
-            problem = "is not where its own protocol, method, key and seed put it (a copy?)"
+        if problem is None and rel != result_name(*(record[c] for c in CELL)):
+            problem = MISPLACED
         if problem is not None:
             problems.append(f"skipped '{path}': it {problem}")
             continue

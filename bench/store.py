@@ -37,6 +37,15 @@ def cell_key(protocol_identity: dict, method: str, method_config: dict, train_re
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+# What read_record's callers say of a valid record found at another path than its own.
+MISPLACED = "is not where its own protocol, method, key and seed put it (a copy?)"
+
+
+def result_name(protocol: str, method: str, key: str, seed: int) -> str:
+    """Where a record lies below a results root: ``<protocol>/<method>/<key[:12]>/seed-<seed>.json``."""
+    return os.path.join(protocol, method, key[:12], f"seed-{seed}.json")
+
+
 class ResultStore:
     def __init__(self, root):
         self.root = Path(root)
@@ -45,7 +54,7 @@ class ResultStore:
         return self.root / protocol / method / key[:12]
 
     def result_path(self, protocol: str, method: str, key: str, seed: int) -> Path:
-        return self.cell_dir(protocol, method, key) / f"seed-{seed}.json"
+        return self.root / result_name(protocol, method, key, seed)
 
     def checkpoint_path(self, protocol: str, method: str, key: str, seed: int) -> Path:
         return self.cell_dir(protocol, method, key) / f"seed-{seed}.ckpt"
@@ -87,7 +96,7 @@ class ResultStore:
         for path in sorted(base.glob("*/*/seed-*.json")) if base.is_dir() else []:
             record, problem = read_record(path)
             if problem is None and path != self.result_path(protocol, record["method"], record["key"], record["seed"]):
-                problem = "is not where its own protocol, method, key and seed put it (a copy?)"
+                problem = MISPLACED
             if problem is None:
                 out.append(record)
             elif problem.startswith("has result schema"):  # old results are expected, not damage
