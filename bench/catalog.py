@@ -40,6 +40,15 @@ def protocols_dir() -> Path:
     return ROOT / "protocols"
 
 
+def reports_dir() -> Path:
+    return ROOT / "reports"
+
+
+def available_reports() -> List[str]:
+    """Names of the report specs in reports/ (for `bench report` and `bench list reports`)."""
+    return sorted(p.stem for p in reports_dir().glob("*.yaml"))
+
+
 def _natural(name: str) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 

@@ -48,10 +48,11 @@ def cmd_list(args) -> int:
 
     registered = registrations()  # read from the source: no torch import, so this is fast
     papers = method_papers() if args.what in (None, "methods") else {}
-    sections = [args.what] if args.what else ["methods", "protocols", "datasets", "backbones"]
+    sections = [args.what] if args.what else ["methods", "protocols", "datasets", "backbones", "reports"]
     for section in sections:
         print(f"{section}:")
-        rows = protocol_descriptions() if section == "protocols" else registered[section]
+        rows = (protocol_descriptions() if section == "protocols" else report_titles() if section == "reports"
+                else registered[section])
         if section == "methods":
             rows += [(f"<method>@{name}", text) for name, text in registered["variants"]]
         width = max(len(name) for name, _ in rows)
@@ -60,6 +61,20 @@ def cmd_list(args) -> int:
             if name in papers:
                 print(f"  {'':<{width}}  paper: {papers[name]}")
     return 0
+
+
+def report_titles() -> List[tuple]:
+    """(name, title) of each report spec in reports/ (for `bench report`); unreadable ones say so."""
+    from .catalog import available_reports, reports_dir
+
+    rows = []
+    for name in available_reports():
+        try:
+            title = yaml.safe_load((reports_dir() / f"{name}.yaml").read_text()).get("title", "")
+        except (OSError, yaml.YAMLError, AttributeError):
+            title = "(not a readable report spec)"
+        rows.append((name, f"{title}  (bench report {name})"))
+    return rows
 
 
 def cmd_show(args) -> int:
@@ -236,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     p = sub.add_parser("list", help="list methods, protocols, datasets and backbones")
-    p.add_argument("what", nargs="?", choices=["methods", "protocols", "datasets", "backbones"])
+    p.add_argument("what", nargs="?", choices=["methods", "protocols", "datasets", "backbones", "reports"])
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("show", help="a protocol and each method's resolved recipe, with its sources")

@@ -22,6 +22,7 @@ from typing import Dict, List, Literal, Optional, Union
 
 import yaml
 
+from .catalog import available_reports, reports_dir
 from .config import from_dict
 from .errors import BenchError, ConfigError
 from .registry import suggest
@@ -72,14 +73,6 @@ class ReportSpec:
             if not self.rows or twice:
                 raise ConfigError("rows", f"rows need distinct names (give a label): {', '.join(twice)}"
                                   if twice else "name at least one method, or 'all'")
-
-
-def reports_dir() -> Path:
-    return Path(__file__).resolve().parent.parent / "reports"
-
-
-def available_reports() -> List[str]:
-    return sorted(p.stem for p in reports_dir().glob("*.yaml"))
 
 
 def load_spec(name_or_path: str) -> ReportSpec:

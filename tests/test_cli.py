@@ -36,6 +36,9 @@ def test_list(capsys):
     assert "MaPLe: coupled deep prompts" in lines[maple]
     assert lines[maple + 1].split()[0] == "paper:" and "MaPLe: Multi-modal Prompt Learning. CVPR 2023" in lines[maple + 1]
     assert any(line.split()[0] == "<method>@la_posthoc" for line in lines)
+    code, out, _ = run(capsys, "list", "reports")  # the specs bench report lays out
+    assert code == 0 and out.startswith("reports:\n")
+    assert "  mdpr_cifar100_lt      CIFAR-100-LT (MDPR Table 2)  (bench report mdpr_cifar100_lt)" in out.splitlines()
 
 
 def test_smoke_leaderboard_end_to_end(capsys, results):

@@ -195,7 +195,7 @@ def test_bad_inputs_around_the_spec(folder, tmp_path, capsys):
 
 
 def test_shipped_specs_load():
-    from bench.reportspec import available_reports
+    from bench.catalog import available_reports
 
     names = available_reports()
     assert "leaderboard" in names and "smoke" in names
