@@ -51,7 +51,10 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
             try:
                 return coerce(value, option, where)
             except ConfigError as err:
-                errors.append(err)
+                errors.append((option, err))
+        for option, err in errors:  # a mapping given for a dataclass: its own field error says more
+            if isinstance(value, Mapping) and dataclasses.is_dataclass(option):
+                raise err
         raise ConfigError(where, f"expected {_type_name(tp)}, got {value!r}")
     if origin is typing.Literal:
         choices = typing.get_args(tp)

@@ -102,9 +102,17 @@ def table_columns(rows: List[Row]) -> List[Tuple[str, str]]:
     order = list(dict.fromkeys(name for r in rows for name in r.order))
     extra = sorted((k for k in present if k not in known and k not in HIDDEN),
                    key=lambda k: (order.index(k) if k in order else len(order), k))
-    extra = [(k, f"{k[:-5].upper()} mean" if k.endswith("_mean") else k) for k in extra]
+    extra = [(k, metric_title(k)) for k in extra]
     static = [(k, title) for k, title in COLUMNS if k in present]
     return [c for c in static if c[0] == "all"] + extra + [c for c in static if c[0] != "all"]
+
+
+def metric_title(metric: str) -> str:
+    """A metric's column title: "Many", "HM"; a group mean ``xd_mean`` is "XD mean"."""
+    known = dict(COLUMNS)
+    if metric in known:
+        return known[metric]
+    return f"{metric[:-5].upper()} mean" if metric.endswith("_mean") else metric
 
 
 def format_value(value: Optional[float], digits: int = 2) -> str:

@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Tuple
 
 import jinja2
 
-from .leaderboard import COLUMNS, varying_parts
+from .leaderboard import metric_title, varying_parts
 from .report import MEAN, Report
 from .results import require_pandas
 
@@ -36,12 +36,9 @@ TESTS = {"auto": "paired by seed: t-test below 6 seeds, Wilcoxon signed-rank fro
          "t": "paired t-test by seed", "wilcoxon": "Wilcoxon signed-rank test paired by seed"}
 
 
-def metric_title(metric: str) -> str:
-    return dict(COLUMNS).get(metric, metric)
-
-
 def column_titles(report: Report) -> List[Tuple[str, str]]:
-    short = dict(zip(report.protocols, varying_parts(report.protocols))) if len(report.protocols) > 1 else {}
+    plain = [group.name for group in report.groups if not group.is_mean]  # a mean's label is kept
+    short = dict(zip(plain, varying_parts(plain))) if len(plain) > 1 else {}
     return [(short.get(p, p), metric_title(m)) for p, m in report.columns]
 
 

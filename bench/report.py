@@ -18,11 +18,25 @@ from typing import Callable, Dict, List, Mapping, Optional, Tuple
 from .catalog import match_protocols
 from .errors import BenchError
 from .leaderboard import differences, flatten, headline_metric, mean_std
-from .reportspec import ReportSpec, RowSpec
+from .reportspec import ColumnSpec, ReportSpec, RowSpec
 from .results import CELL, INFO
 from .stats import Comparison, Friedman, against, bootstrap_ci, friedman, holm, paired
 
 MEAN = "Mean"  # the column averaging the protocols
+
+
+@dataclass
+class Column:
+    """A column group: one protocol, or the per-seed mean of several (a spec's ``mean_of``)."""
+
+    name: str
+    members: List[str]  # the protocols it reads
+    metrics: Optional[List[str]] = None  # None: the spec's
+    pattern: str = ""  # a mean's glob: the paper's own Avg is filed under it on method cards
+
+    @property
+    def is_mean(self) -> bool:
+        return bool(self.pattern)
 
 
 @dataclass
@@ -49,10 +63,11 @@ class Cell:
 class Report:
     spec: ReportSpec
     rows: List[RowSpec]
-    protocols: List[str]
-    metrics: Dict[str, List[str]]  # protocol -> its metrics
-    seeds: Dict[str, List[int]]  # protocol -> the seeds each row needs
-    cells: Dict[Tuple[str, str, str], Cell]  # (row, protocol or Mean, metric)
+    groups: List[Column]  # the column groups shown
+    metrics: Dict[str, List[str]]  # column group -> the metrics shown
+    read: Dict[str, List[str]]  # protocol -> the metrics read (a mean_of column reads its members')
+    seeds: Dict[str, List[int]]  # protocol or column group -> the seeds each row needs
+    cells: Dict[Tuple[str, str, str], Cell]  # (row, protocol or column group or Mean, metric)
     incomplete: Dict[str, List[str]]  # row -> what it lacks
     best: Dict[Tuple[str, str], Dict[str, str]] = field(default_factory=dict)  # column -> row -> bold/underline
     daggers: set = field(default_factory=set)  # (row, protocol, metric)
@@ -60,6 +75,10 @@ class Report:
     friedman: Optional[Friedman] = None
     intervals: Dict[str, Optional[Tuple[float, float]]] = field(default_factory=dict)  # row -> CI of its Mean
     notes: List[str] = field(default_factory=list)
+
+    @property
+    def protocols(self) -> List[str]:  # the column groups' names, in order
+        return [group.name for group in self.groups]
 
     @property
     def columns(self) -> List[Tuple[str, str]]:
@@ -101,8 +120,31 @@ def check_settings(row: RowSpec, views: List[dict]) -> None:
                              f"(see `bench show {view['name']} --method {row.method}`)")
 
 
-def expand_columns(spec: ReportSpec) -> List[str]:
-    return list(dict.fromkeys(name for pattern in spec.columns for name in match_protocols(pattern)))
+def expand_columns(spec: ReportSpec) -> List[Column]:
+    """The column groups of a spec: a group per matched protocol, one per ``mean_of``."""
+    groups: Dict[str, Column] = {}
+    for column in spec.columns:
+        names = match_protocols(column.pattern)
+        made = ([Column(column.name, names, column.metrics, column.mean_of)] if column.mean_of is not None
+                else [Column(name, [name], column.metrics) for name in names])
+        for group in made:
+            if group.name in groups and (group.is_mean or groups[group.name].is_mean) or group.name == MEAN:
+                raise BenchError(f"report column '{group.name}' is named twice (give the mean_of column a label)")
+            groups.setdefault(group.name, group)
+    read = {p for group in groups.values() for p in group.members}
+    clash = [g.name for g in groups.values() if g.is_mean and g.name in read]
+    if clash:
+        raise BenchError(f"report column '{clash[0]}': a mean_of label must not be a protocol's name")
+    return list(groups.values())
+
+
+def needed_metrics(groups: List[Column], metrics: Dict[str, List[str]]) -> Dict[str, List[str]]:
+    """Protocol -> the metrics its column groups show."""
+    needed: Dict[str, List[str]] = {}
+    for group in groups:
+        for protocol in group.members:
+            needed[protocol] = list(dict.fromkeys(needed.get(protocol, []) + metrics[group.name]))
+    return needed
 
 
 def build_report(spec: ReportSpec, results, view_of: Callable[[str], dict], version: str,
@@ -110,30 +152,35 @@ def build_report(spec: ReportSpec, results, view_of: Callable[[str], dict], vers
     table = results.table
     if table.empty:
         raise BenchError("the results folder holds no readable results; run `bench run` first")
-    views = {v["name"]: v for v in map(view_of, expand_columns(spec))}
-    protocols = list(views)
+    groups = expand_columns(spec)
+    protocols = list(dict.fromkeys(p for group in groups for p in group.members))
+    views = {p: view_of(p) for p in protocols}
     current = table[table["protocol"].isin(protocols) & (table["code_version"] == version)]
     if current.empty:
         raise BenchError(f"no results of {', '.join(protocols[:3])}{', ...' if len(protocols) > 3 else ''} "
                          f"at code version {version}; run them with `bench run`")
-    groups: Dict[Tuple[str, str], List[dict]] = {}
+    records: Dict[Tuple[str, str], List[dict]] = {}
     for record in current.to_dict("records"):
-        groups.setdefault((record["protocol"], record["method"]), []).append(record)
-    metrics = {p: pick_metrics(spec, current[current["protocol"] == p], p) for p in protocols}
-    rows = select_rows(spec, groups, views, cards, metrics)
+        records.setdefault((record["protocol"], record["method"]), []).append(record)
+    metrics = {g.name: pick_metrics(g.metrics or spec.metrics, current[current["protocol"].isin(g.members)], g.name)
+               for g in groups}
+    needed = needed_metrics(groups, metrics)
+    rows = select_rows(spec, records, views, cards, needed)
     if spec.reference is not None and spec.reference not in [r.name for r in rows]:
         raise BenchError(f"reference '{spec.reference}' is not one of the report's rows")
     seeds = {p: list(spec.seeds or views[p]["seeds"]) for p in protocols}
-    report = Report(spec, rows, protocols, metrics, seeds, {}, {})
-    fill_cells(report, groups, views, cards)
+    seeds.update({g.name: sorted({s for p in g.members for s in seeds[p]}) for g in groups if g.is_mean})
+    report = Report(spec, rows, groups, metrics, needed, seeds, {}, {})
+    fill_cells(report, records, views, cards)
+    fill_mean_columns(report, views, cards)
     add_means(report)
     rank_and_test(report)
     return report
 
 
-def select_rows(spec: ReportSpec, groups, views: Dict[str, dict], cards, metrics) -> List[RowSpec]:
+def select_rows(spec: ReportSpec, records, views: Dict[str, dict], cards, metrics) -> List[RowSpec]:
     if spec.rows == "all":
-        return rows_with_results(groups, views, metrics)
+        return rows_with_results(records, views, metrics)
     for row in spec.rows:
         if row.method not in cards:
             raise BenchError(f"report row '{row.name}': unknown method '{row.method}' (see `bench list methods`)")
@@ -145,36 +192,36 @@ def select_rows(spec: ReportSpec, groups, views: Dict[str, dict], cards, metrics
     return list(spec.rows)
 
 
-def rows_with_results(groups, views: Dict[str, dict], metrics) -> List[RowSpec]:
+def rows_with_results(records, views: Dict[str, dict], metrics) -> List[RowSpec]:
     """``rows: all``: each method with results of the current configuration somewhere, best first
     by the mean of each protocol's first metric."""
     scores: Dict[str, List[float]] = {}
-    for (protocol, method), records in groups.items():
+    for (protocol, method), chosen in records.items():
         metric = metrics[protocol][0]
-        values = [r[metric] for r in selected(records, views[protocol], RowSpec(method)) if is_number(r.get(metric))]
+        values = [r[metric] for r in selected(chosen, views[protocol], RowSpec(method)) if is_number(r.get(metric))]
         if values:
             scores.setdefault(method, []).append(statistics.fmean(values))
     return [RowSpec(m) for m in sorted(scores, key=lambda m: (-statistics.fmean(scores[m]), m))]
 
 
-def pick_metrics(spec: ReportSpec, records, protocol: str) -> List[str]:
+def pick_metrics(wanted: Optional[List[str]], records, column: str) -> List[str]:
     have = [c for c in records.columns if c not in (*CELL, *INFO) and records[c].notna().any()]
-    if spec.metrics is None:
+    if wanted is None:
         head = headline_metric({m: 1.0 for m in have}) if have else None
         return [head or "all"]
-    unknown = [m for m in spec.metrics if m not in have]
+    unknown = [m for m in wanted if m not in have]
     if unknown and have:
-        raise BenchError(f"metric {', '.join(map(repr, unknown))} does not exist in the results of '{protocol}' "
+        raise BenchError(f"metric {', '.join(map(repr, unknown))} does not exist in the results of '{column}' "
                          f"(they have: {', '.join(have)})")
-    return list(spec.metrics)
+    return list(wanted)
 
 
-def fill_cells(report: Report, groups, views: Dict[str, dict], cards) -> None:
+def fill_cells(report: Report, records, views: Dict[str, dict], cards) -> None:
     for row in report.rows:
         lacking = []
-        for protocol in report.protocols:
-            chosen = selected(groups.get((protocol, row.method), []), views[protocol], row)
-            for metric in report.metrics[protocol]:
+        for protocol, metrics in report.read.items():
+            chosen = selected(records.get((protocol, row.method), []), views[protocol], row)
+            for metric in metrics:
                 cell = Cell({r["seed"]: float(r[metric]) for r in chosen if is_number(r.get(metric))},
                             reported_value(row, protocol, metric, cards.get(row.method), report.spec.reported,
                                            views[protocol]),
@@ -224,18 +271,37 @@ def same_settings(settings: Mapping[str, object], row: RowSpec, view: dict) -> b
         k in settings or v == current.get(k) for k, v in row.set.items())
 
 
+def mean_cell(cells: List[Cell], reported: Optional[float] = None) -> Cell:
+    """Per seed, the average of ``cells`` over the seeds they share (so it can be tested paired by seed);
+    the paper's value is ``reported``, or else the mean of theirs when each has one."""
+    common = set.intersection(*(set(c.values) for c in cells))
+    papers = [c.reported for c in cells]
+    if reported is None and all(p is not None for p in papers):
+        reported = statistics.fmean(papers)
+    return Cell({s: statistics.fmean(c.values[s] for c in cells) for s in sorted(common)}, reported)
+
+
+def fill_mean_columns(report: Report, views: Dict[str, dict], cards) -> None:
+    """``mean_of`` columns; a paper's own Avg (filed under the glob) beats the mean of its columns."""
+    for group in filter(lambda g: g.is_mean, report.groups):
+        for row in report.rows:
+            for metric in report.metrics[group.name]:
+                printed = reported_value(row, group.pattern, metric, cards.get(row.method), report.spec.reported,
+                                         views[group.members[0]])
+                cells = [report.cells[(row.name, p, metric)] for p in group.members]
+                report.cells[(row.name, group.name, metric)] = mean_cell(cells, printed)
+        report.notes.append(f"{group.name}: per seed, the mean over the {len(group.members)} protocols "
+                            f"{group.pattern}")
+
+
 def add_means(report: Report) -> None:
-    """The Mean column: per seed, the average over protocols (so it can be tested paired by seed)."""
+    """The Mean column: per seed, the average over the column groups."""
     if not report.has_mean:
         return
     for row in report.rows:
         for metric in report.mean_metrics:
-            cells = [report.cells[(row.name, p, metric)] for p in report.protocols]
-            common = set.intersection(*(set(c.values) for c in cells))
-            values = {s: statistics.fmean(c.values[s] for c in cells) for s in sorted(common)}
-            papers = [c.reported for c in cells]
-            reported = statistics.fmean(papers) if all(p is not None for p in papers) else None
-            report.cells[(row.name, MEAN, metric)] = Cell(values, reported)
+            report.cells[(row.name, MEAN, metric)] = mean_cell([report.cells[(row.name, p, metric)]
+                                                                for p in report.protocols])
         samples = [list(report.cells[(row.name, p, report.mean_metrics[0])].values.values()) for p in report.protocols]
         report.intervals[row.name] = bootstrap_ci(samples) if row.name not in report.incomplete else None
 

@@ -9,7 +9,11 @@
     reference: coop                          # every row is tested against it, per column
     reported: true                           # the papers' numbers (method cards) and the gap to ours
 
-``rows: all`` takes every method with results.  A row's ``set`` selects the results run with
+A column may instead average protocols, seed by seed, as papers' "Avg" columns do::
+
+    columns: [{mean_of: 'b2n_cpt/*/tau0.25', metrics: [hm], label: B2N HM}, xd_dg_cpt/tau0.25]
+
+and any column may name its own ``metrics``.  ``rows: all`` takes every method with results.  A row's ``set`` selects the results run with
 those ``--set`` values (``lamp.use_lbo=false`` is ``{use_lbo: false}``, ``coop.train.lr=0.01`` is
 ``{train.lr: 0.01}``).  The paper's numbers of such a row come from the method card's ablation
 table named by ``reported_from`` (``reported_from: "LAMP Table 7"``), or from its own ``reported``.
@@ -27,6 +31,31 @@ from .config import from_dict
 from .errors import BenchError, ConfigError
 from .registry import suggest
 from .stats import ALPHA
+
+
+@dataclass
+class ColumnSpec:
+    protocols: Optional[str] = None  # a protocol, glob or table: one column group per protocol
+    mean_of: Optional[str] = None  # a glob or table: one column group, the per-seed mean of its protocols
+    metrics: Optional[List[str]] = None  # default: the spec's metrics
+    label: Optional[str] = None  # the header of a mean_of column (default: "mean of <glob>")
+
+    def validate(self, where: str) -> None:
+        if (self.protocols is None) == (self.mean_of is None):
+            raise ConfigError(where or "columns", "give a column either 'protocols' or 'mean_of'")
+        if self.metrics is not None and not self.metrics:
+            raise ConfigError(where or "columns", "name at least one metric, or leave 'metrics' out")
+        if self.label is not None and self.protocols is not None:
+            raise ConfigError(where or "columns", "'label' names a mean_of column; a protocol column "
+                                                  "is headed by its protocol")
+
+    @property
+    def pattern(self) -> str:
+        return self.mean_of if self.mean_of is not None else self.protocols
+
+    @property
+    def name(self) -> str:
+        return self.label or f"mean of {self.mean_of}"
 
 
 @dataclass
@@ -49,7 +78,7 @@ class RowSpec:
 @dataclass
 class ReportSpec:
     title: str
-    columns: List[str]
+    columns: List[Union[str, ColumnSpec]]
     rows: Union[Literal["all"], List[Union[str, RowSpec]]] = "all"
     metrics: Optional[List[str]] = None  # None: each protocol's headline (all, or hm for base-to-new)
     reference: Optional[str] = None  # a row's name: the method, or its label
@@ -64,6 +93,7 @@ class ReportSpec:
     def validate(self, where: str) -> None:
         if not self.columns:
             raise ConfigError("columns", "name at least one protocol")
+        self.columns = [ColumnSpec(protocols=c) if isinstance(c, str) else c for c in self.columns]
         if self.metrics is not None and not self.metrics:
             raise ConfigError("metrics", "name at least one metric, or leave it out for the headline")
         if self.rows != "all":

@@ -313,3 +313,23 @@ def test_table5_clustering_rows_are_on_the_card():
     assert rows[("b2n_cpt/imagenet/tau0.25", "spectral_cosine")] == (71.72, "std over seeds 0.74")
     assert rows[("b2n_cpt/imagenet/tau0.06", "kmedoids_cosine")] == (71.49, "std over seeds 1.32")
     assert rows[("b2n_cpt/imagenet/tau0.06", "euclidean_kmeans")] == (71.52, "std over seeds 0.66")
+
+
+def test_table1_rows_are_on_the_card_and_row5_is_cpts_own_average():
+    """methods_spec §12.4 Table 1 (B2N HM / XD avg / DG avg): rows (1) and (5); row (5) is CPT itself, so it
+    equals the mean of its Table 2 HMs and the printed Avg of Tables 3-4."""
+    from statistics import fmean
+
+    from bench.catalog import match_protocols
+    from methods.cpt import CARD
+
+    rows = {(a.protocol, tuple(a.settings.values())): a.metrics for a in CARD.ablations if a.table == "CPT Table 1"}
+    assert rows[("b2n_cpt/*/tau0.25", (0.0, 0.0, 0.0))] == {"hm": 70.35}
+    assert rows[("xd_dg_cpt/tau0.06", (0.0, 0.0, 0.0))] == {"xd_mean": 63.84, "dg_mean": 57.03}
+    assert rows[("xd_dg_cpt/tau0.25", (0.25, 0.15, 0.10))] == {"xd_mean": 66.76, "dg_mean": 60.16}
+    assert len(rows) == 8
+    for tau in ("tau0.25", "tau0.06"):
+        own = fmean(CARD.reported[p].metrics["hm"] for p in match_protocols(f"b2n_cpt/*/{tau}"))
+        assert round(own, 2) == rows[(f"b2n_cpt/*/{tau}", (0.25, 0.15, 0.10))]["hm"]
+        xd = CARD.reported[f"xd_dg_cpt/{tau}"].metrics
+        assert rows[(f"xd_dg_cpt/{tau}", (0.25, 0.15, 0.10))] == {"xd_mean": xd["xd_mean"], "dg_mean": xd["dg_mean"]}

@@ -159,3 +159,18 @@ def test_kb_file_errors(backbone, class_info, tmp_path):
         MDPRCoOpOfflineKB(backbone, class_info, MDPRCoOpConfig(kb=str(partial)))
     with pytest.raises(ConfigError, match="dimensions"):
         MDPRCoOpConfig(dimensions=["GA", "XX"]).validate("method mdpr_coop")
+
+
+def test_figure3_rows_are_on_the_card_and_the_full_row_is_table3():
+    """methods_spec §12.2: Figure 3 as §4.5 quotes it, Places-LT Few 28.73 (MaPLe) -> 48.39 -> 50.99, IN-LT Many 79.42."""
+    from methods.maple import CARD as MAPLE
+    from methods.mdpr_maple import CARD
+
+    rows = {(a.protocol, a.settings["lambda_pa"], a.settings["lambda_ka"]): a.metrics
+            for a in CARD.ablations if a.table == "MDPR Figure 3"}
+    assert rows == {("places_lt", 0.0, 0.0): {"few": 48.39}, ("places_lt", 0.05, 0.005): {"few": 50.99},
+                    ("imagenet_lt", 0.05, 0.005): {"many": 79.42}}
+    assert MAPLE.reported["places_lt"].metrics["few"] == 28.73
+    for (protocol, *_), metrics in rows.items():
+        if _ != [0.0, 0.0]:
+            assert all(CARD.reported[protocol].metrics[k] == v for k, v in metrics.items())

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from bench.cli import main
+from bench.config import from_dict
 from bench.method import MethodCard, Reported
 from bench.render import render
 from bench.plugins import load_builtins
@@ -23,12 +24,12 @@ from bench.store import SCHEMA, ResultStore
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "report.tex"
 VERSION = "0.2.0"
-VIEWS = {  # two protocols that exist in protocols/, described by hand
+VIEWS = {  # protocols that exist in protocols/, described by hand
     name: {"name": name, "description": "", "identity": {"dataset": name}, "seeds": [1, 2, 3],
            "references": {"coop": {"": {"n_ctx": 4}, "train": {"lr": 0.002}},
                           "maple": {"": {"depth": 2}, "train": {"lr": 0.0035}},
                           "zeroshot": {"": {"templates": ["a photo of a {}."]}, "train": {}}}}
-    for name in ("smoke", "smoke_b2n")}
+    for name in ("smoke", "smoke_b2n", "smoke_xd_dg")}
 ALL = {  # (protocol, method) -> "all" per seed 1, 2, 3
     ("smoke", "coop"): [80.0, 82.0, 81.0], ("smoke_b2n", "coop"): [70.0, 71.0, 72.0],
     ("smoke", "maple"): [75.0, 74.0, 76.0], ("smoke_b2n", "maple"): [73.0, 72.0, 74.0],
@@ -171,6 +172,10 @@ def test_html_escapes_labels(folder):
     ({"columns": ["smok"]}, "unknown protocol 'smok'"),
     ({"test": "z"}, "test: expected one of"),
     ({"columns": ["smoke_xd_dg"]}, "no results of smoke_xd_dg at code version"),
+    ({"columns": [{"protocols": "smoke", "mean_of": "smoke*"}]}, "give a column either 'protocols' or 'mean_of'"),
+    ({"columns": [{"mean_of": "smoke", "label": "smoke"}]}, "a mean_of label must not be a protocol's name"),
+    ({"columns": [{"protocols": "smoke", "label": "S"}]}, "'label' names a mean_of column"),
+    ({"columns": [{"mean_of": "smoke", "metric": ["all"]}]}, "metric"),
 ])
 def test_bad_specs_are_one_error_line(folder, tmp_path, capsys, spec, message):
     path = tmp_path / "spec.yaml"
@@ -242,18 +247,24 @@ def test_ablation_rows_take_the_paper_numbers_of_their_settings():
 
 
 def test_shipped_ablation_specs_find_a_paper_number_for_every_cell():
+    from bench.catalog import available_reports
     from bench.cli import protocol_view
     from bench.report import reported_value
 
     load_builtins()
-    for name in ("mdpr_table5", "lamp_table6", "lamp_table7_beta", "lamp_table11_pool", "cpt_table5"):
-        spec = load_spec(name)
-        for protocol in expand_columns(spec):
-            view = protocol_view(protocol)
+    specs = {name: spec for name, spec in zip(available_reports(), map(load_spec, available_reports()))
+             if spec.rows != "all" and any(r.reported_from for r in spec.rows)}
+    assert set(specs) == {"mdpr_table5", "mdpr_figure3", "lamp_table6", "lamp_table7_beta", "lamp_table11_pool",
+                          "cpt_table1", "cpt_table5"}
+    missing = []
+    for name, spec in specs.items():
+        for group in expand_columns(spec):
+            view = protocol_view(group.members[0])
             for row in spec.rows:
                 card = METHODS.get(row.method).card
-                values = [reported_value(row, protocol, m, card, True, view) for m in spec.metrics]
-                assert all(v is not None for v in values), (name, row.name, protocol)
+                missing += [(name, row.name, group.name, m) for m in group.metrics or spec.metrics
+                            if reported_value(row, group.pattern or group.name, m, card, True, view) is None]
+    assert missing == [("mdpr_figure3", "+ semantic head", "imagenet_lt", "many")]  # the paper quotes none
 
 
 def test_latex_rules_each_protocol_group(folder):
@@ -263,3 +274,24 @@ def test_latex_rules_each_protocol_group(folder):
     # columns: method, ours/paper/gap, n, then two per protocol and two for the mean
     assert lines[header + 1] == "\\cmidrule(lr){4-5} \\cmidrule(lr){6-7} \\cmidrule(lr){8-9}"
     assert lines[header + 2].split("&")[3].strip() == "All"
+
+
+def test_mean_of_columns_average_their_protocols_seed_by_seed(folder):
+    xd = {"coop": [50.0, 51.0, 55.0], "maple": [52.0, 52.0, 52.0], "zeroshot": [40.0, 41.0]}  # zeroshot lacks seed 3
+    for method, values in xd.items():
+        for seed, value in zip((1, 2, 3), values):
+            put(folder, "smoke_xd_dg", method, seed, {"all": value, "many": value})
+    cards = {**CARDS, "maple": MethodCard("p", "c", reported={"smoke*": Reported("Table 9 Avg", {"all": 66.6})})}
+    spec = from_dict(ReportSpec, {"title": "T", "rows": ["coop", "maple", "zeroshot"], "reference": "maple",
+                                  "columns": [{"mean_of": "smoke*", "metrics": ["all"], "label": "Avg"},
+                                              {"protocols": "smoke", "metrics": ["many"]}]}, "")
+    report = build_report(spec, load_results([folder]), VIEWS.get, VERSION, cards)
+    assert report.columns == [("Avg", "all"), ("smoke", "many")]  # no Mean of a mean and a protocol
+    assert report.cells[("coop", "Avg", "all")].values == {1: (80 + 70 + 50) / 3, 2: (82 + 71 + 51) / 3,
+                                                           3: (81 + 72 + 55) / 3}
+    assert report.cells[("maple", "Avg", "all")].reported == 66.6  # the paper's own Avg, filed under the glob
+    assert report.cells[("coop", "Avg", "all")].reported is None  # coop's paper has smoke only
+    assert report.incomplete == {"zeroshot": ["smoke_xd_dg all: seed 3"]}
+    assert report.best[("Avg", "all")] == {"coop": "bold", "maple": "underline"}
+    text = render(report, "md")
+    assert "| Avg" in text and "Avg: per seed, the mean over the 3 protocols smoke*" in text
