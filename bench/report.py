@@ -159,9 +159,7 @@ def build_report(spec: ReportSpec, results, view_of: Callable[[str], dict], vers
     if current.empty:
         raise BenchError(f"no results of {', '.join(protocols[:3])}{', ...' if len(protocols) > 3 else ''} "
                          f"at code version {version}; run them with `bench run`")
-    records: Dict[Tuple[str, str], List[dict]] = {}
-    for record in current.to_dict("records"):
-        records.setdefault((record["protocol"], record["method"]), []).append(record)
+    records = dict(iter(current.groupby(["protocol", "method"], sort=False)))  # (protocol, method) -> frame
     metrics = {g.name: pick_metrics(g.metrics or spec.metrics, current[current["protocol"].isin(g.members)], g.name)
                for g in groups}
     needed = needed_metrics(groups, metrics)
@@ -196,9 +194,8 @@ def rows_with_results(records, views: Dict[str, dict], metrics) -> List[RowSpec]
     """``rows: all``: each method with results of the current configuration somewhere, best first
     by the mean of each protocol's first metric."""
     scores: Dict[str, List[float]] = {}
-    for (protocol, method), chosen in records.items():
-        metric = metrics[protocol][0]
-        values = [r[metric] for r in selected(chosen, views[protocol], RowSpec(method)) if is_number(r.get(metric))]
+    for (protocol, method), frame in records.items():
+        values = list(seed_values(selected(frame, views[protocol], RowSpec(method)), metrics[protocol][0]).values())
         if values:
             scores.setdefault(method, []).append(statistics.fmean(values))
     return [RowSpec(m) for m in sorted(scores, key=lambda m: (-statistics.fmean(scores[m]), m))]
@@ -220,12 +217,12 @@ def fill_cells(report: Report, records, views: Dict[str, dict], cards) -> None:
     for row in report.rows:
         lacking = []
         for protocol, metrics in report.read.items():
-            chosen = selected(records.get((protocol, row.method), []), views[protocol], row)
+            chosen = selected(records.get((protocol, row.method)), views[protocol], row)
+            paths = {} if chosen is None else dict(zip(chosen["seed"].tolist(), chosen["path"].tolist()))
             for metric in metrics:
-                cell = Cell({r["seed"]: float(r[metric]) for r in chosen if is_number(r.get(metric))},
+                cell = Cell(seed_values(chosen, metric),
                             reported_value(row, protocol, metric, cards.get(row.method), report.spec.reported,
-                                           views[protocol]),
-                            {r["seed"]: r["path"] for r in chosen})
+                                           views[protocol]), paths)
                 report.cells[(row.name, protocol, metric)] = cell
                 missing = [s for s in report.seeds[protocol] if s not in cell.values]
                 if missing:
@@ -234,13 +231,21 @@ def fill_cells(report: Report, records, views: Dict[str, dict], cards) -> None:
             report.incomplete[row.name] = lacking
 
 
-def selected(records: List[dict], view: dict, row: RowSpec) -> List[dict]:
-    """The records whose config :func:`matches` (tested once per key: a key is a hash of its config)."""
-    keys: Dict[str, bool] = {}
-    for record in records:
-        if record["key"] not in keys:
-            keys[record["key"]] = matches(record["config"], view, row)
-    return [r for r in records if keys[r["key"]]]
+def selected(frame, view: dict, row: RowSpec):
+    """The rows of ``frame`` whose config :func:`matches` (tested once per key: a key is a hash of
+    its config); None for no frame."""
+    if frame is None:
+        return None
+    firsts = frame.drop_duplicates("key")
+    keep = [key for key, config in zip(firsts["key"], firsts["config"]) if matches(config, view, row)]
+    return frame[frame["key"].isin(keep)]
+
+
+def seed_values(frame, metric: str) -> Dict[int, float]:
+    """seed -> value of ``metric`` (seeds lacking it left out)."""
+    if frame is None or metric not in frame.columns:
+        return {}
+    return {seed: float(v) for seed, v in zip(frame["seed"].tolist(), frame[metric].tolist()) if is_number(v)}
 
 
 def is_number(value) -> bool:

@@ -20,7 +20,7 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .errors import BenchError
 
@@ -88,33 +88,37 @@ def slim(record: dict) -> dict:
             "column_order": list(record.get("column_order") or [])}
 
 
+def read_file(folder: str, rel: str) -> Tuple[Optional[dict], Optional[dict], Optional[str]]:
+    """``(slim record, config, None)`` of one result file, or ``(None, None, what is wrong)``."""
+    from .store import MISPLACED, read_record, result_name
+
+    record, problem = read_record(os.path.join(folder, rel))
+    if problem is None and rel != result_name(*(record[c] for c in CELL)):
+        problem = MISPLACED
+    return (None, None, problem) if problem is not None else (slim(record), record["config"], None)
+
+
 def read_folder(folder: str, index: dict) -> Tuple[List[Tuple[str, dict]], List[str], bool]:
     """Records of one folder, from ``index`` where a file's size and mtime are unchanged; returns
     ``[(path, slim record)]``, problems, and whether the index changed."""
-    from .store import MISPLACED, read_record, result_name
-
     files, configs = index.setdefault("files", {}), index.setdefault("configs", {})
-    good, problems, seen, changed = [], [], set(), False
-    for rel, mtime, size in result_files(folder):
-        seen.add(rel)
-        cached = files.get(rel)
-        if cached is not None and cached[:2] == [mtime, size]:
-            good.append((os.path.join(folder, rel), cached[2]))
-            continue
-        path = os.path.join(folder, rel)
-        record, problem = read_record(path)
-        if problem is None and rel != result_name(*(record[c] for c in CELL)):
-            problem = MISPLACED
+    listed = result_files(folder)
+    stale = [(rel, mtime, size) for rel, mtime, size in listed if (files.get(rel) or [None, None])[:2] != [mtime, size]]
+    problems = []
+    for rel, mtime, size in stale:
+        record, config, problem = read_file(folder, rel)
+        files.pop(rel, None)
         if problem is not None:
-            problems.append(f"skipped '{path}': it {problem}")
+            problems.append(f"skipped '{os.path.join(folder, rel)}': it {problem}")
             continue
-        files[rel], changed = [mtime, size, slim(record)], True
-        configs.setdefault(record["key"], record["config"])
-        good.append((path, files[rel][2]))
-    for gone in set(files) - seen:
-        del files[gone]
-        changed = True
-    return good, problems, changed
+        files[rel] = [mtime, size, record]
+        configs.setdefault(record["key"], config)
+    seen = {rel for rel, _, _ in listed}
+    gone = [rel for rel in files if rel not in seen]
+    for rel in gone:
+        del files[rel]
+    good = [(os.path.join(folder, rel), files[rel][2]) for rel, _, _ in listed if rel in files]
+    return good, problems, bool(stale or gone)
 
 
 def read_folders(folders: Sequence) -> Tuple[List[Tuple[str, dict]], Dict[str, dict], List[str]]:
@@ -167,7 +171,7 @@ def write_index(folder: str, index: dict) -> None:
     from .store import SCHEMA
 
     try:
-        write_json(index_path(folder), {**index, "version": [__version__, SCHEMA, INDEX_VERSION]})
+        write_json(index_path(folder), {**index, "version": [__version__, SCHEMA, INDEX_VERSION]}, compact=True)
     except OSError:  # a read-only cache only costs speed
         pass
 
@@ -175,17 +179,21 @@ def write_index(folder: str, index: dict) -> None:
 def merge(found: Iterable[Tuple[str, dict]]) -> Tuple[List[Tuple[str, dict]], List[Conflict], int]:
     """One record per cell: copies with equal metrics are dropped, cells whose copies disagree are
     conflicts and kept out."""
-    cells: Dict[tuple, List[Tuple[str, dict]]] = defaultdict(list)
+    first: Dict[tuple, Tuple[str, dict]] = {}
+    copies: Dict[tuple, List[Tuple[str, dict]]] = defaultdict(list)  # cells found more than once
     for path, record in found:
-        cells[tuple(record[c] for c in CELL)].append((path, record))
-    kept, conflicts, duplicates = [], [], 0
-    for cell, copies in cells.items():
-        if any(r["metrics"] != copies[0][1]["metrics"] for _, r in copies[1:]):
-            conflicts.append(Conflict(*cell, tuple(str(p) for p, _ in copies)))
-            continue
-        kept.append(copies[0])
-        duplicates += len(copies) - 1
-    return kept, conflicts, duplicates
+        cell = (record["protocol"], record["method"], record["key"], record["seed"])
+        if cell in first:
+            copies[cell].append((path, record))
+        else:
+            first[cell] = (path, record)
+    conflicts, duplicates = [], 0
+    for cell, more in copies.items():
+        if any(r["metrics"] != first[cell][1]["metrics"] for _, r in more):
+            conflicts.append(Conflict(*cell, tuple(str(p) for p, _ in [first.pop(cell), *more])))
+        else:
+            duplicates += len(more)
+    return list(first.values()), conflicts, duplicates
 
 
 def load_results(folders: Sequence) -> Results:
