@@ -15,6 +15,7 @@ from typing import Dict, List, Optional, Tuple
 import jinja2
 
 from .leaderboard import metric_title, varying_parts
+from .render_latex import escape as escape_latex, render_latex
 from .report import MEAN, Report
 from .results import require_pandas
 
@@ -43,10 +44,14 @@ def column_titles(report: Report) -> List[Tuple[str, str]]:
 
 
 def caption(report: Report, fmt: str) -> str:
+    """The caption; the spec's title and the notes (which name protocols: ``b2n_cpt/*/tau0.25``) are
+    escaped for LaTeX and HTML."""
     seeds = sorted({s for p in report.protocols for s in report.seeds[p]})
-    return CAPTION.render(title=report.spec.title, s=SYMBOLS[fmt], seeds=f"{len(seeds)} seeds ({', '.join(map(str, seeds))})",
-                          test=TESTS[report.spec.test], alpha=report.spec.alpha, incomplete=bool(report.incomplete),
-                          reported=has_reported(report), notes=report.notes)
+    plain = {"md": str, "latex": escape_latex, "html": lambda t: str(jinja2.utils.markupsafe.escape(t))}[fmt]
+    return CAPTION.render(title=plain(report.spec.title), s=SYMBOLS[fmt],
+                          seeds=f"{len(seeds)} seeds ({', '.join(map(str, seeds))})", test=TESTS[report.spec.test],
+                          alpha=report.spec.alpha, incomplete=bool(report.incomplete),
+                          reported=has_reported(report), notes=[plain(n) for n in report.notes])
 
 
 def has_reported(report: Report) -> bool:
@@ -144,8 +149,6 @@ def render(report: Report, fmt: str) -> str:
     if fmt == "md":
         return render_markdown(report, text, style, extra, notes)
     if fmt == "latex":
-        from .render_latex import render_latex
-
         return render_latex(report, text, style, extra, notes, caption(report, "latex"))
     return render_html(report, text, style, extra, notes)
 

@@ -2,6 +2,7 @@
 (hand-made protocol views: no model is built), the LaTeX snapshot, and bad specs."""
 import hashlib
 import json
+import re
 import shutil
 import statistics
 import subprocess
@@ -149,6 +150,47 @@ def test_latex_matches_the_snapshot(folder):
     assert "\\toprule" in tex and "\\textbf{81.00 $\\pm$ 1.00}" in tex and "\\multirow" in tex
 
 
+def latex_problems(tex: str) -> list:
+    """What would stop pdflatex, checked without TeX: unbalanced braces, a special character outside
+    math and escapes, and tabular rows whose cells (\\multicolumn counted) do not fill the column format."""
+    body = re.sub(r"\\[{}%&$#_]", "", "\n".join(line for line in tex.splitlines() if not line.startswith("%")))
+    problems, depth = [], 0
+    for ch in body:
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        if depth < 0:
+            problems.append("a '}' closes nothing")
+    problems += ["unbalanced braces"] if depth else []
+    text = re.sub(r"\$[^$]*\$", "", body)
+    problems += [f"bare {ch!r} in ...{text[text.index(ch) - 30:text.index(ch) + 10]!r}" for ch in "_^#%" if ch in text]
+    for fmt, content in re.findall(r"\\begin\{tabular\}\{([^}]*)\}(.*?)\\end\{tabular\}", body, re.S):
+        columns = len(re.findall(r"[lrc]", fmt))
+        for row in content.split("\\\\"):
+            row = re.sub(r"\\(toprule|midrule|bottomrule|cmidrule\(lr\)\{\d+-\d+\})", "", row).strip()
+            width = sum(int(m.group(1)) if (m := re.match(r"\s*\\multicolumn\{(\d+)\}", cell)) else 1
+                        for cell in row.split("&"))
+            if row and width != columns:
+                problems.append(f"{width} cells for {columns} columns: {row[:60]!r}")
+    return problems
+
+
+def test_the_latex_check_finds_what_stops_pdflatex():
+    good = "\\begin{tabular}{lr}\n\\toprule\na & \\textbf{1 $\\pm$ 2} \\\\\n\\multicolumn{2}{c}{x\\_y} \\\\\n\\end{tabular}"
+    assert latex_problems(good) == []
+    assert latex_problems("\\caption{b2n_cpt/*/tau0.25}")[0].startswith("bare '_'")
+    assert latex_problems("\\textbf{1") == ["unbalanced braces"]
+    assert latex_problems(good.replace("a & ", "a & b & "))[0].startswith("3 cells for 2 columns")
+
+
+@pytest.mark.parametrize("spec", [
+    {}, {"metrics": ["all", "many"]}, {"title": "50% of R&D #1: x_y ~ {z} ^ \\ $"},
+    {"rows": ["coop", {"method": "maple", "label": "maple_b2n & <50%>"}, "zeroshot"]},
+    {"columns": [{"mean_of": "smoke*", "metrics": ["all"], "label": "Avg_3 %"}, {"protocols": "smoke_b2n"}]},
+])
+def test_latex_of_every_layout_is_well_formed(folder, spec):
+    tex = render(report_of(folder, **spec), "latex")
+    assert latex_problems(tex) == []
+
+
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="needs a TeX engine (pdflatex)")
 def test_latex_compiles(folder, tmp_path):  # pragma: no cover  (no TeX on the CI machine)
     doc = tmp_path / "t.tex"
@@ -161,6 +203,8 @@ def test_latex_compiles(folder, tmp_path):  # pragma: no cover  (no TeX on the C
 def test_html_escapes_labels(folder):
     html = render(report_of(folder, rows=["coop", {"method": "maple", "label": "maple <&>"}, "zeroshot"]), "html")
     assert "maple &lt;&amp;&gt;" in html and "font-weight: bold" in html and "text-decoration: underline" in html
+    html = render(report_of(folder, title="CIFAR <i>LT</i>"), "html")
+    assert "<i>" not in html and html.count("CIFAR &lt;i&gt;LT&lt;/i&gt;") == 2  # the heading and the caption
 
 
 @pytest.mark.parametrize("spec, message", [
@@ -295,3 +339,49 @@ def test_mean_of_columns_average_their_protocols_seed_by_seed(folder):
     assert report.best[("Avg", "all")] == {"coop": "bold", "maple": "underline"}
     text = render(report, "md")
     assert "| Avg" in text and "Avg: per seed, the mean over the 3 protocols smoke*" in text
+
+
+def fabricate(root, spec, view_of, rng) -> int:
+    """Results for every row of ``spec`` on every protocol it reads, each seed of the protocol, with
+    every metric it asks for; returns how many were written."""
+    written, store = 0, ResultStore(root)
+    for group in expand_columns(spec):
+        metrics = set(group.metrics or spec.metrics or ["all", "hm"]) | {"all"}
+        for protocol in group.members:
+            view = view_of(protocol)
+            methods = list(dict.fromkeys([spec.reference or "zeroshot", *sorted(view["references"])[:2]]))
+            rows = spec.rows if spec.rows != "all" else [RowSpec(m) for m in methods]
+            for row in rows:
+                reference = view["references"][row.method]
+                config = {"protocol": view["identity"], "method": {**reference[""], **row.set},
+                          "train": reference["train"]}
+                key = hashlib.sha256(json.dumps([row.method, row.set, protocol]).encode()).hexdigest()
+                for seed in view["seeds"]:
+                    rec = {"schema": SCHEMA, "key": key, "protocol": protocol, "method": row.method, "seed": seed,
+                           "code_version": VERSION, "config": config,
+                           "metrics": {m: round(rng.uniform(20, 90), 2) for m in metrics}}
+                    path = store.result_path(protocol, row.method, key, seed)
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_text(json.dumps(rec))
+                    written += 1
+    return written
+
+
+def test_every_shipped_spec_renders_well_formed_tables(tmp_path):
+    """Each shipped spec on fabricated results of the real protocol views: every row complete and
+    ranked, the paper's numbers found, and LaTeX that pdflatex would accept."""
+    import random
+
+    from bench.catalog import available_reports
+    from bench.cli import protocol_view
+
+    load_builtins()
+    cards = {name: METHODS.get(name).card for name in METHODS.names()}
+    for name in available_reports():
+        spec, root = load_spec(name), tmp_path / name
+        assert fabricate(root, spec, protocol_view, random.Random(name)) > 0, name
+        report = build_report(spec, load_results([root]), protocol_view, VERSION, cards)
+        assert not report.incomplete and all(report.best.values()), name
+        assert any(c.reported is not None for c in report.cells.values()) or name == "smoke", name
+        assert latex_problems(render(report, "latex")) == [], name
+        assert render(report, "md").startswith(f"## {spec.title}"), name
