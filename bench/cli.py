@@ -78,6 +78,9 @@ def report_titles() -> List[tuple]:
 
 
 def cmd_show(args) -> int:
+    from .catalog import locate
+
+    locate(args.protocol)  # an unknown name is reported before torch is imported
     from .protocol import load_protocol
     from .show import render
 
@@ -94,10 +97,11 @@ def cmd_show(args) -> int:
 
 def cmd_run(args) -> int:
     from .catalog import locate, match_protocols, save_view
+
+    names = match_protocols(args.protocol)  # an unknown name is reported before torch is imported
     from .protocol import load_protocol
     from .runner import RunOptions, Runner
 
-    names = match_protocols(args.protocol)
     protocols = [load_protocol(name) for name in names]  # every file is checked before anything runs
     methods = METHODS.names() if args.method == ["all"] else list(dict.fromkeys(args.method))
     for name in methods:
