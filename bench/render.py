@@ -10,6 +10,7 @@ how all of it was computed::
 """
 from __future__ import annotations
 
+import re
 from typing import Dict, List, Optional, Tuple
 
 import jinja2
@@ -18,6 +19,7 @@ from .leaderboard import metric_title, varying_parts
 from .render_latex import escape as escape_latex, render_latex
 from .report import MEAN, Report
 from .results import require_pandas
+from .stats import wilcoxon_pairs_needed
 
 FORMATS = ("md", "latex", "html")
 SYMBOLS = {  # how each format writes ±, the dagger and alpha
@@ -33,7 +35,8 @@ CAPTION = jinja2.Template(
     "{{ s.alpha }} = {{ alpha }}).{% if reported %} Paper: the number the paper reports on this protocol; "
     "gap: ours {{ s.minus }} paper.{% endif %}{% if incomplete %} Rows marked * lack results and are not "
     "ranked or tested.{% endif %}{% for note in notes %} {{ note }}.{% endfor %}")
-TESTS = {"auto": "paired by seed: t-test below 6 seeds, Wilcoxon signed-rank from 6",
+TESTS = {"auto": "paired by seed: a t-test below {need} seeds, Wilcoxon signed-rank from {need} (where it can "
+                 "still reach significance after Holm's correction over {m} tests)",
          "t": "paired t-test by seed", "wilcoxon": "Wilcoxon signed-rank test paired by seed"}
 
 
@@ -47,11 +50,16 @@ def caption(report: Report, fmt: str) -> str:
     """The caption; the spec's title and the notes (which name protocols: ``b2n_cpt/*/tau0.25``) are
     escaped for LaTeX and HTML."""
     seeds = sorted({s for p in report.protocols for s in report.seeds[p]})
-    plain = {"md": str, "latex": escape_latex, "html": lambda t: str(jinja2.utils.markupsafe.escape(t))}[fmt]
+    plain = {"md": escape_markdown, "latex": escape_latex, "html": lambda t: str(jinja2.utils.markupsafe.escape(t))}[fmt]
     return CAPTION.render(title=plain(report.spec.title), s=SYMBOLS[fmt],
-                          seeds=f"{len(seeds)} seeds ({', '.join(map(str, seeds))})", test=TESTS[report.spec.test],
+                          seeds=f"{len(seeds)} seeds ({', '.join(map(str, seeds))})", test=tests_used(report),
                           alpha=report.spec.alpha, incomplete=bool(report.incomplete),
                           reported=has_reported(report), notes=[plain(n) for n in report.notes])
+
+
+def tests_used(report: Report) -> str:
+    family = max(len(report.complete()) - 1, 1)  # the tests in one column: every other row against one
+    return TESTS[report.spec.test].format(need=wilcoxon_pairs_needed(report.spec.alpha, family), m=family)
 
 
 def has_reported(report: Report) -> bool:
@@ -126,10 +134,10 @@ def companion_frames(report: Report) -> Dict[str, object]:
         if pairs:
             out["Pairwise Wilcoxon signed-rank tests over protocols (Holm)"] = pandas.DataFrame(
                 pairs, columns=["Method", "Method ", "p (Holm)"])
-    ci = [[row, f"{lo:.{d}f}", f"{hi:.{d}f}"] for row, v in report.intervals.items() if v for lo, hi in [v]]
+    ci = [[row, f"{lo:.{d}f}", f"{hi:.{d}f}", how] for row, v in report.intervals.items() if v for lo, hi, how in [v]]
     if ci:
-        out[f"95% bootstrap intervals of the {MEAN.lower()} over protocols (seeds resampled within each)"] = \
-            pandas.DataFrame(ci, columns=["Method", "Low", "High"])
+        out[f"95% intervals of the {MEAN.lower()} over protocols (bootstrap: seeds resampled within each "
+            "protocol; t: over the per-seed means)"] = pandas.DataFrame(ci, columns=["Method", "Low", "High", "How"])
     return out
 
 
@@ -153,6 +161,11 @@ def render(report: Report, fmt: str) -> str:
     return render_html(report, text, style, extra, notes)
 
 
+def escape_markdown(text) -> str:
+    """Plain text in markdown: a '|' would split a table cell, '*' '_' would start emphasis."""
+    return re.sub(r"([\\`*_\[\]<>|])", r"\\\1", str(text))
+
+
 def render_markdown(report: Report, text, style, extra, notes) -> str:
     wrap = {"bold": "**{}**", "underline": "<u>{}</u>", "": "{}"}
     shown = text.copy()
@@ -161,13 +174,17 @@ def render_markdown(report: Report, text, style, extra, notes) -> str:
             shown.iat[i, j] = wrap[style.iat[i, j]].format(text.iat[i, j]) if text.iat[i, j] else ""
     if shown.index.nlevels > 1:
         shown.index = [f"{a} ({b})" if b != "ours" else a for a, b in shown.index]
+    shown.index = [escape_markdown(label) for label in shown.index]
     if shown.columns.nlevels > 1:
         shown.columns = [" ".join(filter(None, c)) for c in shown.columns]
-    parts = [f"## {report.spec.title}", "", shown.to_markdown(disable_numparse=True), "", caption(report, "md")]
+    shown.columns = [escape_markdown(title) for title in shown.columns]
+    parts = [f"## {escape_markdown(report.spec.title)}", "", shown.to_markdown(disable_numparse=True), "",
+             caption(report, "md")]
     for title, frame in extra.items():
-        parts += ["", f"### {title}", "", frame.to_markdown(index=False, disable_numparse=True)]
+        frame = frame.astype(str).map(escape_markdown).rename(columns=escape_markdown)
+        parts += ["", f"### {escape_markdown(title)}", "", frame.to_markdown(index=False, disable_numparse=True)]
     if notes:
-        parts += ["", *notes]
+        parts += ["", *map(escape_markdown, notes)]
     return "\n".join(parts) + "\n"
 
 

@@ -20,7 +20,7 @@ from .errors import BenchError
 from .leaderboard import differences, flatten, headline_metric, mean_std
 from .reportspec import ColumnSpec, ReportSpec, RowSpec
 from .results import CELL, INFO
-from .stats import Comparison, Friedman, against, bootstrap_ci, friedman, holm, paired
+from .stats import Comparison, Friedman, against, friedman, holm, mean_interval, paired
 
 MEAN = "Mean"  # the column averaging the protocols
 
@@ -73,7 +73,7 @@ class Report:
     daggers: set = field(default_factory=set)  # (row, protocol, metric)
     versus: Dict[Tuple[str, str], Dict[str, Tuple[Comparison, Optional[float]]]] = field(default_factory=dict)
     friedman: Optional[Friedman] = None
-    intervals: Dict[str, Optional[Tuple[float, float]]] = field(default_factory=dict)  # row -> CI of its Mean
+    intervals: Dict[str, Optional[Tuple[float, float, str]]] = field(default_factory=dict)  # row -> CI of its Mean
     notes: List[str] = field(default_factory=list)
 
     @property
@@ -112,12 +112,21 @@ def matches(config: dict, view: dict, row: RowSpec) -> bool:
 
 
 def check_settings(row: RowSpec, views: List[dict]) -> None:
+    """Each ``set`` option exists; a number YAML read as text (``1e-3``) becomes the number, as
+    ``--set`` makes it."""
     for view in views:
-        reference = view["references"].get(row.method)
-        unknown = [k for k in row.set if reference is not None and k not in flatten(reference)]
+        reference = flatten(view["references"].get(row.method) or {})
+        unknown = [k for k in row.set if reference and k not in reference]
         if unknown:
             raise BenchError(f"report row '{row.name}': {row.method} has no option {', '.join(map(repr, unknown))} "
                              f"(see `bench show {view['name']} --method {row.method}`)")
+        for key, value in row.set.items():
+            current = reference.get(key)
+            if isinstance(value, str) and isinstance(current, (int, float)) and not isinstance(current, bool):
+                try:
+                    row.set[key] = float(value) if isinstance(current, float) else int(value)
+                except ValueError:
+                    raise BenchError(f"report row '{row.name}': {key} takes a number, got {value!r}") from None
 
 
 def expand_columns(spec: ReportSpec) -> List[Column]:
@@ -178,7 +187,12 @@ def build_report(spec: ReportSpec, results, view_of: Callable[[str], dict], vers
 
 def select_rows(spec: ReportSpec, records, views: Dict[str, dict], cards, metrics) -> List[RowSpec]:
     if spec.rows == "all":
-        return rows_with_results(records, views, metrics)
+        found = rows_with_results(records, views, metrics)
+        if not found:
+            raise BenchError(f"no method has results of the current configuration of {', '.join(list(views)[:3])}"
+                             f"{', ...' if len(views) > 3 else ''}; `bench leaderboard --protocol P --all-configs` "
+                             "lists results of other configurations")
+        return found
     for row in spec.rows:
         if row.method not in cards:
             raise BenchError(f"report row '{row.name}': unknown method '{row.method}' (see `bench list methods`)")
@@ -218,6 +232,8 @@ def fill_cells(report: Report, records, views: Dict[str, dict], cards) -> None:
         lacking = []
         for protocol, metrics in report.read.items():
             chosen = selected(records.get((protocol, row.method)), views[protocol], row)
+            if chosen is not None:  # only the report's seeds count (a spec's `seeds`, or the protocol's)
+                chosen = chosen[chosen["seed"].isin(report.seeds[protocol])]
             paths = {} if chosen is None else dict(zip(chosen["seed"].tolist(), chosen["path"].tolist()))
             for metric in metrics:
                 cell = Cell(seed_values(chosen, metric),
@@ -307,8 +323,10 @@ def add_means(report: Report) -> None:
         for metric in report.mean_metrics:
             report.cells[(row.name, MEAN, metric)] = mean_cell([report.cells[(row.name, p, metric)]
                                                                 for p in report.protocols])
-        samples = [list(report.cells[(row.name, p, report.mean_metrics[0])].values.values()) for p in report.protocols]
-        report.intervals[row.name] = bootstrap_ci(samples) if row.name not in report.incomplete else None
+        first = report.mean_metrics[0]
+        samples = [list(report.cells[(row.name, p, first)].values.values()) for p in report.protocols]
+        seed_means = list(report.cells[(row.name, MEAN, first)].values.values())
+        report.intervals[row.name] = mean_interval(samples, seed_means) if row.name not in report.incomplete else None
 
 
 def rank_and_test(report: Report) -> None:
@@ -335,7 +353,8 @@ def rank_and_test(report: Report) -> None:
 def mark_not_below_best(report: Report, column, order: List[str], cells: Dict[str, Cell]) -> None:
     """† on each row whose difference from the best is not significant (Holm over the column)."""
     best, others = order[0], [r for r in order if report.best[column].get(r) != "bold"]  # ties are bold
-    tests = [paired(cells[r].values, cells[best].values, report.spec.test, report.spec.alpha) for r in others]
+    tests = [paired(cells[r].values, cells[best].values, report.spec.test, report.spec.alpha, len(others))
+             for r in others]
     for row, p in zip(others, holm([t.p for t in tests])):
         if p is not None and p >= report.spec.alpha:
             report.daggers.add((row, *column))

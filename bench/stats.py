@@ -2,13 +2,16 @@
 
 - Per protocol, methods are compared **paired by seed** (the seed fixes the data subset and order
   for every method): a paired t-test with at least :data:`MIN_T_SEEDS` common seeds, Wilcoxon's
-  signed-rank test once it can reach alpha at all (``2 / 2**n <= alpha``: 6 seeds at 0.05).
+  signed-rank test once it can reach alpha after Holm's correction over its family of m tests
+  (``2 / 2**n <= alpha / m``: 6 seeds for one test at 0.05, 7 for two, 8 for five).
 - A family of comparisons (each method against one) is Holm-corrected (:func:`holm`; scipy has
   only Benjamini-Hochberg/Yekutieli).
 - Across protocols: Friedman's test on the per-protocol means (protocols are the blocks), then
   pairwise Wilcoxon tests with Holm (Demšar 2006; the cd-diagram convention).
 - Bootstrap percentile intervals come from ``scipy.stats.bootstrap``; several protocols are
-  resampled within each protocol (a stratified bootstrap, as rliable's).
+  resampled within each protocol (a stratified bootstrap, as rliable's).  Below
+  :data:`MIN_BOOTSTRAP_SEEDS` seeds a resample can only repeat the few seeds there are (the
+  interval shrinks to their range), so :func:`mean_interval` gives the t interval instead.
 
 A test that cannot be run (too few seeds or protocols) gives ``p = None`` and says why, so a table
 never shows a p-value that means nothing::
@@ -29,6 +32,7 @@ from scipy import stats
 
 ALPHA = 0.05
 MIN_T_SEEDS = 3  # a paired t-test on 2 seeds has 1 degree of freedom: its p-value says nothing
+MIN_BOOTSTRAP_SEEDS = 10  # fewer: the percentile interval is about the seeds' range, too narrow
 MIN_FRIEDMAN_BLOCKS = 5  # the chi-square approximation needs a handful of protocols (autorank asks 5)
 TESTS = ("auto", "t", "wilcoxon")
 
@@ -56,24 +60,35 @@ def holm(pvalues: Sequence[Optional[float]]) -> List[Optional[float]]:
     return out
 
 
-def wilcoxon_can_reach(n: int, alpha: float = ALPHA) -> bool:
-    """Whether an exact two-sided signed-rank test on ``n`` pairs can give ``p <= alpha`` at all."""
-    return n > 0 and 2.0 / 2 ** n <= alpha
+def wilcoxon_can_reach(n: int, alpha: float = ALPHA, family: int = 1) -> bool:
+    """Whether an exact two-sided signed-rank test on ``n`` pairs can give ``p <= alpha`` at all,
+    after Holm's correction over ``family`` tests (which multiplies the smallest p by ``family``)."""
+    return n > 0 and 2.0 / 2 ** n <= alpha / max(family, 1)
 
 
-def paired(a: Mapping[int, float], b: Mapping[int, float], test: str = "auto", alpha: float = ALPHA) -> Comparison:
-    """``a`` against ``b`` (seed -> value), on their common seeds.  ``auto``: Wilcoxon when it can
-    reach ``alpha``, else the paired t-test; identical values give ``p = 1``."""
+def wilcoxon_pairs_needed(alpha: float = ALPHA, family: int = 1) -> int:
+    """The fewest pairs for which :func:`wilcoxon_can_reach`."""
+    return next(n for n in range(1, 64) if wilcoxon_can_reach(n, alpha, family))
+
+
+def paired(a: Mapping[int, float], b: Mapping[int, float], test: str = "auto", alpha: float = ALPHA,
+           family: int = 1) -> Comparison:
+    """``a`` against ``b`` (seed -> value), on their common seeds, as one of ``family`` tests that
+    will be Holm-corrected together.  ``auto``: Wilcoxon when it can still reach ``alpha`` after the
+    correction, else the paired t-test; identical values give ``p = 1``.  Wilcoxon drops pairs with
+    no difference, so its ``n`` counts the rest."""
     if test not in TESTS:
         raise ValueError(f"unknown test '{test}' (choices: {', '.join(TESTS)})")
     seeds = sorted(set(a) & set(b))
     x, y = np.array([a[s] for s in seeds], float), np.array([b[s] for s in seeds], float)
     n = len(seeds)
-    use_wilcoxon = test == "wilcoxon" or (test == "auto" and wilcoxon_can_reach(n, alpha))
+    use_wilcoxon = test == "wilcoxon" or (test == "auto" and wilcoxon_can_reach(n, alpha, family))
     name = "Wilcoxon signed-rank" if use_wilcoxon else "paired t"
-    if use_wilcoxon and not wilcoxon_can_reach(n, alpha):
+    if use_wilcoxon and not wilcoxon_can_reach(n, alpha, family):
+        need = wilcoxon_pairs_needed(alpha, family)
         return Comparison(name, n, None, None, f"{n} common seeds: a signed-rank test cannot reach {alpha} "
-                                               "below 6 pairs")
+                                               f"{'after Holm over ' + str(family) + ' tests ' if family > 1 else ''}"
+                                               f"below {need} pairs")
     if not use_wilcoxon and n < MIN_T_SEEDS:
         return Comparison(name, n, None, None, f"{n} common seed(s): too few for a test (needs {MIN_T_SEEDS})")
     if np.all(x == y):
@@ -81,7 +96,9 @@ def paired(a: Mapping[int, float], b: Mapping[int, float], test: str = "auto", a
     with warnings.catch_warnings():  # nearly equal differences: scipy warns, its p-value stands
         warnings.simplefilter("ignore", RuntimeWarning)
         result = stats.wilcoxon(x, y) if use_wilcoxon else stats.ttest_rel(x, y)
-    return Comparison(name, n, float(result.statistic), float(result.pvalue))
+    zeros = int(np.sum(x == y)) if use_wilcoxon else 0
+    note = f"{zeros} of {n} pairs without a difference, left out" if zeros else ""
+    return Comparison(name, n - zeros, float(result.statistic), float(result.pvalue), note)
 
 
 def against(values: Mapping[str, Mapping[int, float]], reference: str, test: str = "auto",
@@ -89,7 +106,7 @@ def against(values: Mapping[str, Mapping[int, float]], reference: str, test: str
     """Every other method against ``reference`` on one protocol: its comparison and its
     Holm-adjusted p-value over the family."""
     others = [m for m in values if m != reference]
-    tests = [paired(values[m], values[reference], test, alpha) for m in others]
+    tests = [paired(values[m], values[reference], test, alpha, len(others)) for m in others]
     adjusted = holm([t.p for t in tests])
     return {m: (t, p) for m, t, p in zip(others, tests, adjusted)}
 
@@ -122,8 +139,11 @@ def friedman(means: Mapping[str, Sequence[float]], alpha: float = ALPHA) -> Frie
         return Friedman(n, 0.0, 1.0, {}, mean_ranks, "every method has the same value on every protocol")
     result = stats.friedmanchisquare(*table)
     pairs = [(a, b) for i, a in enumerate(methods) for b in methods[i + 1:]]
-    raw = [paired(dict(enumerate(means[a])), dict(enumerate(means[b])), "wilcoxon", alpha).p for a, b in pairs]
-    note = "" if wilcoxon_can_reach(n, alpha) else f"{n} protocols: pairwise signed-rank tests need 6"
+    raw = [paired(dict(enumerate(means[a])), dict(enumerate(means[b])), "wilcoxon", alpha, len(pairs)).p
+           for a, b in pairs]
+    note = "" if wilcoxon_can_reach(n, alpha, len(pairs)) else (
+        f"{n} protocols: signed-rank tests of {len(pairs)} pairs, Holm-corrected, need "
+        f"{wilcoxon_pairs_needed(alpha, len(pairs))} to reach {alpha}")
     return Friedman(n, float(result.statistic), float(result.pvalue), dict(zip(pairs, holm(raw))), mean_ranks, note)
 
 
@@ -145,6 +165,19 @@ def bootstrap_ci(samples: Sequence[Sequence[float]], confidence: float = 0.95, r
                              method="percentile", rng=np.random.default_rng(seed))
     low, high = result.confidence_interval
     return float(low), float(high)
+
+
+def mean_interval(samples: Sequence[Sequence[float]], seed_means: Sequence[float],
+                  confidence: float = 0.95) -> Optional[Tuple[float, float, str]]:
+    """``(low, high, how)``: the stratified bootstrap interval when every sample (a protocol's
+    seeds) has :data:`MIN_BOOTSTRAP_SEEDS` values, else the t interval of the per-seed means."""
+    if samples and min(len(s) for s in samples) >= MIN_BOOTSTRAP_SEEDS:
+        low_high = bootstrap_ci(samples, confidence)
+        how = "bootstrap"
+    else:
+        low_high = t_interval(seed_means, confidence)
+        how = f"t, {len(seed_means)} seeds (a bootstrap needs {MIN_BOOTSTRAP_SEEDS})"
+    return None if low_high is None else (*low_high, how)
 
 
 def t_interval(values: Sequence[float], confidence: float = 0.95) -> Optional[Tuple[float, float]]:

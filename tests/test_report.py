@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from scipy import stats as sps
 
 from bench.cli import main
 from bench.config import from_dict
@@ -110,6 +111,74 @@ def test_tests_against_the_reference_match_bench_stats(folder):
     assert "too few" in report.friedman.note
 
 
+def test_tests_against_the_reference_are_scipys_with_holm(folder):
+    report = report_of(folder)
+    values = {r: [report.cells[(r, "smoke", "all")].values[s] for s in (1, 2, 3)] for r in ("coop", "maple", "zeroshot")}
+    raw = {r: sps.ttest_rel(values[r], values["zeroshot"]).pvalue for r in ("coop", "maple")}
+    low, high = sorted(raw, key=raw.get)
+    holm_by_hand = {low: 2 * raw[low], high: max(2 * raw[low], raw[high])}
+    for row in ("coop", "maple"):
+        comparison, adjusted = report.versus[("smoke", "all")][row]
+        assert comparison.test == "paired t" and comparison.p == pytest.approx(raw[row])
+        assert adjusted == pytest.approx(holm_by_hand[row])
+
+
+def six_or_seven_seeds(root, seeds):
+    for protocol in ("smoke", "smoke_b2n"):
+        for seed in seeds:
+            for method, value in (("coop", 80.0), ("maple", 79.0), ("zeroshot", 70.0)):
+                put(root, protocol, method, seed, {"all": value + seed % 3 + (seed * 7 % 5) / 10})
+
+
+@pytest.mark.parametrize("seeds, test", [(range(1, 7), "paired t"), (range(1, 8), "Wilcoxon signed-rank")])
+def test_a_row_far_below_the_best_has_no_dagger_at_six_or_seven_seeds(tmp_path, seeds, test):
+    six_or_seven_seeds(tmp_path, seeds)
+    report = report_of(tmp_path, seeds=list(seeds))
+    assert report.versus[("smoke", "all")]["coop"][0].test == test  # 2 tests per column: Wilcoxon from 7
+    assert ("zeroshot", "smoke", "all") not in report.daggers  # 10 points below coop on every seed
+    assert report.versus[("smoke", "all")]["coop"][1] < 0.05
+
+
+def test_cells_take_only_the_reports_seeds(folder):
+    for seed in (4, 5):
+        put(folder, "smoke", "coop", seed, {"all": 10.0, "many": 10.0})
+    assert report_of(folder).cells[("coop", "smoke", "all")].values == {1: 80.0, 2: 82.0, 3: 81.0}
+    two = report_of(folder, seeds=[1, 2])
+    assert two.cells[("coop", "smoke", "all")].values == {1: 80.0, 2: 82.0}
+    assert "over 2 seeds (1, 2)" in render(two, "md")
+
+
+def test_markdown_labels_cannot_break_the_table(folder):
+    text = render(report_of(folder, title="A | B", rows=["coop", {"method": "maple", "label": "maple | *v2*_x"},
+                                                          "zeroshot"]), "md")
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    table = lines[start:lines.index("", start)]  # the main table
+    assert len(table) == 7
+    assert len({line.replace("\\|", "").count("|") for line in table}) == 1
+    assert "maple \\| \\*v2\\*\\_x" in text and text.startswith("## A \\| B")
+
+
+def test_set_values_yaml_reads_as_text_are_numbers(folder, tmp_path, capsys):
+    report = report_of(folder, columns=["smoke"], rows=[{"method": "coop", "set": {"train.lr": "2e-3"}}],
+                       reference=None)
+    assert report.cells[("coop (train.lr=0.002)", "smoke", "all")].values == {1: 80.0, 2: 82.0, 3: 81.0}
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump({"title": "T", "columns": ["smoke"],
+                                    "rows": [{"method": "coop", "set": {"train.lr": "fast"}}]}))
+    assert main(["report", str(path), "--results-dir", str(folder)]) == 2
+    assert "train.lr takes a number, got 'fast'" in capsys.readouterr().err
+
+
+def test_rows_all_without_current_results_is_an_error(tmp_path, capsys):
+    put(tmp_path, "smoke", "coop", 1, {"all": 50.0}, settings={"n_ctx": 16})  # not the current recipe
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump({"title": "T", "columns": ["smoke"], "rows": "all"}))
+    code = main(["report", str(path), "--results-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "no method has results of the current configuration" in err
+
+
 def test_incomplete_rows_are_shown_but_not_ranked(folder):
     for path in folder.rglob("seed-3.json"):
         if "/maple/" in str(path) and "smoke_b2n" in str(path):
@@ -119,7 +188,7 @@ def test_incomplete_rows_are_shown_but_not_ranked(folder):
     assert report.best[("smoke_b2n", "all")] == {"coop": "bold", "zeroshot": "underline"}
     assert "maple" not in report.versus[("smoke", "all")]
     text = render(report, "md")
-    assert "| maple *" in text and "* maple: lacks smoke_b2n all: seed 3" in text
+    assert "| maple \\*" in text and "\\* maple: lacks smoke\\_b2n all: seed 3" in text
 
 
 def test_a_row_with_settings_takes_only_those_results(folder):
@@ -161,7 +230,8 @@ def latex_problems(tex: str) -> list:
             problems.append("a '}' closes nothing")
     problems += ["unbalanced braces"] if depth else []
     text = re.sub(r"\$[^$]*\$", "", body)
-    problems += [f"bare {ch!r} in ...{text[text.index(ch) - 30:text.index(ch) + 10]!r}" for ch in "_^#%" if ch in text]
+    problems += [f"bare {ch!r} in ...{text[text.index(ch) - 30:text.index(ch) + 10]!r}" for ch in "_^#%<>"
+                 if ch in text]  # < and > print as ¡ and ¿ in the default OT1 encoding
     for fmt, content in re.findall(r"\\begin\{tabular\}\{([^}]*)\}(.*?)\\end\{tabular\}", body, re.S):
         columns = len(re.findall(r"[lrc]", fmt))
         for row in content.split("\\\\"):
@@ -338,7 +408,7 @@ def test_mean_of_columns_average_their_protocols_seed_by_seed(folder):
     assert report.incomplete == {"zeroshot": ["smoke_xd_dg all: seed 3"]}
     assert report.best[("Avg", "all")] == {"coop": "bold", "maple": "underline"}
     text = render(report, "md")
-    assert "| Avg" in text and "Avg: per seed, the mean over the 3 protocols smoke*" in text
+    assert "| Avg" in text and "Avg: per seed, the mean over the 3 protocols smoke\\*" in text
 
 
 def fabricate(root, spec, view_of, rng) -> int:

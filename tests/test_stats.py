@@ -7,7 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats as sps
 
-from bench.stats import (against, bootstrap_ci, friedman, holm, paired, t_interval, wilcoxon_can_reach)
+from bench.stats import (MIN_BOOTSTRAP_SEEDS, against, bootstrap_ci, friedman, holm, mean_interval, paired,
+                         t_interval, wilcoxon_can_reach, wilcoxon_pairs_needed)
 
 
 def test_holm_worked_example():
@@ -52,6 +53,36 @@ def test_wilcoxon_once_it_can_reach_alpha():
     assert forced.p is None and "cannot reach" in forced.note
 
 
+def test_wilcoxon_waits_until_holm_over_the_family_can_reach_alpha():
+    # Holm multiplies the smallest of m p-values by m: 2 / 2**n <= alpha / m
+    assert [wilcoxon_pairs_needed(0.05, m) for m in (1, 2, 3, 5, 6, 7)] == [6, 7, 7, 8, 8, 9]
+    assert (wilcoxon_pairs_needed(0.1), wilcoxon_pairs_needed(0.01)) == (5, 8)
+    a = {s: 70.0 + s for s in range(7)}
+    b = {s: 60.0 + s + 0.1 * s for s in range(7)}
+    six = {s: a[s] for s in range(6)}
+    assert paired(six, b, family=2).test == "paired t"  # a Wilcoxon p of 2/64 would be 4/64 after Holm
+    assert paired(a, b, family=2).test == "Wilcoxon signed-rank"
+    assert "after Holm over 2 tests below 7 pairs" in paired(six, b, test="wilcoxon", family=2).note
+
+
+def test_wilcoxon_counts_only_pairs_with_a_difference():
+    a = {s: 70.0 + s for s in range(8)}
+    b = {s: a[s] - (1.0 if s < 5 else 0.0) for s in range(8)}  # 3 of 8 pairs equal
+    result = paired(a, b, test="wilcoxon")
+    assert result.n == 5 and result.note == "3 of 8 pairs without a difference, left out"
+    assert result.p == pytest.approx(sps.wilcoxon([1.0] * 5, [0.0] * 5).pvalue)
+
+
+def test_mean_interval_bootstraps_only_with_enough_seeds():
+    few = [[70.0, 71.0, 73.0], [60.0, 62.0, 61.0]]
+    seed_means = [65.0, 66.5, 67.0]
+    assert mean_interval(few, seed_means) == (*t_interval(seed_means), "t, 3 seeds (a bootstrap needs 10)")
+    rng = np.random.default_rng(1)
+    many = [list(rng.normal(70, 1, MIN_BOOTSTRAP_SEEDS)), list(rng.normal(60, 1, MIN_BOOTSTRAP_SEEDS))]
+    low, high, how = mean_interval(many, [(x + y) / 2 for x, y in zip(*many)])
+    assert how == "bootstrap" and (low, high) == bootstrap_ci(many)
+
+
 def test_too_few_seeds_is_said_not_tested():
     result = paired({1: 70.0, 2: 71.0}, {1: 69.0, 2: 69.5})
     assert result.p is None and result.statistic is None and "too few" in result.note
@@ -79,11 +110,14 @@ def test_friedman_by_hand():
     result = friedman(means)
     assert result.statistic == pytest.approx(10.0) and result.p == pytest.approx(math.exp(-5))
     assert result.mean_ranks == {"A": 1.0, "B": 2.0, "C": 3.0}
-    assert all(p is None for p in result.pairwise.values()) and "need 6" in result.note
+    # Holm over 3 pairs multiplies the smallest p by 3: 2/2^n <= 0.05/3 first holds at n = 7
+    assert all(p is None for p in result.pairwise.values()) and "3 pairs, Holm-corrected, need 7" in result.note
     six = friedman({m: v + [v[-1] + 1] for m, v in means.items()})
-    # every pair differs the same way on all 6: raw p = 2/64 each, Holm over 3 pairs: 3 * 2/64
-    assert six.pairwise == pytest.approx({("A", "B"): 3 / 32, ("A", "C"): 3 / 32, ("B", "C"): 3 / 32})
-    assert six.note == ""
+    assert all(p is None for p in six.pairwise.values()) and "need 7" in six.note
+    seven = friedman({m: v + [v[-1] + 1, v[-1] + 2] for m, v in means.items()})
+    # every pair differs the same way on all 7: raw p = 2/128 each, Holm over 3 pairs: 3 * 2/128
+    assert seven.pairwise == pytest.approx({("A", "B"): 3 / 64, ("A", "C"): 3 / 64, ("B", "C"): 3 / 64})
+    assert seven.note == ""
 
 
 def test_friedman_with_every_protocol_tied_is_p_one():
