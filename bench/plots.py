@@ -6,7 +6,6 @@ critical-difference diagram.  Each figure has a data function (tested) and a thi
 """
 from __future__ import annotations
 
-import json
 import re
 import statistics
 from pathlib import Path
@@ -30,9 +29,13 @@ def pyplot():
 def longtail_curve(paths: List[str]) -> Optional[Tuple[List[int], List[float]]]:
     """(training count, accuracy) per class, classes sorted by count (most first), accuracy averaged
     over the seeds' result files; None when the files do not record per-class training counts."""
+    from .store import read_record
+
     rows = []
     for path in paths:
-        record = json.loads(Path(path).read_text())
+        record, problem = read_record(path)  # changed or damaged since the report read it: no curve
+        if problem is not None:
+            return None
         counts, accuracy = record.get("class_train_counts"), record.get("per_class_accuracy")
         if not counts or not accuracy or len(counts) != len(accuracy):
             return None

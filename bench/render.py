@@ -62,8 +62,13 @@ def tests_used(report: Report) -> str:
     return TESTS[report.spec.test].format(need=wilcoxon_pairs_needed(report.spec.alpha, family), m=family)
 
 
+def has_paper_numbers(report: Report, row: str) -> bool:
+    """Whether a shown cell of ``row`` has the paper's number (a mean_of column's protocols are not shown)."""
+    return any(report.cells[(row, *column)].reported is not None for column in report.columns)
+
+
 def has_reported(report: Report) -> bool:
-    return any(c.reported is not None for c in report.cells.values())
+    return any(has_paper_numbers(report, row.name) for row in report.rows)
 
 
 def main_frames(report: Report, fmt: str):
@@ -74,8 +79,7 @@ def main_frames(report: Report, fmt: str):
     index, text, style = [], [], []
     for row in report.rows:
         label = row.name + (" *" if row.name in report.incomplete else "")
-        papers = any(c.reported is not None for k, c in report.cells.items() if k[0] == row.name)
-        for group in ["ours", "paper", "gap"] if papers else ["ours"]:
+        for group in ["ours", "paper", "gap"] if has_paper_numbers(report, row.name) else ["ours"]:
             values, marks = [], []
             for column in report.columns:
                 cell = report.cells.get((row.name, *column))

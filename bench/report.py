@@ -106,7 +106,7 @@ def matches(config: dict, view: dict, row: RowSpec) -> bool:
     reference = view["references"].get(row.method)
     if reference is None:
         return False
-    expected = {**flatten(reference), **{k: v for k, v in row.set.items()}}
+    expected = {**flatten(reference), **row.set}
     ours = flatten({"": config.get("method", {}), "train": config.get("train") or {}})
     return not differences(ours, expected) and all(k in ours for k in row.set)
 
@@ -164,10 +164,14 @@ def build_report(spec: ReportSpec, results, view_of: Callable[[str], dict], vers
     groups = expand_columns(spec)
     protocols = list(dict.fromkeys(p for group in groups for p in group.members))
     views = {p: view_of(p) for p in protocols}
+    seeds = {p: list(spec.seeds or views[p]["seeds"]) for p in protocols}
     current = table[table["protocol"].isin(protocols) & (table["code_version"] == version)]
     if current.empty:
         raise BenchError(f"no results of {', '.join(protocols[:3])}{', ...' if len(protocols) > 3 else ''} "
                          f"at code version {version}; run them with `bench run`")
+    # only the report's seeds count (a spec's `seeds`, or the protocol's), for ranking rows and for cells
+    allowed = {p: set(s) for p, s in seeds.items()}
+    current = current[[seed in allowed[p] for p, seed in zip(current["protocol"], current["seed"])]]
     records = dict(iter(current.groupby(["protocol", "method"], sort=False)))  # (protocol, method) -> frame
     metrics = {g.name: pick_metrics(g.metrics or spec.metrics, current[current["protocol"].isin(g.members)], g.name)
                for g in groups}
@@ -175,7 +179,6 @@ def build_report(spec: ReportSpec, results, view_of: Callable[[str], dict], vers
     rows = select_rows(spec, records, views, cards, needed)
     if spec.reference is not None and spec.reference not in [r.name for r in rows]:
         raise BenchError(f"reference '{spec.reference}' is not one of the report's rows")
-    seeds = {p: list(spec.seeds or views[p]["seeds"]) for p in protocols}
     seeds.update({g.name: sorted({s for p in g.members for s in seeds[p]}) for g in groups if g.is_mean})
     report = Report(spec, rows, groups, metrics, needed, seeds, {}, {})
     fill_cells(report, records, views, cards)
@@ -232,8 +235,6 @@ def fill_cells(report: Report, records, views: Dict[str, dict], cards) -> None:
         lacking = []
         for protocol, metrics in report.read.items():
             chosen = selected(records.get((protocol, row.method)), views[protocol], row)
-            if chosen is not None:  # only the report's seeds count (a spec's `seeds`, or the protocol's)
-                chosen = chosen[chosen["seed"].isin(report.seeds[protocol])]
             paths = {} if chosen is None else dict(zip(chosen["seed"].tolist(), chosen["path"].tolist()))
             for metric in metrics:
                 cell = Cell(seed_values(chosen, metric),
@@ -334,9 +335,9 @@ def rank_and_test(report: Report) -> None:
     for column in report.columns:
         cells = {r: report.cells[(r, *column)] for r in ranked}
         order = sorted((r for r in ranked if cells[r].mean is not None), key=lambda r: -cells[r].mean)
-        shown = sorted({round(cells[r].mean, spec.digits) for r in order}, reverse=True)[:2]  # ties as printed
-        report.best[column] = {r: "bold" if round(cells[r].mean, spec.digits) == shown[0] else "underline"
-                               for r in order if round(cells[r].mean, spec.digits) in shown}
+        printed = {r: round(cells[r].mean, spec.digits) for r in order}  # ties as printed share a mark
+        top = sorted(set(printed.values()), reverse=True)[:2]
+        report.best[column] = {r: "bold" if printed[r] == top[0] else "underline" for r in order if printed[r] in top}
         if order:
             mark_not_below_best(report, column, order, cells)
         if spec.reference in ranked:

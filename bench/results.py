@@ -90,11 +90,9 @@ def slim(record: dict) -> dict:
 
 def read_file(folder: str, rel: str) -> Tuple[Optional[dict], Optional[dict], Optional[str]]:
     """``(slim record, config, None)`` of one result file, or ``(None, None, what is wrong)``."""
-    from .store import MISPLACED, read_record, result_name
+    from .store import read_placed
 
-    record, problem = read_record(os.path.join(folder, rel))
-    if problem is None and rel != result_name(*(record[c] for c in CELL)):
-        problem = MISPLACED
+    record, problem = read_placed(folder, rel)
     return (None, None, problem) if problem is not None else (slim(record), record["config"], None)
 
 

@@ -37,7 +37,7 @@ def cell_key(protocol_identity: dict, method: str, method_config: dict, train_re
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-# What read_record's callers say of a valid record found at another path than its own.
+# What read_placed says of a valid record found at another path than its own.
 MISPLACED = "is not where its own protocol, method, key and seed put it (a copy?)"
 
 
@@ -94,9 +94,7 @@ class ResultStore:
         base = self.root / protocol
         out, older = [], []
         for path in sorted(base.glob("*/*/seed-*.json")) if base.is_dir() else []:
-            record, problem = read_record(path)
-            if problem is None and path != self.result_path(protocol, record["method"], record["key"], record["seed"]):
-                problem = MISPLACED
+            record, problem = read_placed(self.root, os.path.relpath(path, self.root))
             if problem is None:
                 out.append(record)
             elif problem.startswith("has result schema"):  # old results are expected, not damage
@@ -111,6 +109,15 @@ class ResultStore:
 
 REQUIRED = {"key": str, "protocol": str, "method": str, "seed": int, "code_version": str, "metrics": dict,
             "config": dict}
+
+
+def read_placed(root, rel: str) -> Tuple[Optional[dict], Optional[str]]:
+    """:func:`read_record` of ``root/rel``, and :data:`MISPLACED` for a valid record that belongs
+    elsewhere (its protocol, method, key and seed name another path: a copy)."""
+    record, problem = read_record(os.path.join(root, rel))
+    if problem is None and rel != result_name(record["protocol"], record["method"], record["key"], record["seed"]):
+        return None, MISPLACED
+    return record, problem
 
 
 def read_record(path) -> Tuple[Optional[dict], Optional[str]]:

@@ -4,20 +4,29 @@ import json
 import pytest
 
 from bench.plots import cliques, group_bars, longtail_curve, write_plots
+from bench.store import SCHEMA
 from test_report import folder, report_of  # noqa: F401  (the fabricated results and views)
+
+
+def record(seed, **fields) -> str:
+    return json.dumps({"schema": SCHEMA, "key": "k" * 64, "protocol": "smoke", "method": "coop", "seed": seed,
+                       "code_version": "0.2.0", "config": {}, "metrics": {"all": 50.0}, **fields})
 
 
 def test_longtail_curve_sorts_classes_by_count_and_averages_seeds(tmp_path):
     paths = []
     for seed, acc in enumerate(([90.0, 50.0, 10.0, None], [70.0, 30.0, 20.0, None])):
         path = tmp_path / f"seed-{seed}.json"
-        path.write_text(json.dumps({"class_train_counts": [100, 500, 5, 0], "per_class_accuracy": acc}))
+        path.write_text(record(seed, class_train_counts=[100, 500, 5, 0], per_class_accuracy=acc))
         paths.append(str(path))
     # by count: class 1 (500), class 0 (100), class 2 (5); class 3 was never trained on (count 0)
     assert longtail_curve(paths) == ([500, 100, 5], [40.0, 80.0, 15.0])
     old = tmp_path / "old.json"
-    old.write_text(json.dumps({"per_class_accuracy": [1.0]}))  # written before counts were recorded
+    old.write_text(record(0, per_class_accuracy=[1.0]))  # written before counts were recorded
     assert longtail_curve([str(old)]) is None and longtail_curve([]) is None
+    torn = tmp_path / "torn.json"
+    torn.write_text(record(0)[:40])  # damaged after the report read it
+    assert longtail_curve([paths[0], str(torn)]) is None
 
 
 def test_cliques_join_methods_not_significantly_apart():
