@@ -81,7 +81,7 @@ class ClipBackbone(nn.Module):
             raise BenchError(f"this open_clip model's text tower is not supported for prompt learning (lacks {missing or 'cls_emb'})")
         for p in self.model.parameters():
             p.requires_grad_(False)
-        self.model.eval()
+        self.eval()  # the wrapper too, not only the model: nothing here ever trains
 
     def train(self, mode: bool = True):
         # The backbone stays in eval mode: methods learn prompts, not CLIP.

@@ -5,6 +5,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # tests never download anything
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from shared_state import fingerprint  # noqa: E402
+
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
@@ -19,6 +21,24 @@ def bench_cache(tmp_path_factory):
         os.environ.pop("BENCH_CACHE", None)
     else:
         os.environ["BENCH_CACHE"] = old
+
+
+# Fixtures built once and handed to many tests (session-scoped here, module-scoped in test files).
+SHARED_FIXTURES = ("smoke", "backbone", "smoke_data", "smoke_transforms", "vit_b16", "images")
+
+
+@pytest.fixture(autouse=True)
+def shared_fixtures_stay_unchanged(request):
+    """A test that changes a shared fixture fails, rather than the unrelated tests that run after it.
+
+    Checked after the test's own fixtures are torn down (so after ``monkeypatch`` has undone what it
+    set: what is left is what later tests see)."""
+    shared = {name: request.getfixturevalue(name) for name in SHARED_FIXTURES if name in request.fixturenames}
+    before = {name: fingerprint(value) for name, value in shared.items()}
+    yield
+    changed = [name for name, value in shared.items() if fingerprint(value) != before[name]]
+    assert not changed, (f"this test changed the shared fixture(s) {changed}, which later tests reuse; "
+                         "change a private copy (copy.deepcopy) instead")
 
 
 @pytest.fixture(scope="session")
@@ -64,3 +84,19 @@ def vit_b16():
     from bench.backbone import ClipBackbone, create_open_clip
 
     return ClipBackbone(*create_open_clip("ViT-B-16", None))
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Name what was tested (CI installs the newest versions pyproject.toml allows, so they move)."""
+    import sys
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    names = ("torch", "torchvision", "open_clip_torch", "numpy", "pandas", "scipy", "pytest", "hypothesis")
+    tested = ", ".join(f"{name} {installed(name)}" for name in names)
+    terminalreporter.write_line(f"tested with Python {sys.version.split()[0]}, {tested}")

@@ -3,6 +3,8 @@
 The reference path is open_clip's own ``encode_image`` / ``encode_text`` with forward hooks that put
 the prompts in, written from the official code's description (b2n_anchors §3.4), not from ours.
 """
+import copy
+
 import pytest
 import torch
 
@@ -64,7 +66,7 @@ def test_no_prompts_is_plain_clip(backbone):
     assert torch.allclose(encode_text_deep(backbone, backbone.embed_tokens(tokens), tokens), expected, atol=1e-6)
 
 
-def test_text_tower_runs_only_up_to_the_last_pooled_eot(backbone, monkeypatch):
+def test_text_tower_runs_only_up_to_the_last_pooled_eot(backbone):
     tokens = backbone.tokenize(["a photo of a tiger.", "a whale."])  # EOT at 7 and 4 of 32 positions
     assert pooled_span(backbone, tokens) == 8
     lengths = []
@@ -81,9 +83,11 @@ def test_text_tower_runs_only_up_to_the_last_pooled_eot(backbone, monkeypatch):
     embeddings = torch.cat([backbone.embed_tokens(short)[:, :1], ctx[None], backbone.embed_tokens(short)[:, 7:]], 1)
     assert torch.allclose(encode_text_deep(backbone, embeddings, short, deep=deep),
                           hooked_text_features(backbone, short, ctx, deep), atol=1e-5)
-    # a tower that is not causal sees the padding: it runs every position
-    monkeypatch.setattr(backbone.text, "attn_mask", None)
-    assert pooled_span(backbone, tokens) == 32
+    # a tower that is not causal sees the padding: it runs every position (on a private copy, as
+    # the session's backbone is shared by every test)
+    bidirectional = copy.deepcopy(backbone)
+    bidirectional.text.attn_mask = None
+    assert pooled_span(bidirectional, tokens) == 32
 
 
 def test_maple_matches_hooked_open_clip(backbone, class_info):
