@@ -36,11 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from bench.errors import BenchError, ConfigError
-from bench.losses import la_loss, la_offsets
-from bench.method import Method, MethodCard, Reported
-from bench.recipes import Recipe
-from bench.registry import METHODS
+from bench.api import METHODS, BenchError, ConfigError, Method, MethodCard, Recipe, Reported, la_loss, la_offsets
 
 VISUAL_INIT_STD = 0.05  # official Head: virtual = mean(V_base) + N(0, 0.05)
 PROTOTYPE_BATCH = 64  # images per batch when computing the prototypes (no effect on the result)

@@ -21,10 +21,7 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from bench.method import Method, MethodCard, Reported
-from bench.recipes import Recipe
-from bench.registry import METHODS
-from bench.text_prompts import ClassPrompts, check_init_text
+from bench.api import METHODS, ClassPrompts, Method, MethodCard, Recipe, Reported, check_init_text
 
 from .coop import CARD as COOP_CARD
 

@@ -22,11 +22,7 @@ from typing import Literal, Optional
 
 import torch
 
-from bench.errors import ConfigError
-from bench.method import Method, MethodCard, Reported
-from bench.recipes import Recipe
-from bench.registry import METHODS
-from bench.text_prompts import ClassPrompts, check_init_text
+from bench.api import METHODS, ClassPrompts, ConfigError, Method, MethodCard, Recipe, Reported, check_init_text
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 The prompt learner is CoOp's (``methods/coop.py``); training minimises
 ``CE(z + tau * log pi, y)`` with ``pi`` the class prior of the exact training
-subset (``bench.losses``, methods_spec §2 and §4), and prediction uses the raw
+subset (``bench.model.losses``, methods_spec §2 and §4), and prediction uses the raw
 logits ``z``.  LAMP's tables call it "CoOp+LA"; over base-to-new protocols the
 prior covers the training (base) classes only.  The prior is saved in the result.
 :class:`LogitAdjusted` gives any method this loss (``maple_la`` uses it too).
@@ -15,10 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from bench.losses import la_loss, la_offsets
-from bench.method import MethodCard
-from bench.recipes import Recipe
-from bench.registry import METHODS
+from bench.api import METHODS, MethodCard, Recipe, la_loss, la_offsets
 
 from .coop import B2N_CTXV1, CARD as COOP_CARD, CoOp, CoOpConfig
 

@@ -5,7 +5,7 @@ methods_spec §9 reads it, on IVLP (``muzairkhattak/PromptSRC:trainers/independe
 bb95c77b634d63488f2cad81ff4a72d53bdd06d5, :mod:`methods.ivlp`).  Once, at construction, the frozen
 CLIP encodes ``anchor_template`` for every training class (``ĝ``, normalised) and spherical k-means
 splits the classes into ``M = max(1, round_half_up(K / 16))`` clusters (best cosine silhouette over
-seeds 0..9, :mod:`bench.clustering`).  Training minimises, with ``f`` / ``g`` the normalised prompted
+seeds 0..9, :mod:`bench.model.clustering`).  Training minimises, with ``f`` / ``g`` the normalised prompted
 image / text features::
 
     L = CE(s·f gᵀ, y) + λ_TETF·L_TETF + λ_CC·L_CC + λ_RS·L_RS
@@ -25,11 +25,7 @@ from typing import List, Literal, NamedTuple, Optional
 import torch
 import torch.nn.functional as F
 
-from bench.clustering import best_partition
-from bench.errors import BenchError, ConfigError
-from bench.method import Ablation, MethodCard, Reported
-from bench.recipes import Recipe
-from bench.registry import METHODS
+from bench.api import METHODS, Ablation, BenchError, ConfigError, MethodCard, Recipe, Reported, best_partition
 
 from .ivlp import IVLP, IVLP_B2N, IVLPConfig
 from .ivlp import CARD as IVLP_CARD

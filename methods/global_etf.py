@@ -17,9 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bench.method import MethodCard
-from bench.recipes import Recipe
-from bench.registry import METHODS
+from bench.api import METHODS, MethodCard, Recipe
 
 from .cpt import RECIPES, WEIGHT, ClusterETFPrompts, reported_rows
 from .ivlp import IVLPConfig

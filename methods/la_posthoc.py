@@ -17,9 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.losses import la_offsets, posthoc_adjust
-from bench.method import MethodCard
-from bench.registry import METHODS, VARIANTS, describe
+from bench.api import METHODS, VARIANTS, MethodCard, describe, la_offsets, posthoc_adjust
 
 from .coop_la import LAOptions
 from .zeroshot import ZeroShotCLIP

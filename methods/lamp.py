@@ -30,13 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from bench.errors import BenchError, ConfigError
-from bench.losses import la_loss, la_offsets
-from bench.method import ClassInfo, Method, MethodCard
-from bench.prompting import (encode_image_hooked, image_tokens, insert_after_first, pooled_span, run_blocks,
-                             shift_tokens, text_layers, text_output, text_tokens, vision_layers, vision_tower,
-                             vision_width)
-from bench.registry import METHODS
+from bench.api import (METHODS, BenchError, ClassInfo, ConfigError, Method, MethodCard, encode_image_hooked,
+                       image_tokens, insert_after_first, la_loss, la_offsets, pooled_span, run_blocks, shift_tokens,
+                       text_layers, text_output, text_tokens, vision_layers, vision_tower, vision_width)
 
 from .lamp_pool import LoadBalancer, PoolLayer, cosine_scores, group_by_signature
 from .lamp_tables import ABLATIONS, RECIPES, reported

@@ -1,6 +1,6 @@
 """LAMP's card data (methods_spec §12.3): Table 16 training recipes, the numbers of Tables 1-4, 9
 and 10 per protocol, and the ablations of Tables 5, 6, 7 and 11 as ``--set`` settings (each a
-:class:`bench.method.Ablation`), for reports of reported vs reproduced::
+:class:`bench.model.method.Ablation`), for reports of reported vs reproduced::
 
     from methods.lamp_tables import ABLATIONS, RECIPES, reported
     [a.settings for a in ABLATIONS if a.table == "LAMP Table 7"]     # the beta sweep
@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Dict, List
 
-from bench.method import Ablation, Reported
-from bench.recipes import Recipe
+from bench.api import Ablation, Recipe, Reported
 
 TABLE16 = "LAMP Table 16 (= asaxuc/PromptLT configs/trainers/PromptLT/*.yaml)"
 ADAMW = {"optimizer": "adamw", "weight_decay": 5e-4, "scheduler": "cosine", "warmup_epochs": 1, "warmup_lr": 1e-5}

@@ -27,11 +27,8 @@ from typing import Optional
 
 import torch.nn as nn
 
-from bench.method import DeepPromptCLIP, MethodCard, Reported
-from bench.prompting import check_depth, normal_prompts, text_layers, vision_layers, vision_width
-from bench.recipes import Recipe
-from bench.registry import METHODS
-from bench.text_prompts import ClassPrompts, check_init_text
+from bench.api import (METHODS, ClassPrompts, DeepPromptCLIP, MethodCard, Recipe, Reported, check_depth,
+                       check_init_text, normal_prompts, text_layers, vision_layers, vision_width)
 
 from .coop import CARD as COOP_CARD
 

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.method import MethodCard
-from bench.recipes import Recipe
-from bench.registry import METHODS
+from bench.api import METHODS, MethodCard, Recipe
 
 from .coop_la import LAOptions, LogitAdjusted
 from .maple import CARD as MAPLE_CARD, MaPLe, MaPLeConfig

@@ -38,13 +38,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bench.config import ENV
-from bench.errors import BenchError, ConfigError, MissingInput
-from bench.kb.backends import OfflineTemplateBackend
-from bench.kb.confusion import extend_partners, pool_partners, template_features
-from bench.kb.knowledge import build_kb, file_sha256, read_kb, require_file
-from bench.kb.prompts import DIMENSIONS
-from bench.losses import la_loss, la_offsets
+from bench.api import (DIMENSIONS, ENV, BenchError, ConfigError, MissingInput, OfflineTemplateBackend, build_kb,
+                       extend_partners, file_sha256, la_loss, la_offsets, pool_partners, read_kb, require_file,
+                       template_features)
 
 MAX_SCALE = 100.0  # the code clamps logit_scale at log(100) every forward pass
 

@@ -12,10 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.kb.prompts import DIMENSIONS
-from bench.method import Ablation, MethodCard, Reported
-from bench.recipes import Recipe
-from bench.registry import METHODS
+from bench.api import DIMENSIONS, METHODS, Ablation, MethodCard, Recipe, Reported
 
 from .coop import CARD as COOP_CARD, CoOp, CoOpConfig
 from .mdpr import MDPR, MDPROptions

@@ -13,8 +13,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from bench.method import Ablation, MethodCard
-from bench.registry import METHODS
+from bench.api import METHODS, Ablation, MethodCard
 
 from .maple import CARD as MAPLE_CARD, MaPLe, MaPLeConfig
 from .mdpr import MDPR, MDPROptions

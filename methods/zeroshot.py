@@ -16,10 +16,7 @@ from typing import List
 import torch
 import torch.nn.functional as F
 
-from bench.errors import ConfigError
-from bench.method import Method, MethodCard, Reported
-from bench.recipes import Recipe
-from bench.registry import METHODS
+from bench.api import METHODS, ConfigError, Method, MethodCard, Recipe, Reported
 
 # MDPR normalises CIFAR images with CIFAR's mean/std, not CLIP's (its
 # main_maple.py); that likely explains its low zero-shot rows (spec §3).

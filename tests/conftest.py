@@ -43,7 +43,7 @@ def shared_fixtures_stay_unchanged(request):
 
 @pytest.fixture(scope="session")
 def smoke():
-    from bench.protocol import load_protocol
+    from bench.config.protocol import load_protocol
 
     return load_protocol("smoke")
 
@@ -51,21 +51,21 @@ def smoke():
 @pytest.fixture(scope="session")
 def backbone(smoke):
     """The smoke protocol's tiny pretrained backbone (shared: it is frozen)."""
-    from bench.registry import BACKBONES
+    from bench.core.registry import BACKBONES
 
     return BACKBONES.get(smoke.backbone_name).build(smoke.backbone)
 
 
 @pytest.fixture(scope="session")
 def smoke_data(smoke):
-    from bench.registry import DATASETS
+    from bench.core.registry import DATASETS
 
     return DATASETS.get(smoke.dataset_name).build(smoke.dataset)
 
 
 @pytest.fixture
 def class_info(smoke_data):
-    from bench.method import ClassInfo
+    from bench.model.method import ClassInfo
 
     return ClassInfo(smoke_data.classnames, smoke_data.train_counts, smoke_data.template)
 
@@ -73,7 +73,7 @@ def class_info(smoke_data):
 @pytest.fixture(scope="session")
 def smoke_transforms(smoke, backbone):
     """``(train, test)`` image transforms of the smoke protocol."""
-    from bench.transforms import build_transforms
+    from bench.model.transforms import build_transforms
 
     return build_transforms(smoke.transforms, backbone.image_size)
 
@@ -81,7 +81,7 @@ def smoke_transforms(smoke, backbone):
 @pytest.fixture(scope="session")
 def vit_b16():
     """ViT-B/16 shapes with random weights: parameter counts as in the papers."""
-    from bench.backbone import ClipBackbone, create_open_clip
+    from bench.model.backbone import ClipBackbone, create_open_clip
 
     return ClipBackbone(*create_open_clip("ViT-B-16", None))
 

@@ -4,9 +4,9 @@ import open_clip
 import pytest
 import torch
 
-from bench.backbone import OpenClip, OpenClipConfig, needs_quick_gelu, planned_setup
-from bench.errors import BenchError, ConfigError
-from bench.synthetic_clip import SyntheticClip, SyntheticClipConfig, weights_path
+from bench.core.errors import BenchError, ConfigError
+from bench.model.backbone import OpenClip, OpenClipConfig, needs_quick_gelu, planned_setup
+from bench.model.synthetic_clip import SyntheticClip, SyntheticClipConfig, weights_path
 
 
 def test_encode_prompts_matches_open_clip(backbone):
@@ -50,7 +50,7 @@ def test_missing_weights_are_a_clear_error(tmp_path):
 
 
 def test_synthetic_clip_pretraining_is_cached(tmp_path, monkeypatch):
-    import bench.synthetic_clip
+    import bench.model.synthetic_clip
 
     cfg = SyntheticClipConfig(steps=3, cache_dir=str(tmp_path))
     path = weights_path(cfg)
@@ -61,7 +61,7 @@ def test_synthetic_clip_pretraining_is_cached(tmp_path, monkeypatch):
     marked = {k: v.clone() for k, v in first.model.state_dict().items()}
     marked["logit_scale"] = torch.tensor(1.2345)
     torch.save(marked, path)
-    monkeypatch.setattr(bench.synthetic_clip, "pretrain", lambda *a, **k: pytest.fail("pretrained again"))
+    monkeypatch.setattr(bench.model.synthetic_clip, "pretrain", lambda *a, **k: pytest.fail("pretrained again"))
     second = SyntheticClip.build(cfg)
     assert second.model.logit_scale.item() == pytest.approx(1.2345)
     assert weights_path(SyntheticClipConfig(steps=4, cache_dir=str(tmp_path))) != path
@@ -152,7 +152,7 @@ def test_activation_that_disagrees_with_the_tag_is_refused(monkeypatch):
 
 
 def test_checkpoint_file_says_its_activation(tmp_path):
-    from bench.config import from_dict
+    from bench.core.coerce import from_dict
 
     weights = tmp_path / "tiny.pt"
     torch.save(OpenClip.build(OpenClipConfig(model="bench-tiny-vit", pretrained=None)).model.state_dict(), weights)
@@ -171,7 +171,7 @@ def test_checkpoint_file_says_its_activation(tmp_path):
     ({"pretrained": "laion2b_s34b_b88k", "quick_gelu": True}, "quick_gelu", "trained with GELU"),
 ])
 def test_backbone_settings_are_checked_when_the_protocol_loads(options, where, message):
-    from bench.config import from_dict
+    from bench.core.coerce import from_dict
 
     with pytest.raises(ConfigError, match=message) as err:
         from_dict(OpenClipConfig, options, "protocol.backbone")

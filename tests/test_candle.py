@@ -5,9 +5,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
-from bench.errors import BenchError, ConfigError
-from bench.method import ClassInfo
-from bench.recipes import resolve
+from bench.config.recipes import resolve
+from bench.core.errors import BenchError, ConfigError
+from bench.model.method import ClassInfo
 from methods.candle import Candle, CandleConfig
 
 LABELS = torch.tensor([0, 0, 0, 1, 2, 2])  # base counts [3, 1, 2]

@@ -3,10 +3,10 @@ import json
 import subprocess
 import sys
 
-from bench.catalog import load_view, method_papers, protocol_descriptions, registrations, resolve_path, view_path
+from bench.config.catalog import (load_view, method_papers, protocol_descriptions, registrations, resolve_path, view_path)
+from bench.config.protocol import load_protocol
+from bench.core.registry import BACKBONES, DATASETS, METHODS, VARIANTS, describe
 from bench.plugins import load_builtins
-from bench.protocol import load_protocol
-from bench.registry import BACKBONES, DATASETS, METHODS, VARIANTS, describe
 
 
 def test_registrations_read_from_source_match_the_registries():

@@ -7,10 +7,11 @@ import pytest
 import torch
 import yaml
 
-import bench.runner
-from bench.cli import main, parse_overrides
-from bench.errors import BenchError
-from bench.protocol import load_protocol
+import bench.engine.runner
+from bench.cli import main
+from bench.cli.common import parse_overrides
+from bench.config.protocol import load_protocol
+from bench.core.errors import BenchError
 
 
 def run(capsys, *argv):
@@ -124,18 +125,18 @@ def test_leaderboard_shows_only_the_current_protocol_config(capsys, results, tmp
 
 
 def test_interrupted_run_resumes_from_checkpoint(capsys, results, tmp_path, monkeypatch):
-    real_train = bench.runner.train
+    real_train = bench.engine.runner.train
 
     def interrupted(*args, **kwargs):
         real_train(*args, **kwargs, stop_after=2)
         raise KeyboardInterrupt
 
     args = ["run", "--protocol", "smoke", "--method", "coop", "--seeds", "3", "--no-progress"]
-    monkeypatch.setattr(bench.runner, "train", interrupted)
+    monkeypatch.setattr(bench.engine.runner, "train", interrupted)
     code, _, err = run(capsys, *args, "--results-dir", str(results))
     assert code == 130 and "re-run resumes" in err
     assert not list(results.rglob("*.json")) and len(list(results.rglob("seed-3.ckpt"))) == 1
-    monkeypatch.setattr(bench.runner, "train", real_train)
+    monkeypatch.setattr(bench.engine.runner, "train", real_train)
 
     assert run(capsys, *args, "--results-dir", str(results))[0] == 0
     resumed = json.loads(next(results.rglob("seed-3.json")).read_text())
@@ -224,7 +225,7 @@ def test_console_entry_point_exit_code(tmp_path):
         capture_output=True, text=True,
     )
     assert proc.returncode == 2
-    from bench.registry import METHODS
+    from bench.core.registry import METHODS
 
     names = ", ".join(METHODS.names())
     assert proc.stderr == f"bench: error: unknown method 'coopp'; did you mean 'coop'? (available: {names})\n"
@@ -274,8 +275,8 @@ def test_show_prints_every_resolved_field_with_its_source(capsys):
 
 def test_seeds_decide_the_initial_prompt(tmp_path, monkeypatch):
     """Building shared things (backbone, data) must not reseed the cell's RNG."""
-    from bench.protocol import load_protocol
-    from bench.runner import RunOptions, Runner
+    from bench.config.protocol import load_protocol
+    from bench.engine.runner import RunOptions, Runner
 
     initial = {}
 
@@ -283,7 +284,7 @@ def test_seeds_decide_the_initial_prompt(tmp_path, monkeypatch):
         initial.setdefault(seed, []).append(method.prompt_learner.ctx.detach().clone())
         return {"epochs": 0, "loss_history": [], "resumed_from_epoch": None}
 
-    monkeypatch.setattr(bench.runner, "train", capture)
+    monkeypatch.setattr(bench.engine.runner, "train", capture)
     for run_dir in ("a", "b"):  # two runs: a fresh backbone each time
         runner = Runner(load_protocol("smoke"), RunOptions(results_dir=tmp_path / run_dir, device="cpu"), log=lambda m: None)
         runner.run(["coop"], [1, 2])
@@ -293,7 +294,7 @@ def test_seeds_decide_the_initial_prompt(tmp_path, monkeypatch):
 
 
 def test_results_dir_problems_are_found_before_any_work(capsys, tmp_path, monkeypatch):
-    monkeypatch.setattr(bench.runner.Runner, "run_cell", lambda *a: pytest.fail("ran a cell"))
+    monkeypatch.setattr(bench.engine.runner.Runner, "run_cell", lambda *a: pytest.fail("ran a cell"))
     afile = tmp_path / "file"
     afile.write_text("x")
     for bad in (str(afile), str(afile / "below"), "", "  "):
@@ -321,8 +322,8 @@ def test_whole_plan_is_checked_before_the_first_cell(capsys, results, tmp_path):
 
 
 def test_keys_ignore_settings_that_cannot_act(tmp_path):
-    from bench.protocol import load_protocol
-    from bench.runner import RunOptions, Runner
+    from bench.config.protocol import load_protocol
+    from bench.engine.runner import RunOptions, Runner
 
     runner = Runner(load_protocol("smoke"), RunOptions(results_dir=tmp_path, device="cpu"), log=lambda m: None)
     key = lambda **train: runner.plan(["coop"], [1])[0].key if not train else \
@@ -363,10 +364,10 @@ def test_off_a_terminal_each_epoch_is_a_line_and_threads_are_set(capsys, results
 
 
 def test_default_threads_leave_a_core_free(monkeypatch):
-    from bench.runner import default_threads
+    from bench.engine.runner import default_threads
 
     for cpus, threads in ((1, 1), (2, 1), (16, 15)):
-        monkeypatch.setattr(bench.runner.os, "sched_getaffinity", lambda pid, n=cpus: set(range(n)))
+        monkeypatch.setattr(bench.engine.runner.os, "sched_getaffinity", lambda pid, n=cpus: set(range(n)))
         assert default_threads() == threads
 
 
@@ -414,7 +415,7 @@ def test_extreme_values_are_refused_before_work(capsys, results, argv, fragment)
 
 
 def test_a_file_where_the_protocol_folder_goes_fails_before_work(capsys, results, monkeypatch):
-    monkeypatch.setattr(bench.runner.Runner, "run_cell", lambda *a: pytest.fail("ran a cell"))
+    monkeypatch.setattr(bench.engine.runner.Runner, "run_cell", lambda *a: pytest.fail("ran a cell"))
     results.mkdir()
     (results / "smoke").write_text("x")
     code, _, err = run(capsys, "run", "--protocol", "smoke", "--method", "zeroshot", "--results-dir", str(results))

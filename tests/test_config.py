@@ -3,8 +3,8 @@ from typing import List, Literal, Optional, Union
 
 import pytest
 
-from bench.config import from_dict
-from bench.errors import ConfigError
+from bench.core.coerce import from_dict
+from bench.core.errors import ConfigError
 
 
 @dataclass

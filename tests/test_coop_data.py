@@ -9,13 +9,13 @@ import shutil
 import pytest
 from PIL import Image
 
-from bench.config import from_dict
+from bench.core.coerce import from_dict
+from bench.core.errors import BenchError, ConfigError
+from bench.core.registry import DATASETS
 from bench.data import coop_layout
 from bench.data.coop import CoOpConfig, CoOpDatasets
 from bench.data.coop_layout import LAYOUTS, SPLIT_FILES
 from bench.data.files import SplitFile, git_blob_sha1, read_text
-from bench.errors import BenchError, ConfigError
-from bench.registry import DATASETS
 
 # (train, val, test, classes) of the shipped files: b2n_anchors.md §1.1-§1.2 / SOURCE.md
 SHIPPED = {

@@ -1,4 +1,4 @@
-"""CPT (methods.cpt), its clustering (bench.clustering) and the global-ETF baseline, against values
+"""CPT (methods.cpt), its clustering (bench.model.clustering) and the global-ETF baseline, against values
 computed by hand or with explicit loops, on tiny models and hand-made vectors."""
 import itertools
 import math
@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.clustering import METHODS, best_partition, cluster_classes, clusters_for, kmeans, silhouette
-from bench.errors import ConfigError
-from bench.method import ClassInfo
+from bench.core.errors import ConfigError
+from bench.model.clustering import METHODS, best_partition, cluster_classes, clusters_for, kmeans, silhouette
+from bench.model.method import ClassInfo
 from methods.cpt import (CPT, CPT_B2N, CPT_DG, CPT_XD, CPTConfig, Output, TAUS, cc_loss, cluster_targets, etf_gram,
                          rs_loss, tetf_loss)
 from methods.global_etf import NPT_B2N, NPT_DG, NPT_XD, GlobalETF, GlobalETFConfig
@@ -23,7 +23,7 @@ TINY = dict(text_depth=2, vision_depth=2)  # the tiny model has 2 layers per tow
 @pytest.fixture(scope="module")
 def backbone():
     """The smoke model's shapes with random weights: CPT needs no trained CLIP here (and it is fast)."""
-    from bench.backbone import ClipBackbone, create_open_clip
+    from bench.model.backbone import ClipBackbone, create_open_clip
 
     return ClipBackbone(*create_open_clip("bench-tiny-vit", None))
 
@@ -255,7 +255,7 @@ def test_cpt_clustering_choice_is_an_option(backbone, class_info, method):
 def test_cpt_options_are_checked(backbone, class_info):
     with pytest.raises(ConfigError, match="num_clusters"):
         CPT(backbone, class_info, CPTConfig(**TINY, num_clusters=11))
-    from bench.protocol import load_protocol
+    from bench.config.protocol import load_protocol
 
     with pytest.raises(ConfigError, match="clustering.*spectral_cosine"):  # the choices are named
         load_protocol("smoke").resolve("cpt", {"clustering": "dbscan"})
@@ -292,7 +292,7 @@ def test_transcribed_averages_match_the_printed_ones(b2n, xd, dg):
 
 
 def test_reported_numbers_are_keyed_by_our_protocols():
-    from bench.catalog import available_protocols
+    from bench.config.catalog import available_protocols
 
     reported = CPT.card.reported
     assert set(reported) <= set(available_protocols()) and len(reported) == 36
@@ -320,7 +320,7 @@ def test_table1_rows_are_on_the_card_and_row5_is_cpts_own_average():
     equals the mean of its Table 2 HMs and the printed Avg of Tables 3-4."""
     from statistics import fmean
 
-    from bench.catalog import match_protocols
+    from bench.config.catalog import match_protocols
     from methods.cpt import CARD
 
     rows = {(a.protocol, tuple(a.settings.values())): a.metrics for a in CARD.ablations if a.table == "CPT Table 1"}

@@ -7,10 +7,10 @@ import torch
 from PIL import Image
 from torchvision.datasets import cifar
 
+from bench.core.errors import BenchError
 from bench.data.base import exponential_counts, label_counts
 from bench.data.cifar_lt import CIFAR100LT, CIFAR100LTConfig, long_tail_indices
 from bench.data.synthetic import SyntheticLT, SyntheticLTConfig, prototype
-from bench.errors import BenchError
 
 
 @pytest.mark.parametrize("ir", [10, 50, 100])

@@ -2,10 +2,10 @@
 import pytest
 import torch
 
+from bench.core.errors import BenchError
 from bench.data import DatasetBundle
-from bench.errors import BenchError
-from bench.evaluation import label_spaces, summarise
-from bench.metrics import evaluate
+from bench.engine.evaluation import label_spaces, summarise
+from bench.engine.metrics import evaluate
 
 
 class Items(torch.utils.data.Dataset):
@@ -66,8 +66,8 @@ def test_base_to_new_needs_listed_labels():
 
 
 def test_per_class_counts_follow_the_per_class_accuracy_order():
-    from bench.evaluation import Evaluation, per_class_counts
-    from bench.method import ClassInfo
+    from bench.engine.evaluation import Evaluation, per_class_counts
+    from bench.model.method import ClassInfo
 
     lt = Evaluation("test", ClassInfo(["a", "b", "c"], [100, 10, 1]), None, [0, 1, 2])
     assert per_class_counts([lt]) == [100, 10, 1]

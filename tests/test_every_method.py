@@ -10,16 +10,16 @@ import pytest
 import torch
 from torch.utils.data import Subset
 
-from bench.catalog import available_protocols
 from bench.cli import main
+from bench.config.catalog import available_protocols
+from bench.config.protocol import load_protocol
+from bench.core.errors import BenchError, MissingInput
+from bench.core.registry import METHODS
 from bench.data import TransformedDataset
-from bench.errors import BenchError, MissingInput
+from bench.engine.runner import RunOptions, Runner
+from bench.engine.train import make_optimizer, train
+from bench.model.transforms import build_transforms
 from bench.plugins import load_builtins
-from bench.protocol import load_protocol
-from bench.registry import METHODS
-from bench.runner import RunOptions, Runner
-from bench.train import make_optimizer, train
-from bench.transforms import build_transforms
 
 load_builtins()  # fills the registries before parametrisation
 CPU = torch.device("cpu")

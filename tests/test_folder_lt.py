@@ -9,11 +9,11 @@ import re
 import pytest
 from PIL import Image
 
+from bench.core.errors import BenchError
+from bench.core.registry import DATASETS
 from bench.data import files
 from bench.data import folder_lt as lt
 from bench.data.base import label_counts
-from bench.errors import BenchError
-from bench.registry import DATASETS
 
 
 def shipped(spec):
@@ -55,7 +55,7 @@ def test_places_lt_shipped_lists_groups_and_label_order():
 
 
 def test_protocols_load():
-    from bench.protocol import load_protocol
+    from bench.config.protocol import load_protocol
 
     for name in ("imagenet_lt", "places_lt"):
         protocol = load_protocol(name)

@@ -10,11 +10,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bench.cli import main
+from bench.config.protocol import EvalConfig, load_protocol
+from bench.config.recipes import TrainRecipe
+from bench.config.transforms import TransformConfig
+from bench.core.registry import BACKBONES, DATASETS, METHODS
 from bench.plugins import load_builtins
-from bench.protocol import EvalConfig, load_protocol
-from bench.recipes import TrainRecipe
-from bench.registry import BACKBONES, DATASETS, METHODS
-from bench.transforms import TransformConfig
 
 load_builtins()
 SMOKE = yaml.safe_load(load_protocol("smoke").path.read_text())

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from bench.cli import main
-from bench.errors import BenchError
-from bench.kb.backends import (CallableBackend, OfflineTemplateBackend, OpenAICompatibleBackend, ResponseCache)
+from bench.core.errors import BenchError
+from bench.kb.backends import CallableBackend, OfflineTemplateBackend, OpenAICompatibleBackend, ResponseCache
 from bench.kb.confusion import text_partners, zeroshot_partners
 from bench.kb.knowledge import build_kb, read_kb, write_kb
 from bench.kb.prompts import check, clean, frame_sentence, query

@@ -16,12 +16,12 @@ from torch.utils.data import TensorDataset
 
 import methods.lamp as lamp
 import methods.lamp_tables as lamp_tables
-from bench.catalog import available_protocols
-from bench.errors import BenchError, ConfigError
-from bench.losses import la_offsets
-from bench.method import ClassInfo
-from bench.prompting import encode_image_hooked, encode_text_hooked, insert_after_first, shift_tokens
-from bench.registry import METHODS
+from bench.config.catalog import available_protocols
+from bench.core.errors import BenchError, ConfigError
+from bench.core.registry import METHODS
+from bench.model.losses import la_offsets
+from bench.model.method import ClassInfo
+from bench.model.prompting import encode_image_hooked, encode_text_hooked, insert_after_first, shift_tokens
 from methods.lamp import Lamp, LampConfig, LampNoNewBias, LampOutput
 from methods.lamp_pool import LoadBalancer, PoolLayer, group_by_signature, lbo_rate
 

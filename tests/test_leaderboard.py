@@ -1,4 +1,4 @@
-from bench.leaderboard import aggregate, format_cell, markdown_table
+from bench.reporting.leaderboard import aggregate, format_cell, markdown_table
 
 
 def rec(method, seed, all_, key="k1" * 32, **metrics):
@@ -38,7 +38,7 @@ def test_several_configs_of_one_method_are_told_apart():
 
 
 def test_rows_are_labelled_by_what_differs():
-    from bench.leaderboard import config_label, split_by_config
+    from bench.reporting.leaderboard import config_label, split_by_config
 
     ident = {"dataset": {"name": "d", "imbalance_ratio": 100}}
     refs = {"coop": {"": {"n_ctx": 16}, "train": {"lr": 0.001, "epochs": 20}}}
@@ -59,7 +59,7 @@ def test_rows_are_labelled_by_what_differs():
 
 def test_a_base_to_new_table_prints_both_averages_the_papers_use():
     """LAMP/CPT average the per-dataset HMs; the MaPLe README takes the HM of mean base and mean new."""
-    from bench.leaderboard import Row, across_protocols
+    from bench.reporting.leaderboard import Row, across_protocols
 
     def row(base, new):
         hm = 2 * base * new / (base + new)
@@ -74,7 +74,7 @@ def test_a_base_to_new_table_prints_both_averages_the_papers_use():
 
 
 def test_a_method_missing_from_a_table_cell_gets_no_average():
-    from bench.leaderboard import Row, across_protocols
+    from bench.reporting.leaderboard import Row, across_protocols
 
     rows = {"t/a": [Row("zs", "k", [1], {"all": [50.0]}), Row("coop", "k2", [1], {"all": [60.0]})],
             "t/b": [Row("zs", "k", [1], {"all": [70.0]})]}
@@ -84,7 +84,7 @@ def test_a_method_missing_from_a_table_cell_gets_no_average():
 
 
 def test_cross_dataset_tables_show_each_evaluation_then_group_means_in_the_protocols_order():
-    from bench.leaderboard import Row, aggregate, markdown_table
+    from bench.reporting.leaderboard import Row, aggregate, markdown_table
 
     order = ["source", "other_b", "other_a", "xd_mean", "dg_mean"]
     metrics = {"dg_mean": 40.0, "few": 10.0, "other_a": 60.0, "other_b": 50.0, "source": 70.0, "xd_mean": 55.0}

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from bench.losses import la_loss, la_offsets, posthoc_adjust
+from bench.model.losses import la_loss, la_offsets, posthoc_adjust
 
 
 def test_offsets_are_the_log_prior():

@@ -6,10 +6,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bench.errors import BenchError, ConfigError
+from bench.core.errors import BenchError, ConfigError
 from bench.kb.backends import OfflineTemplateBackend
 from bench.kb.knowledge import build_kb, write_kb
-from bench.method import ClassInfo
+from bench.model.method import ClassInfo
 from methods.mdpr import PromptRouter
 from methods.mdpr_coop import MDPRCoOp, MDPRCoOpConfig, MDPRCoOpOfflineKB
 from methods.mdpr_maple import MDPRMaPLeConfig, MDPRMaPLeOfflineKB

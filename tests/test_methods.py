@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from bench.errors import BenchError, ConfigError
-from bench.protocol import load_protocol
+from bench.config.protocol import load_protocol
+from bench.core.errors import BenchError, ConfigError
 from methods.coop import CoOp, CoOpConfig
 from methods.zeroshot import ZeroShotCLIP, ZeroShotConfig
 
@@ -106,7 +106,7 @@ def test_coop_la_trains_on_the_adjusted_loss_and_predicts_raw(backbone, class_in
     """LA: CE(z + log pi) in training, raw z at test; the prior is the exact training counts."""
     import math
 
-    from bench.losses import la_offsets
+    from bench.model.losses import la_offsets
     from methods.coop_la import CoOpLA, CoOpLAConfig
 
     torch.manual_seed(0)
@@ -159,8 +159,8 @@ def test_posthoc_la_subtracts_the_log_prior_at_prediction_only(backbone, class_i
     """argmax_c z_c - tau log pi_c on the training classes; raw logits in training and on new classes."""
     import math
 
-    from bench.method import ClassInfo
-    from bench.registry import METHODS
+    from bench.model.method import ClassInfo
+    from bench.core.registry import METHODS
 
     cls = METHODS.get("coop@la_posthoc")
     assert cls.registry_name == "coop@la_posthoc" and issubclass(cls, CoOp)
@@ -182,8 +182,8 @@ def test_posthoc_la_subtracts_the_log_prior_at_prediction_only(backbone, class_i
 
 
 def test_unknown_variant_is_named():
-    from bench.errors import BenchError
-    from bench.registry import METHODS
+    from bench.core.errors import BenchError
+    from bench.core.registry import METHODS
 
     with pytest.raises(BenchError, match="unknown method variant 'la_postoc'; did you mean 'la_posthoc'"):
         METHODS.get("coop@la_postoc")
@@ -212,8 +212,8 @@ def test_a_subset_of_the_training_classes_keeps_their_own_parameters_and_priors(
     ``training_index``, so the subset's logits are the full logits' columns."""
     import math
 
-    from bench.method import ClassInfo
-    from bench.registry import METHODS
+    from bench.model.method import ClassInfo
+    from bench.core.registry import METHODS
 
     pick = [7, 2, 5]
     subset = ClassInfo([class_info.classnames[i] for i in pick], [class_info.train_counts[i] for i in pick],

@@ -1,16 +1,10 @@
 import pytest
 import torch
 
+from bench.core.errors import BenchError
 from bench.data.base import exponential_counts
-from bench.errors import BenchError
-from bench.metrics import (
-    evaluate,
-    group_counts,
-    harmonic_mean,
-    macro_f1,
-    per_class_accuracy,
-    shot_groups,
-)
+from bench.engine.metrics import evaluate, group_counts, macro_f1, per_class_accuracy, shot_groups
+from bench.records.headline import harmonic_mean
 
 
 def test_shot_group_boundaries():

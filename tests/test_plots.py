@@ -1,10 +1,10 @@
-"""bench.plots: the figures' data by hand, and the files they make."""
+"""bench.reporting.plots: the figures' data by hand, and the files they make."""
 import json
 
 import pytest
 
-from bench.plots import cliques, group_bars, longtail_curve, write_plots
-from bench.store import SCHEMA
+from bench.records.schema import SCHEMA
+from bench.reporting.plots import cliques, group_bars, longtail_curve, write_plots
 from test_report import folder, report_of  # noqa: F401  (the fabricated results and views)
 
 

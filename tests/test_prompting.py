@@ -1,4 +1,4 @@
-"""Deep prompts (bench.prompting) and the methods built on them, against independent references.
+"""Deep prompts (bench.model.prompting) and the methods built on them, against independent references.
 
 The reference path is open_clip's own ``encode_image`` / ``encode_text`` with forward hooks that put
 the prompts in, written from the official code's description (b2n_anchors §3.4), not from ours.
@@ -8,9 +8,9 @@ import copy
 import pytest
 import torch
 
-from bench.errors import BenchError, ConfigError
-from bench.method import ClassInfo
-from bench.prompting import encode_image_deep, encode_text_deep, pooled_span
+from bench.core.errors import BenchError, ConfigError
+from bench.model.method import ClassInfo
+from bench.model.prompting import encode_image_deep, encode_text_deep, pooled_span
 from methods.cocoop import CoCoOpConfig
 from methods.coop import CoOpConfig
 from methods.ivlp import IVLP, IVLPConfig
@@ -178,7 +178,7 @@ def test_deep_vision_prompts_need_first_layer_prompts(backbone):
     ("cocoop", CoCoOpConfig(), 35_360),  # 4*512 + (512*32 + 32) + (32*512 + 512)
 ])
 def test_trainable_parameters_at_vit_b16(vit_b16, name, cfg, count):
-    from bench.registry import METHODS
+    from bench.core.registry import METHODS
 
     info = ClassInfo(["cat", "dog"], [5, 1])
     method = METHODS.get(name)(vit_b16, info, cfg)

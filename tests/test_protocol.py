@@ -3,8 +3,8 @@ import textwrap
 import pytest
 import yaml
 
-from bench.errors import BenchError, ConfigError
-from bench.protocol import available_protocols, load_protocol, parse_protocol
+from bench.config.protocol import available_protocols, load_protocol, parse_protocol
+from bench.core.errors import BenchError, ConfigError
 
 SMOKE_LIKE = {
     "name": "p",

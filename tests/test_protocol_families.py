@@ -3,14 +3,15 @@ import pytest
 import torch
 import yaml
 
-from bench.catalog import available_protocols, match_protocols
 from bench.cli import main
+from bench.config.catalog import available_protocols, match_protocols
+from bench.config.grid import expand
+from bench.config.protocol import EvalPlan
+from bench.config.protocol import load_protocol, parse_protocol
+from bench.core.errors import BenchError, ConfigError
 from bench.data import DatasetBundle
-from bench.errors import BenchError, ConfigError
-from bench.evaluation import EvalPlan, label_spaces, summarise
-from bench.grid import expand
-from bench.metrics import evaluate
-from bench.protocol import load_protocol, parse_protocol
+from bench.engine.evaluation import label_spaces, summarise
+from bench.engine.metrics import evaluate
 
 from test_evaluation import Items
 from test_protocol import SMOKE_LIKE
@@ -148,7 +149,7 @@ def test_data_list_names_every_dataset_and_where_it_comes_from(capsys, tmp_path)
 
 
 def test_data_check_reports_missing_files_as_one_error(capsys, tmp_path, monkeypatch):
-    from bench.registry import DATASETS
+    from bench.core.registry import DATASETS
 
     coop = DATASETS.get("coop")
     monkeypatch.setattr(coop, "check", staticmethod(lambda cfg: [("train", 3, []), ("test", 2, [f"{cfg.root}/x.jpg"])]))

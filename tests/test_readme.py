@@ -41,7 +41,7 @@ def test_readme_smoke_command_runs_as_written(tmp_path, bench_cache):
     table = [line for line in done.stdout.splitlines() if line.startswith("| ")]
     assert table[0] == "| Method | Seeds | All | Many | Medium | Few | Macro-F1 |"
     from bench.plugins import load_builtins
-    from bench.registry import METHODS
+    from bench.core.registry import METHODS
 
     load_builtins()  # the registry is empty until the methods are imported (alone, this test imports none)
     needs_a_file = {"mdpr_coop", "mdpr_maple"}  # left out of --method all with a note: their KB file is the user's

@@ -5,12 +5,12 @@ import re
 import pytest
 import torch
 
-from bench.errors import ConfigError
+from bench.config.protocol import available_protocols, load_protocol
+from bench.config.recipes import FALLBACK, FAMILIES, TrainRecipe, lr_for_epoch
+from bench.core.errors import ConfigError
+from bench.core.registry import METHODS
 from bench.plugins import load_builtins
-from bench.protocol import available_protocols, load_protocol
-from bench.recipes import FALLBACK, FAMILIES, TrainRecipe, lr_for_epoch
-from bench.registry import METHODS
-from bench.store import cell_key
+from bench.records.schema import cell_key
 
 load_builtins()
 
@@ -162,11 +162,11 @@ def test_coop_b2n_recipe_is_coops_ctxv1_config(family):
 
 
 def test_optimizer_runs_at_the_scheduled_lr(monkeypatch):
-    import bench.train
+    import bench.engine.train
     from tests.test_train import Counting
 
     seen = []
-    real = bench.train.make_optimizer
+    real = bench.engine.train.make_optimizer
 
     def recording(params, cfg):
         opt = real(params, cfg)
@@ -174,10 +174,10 @@ def test_optimizer_runs_at_the_scheduled_lr(monkeypatch):
         opt.step = lambda *a, **k: (seen.append(opt.param_groups[0]["lr"]), step(*a, **k))[1]
         return opt
 
-    monkeypatch.setattr(bench.train, "make_optimizer", recording)
+    monkeypatch.setattr(bench.engine.train, "make_optimizer", recording)
     data = torch.utils.data.TensorDataset(torch.randn(4, 4), torch.zeros(4, dtype=torch.long))
     cfg = TrainRecipe(epochs=4, lr=0.1, warmup_epochs=1, warmup_lr=1e-5, batch_size=4)
-    bench.train.train(Counting(), data, cfg, seed=0, device=torch.device("cpu"))
+    bench.engine.train.train(Counting(), data, cfg, seed=0, device=torch.device("cpu"))
     # epoch 0: warm-up; then 0.1 * (1 + cos(pi k / 4)) / 2 for k = 0, 1, 2
     assert seen == pytest.approx([1e-5, 0.1, 0.1 * (1 + 2 ** -0.5) / 2, 0.05], rel=1e-12)
 

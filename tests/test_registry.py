@@ -1,7 +1,7 @@
 import pytest
 
-from bench.errors import BenchError
-from bench.registry import Registry, describe, suggest
+from bench.core.errors import BenchError
+from bench.core.registry import Registry, describe, suggest
 
 
 def test_register_and_get():
@@ -43,7 +43,7 @@ def test_duplicate_registration_is_refused():
 
 def test_builtin_registries_are_filled():
     from bench.plugins import load_builtins
-    from bench.registry import BACKBONES, DATASETS, METHODS
+    from bench.core.registry import BACKBONES, DATASETS, METHODS
 
     load_builtins()
     assert {"zeroshot", "coop"} <= set(METHODS.names())

@@ -13,16 +13,17 @@ import yaml
 from scipy import stats as sps
 
 from bench.cli import main
-from bench.config import from_dict
-from bench.method import MethodCard, Reported
-from bench.render import render
+from bench.core.coerce import from_dict
+from bench.core.registry import METHODS
+from bench.engine.store import ResultStore
+from bench.model.method import MethodCard, Reported
 from bench.plugins import load_builtins
-from bench.registry import METHODS
-from bench.report import MEAN, build_report, expand_columns
-from bench.reportspec import ReportSpec, RowSpec, load_spec
-from bench.results import load_results
-from bench.stats import against, paired
-from bench.store import SCHEMA, ResultStore
+from bench.records.schema import SCHEMA
+from bench.reporting.render import render
+from bench.reporting.report import MEAN, build_report, expand_columns
+from bench.reporting.reportspec import ReportSpec, RowSpec, load_spec
+from bench.reporting.results import load_results
+from bench.reporting.stats import against, paired
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "report.tex"
 VERSION = "0.2.0"
@@ -64,7 +65,7 @@ def folder(tmp_path):
 def report_of(folder, **spec):
     fields = {"title": "T", "columns": ["smoke", "smoke_b2n"], "rows": ["coop", "maple", "zeroshot"],
               "reference": "zeroshot", **spec}
-    from bench.config import from_dict
+    from bench.core.coerce import from_dict
 
     return build_report(from_dict(ReportSpec, fields, ""), load_results([folder]), VIEWS.get, VERSION, CARDS)
 
@@ -314,7 +315,7 @@ def test_bad_inputs_around_the_spec(folder, tmp_path, capsys):
 
 
 def test_shipped_specs_load():
-    from bench.catalog import available_reports
+    from bench.config.catalog import available_reports
 
     names = available_reports()
     assert "leaderboard" in names and "smoke" in names
@@ -343,8 +344,8 @@ def test_rows_all_are_methods_with_current_results_best_first(folder):
 
 
 def test_ablation_rows_take_the_paper_numbers_of_their_settings():
-    from bench.method import Ablation
-    from bench.report import reported_value
+    from bench.model.method import Ablation
+    from bench.reporting.report import reported_value
 
     card = MethodCard("p", "c", ablations=[Ablation("T7", "smoke", {"beta": 0.0}, {"hm": 71.95}),
                                            Ablation("T7", "smoke", {"beta": 2.0}, {"hm": 72.96}),
@@ -361,9 +362,9 @@ def test_ablation_rows_take_the_paper_numbers_of_their_settings():
 
 
 def test_shipped_ablation_specs_find_a_paper_number_for_every_cell():
-    from bench.catalog import available_reports
-    from bench.cli import protocol_view
-    from bench.report import reported_value
+    from bench.config.catalog import available_reports
+    from bench.cli.leaderboard import protocol_view
+    from bench.reporting.report import reported_value
 
     load_builtins()
     specs = {name: spec for name, spec in zip(available_reports(), map(load_spec, available_reports()))
@@ -442,8 +443,8 @@ def test_every_shipped_spec_renders_well_formed_tables(tmp_path):
     ranked, the paper's numbers found, and LaTeX that pdflatex would accept."""
     import random
 
-    from bench.catalog import available_reports
-    from bench.cli import protocol_view
+    from bench.config.catalog import available_reports
+    from bench.cli.leaderboard import protocol_view
 
     load_builtins()
     cards = {name: METHODS.get(name).card for name in METHODS.names()}

@@ -9,13 +9,14 @@ import json
 
 import pytest
 
-from bench.config import from_dict
-from bench.method import MethodCard
-from bench.render import render
-from bench.report import build_report
-from bench.reportspec import ReportSpec
-from bench.results import load_results
-from bench.store import SCHEMA, ResultStore
+from bench.core.coerce import from_dict
+from bench.engine.store import ResultStore
+from bench.model.method import MethodCard
+from bench.records.schema import SCHEMA
+from bench.reporting.render import render
+from bench.reporting.report import build_report
+from bench.reporting.reportspec import ReportSpec
+from bench.reporting.results import load_results
 
 PROTOCOLS = ["smoke", "smoke_b2n", "smoke_xd_dg", "cifar100_lt_ir10", "cifar100_lt_ir50"]
 METHODS = [f"method{i:02d}" for i in range(20)]

@@ -1,11 +1,12 @@
-"""bench.results: the tidy table merged from fabricated results folders (several machines)."""
+"""bench.reporting.results: the tidy table merged from fabricated results folders (several machines)."""
 import json
 
 import pytest
 
-from bench.errors import BenchError
-from bench.results import load_results, missing_cells
-from bench.store import SCHEMA, ResultStore
+from bench.core.errors import BenchError
+from bench.engine.store import ResultStore
+from bench.records.schema import SCHEMA
+from bench.reporting.results import load_results, missing_cells
 
 
 def record(protocol="smoke", method="coop", seed=1, key="a" * 64, **metrics):
@@ -83,14 +84,14 @@ def test_missing_cells_name_each_incomplete_block(tmp_path):
 
 
 def test_a_reload_reads_only_new_and_changed_files(tmp_path, monkeypatch):
-    import bench.store
-    from bench.results import index_path
+    import bench.records.schema
+    from bench.reporting.results import index_path
 
     paths = [put(tmp_path, record(seed=seed)) for seed in (1, 2, 3)]
     assert len(load_results([tmp_path]).table) == 3
     reads = []
-    real = bench.store.read_record
-    monkeypatch.setattr(bench.store, "read_record", lambda path: reads.append(path) or real(path))
+    real = bench.records.schema.read_record
+    monkeypatch.setattr(bench.records.schema, "read_record", lambda path: reads.append(path) or real(path))
     assert list(load_results([tmp_path]).table["all"]) == [71.0, 72.0, 73.0] and reads == []  # all from the index
     paths[1].write_text(json.dumps(record(seed=2, all=50.5)))  # another size: read again
     paths[2].unlink()

@@ -1,4 +1,4 @@
-"""bench.stats against hand-worked values and scipy run on the same arrays."""
+"""bench.reporting.stats against hand-worked values and scipy run on the same arrays."""
 import math
 
 import numpy as np
@@ -7,8 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats as sps
 
-from bench.stats import (MIN_BOOTSTRAP_SEEDS, against, bootstrap_ci, friedman, holm, mean_interval, paired,
-                         t_interval, wilcoxon_can_reach, wilcoxon_pairs_needed)
+from bench.reporting.stats import (MIN_BOOTSTRAP_SEEDS, against, bootstrap_ci, friedman, holm, mean_interval, paired, t_interval, wilcoxon_can_reach, wilcoxon_pairs_needed)
 
 
 def test_holm_worked_example():

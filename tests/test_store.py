@@ -4,8 +4,9 @@ import os
 
 import pytest
 
-from bench.errors import BenchError
-from bench.store import SCHEMA, ResultStore, cell_key
+from bench.core.errors import BenchError
+from bench.engine.store import ResultStore
+from bench.records.schema import SCHEMA, cell_key
 
 
 def record(method="coop", seed=1, key="a" * 64, all_=50.0):

@@ -3,11 +3,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
+from bench.config.recipes import TrainRecipe
+from bench.core.errors import BenchError
 from bench.data import TransformedDataset
-from bench.errors import BenchError
-from bench.method import Method
-from bench.recipes import TrainRecipe
-from bench.train import predict, train
+from bench.engine.train import predict, train
+from bench.model.method import Method
 from methods.coop import CoOp, CoOpConfig
 
 CPU = torch.device("cpu")
@@ -74,7 +74,7 @@ def test_method_that_does_not_train_is_evaluated_as_built(backbone, class_info, 
 def test_amp_training_on_gpu(backbone, class_info, smoke_data, smoke_transforms):
     import copy
 
-    from bench.train import amp_dtype
+    from bench.engine.train import amp_dtype
 
     gpu = torch.device("cuda")
     assert amp_dtype(gpu, "amp") in (torch.bfloat16, torch.float16)

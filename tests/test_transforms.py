@@ -6,9 +6,10 @@ import torch
 from PIL import Image
 from torchvision import transforms as T
 
-from bench.errors import ConfigError
-from bench.protocol import load_protocol
-from bench.transforms import TransformConfig, build_transforms
+from bench.config.protocol import load_protocol
+from bench.config.transforms import TransformConfig
+from bench.core.errors import ConfigError
+from bench.model.transforms import build_transforms
 
 # Dassl.pytorch defaults.py / CoOp configs: INPUT.SIZE (224, 224), INTERPOLATION "bicubic",
 # RRCROP_SCALE (0.08, 1.0), PIXEL_MEAN/STD CLIP's, TRANSFORMS ["random_resized_crop", "random_flip", "normalize"].
@@ -102,7 +103,7 @@ def test_size_defaults_to_the_backbone_and_options_apply(images):
     ({"interpolation": "lanczos"}, "interpolation"),
 ])
 def test_bad_transform_settings_name_the_field(changes, where):
-    from bench.config import from_dict
+    from bench.core.coerce import from_dict
 
     with pytest.raises(ConfigError) as err:
         from_dict(TransformConfig, changes, "protocol.transforms")
@@ -123,3 +124,14 @@ def test_cifar_protocols_train_with_mdprs_geometry(name, images):
     torch.manual_seed(0)
     assert torch.equal(a, mdpr_train(cifar_like))
     assert torch.equal(test(cifar_like), mdpr_test(cifar_like))
+
+
+def test_configured_normalisation_is_open_clips():
+    """bench.config writes CLIP's mean and std out (configuration never imports torch): they must
+    stay open_clip's own constants."""
+    from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+
+    from bench.config.transforms import CLIP_MEAN, CLIP_STD
+
+    assert CLIP_MEAN == list(OPENAI_DATASET_MEAN) and CLIP_STD == list(OPENAI_DATASET_STD)
+    assert TransformConfig().mean == CLIP_MEAN and TransformConfig().std == CLIP_STD

@@ -14,9 +14,9 @@ from typing import List, Sequence
 import numpy as np
 from torch.utils.data import Dataset, Subset
 
-from ..config import ENV
-from ..errors import BenchError
-from ..registry import DATASETS
+from bench.core.coerce import ENV
+from bench.core.errors import BenchError
+from bench.core.registry import DATASETS
 from .base import DatasetBundle, exponential_counts, label_counts
 
 @dataclass

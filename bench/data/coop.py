@@ -37,9 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Literal, Tuple
 
-from ..config import ENV
-from ..errors import BenchError, ConfigError, reason
-from ..registry import DATASETS
+from bench.core.coerce import ENV
+from bench.core.errors import BenchError, ConfigError, reason
+from bench.core.registry import DATASETS
 from .base import DatasetBundle, label_counts
 from .coop_layout import LAYOUTS, Layout, Listing, Lists, absent, dataset_dir, read_lists
 from .files import download as download_file

@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from ..errors import BenchError
+from bench.core.errors import BenchError
 from .files import SplitFile, read_text
 from .folder_lt import imagenet_classes
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from ..atomic import write_atomic
-from ..errors import BenchError, reason
+from bench.core.atomic import write_atomic
+from bench.core.errors import BenchError, reason
 
 SPLITS_DIR = Path(__file__).resolve().parent / "splits"
 

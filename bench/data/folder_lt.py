@@ -34,9 +34,9 @@ from typing import Dict, List, Literal, Set, Tuple
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ..config import ENV
-from ..errors import BenchError, reason
-from ..registry import DATASETS
+from bench.core.coerce import ENV
+from bench.core.errors import BenchError, reason
+from bench.core.registry import DATASETS
 from .base import DatasetBundle, label_counts
 from .files import SplitFile, download, read_text
 

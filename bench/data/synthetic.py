@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ..errors import ConfigError
-from ..registry import DATASETS
+from bench.core.errors import ConfigError
+from bench.core.registry import DATASETS
 from .base import DatasetBundle, exponential_counts
 
 # Short, single-token-ish words so that prompts stay short for tiny models.
@@ -80,7 +80,7 @@ def prototype(name: str, size: int) -> torch.Tensor:
     """The fixed visual pattern ``[3, size, size]`` in [0, 1] of concept ``name``.
 
     It depends only on the name, so the synthetic pretraining corpus
-    (bench.synthetic_clip) and every synthetic dataset agree on what a
+    (bench.model.synthetic_clip) and every synthetic dataset agree on what a
     "tiger" looks like.
     """
     digest = hashlib.sha256(name.encode()).digest()

@@ -7,7 +7,7 @@ A KB holds five sentences per class, one per knowledge dimension (methods_spec Â
     kb = read_kb(Path("kb/cifar100_lt.json"))      # or the official code's {"apple": "s1; s2; ..."} file
     kb.sentences("apple")                          # {"GA": "A apple typically appears as ...", ...}
 
-Files are JSON; a missing, malformed or incomplete file is a :class:`bench.errors.BenchError` that
+Files are JSON; a missing, malformed or incomplete file is a :class:`bench.core.errors.BenchError` that
 names the file and how to rebuild it.
 """
 from __future__ import annotations
@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional
 
-from ..atomic import write_json
-from ..errors import BenchError
+from bench.core.atomic import write_json
+from bench.core.errors import BenchError
 from .backends import KBRequest, OfflineTemplateBackend
 from .prompts import DIMENSIONS, VALIDATOR, check, clean, frame_sentence, query
 

@@ -1,0 +1,46 @@
+"""The `bench` command: list, show, run, leaderboard, report (and data, kb).
+
+One module per subcommand, each with ``add_parser(sub)`` and the command it runs: parse, call the
+packages below, print.  Nothing imports this package (``bench = bench.cli:main``)::
+
+    main(["run", "--protocol", "smoke", "--method", "coop"])   # exit code; errors as one line
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional
+
+from bench.core.errors import BenchError, one_line
+
+from . import data, kb, leaderboard, listing, report, run, show
+from .common import Parser
+
+SUBCOMMANDS = (listing, show, run, data, kb, leaderboard, report)  # in `bench --help` order
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="bench", description=__doc__.split("\n", 1)[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for command in SUBCOMMANDS:
+        command.add_parser(sub)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help, or a usage error already printed as one line
+        return int(done.code or 0)
+    try:
+        return args.func(args)
+    except BenchError as err:
+        print(f"bench: error: {one_line(str(err))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bench: interrupted; finished results are saved and a re-run resumes", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

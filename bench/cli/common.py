@@ -1,0 +1,68 @@
+"""What the subcommands share: one-line usage errors, --set parsing, argument types, --output."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Dict, List
+
+import yaml
+
+from bench.core.errors import BenchError, one_line
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with usage errors as one line (exit code 2)."""
+
+    def error(self, message):
+        self.exit(2, f"bench: error: {one_line(message)} (see '{self.prog} --help')\n")
+
+
+def parse_overrides(items: List[str]) -> Dict[str, dict]:
+    """``["coop.n_ctx=4", "coop.train.lr=0.01"]`` -> ``{"coop": {"n_ctx": 4, "train": {"lr": 0.01}}}``
+    (values read as YAML)."""
+    out: Dict[str, dict] = {}
+    for item in items:
+        target, sep, raw = item.partition("=")
+        parts = target.split(".")
+        nested = len(parts) == 3 and parts[1] == "train"
+        if not sep or not all(parts) or not (len(parts) == 2 or nested) or parts[-1] == "train":
+            raise BenchError(f"--set '{item}': expected METHOD.FIELD=VALUE or METHOD.train.FIELD=VALUE, "
+                             "e.g. coop.n_ctx=4 or coop.train.lr=0.01")
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            value = raw
+        except RecursionError:
+            raise BenchError(f"--set '{target}': the value is nested too deeply") from None
+        block = out.setdefault(parts[0], {})
+        if nested:
+            block = block.setdefault("train", {})
+        block[parts[-1]] = value
+    return out
+
+
+def write_output(path: Path, text: str, results_dir: Path) -> None:
+    """Write a table to a regular file (a symlink's target), never over a device, folder or result."""
+    from bench.core.atomic import write_atomic
+
+    try:
+        target = path.resolve()
+        if target.is_dir():
+            raise BenchError(f"--output '{path}' is a folder; give a file name, e.g. {path / 'table.md'}")
+        if target.exists() and not target.is_file():
+            raise BenchError(f"--output '{path}' is not a regular file; give a file name")
+        if results_dir.resolve() in target.parents and target.suffix in (".json", ".ckpt"):
+            raise BenchError(f"--output '{path}' would replace a result or checkpoint; write tables elsewhere")
+        write_atomic(target, lambda f: f.write(text))
+    except OSError as err:
+        raise BenchError(f"--output '{path}': cannot write it ({err.strerror or type(err).__name__})") from None
+
+
+def whole(low: int, high: int):
+    """An argparse type: a whole number in [low, high]."""
+    def parse(text: str) -> int:
+        value = int(text) if text.lstrip("+").isdigit() and len(text) < 20 else -1
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected a whole number from {low} to {high}, got '{text}'")
+        return value
+    return parse

@@ -1,0 +1,93 @@
+"""`bench data`: which datasets the protocols read, whether they are on disk, and fetching what can be.
+
+Every dataset that reads files offers ``catalog()`` (named configs), ``source(cfg)``,
+``present(cfg)``, ``check(cfg)`` (each split's listed and missing files) and ``download(cfg)``::
+
+    bench data list --root ~/data/coop            # each dataset, where it comes from, found or not
+    bench data check eurosat --root ~/data/coop   # every file the split lists name; the first missing
+    bench data download imagenet_lt --root ~/data/imagenet   # the train list, checked by its git blob SHA-1
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import List, Optional, Tuple
+
+from bench.core.errors import BenchError
+from bench.core.registry import DATASETS, suggest
+from bench.plugins import load_builtins
+
+SHOWN_MISSING = 5
+
+
+def entries() -> List[Tuple[str, str, object]]:
+    """``(label, registered dataset, config)`` of every dataset that reads files."""
+    load_builtins()
+    out = []
+    for name in DATASETS.names():
+        entry = DATASETS.get(name)
+        if hasattr(entry, "catalog"):
+            out += [(label, name, cfg) for label, cfg in entry.catalog()]
+    return out
+
+
+def find(name: str, dataset: Optional[str], root: Optional[str]) -> Tuple[str, object, object]:
+    """``(label, entry, config)`` for ``bench data check/download NAME [--dataset D] [--root DIR]``."""
+    rows = entries()
+    label = dataset or name
+    hits = [(lbl, reg, cfg) for lbl, reg, cfg in rows if lbl == label and (dataset is None or reg == name)]
+    if not hits:
+        labels = [lbl for lbl, _, _ in rows]
+        raise BenchError(f"unknown dataset '{label}'{suggest(label, labels)} (see `bench data list`: "
+                         f"{', '.join(labels)})")
+    label, registered, cfg = hits[0]
+    if root is not None:
+        cfg = dataclasses.replace(cfg, root=root)
+    return label, DATASETS.get(registered), cfg
+
+
+def cmd_list(args) -> int:
+    rows = entries()
+    width = max(len(label) for label, _, _ in rows)
+    for label, registered, cfg in rows:
+        entry = DATASETS.get(registered)
+        if args.root is not None:
+            cfg = dataclasses.replace(cfg, root=args.root)
+        state = "found" if entry.present(cfg) else "not found"
+        print(f"  {label:<{width}}  {state} under {cfg.root}")
+        print(f"  {'':<{width}}  {entry.source(cfg)}")
+    return 0
+
+
+def cmd_check(args) -> int:
+    label, entry, cfg = find(args.name, args.dataset, args.root)
+    missing_total = 0
+    for split, listed, missing in entry.check(cfg):
+        missing_total += len(missing)
+        state = "all found" if not missing else f"{len(missing):,} missing, e.g. {', '.join(missing[:SHOWN_MISSING])}"
+        print(f"{label} {split}: {listed:,} images listed, {state}")
+    if missing_total:
+        raise BenchError(f"{label}: {missing_total:,} listed image(s) missing under '{cfg.root}'; "
+                         f"get them from {entry.source(cfg)}")
+    print(f"{label}: every listed image is under '{cfg.root}'")
+    return 0
+
+
+def cmd_download(args) -> int:
+    label, entry, cfg = find(args.name, args.dataset, args.root)
+    print(entry.download(cfg))
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("data", help="datasets: list, check the files on disk, download what is public")
+    data = p.add_subparsers(dest="data_command", required=True, parser_class=type(p))
+    q = data.add_parser("list", help="each dataset, where it comes from, whether it is found under the root")
+    q.add_argument("--root", help="look under this folder instead of each dataset's default root")
+    q.set_defaults(func=cmd_list)
+    for command, func, text in (("check", cmd_check, "every file the split lists reference exists"),
+                                ("download", cmd_download, "fetch what has a public download, checked")):
+        q = data.add_parser(command, help=text)
+        q.add_argument("name", help="a dataset of `bench data list` (eurosat, imagenet_lt, ...) or coop")
+        q.add_argument("--dataset", help="with name coop: which CoOp dataset (eurosat, ...)")
+        q.add_argument("--root", help="the dataset root (default: the dataset's default root)")
+        q.set_defaults(func=func)

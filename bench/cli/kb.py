@@ -1,0 +1,106 @@
+"""`bench kb build`: the MDPR knowledge base of a protocol's classes, from a backend, to an ``mdpr-kb/v1`` file.
+
+The classes are the protocol's training classes, its new classes and those of every evaluation.  DF
+partners (methods_spec §7.3) come from zero-shot CLIP's confusions on the training images, or from the
+nearest text embedding for classes without labelled images (base-to-new, other datasets)::
+
+    bench kb build --dataset cifar100_lt_ir100                       # offline templates (no network)
+    MDPR_LLM_BASE_URL=... MDPR_LLM_MODEL=qwen2.5-72b-instruct MDPR_LLM_API_KEY=... \\
+        bench kb build --dataset cifar100_lt_ir100 --backend llm     # every reply cached: reruns make no calls
+    bench kb build --dataset cifar100_lt_ir100 --backend file --from merged.json   # the official code's file
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+from bench.core.errors import BenchError
+from bench.kb.backends import OfflineTemplateBackend, OpenAICompatibleBackend, ResponseCache
+from bench.kb.knowledge import KnowledgeBase, build_kb, read_kb, write_kb
+from bench.plugins import load_builtins
+
+
+def protocol_classes(spaces) -> List[str]:
+    names = list(spaces.train_info.classnames) + list(spaces.train_info.new_classnames)
+    for ev in spaces.evaluations:
+        names += ev.info.classnames
+    return list(dict.fromkeys(names))
+
+
+def partners(runner, spaces, train_images) -> Tuple[Dict[str, str], str]:
+    """DF partners of every class of the protocol, and how the training dataset's were found."""
+    from bench.kb.confusion import extend_partners, pool_partners  # torch: not at `bench list` time
+
+    info = spaces.train_info
+    pool = list(info.classnames) + list(info.new_classnames)
+    found, source = pool_partners(runner.backbone(), pool, None if info.new_classnames else train_images)
+    for ev in spaces.evaluations:
+        found = extend_partners(runner.backbone(), found, ev.info.classnames)
+    return found, source
+
+
+def backend_for(args, out: Path):
+    if args.backend == "offline":
+        return OfflineTemplateBackend()
+    cache = Path(args.cache) if args.cache else out.with_suffix(".responses.jsonl")
+    if args.strict_cache:
+        return ResponseCache(None, cache, strict=True, model=args.model)
+    return ResponseCache(OpenAICompatibleBackend.from_environment(), cache)
+
+
+def cmd_build(args) -> int:
+    from bench.data import TransformedDataset
+    from bench.config.protocol import load_protocol
+    from bench.engine.runner import RunOptions, Runner
+    from bench.model.transforms import build_transforms
+
+    load_builtins()
+    protocol = load_protocol(args.dataset)
+    runner = Runner(protocol, RunOptions(device=args.device, data_root=args.data_root))
+    spaces = runner.spaces(protocol.seeds[0])
+    names = protocol_classes(spaces)
+    out = Path(args.out or Path("kb") / f"{protocol.name.replace('/', '_')}.json")
+    if args.backend == "file":
+        kb = imported(args, names, protocol.name)
+    else:
+        _, test_tf = build_transforms(protocol.transforms, runner.backbone().image_size)
+        found, source = partners(runner, spaces, TransformedDataset(spaces.train, test_tf))
+        kb = build_kb(protocol.name, names, found, backend_for(args, out), words=args.words,
+                      max_retries=args.max_retries, confusion_source=source,
+                      progress=lambda line: print(f"kb {protocol.name}: {line}", flush=True) if args.verbose else None)
+    write_kb(kb, out)
+    fallbacks = sum(e["fallback"] for c in kb.entries.values() for e in c.values() if "fallback" in e)
+    print(f"kb {protocol.name}: {len(names)} classes, {fallbacks} fallback phrase(s) -> {out}")
+    return 0
+
+
+def imported(args, names: List[str], dataset: str) -> KnowledgeBase:
+    if not args.source:
+        raise BenchError("--backend file reads a knowledge-base file: give it with --from FILE")
+    kb = read_kb(Path(args.source))
+    missing = [n for n in names if n not in kb.entries]
+    if missing:
+        raise BenchError(f"'{args.source}' lacks {len(missing)} class(es) of {dataset} ({', '.join(missing[:5])})")
+    return KnowledgeBase(dataset, names, {n: kb.entries[n] for n in names},
+                         {**kb.generator, "imported_from": Path(args.source).name}, kb.confusion)
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("kb", help="MDPR knowledge bases: build one for a protocol's classes")
+    kb = p.add_subparsers(dest="kb_command", required=True, parser_class=type(p))
+    q = kb.add_parser("build", help="write an mdpr-kb/v1 file for a protocol's classes")
+    q.add_argument("--dataset", required=True, help="the protocol whose classes (training, new, evaluations) it covers")
+    q.add_argument("--backend", choices=["offline", "llm", "file"], default="offline",
+                   help="offline templates (default), an OpenAI-compatible endpoint (MDPR_LLM_BASE_URL, "
+                        "MDPR_LLM_MODEL, MDPR_LLM_API_KEY), or an existing file (--from)")
+    q.add_argument("--from", dest="source", help="with --backend file: an mdpr-kb/v1 or the official code's JSON")
+    q.add_argument("--out", help="the KB file (default: kb/<protocol>.json)")
+    q.add_argument("--cache", help="llm replies, one JSON line each (default: <out>.responses.jsonl)")
+    q.add_argument("--strict-cache", action="store_true", help="replay cached replies only; a miss is an error")
+    q.add_argument("--model", help="with --strict-cache: the model the cached replies came from")
+    q.add_argument("--words", type=int, default=25, help="target words per phrase (default 25, as the code's CLI)")
+    q.add_argument("--max-retries", type=int, default=1, help="content retries after a rejected reply (default 1)")
+    q.add_argument("--data-root", help="dataset folder (overrides the protocol's dataset.root)")
+    q.add_argument("--device", default="auto", help="for the zero-shot confusions: auto, cpu, cuda, ...")
+    q.add_argument("--verbose", action="store_true", help="one line per class")
+    q.set_defaults(func=cmd_build)

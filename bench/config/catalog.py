@@ -1,0 +1,222 @@
+"""What ships and what is registered, read without importing torch, so `bench list` and
+`bench leaderboard` start in well under a second and a half (importing torch alone takes longer).
+
+- Registrations are read from the source with ``ast``: a class decorated with
+  ``@METHODS.register("name")`` (or ``DATASETS`` / ``BACKBONES``) in ``bench/``
+  or ``methods/``.  ``tests/test_catalog.py`` holds this view against the real registries.
+- A protocol's *view* (name, description, identity, each method's current
+  recipe) is what the leaderboard needs; computing it imports everything, so it
+  is cached under ``$BENCH_CACHE``, keyed by the YAML text and a fingerprint of
+  the code.  ``bench run`` writes it; any edit to the YAML or the code misses.
+
+    registrations()["methods"]          # [("coop", "CoOp: learned prompt context ..."), ...]
+    load_view(resolve_path("smoke"))    # None until computed once
+"""
+from __future__ import annotations
+
+import ast
+import fnmatch
+import functools
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import yaml
+
+from bench import __version__
+from bench.core.atomic import write_json
+from bench.core.errors import BenchError
+from bench.core.registry import suggest
+from .grid import expand
+
+ROOT = Path(__file__).resolve().parents[2]  # the checkout, or site-packages: bench/, methods/, protocols/, reports/
+KINDS = {"METHODS": "methods", "VARIANTS": "variants", "DATASETS": "datasets", "BACKBONES": "backbones"}
+
+
+def protocols_dir() -> Path:
+    return ROOT / "protocols"
+
+
+def reports_dir() -> Path:
+    return ROOT / "reports"
+
+
+def available_reports() -> List[str]:
+    """Names of the report specs in reports/ (for `bench report` and `bench list reports`)."""
+    return sorted(p.stem for p in reports_dir().glob("*.yaml"))
+
+
+def _natural(name: str) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def _yaml(path: Path) -> Any:
+    """The parsed file, or None when it cannot be read (loading it later gives the error)."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
+        return None
+
+
+def grid_cells(path: Path) -> Dict[str, dict]:
+    """The protocols a grid file declares (name -> mapping); {} for a plain protocol file."""
+    data = _yaml(path)
+    if not isinstance(data, dict) or "grid" not in data:
+        return {}
+    try:
+        return expand(data, path.stem)
+    except BenchError:  # a broken grid: listed by its file name, and loading it says what is wrong
+        return {}
+
+
+def available_protocols() -> List[str]:
+    """Every protocol in protocols/: plain files by name, grid files by their cells' names."""
+    names = []
+    for path in protocols_dir().glob("*.yaml"):
+        names += list(grid_cells(path)) or [path.stem]
+    return sorted(names, key=_natural)
+
+
+def locate(name_or_path: str) -> Tuple[Path, Optional[str]]:
+    """``(YAML file, grid cell name or None)`` of a protocol name from protocols/ or a path."""
+    candidate = Path(name_or_path)
+    if candidate.is_dir():
+        raise BenchError(f"protocol '{name_or_path}' is a folder; give a protocol name or a .yaml file")
+    if candidate.suffix in (".yaml", ".yml") or candidate.is_file():
+        if not candidate.is_file():
+            raise BenchError(f"protocol file '{name_or_path}' does not exist")
+        return candidate, None
+    stem, _, cell = name_or_path.partition("/")
+    path = protocols_dir() / f"{stem}.yaml"
+    if path.is_file() and not cell:
+        return path, None
+    cells = list(grid_cells(path)) if path.is_file() else []
+    if name_or_path in cells:
+        return path, name_or_path
+    names = available_protocols()
+    raise BenchError(f"unknown protocol '{name_or_path}'{suggest(name_or_path, cells or names)} "
+                     f"(see `bench list protocols`; a whole table runs with a glob, e.g. 'b2n_lamp/*/imb10')")
+
+
+def resolve_path(name_or_path: str) -> Path:
+    """The YAML file of a protocol name from protocols/ or a path to a YAML file."""
+    return locate(name_or_path)[0]
+
+
+def match_protocols(pattern: str) -> List[str]:
+    """What ``bench run --protocol`` runs: one protocol, every cell of a grid file (its name), or
+    the protocols a glob matches ('b2n_lamp/*/imb10', 'cifar100_lt_ir*')."""
+    if any(c in pattern for c in "*?["):
+        hits = [n for n in available_protocols() if fnmatch.fnmatchcase(n, pattern)]
+        if not hits:
+            raise BenchError(f"no protocol matches '{pattern}' (see `bench list protocols`)")
+        return hits
+    path, cell = locate(pattern)
+    cells = list(grid_cells(path)) if cell is None and path.parent == protocols_dir() else []
+    return cells or [pattern]
+
+
+def source_files() -> List[Path]:
+    return sorted([*(ROOT / "bench").rglob("*.py"), *(ROOT / "methods").glob("*.py")])
+
+
+def _registration(decorator: ast.expr) -> Optional[Tuple[str, str]]:
+    """``(kind, name)`` of ``@METHODS.register("name")``, else None."""
+    if not (isinstance(decorator, ast.Call) and isinstance(decorator.func, ast.Attribute)):
+        return None
+    target, args = decorator.func.value, decorator.args
+    if decorator.func.attr != "register" or not isinstance(target, ast.Name) or target.id not in KINDS:
+        return None
+    if not args or not isinstance(args[0], ast.Constant) or not isinstance(args[0].value, str):
+        return None
+    return KINDS[target.id], args[0].value
+
+
+def registrations() -> Dict[str, List[Tuple[str, str]]]:
+    """kind -> sorted ``(name, first docstring line)`` pairs, from the source."""
+    found: Dict[str, List[Tuple[str, str]]] = {kind: [] for kind in KINDS.values()}
+    for path in source_files():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, (ast.ClassDef, ast.FunctionDef)):
+                for decorator in node.decorator_list:
+                    hit = _registration(decorator)
+                    if hit:
+                        doc = (ast.get_docstring(node) or "").strip()
+                        found[hit[0]].append((hit[1], doc.splitlines()[0] if doc else ""))
+    return {kind: sorted(entries) for kind, entries in found.items()}
+
+
+def _card_papers(tree: ast.Module) -> Dict[str, str]:
+    """Module-level ``NAME = MethodCard(paper="...")`` -> {NAME: paper}."""
+    papers = {}
+    for node in tree.body:
+        call = node.value if isinstance(node, ast.Assign) else None
+        if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "MethodCard":
+            paper = next((k.value for k in call.keywords if k.arg == "paper"), None)
+            if isinstance(paper, ast.Constant) and isinstance(node.targets[0], ast.Name):
+                papers[node.targets[0].id] = paper.value
+    return papers
+
+
+def method_papers() -> Dict[str, str]:
+    """Registered method -> the paper of its card (``card = CARD`` in the class, CARD a MethodCard)."""
+    papers = {}
+    for path in source_files():
+        tree = ast.parse(path.read_text(), str(path))
+        cards = _card_papers(tree)
+        for node in ast.walk(tree):
+            hits = [_registration(d) for d in getattr(node, "decorator_list", [])] if isinstance(node, ast.ClassDef) else []
+            for kind, name in filter(None, hits):
+                for stmt in node.body:
+                    target = stmt.targets[0] if isinstance(stmt, ast.Assign) else None
+                    if getattr(target, "id", None) == "card" and getattr(stmt.value, "id", None) in cards:
+                        papers[name] = cards[stmt.value.id]
+    return papers
+
+
+def protocol_descriptions() -> List[Tuple[str, str]]:
+    out = []
+    for path in sorted(protocols_dir().glob("*.yaml"), key=lambda p: _natural(p.stem)):
+        cells = grid_cells(path)
+        if not cells:
+            data = _yaml(path)
+            cells = {path.stem: data if isinstance(data, dict) else {}}
+        out += [(name, str(data.get("description", ""))) for name, data in cells.items()]
+    return sorted(out, key=lambda row: _natural(row[0]))
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("BENCH_CACHE") or Path.home() / ".cache" / "lt-prompt-bench")
+
+
+@functools.lru_cache(maxsize=None)  # one read of the sources per process: load and save both need it
+def code_fingerprint() -> str:
+    digest = hashlib.sha256(__version__.encode())
+    for path in [*source_files(), *sorted((ROOT / "bench" / "model" / "model_configs").glob("*.json"))]:
+        digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def view_path(protocol_file: Path, name: str = "") -> Path:
+    """Where the view of protocol ``name`` (a grid cell; "" for a plain file) of this YAML text is cached."""
+    digest = hashlib.sha256(protocol_file.read_bytes() + name.encode() + code_fingerprint().encode()).hexdigest()
+    return cache_root() / "protocol-views" / f"{digest[:32]}.json"
+
+
+def load_view(protocol_file: Path, name: str = "") -> Optional[dict]:
+    """The cached view of this exact YAML text and code, or None (a damaged cache is a miss)."""
+    try:
+        view = json.loads(view_path(protocol_file, name).read_text())
+    except (OSError, ValueError):
+        return None
+    return view if isinstance(view, dict) and {"name", "description", "identity", "references", "seeds"} <= set(view) else None
+
+
+def save_view(protocol_file: Path, view: dict, name: str = "") -> None:
+    try:
+        write_json(view_path(protocol_file, name), view)
+    except OSError:  # a read-only cache only costs speed
+        pass

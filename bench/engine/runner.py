@@ -1,0 +1,315 @@
+"""Runs (protocol, method, seed) cells: build, train, evaluate, store.
+
+The whole plan is checked before the first cell (recipes, seeds, results
+folder, data, backbone, a dry build of each method); finished cells are
+skipped; the backbone and data are built once and shared::
+
+    runner = Runner(load_protocol("smoke"), RunOptions(results_dir=Path("results")))
+    records = runner.run(["coop", "zeroshot"], seeds=[1, 2, 3])
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import platform
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+import open_clip
+import torch
+
+from bench import __version__
+from bench.config.protocol import Protocol, check_seeds
+from bench.config.recipes import EVAL_FIELDS, Resolved
+from bench.core.coerce import identity
+from bench.core.errors import BenchError, MissingInput
+from bench.core.registry import BACKBONES, DATASETS, METHODS
+from bench.data import DatasetBundle, TransformedDataset
+from bench.model.transforms import build_transforms, describe
+from bench.records.headline import headline_metric
+from bench.records.schema import cell_key
+from .evaluation import Evaluation, LabelSpaces, label_spaces, per_class_counts, summarise
+from .metrics import evaluate, group_counts
+from .store import ResultStore
+from .train import precision_name, predict, train
+
+
+@dataclass
+class Cell:
+    method: str
+    resolved: Resolved  # options and training recipe
+    seed: int
+    key: str
+    identity: dict  # the method's part of the key (options, input file hashes), recorded as config.method
+
+
+@dataclass
+class RunOptions:
+    results_dir: Path = Path("results")
+    device: str = "auto"
+    data_root: Optional[str] = None
+    progress: bool = False  # bars on a terminal; otherwise one line per epoch
+    threads: Optional[int] = None  # CPU threads for torch; None: default_threads()
+    # method name -> {field: value, "train": {field: value}}, on top of the protocol's
+    overrides: Dict[str, dict] = field(default_factory=dict)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``: what training runs on (others are refused)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda") or (device.type == "cpu" and device.index):
+        raise BenchError(f"--device '{name}': expected auto, cpu, cuda or cuda:N")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BenchError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise BenchError(f"--device {name}: this machine has {torch.cuda.device_count()} GPU(s)")
+    return device
+
+
+def default_threads() -> int:
+    """The CPUs this process may use (affinity: SLURM's allocation counts) less one, at least one.
+    Torch's default takes every core; when another process holds one, a smoke cell ran 4x slower
+    on 2 cores (6.4 s against 1.6 s with one thread)."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, usable - 1)
+
+
+def say(message: str) -> None:
+    print(message, flush=True)  # cluster logs are files: unflushed lines arrive only at the end
+
+
+def headline(record: dict) -> str:
+    """The metric a log line shows: overall accuracy, or HM for base-to-new protocols."""
+    metric = headline_metric(record["metrics"], record.get("column_order", ()))
+    return f"{metric} {record['metrics'][metric]:.2f}" if metric else "no headline metric"
+
+
+def method_identity(name: str, options) -> dict:
+    """A method's options (less machine-specific ones such as a file's path), and under ``inputs`` what
+    else decides its results (that file's hash)."""
+    fields = identity(options)
+    inputs = METHODS.get(name).key_inputs(options)
+    return {**fields, "inputs": inputs} if inputs else fields
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class Runner:
+    def __init__(self, protocol: Protocol, options: RunOptions, log: Callable[[str], None] = say):
+        self.protocol = protocol
+        self.options = options
+        self.store = ResultStore(options.results_dir)
+        self.device = resolve_device(options.device)
+        self.log = log
+        self._spaces: Dict[Optional[int], LabelSpaces] = {}  # by data seed (None: the data take none)
+        self._eval_data: Dict[int, DatasetBundle] = {}  # evaluation index -> its dataset
+        self._backbone = None
+
+    def plan(self, methods: List[str], seeds: Optional[List[int]] = None) -> List[Cell]:
+        """Validate everything up front and list the cells to run."""
+        for name in self.options.overrides:
+            if name not in methods:
+                raise BenchError(f"--set names method '{name}', which is not being run")
+        seeds = check_seeds(seeds, "--seeds") if seeds is not None else self.protocol.seeds
+        cells = []
+        for name in methods:
+            resolved = self.protocol.resolve(name, self.options.overrides.get(name))
+            recipe = resolved.train_identity()
+            for field_name in ("precision", "eval_precision"):  # what runs: "amp" is fp32 on a CPU
+                if field_name in recipe:
+                    recipe[field_name] = precision_name(self.device, recipe[field_name])
+            ident = method_identity(name, resolved.options)  # hashes input files once per method
+            key = cell_key(self.protocol.identity(), name, ident, recipe)
+            cells.extend(Cell(name, resolved, seed, key, ident) for seed in seeds)
+        return cells
+
+    def preflight(self, cells: List[Cell], skip_unfit: bool = False) -> List[Cell]:
+        """Build what every cell needs, and each method once, before the first cell runs: a bad
+        data root, weights file or method option fails now, not after hours of finished cells.
+        A method that cannot classify some evaluation's classes is an error, or (``skip_unfit``,
+        for ``--method all``) left out with a note."""
+        spaces, backbone = self.spaces(cells[0].seed if cells else 0), self.backbone()  # data first: cheaper to find wrong
+        for ev in spaces.evaluations:
+            group_counts(self.protocol.eval.group_by, ev.info.train_counts)
+        with torch.random.fork_rng():
+            unfit = {c.key for c in {c.key: c for c in cells}.values()
+                     if not self.fits(c, backbone, spaces, skip_unfit)}
+        return [c for c in cells if c.key not in unfit]
+
+    def fits(self, cell: Cell, backbone, spaces: LabelSpaces, skip_unfit: bool) -> bool:
+        """Whether ``cell``'s method builds (it may need a file only the user has) and classifies every
+        evaluation; if not, the error, or with ``skip_unfit`` a note and False."""
+        try:
+            method = METHODS.get(cell.method)(backbone, spaces.train_info, cell.resolved.options)
+        except MissingInput as err:
+            return self.left_out(cell, str(err), err, skip_unfit)
+        for ev in spaces.evaluations:
+            try:
+                method.use_label_space(ev.info)
+            except BenchError as err:
+                return self.left_out(cell, f"evaluation '{ev.name}': {err}", err, skip_unfit)
+        return True
+
+    def left_out(self, cell: Cell, why: str, err: BenchError, skip_unfit: bool) -> bool:
+        if not skip_unfit:
+            raise err
+        self.log(f"bench: note: {cell.method} is left out of {self.protocol.name}: {why}")
+        return False
+
+    def run(self, methods: List[str], seeds: Optional[List[int]] = None, skip_unfit: bool = False) -> List[dict]:
+        cells = self.plan(methods, seeds)
+        self.store.check_writable(self.protocol.name)
+        torch.set_num_threads(self.options.threads or default_threads())
+        cells = self.preflight(cells, skip_unfit)
+        records = []
+        for i, cell in enumerate(cells, 1):
+            tag = f"[{i}/{len(cells)}] {self.protocol.name} / {cell.method} / seed {cell.seed}"
+            done = self.store.load(self.protocol.name, cell.method, cell.key, cell.seed)
+            if done is not None:
+                self.log(f"{tag}: done already, skipped ({headline(done)})")
+                records.append(done)
+                continue
+            record = self.run_cell(cell, tag)
+            path = self.store.write(record)
+            self.log(f"{tag}: {headline(record)}, {record['seconds']:.1f}s -> {path}")
+            records.append(record)
+        return records
+
+    def check_data(self) -> None:
+        """Build the first seed's data, then let it go (a multi-protocol run checks every table cell first)."""
+        self.spaces(self.protocol.seeds[0])
+        self._spaces.clear()
+        self._eval_data.clear()
+
+    def dataset_config(self, cfg, moves_with_root: bool = True):
+        """``cfg`` with ``--data-root`` applied (to the training dataset and blocks merged onto it)."""
+        if self.options.data_root is None or not moves_with_root:
+            return cfg
+        if not hasattr(cfg, "root"):
+            raise BenchError(f"--data-root: dataset '{self.protocol.dataset_name}' reads no files")
+        return dataclasses.replace(cfg, root=self.options.data_root)
+
+    def build(self, name: str, cfg, seed: int) -> DatasetBundle:
+        entry = DATASETS.get(name)
+        return entry.build(cfg, seed) if getattr(entry, "seeded", False) else entry.build(cfg)
+
+    def spaces(self, seed: int) -> LabelSpaces:
+        """What a cell of ``seed`` trains on and is evaluated on (bench.engine.evaluation).  Built once per
+        run, or once per seed for datasets whose few-shot draw follows the seed (Dassl's)."""
+        proto = self.protocol
+        key = seed if getattr(DATASETS.get(proto.dataset_name), "seeded", False) else None
+        if key not in self._spaces:
+            self._spaces.clear()  # one training set in memory at a time
+            train = self.build(proto.dataset_name, self.dataset_config(proto.dataset), seed)
+            pairs = [(spec.plan, self.eval_data(i, train)) for i, spec in enumerate(proto.evaluations)]
+            self._spaces[key] = label_spaces(train, pairs)
+        return self._spaces[key]
+
+    def eval_data(self, index: int, train: DatasetBundle) -> DatasetBundle:
+        """The dataset of declared evaluation ``index``: the training one, or its own (built once;
+        a test set does not depend on the seed, so seeded datasets get seed 0)."""
+        spec = self.protocol.evaluations[index]
+        if spec.dataset_name is None:
+            return train
+        if index not in self._eval_data:
+            cfg = self.dataset_config(spec.dataset, spec.inherits)
+            self._eval_data[index] = self.build(spec.dataset_name, cfg, 0)
+        return self._eval_data[index]
+
+    def backbone(self):
+        """The frozen backbone, built once per run and shared by its cells."""
+        if self._backbone is None:
+            entry = BACKBONES.get(self.protocol.backbone_name)
+            self._backbone = entry.build(self.protocol.backbone, device=str(self.device))
+        return self._backbone
+
+    def run_cell(self, cell: Cell, tag: str = "") -> dict:
+        start = time.time()
+        proto, recipe = self.protocol, cell.resolved.train
+        backbone = self.backbone()
+        seed_everything(cell.seed)  # after everything shared, so only the seed decides the method's init
+        train_tf, test_tf = build_transforms(proto.transforms, backbone.image_size)
+        spaces = self.spaces(cell.seed)
+        method = METHODS.get(cell.method)(backbone, spaces.train_info, cell.resolved.options).to(self.device)
+        method.prepare(TransformedDataset(spaces.train, test_tf))
+        checkpoint = self.store.checkpoint_path(proto.name, cell.method, cell.key, cell.seed)
+        summary = train(
+            method, TransformedDataset(spaces.train, train_tf), recipe, cell.seed, self.device,
+            checkpoint=checkpoint, key=cell.key, progress=self.options.progress,
+            log=None if self.options.progress else (lambda line: self.log(f"{tag}: {line}")),
+        )
+        if spaces.new_train is not None:
+            method.adapt_to_new(TransformedDataset(spaces.new_train, test_tf))
+        results = [self.evaluate(method, ev, recipe, test_tf) for ev in spaces.evaluations]
+        result = summarise(spaces, results)
+        return {
+            "key": cell.key,
+            "protocol": proto.name,
+            "method": cell.method,
+            "seed": cell.seed,
+            "code_version": __version__,
+            "config": {
+                "protocol": proto.identity(),
+                "method": cell.identity,
+                "train": {k: v for k, v in dataclasses.asdict(recipe).items()
+                          if cell.resolved.trains or k in EVAL_FIELDS},
+                "sources": cell.resolved.sources,
+            },
+            **result,
+            "class_train_counts": per_class_counts(spaces.evaluations),  # the long-tail curve's x
+            # Table columns in the protocol's order (JSON objects are written sorted): evaluations, group means.
+            "column_order": [*(ev.name for ev in spaces.evaluations),
+                             *dict.fromkeys(f"{ev.group}_mean" for ev in spaces.evaluations if ev.group)],
+            "evaluations": {ev.name: {"classes": len(ev.classes), "group": ev.group, **res}
+                            for ev, res in zip(spaces.evaluations, results)},
+            "train": summary,
+            "setup": self.setup(backbone, method, recipe, train_tf, test_tf),
+            "method_state": method.record_fields(),
+            "seconds": time.time() - start,
+            "env": {
+                "torch": torch.__version__,
+                "open_clip": open_clip.__version__,
+                "python": platform.python_version(),
+                "device": str(self.device),
+                "threads": torch.get_num_threads(),
+            },
+            "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+
+    def evaluate(self, method, ev: Evaluation, recipe, test_tf) -> dict:
+        method.use_label_space(ev.info)
+        logits, labels = predict(
+            method, TransformedDataset(ev.test, test_tf), method.eval_batch_size or self.protocol.eval.batch_size,
+            self.device,
+            precision=recipe.eval_precision, num_workers=recipe.num_workers, progress=self.options.progress,
+        )
+        counts = group_counts(self.protocol.eval.group_by, ev.info.train_counts)
+        return evaluate(logits, labels, counts, self.protocol.eval.many_threshold, self.protocol.eval.few_threshold)
+
+    def setup(self, backbone, method, recipe, train_tf, test_tf) -> dict:
+        """What actually ran, beyond the config: activation, precision, transforms."""
+        trained = method.trains and bool(method.trainable_parameters())
+        return {
+            "activation": backbone.activation,
+            "image_size": backbone.image_size,
+            "precision": {
+                "train": precision_name(self.device, recipe.precision) if trained else None,
+                "eval": precision_name(self.device, recipe.eval_precision),
+            },
+            "transforms": {"train": describe(train_tf) if trained else None, "test": describe(test_tf)},
+            "group_by": self.protocol.eval.group_by,
+        }

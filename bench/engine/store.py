@@ -1,0 +1,81 @@
+"""Results store: one JSON file per (protocol, method, seed).
+
+Layout: ``<root>/<protocol>/<method>/<key[:12]>/seed-<seed>.json`` where the key
+is a SHA-256 of the protocol's identity, the method's name, config and training
+recipe, and the code version (``bench.__version__``).  Files are written atomically (temp
+file, fsync, rename), so an interrupted run never leaves a half-written
+result; a finished cell is skipped when it is asked for again.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import List, Optional
+
+from bench.core.atomic import set_aside, write_json
+from bench.core.errors import BenchError, warn
+from bench.records.schema import SCHEMA, read_placed, read_record, result_name
+
+
+class ResultStore:
+    def __init__(self, root):
+        self.root = Path(root)
+
+    def cell_dir(self, protocol: str, method: str, key: str) -> Path:
+        return self.root / protocol / method / key[:12]
+
+    def result_path(self, protocol: str, method: str, key: str, seed: int) -> Path:
+        return self.root / result_name(protocol, method, key, seed)
+
+    def checkpoint_path(self, protocol: str, method: str, key: str, seed: int) -> Path:
+        return self.cell_dir(protocol, method, key) / f"seed-{seed}.ckpt"
+
+    def load(self, protocol: str, method: str, key: str, seed: int) -> Optional[dict]:
+        """The finished record of a cell, or None; a corrupt file there is set aside (the cell re-runs)."""
+        path = self.result_path(protocol, method, key, seed)
+        if not path.exists():
+            return None
+        record, problem = read_record(path)
+        if problem is None and record["key"] != key:
+            problem = f"holds another cell's result (key {record['key'][:16]}...)"
+        if problem is not None:
+            warn(f"result file '{path}' {problem}; set aside as '{set_aside(path).name}', the cell runs again")
+            return None
+        return record
+
+    def write(self, record: dict) -> Path:
+        path = self.result_path(record["protocol"], record["method"], record["key"], record["seed"])
+        write_json(path, {"schema": SCHEMA, **record})
+        return path
+
+    def check_writable(self, protocol: str = "") -> None:
+        """Fail before any work if results cannot be written under the root (and the protocol's folder)."""
+        try:
+            folder = self.root / protocol
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as err:
+            reason = err.strerror or type(err).__name__
+            raise BenchError(f"cannot write results under '{self.root}' ({reason}); "
+                             "pick another folder with --results-dir") from None
+
+    def records(self, protocol: str) -> List[dict]:
+        """Every readable record of ``protocol``; files that are not are reported and skipped."""
+        base = self.root / protocol
+        out, older = [], []
+        for path in sorted(base.glob("*/*/seed-*.json")) if base.is_dir() else []:
+            record, problem = read_placed(self.root, os.path.relpath(path, self.root))
+            if problem is None:
+                out.append(record)
+            elif problem.startswith("has result schema"):  # old results are expected, not damage
+                older.append(path)
+            else:
+                warn(f"skipped '{path}': it {problem}")
+        if older:
+            warn(f"skipped {len(older)} result file(s) of another result schema, e.g. '{older[0]}'; "
+                 "re-run to replace them")
+        return out
+
+

@@ -1,0 +1,201 @@
+"""Training loop and prediction, with AMP on GPU, a progress bar and checkpoints.
+
+The recipe (:class:`bench.config.recipes.TrainRecipe`) sets the optimiser, the
+per-epoch schedule (:func:`bench.config.recipes.lr_for_epoch`), batch size, drop-last
+and precision.  Each epoch's shuffling and augmentation are seeded by (seed,
+epoch), so a run resumed from a checkpoint gives the same result as an
+uninterrupted one.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import Callable, Optional, Tuple
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from bench.config.recipes import TrainRecipe, lr_for_epoch
+from bench.core.atomic import save_torch, set_aside
+from bench.core.errors import BenchError, reason, warn
+from bench.model.method import Method
+
+
+def make_optimizer(params, cfg: TrainRecipe) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def amp_dtype(device: torch.device, precision: str) -> Optional[torch.dtype]:
+    """The autocast dtype for ``precision`` ("amp"/"fp32"), or None for fp32 (always on CPU)."""
+    if device.type != "cuda" or precision != "amp":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def precision_name(device: torch.device, precision: str) -> str:
+    """What actually ran, for the record: "fp32", "bf16-autocast" or "fp16-autocast"."""
+    dtype = amp_dtype(device, precision)
+    return "fp32" if dtype is None else {torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype] + "-autocast"
+
+
+def autocast(device: torch.device, dtype: Optional[torch.dtype]):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return seed * 100_003 + epoch
+
+
+CHECKPOINT_FIELDS = {"key": str, "epoch": int, "trainable": dict, "optimizer": dict, "scaler": dict,
+                     "loss_history": list}
+
+
+def read_checkpoint(path: Path, key: str, method: Method, epochs: int, device: torch.device) -> Optional[dict]:
+    """The checkpoint at ``path`` if it resumes this cell; a damaged one is set aside with a warning."""
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # truncated, empty or not a torch file: many exception types
+        return _discard(path, f"cannot be read ({reason(err)})")
+    if not isinstance(state, dict) or any(not isinstance(state.get(k), tp) for k, tp in CHECKPOINT_FIELDS.items()):
+        return _discard(path, "is not a bench checkpoint")
+    if state["key"] != key:
+        return None  # another config's checkpoint in a folder of the same key prefix: overwritten after epoch 1
+    shapes = {name: tuple(p.shape) for name, p in method.named_parameters() if p.requires_grad}
+    saved = {name: tuple(getattr(t, "shape", ())) for name, t in state["trainable"].items()}
+    if saved != shapes or not 1 <= state["epoch"] <= epochs or len(state["loss_history"]) != state["epoch"]:
+        return _discard(path, "does not match this cell's parameters or epochs")
+    return state
+
+
+def make_scaler(dtype: Optional[torch.dtype]) -> torch.amp.GradScaler:
+    return torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+
+
+def restore(state: dict, optimizer, scaler, method: Method, path: Path) -> bool:
+    """Load a checkpoint's optimizer, scaler and parameters; False (file set aside) if they do not fit."""
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                for value in optimizer.state.get(p, {}).values():
+                    if torch.is_tensor(value) and value.dim() and value.shape != p.shape:
+                        raise ValueError(f"optimizer state of shape {tuple(value.shape)} for {tuple(p.shape)}")
+        scaler.load_state_dict(state["scaler"])
+        method.load_trainable_state(state["trainable"])
+        method.load_extra_state(state.get("extra", {}))
+        return True
+    except (KeyError, ValueError, RuntimeError, TypeError) as err:
+        _discard(path, f"cannot be restored ({reason(err)})")
+        return False
+
+
+def _discard(path: Path, problem: str) -> None:
+    warn(f"checkpoint '{path}' {problem}; set aside as '{set_aside(path).name}', training starts over")
+    return None
+
+
+def train(
+    method: Method,
+    dataset: Dataset,
+    cfg: TrainRecipe,
+    seed: int,
+    device: torch.device,
+    checkpoint: Optional[Path] = None,
+    key: str = "",
+    progress: bool = False,
+    stop_after: Optional[int] = None,
+    log: Optional[Callable[[str], None]] = None,
+) -> dict:
+    """Train ``method``'s trainable parameters; returns a summary for the record.
+
+    With ``checkpoint`` set, state is saved after every epoch and training
+    resumes from it.  ``stop_after`` ends early after that many epochs (for
+    tests of resuming).  ``log`` gets one line per epoch (for logs without bars).
+    """
+    params = method.trainable_parameters()
+    if not method.trains or not params:
+        return {"epochs": 0, "loss_history": [], "resumed_from_epoch": None}
+    optimizer = make_optimizer(params, cfg)
+    dtype = amp_dtype(device, cfg.precision)
+    scaler = make_scaler(dtype)
+    start, history, resumed = 0, [], None
+    state = read_checkpoint(checkpoint, key, method, cfg.epochs, device) if checkpoint is not None else None
+    if state is not None and not restore(state, optimizer, scaler, method, checkpoint):
+        optimizer, scaler, state = make_optimizer(params, cfg), make_scaler(dtype), None
+    if state is not None:
+        start, history, resumed = state["epoch"], list(state["loss_history"]), state["epoch"]
+    for epoch in range(start, cfg.epochs):
+        if stop_after is not None and epoch >= stop_after:
+            break
+        lr, started = lr_for_epoch(cfg, epoch), time.time()
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        generator = torch.Generator().manual_seed(epoch_seed(seed, epoch))
+        torch.manual_seed(epoch_seed(seed, epoch))  # augmentation draws from the global RNG
+        loader = DataLoader(
+            dataset, batch_size=cfg.batch_size, shuffle=True, generator=generator,
+            num_workers=cfg.num_workers, pin_memory=device.type == "cuda",
+            drop_last=cfg.drop_last and len(dataset) >= cfg.batch_size,  # Dassl's rule
+        )
+        method.train()
+        method.start_epoch(epoch, cfg.epochs, len(loader))
+        total, count = 0.0, 0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
+        for images, labels in bar:
+            images = images.to(device, non_blocking=True)
+            labels = labels.to(device, non_blocking=True)
+            with autocast(device, dtype):
+                loss = method.loss(method(images), labels)
+            if not torch.isfinite(loss):
+                raise BenchError(f"training diverged: the loss is {loss.item()} in epoch {epoch + 1}; "
+                                 "try a lower train.lr, or train.precision: fp32")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            total += loss.item() * labels.numel()
+            count += labels.numel()
+            bar.set_postfix(loss=f"{total / count:.4f}")
+        history.append(total / max(count, 1))
+        if log is not None:
+            log(f"epoch {epoch + 1}/{cfg.epochs}: loss {history[-1]:.4f}, lr {lr:.3g}, {time.time() - started:.1f}s")
+        if checkpoint is not None:
+            save_torch(
+                checkpoint,
+                {
+                    "key": key,
+                    "epoch": epoch + 1,
+                    "trainable": method.trainable_state(),
+                    "extra": method.extra_state(),
+                    "optimizer": optimizer.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "loss_history": history,
+                },
+            )
+    return {"epochs": len(history), "loss_history": history, "resumed_from_epoch": resumed}
+
+
+@torch.no_grad()
+def predict(
+    method: Method, dataset: Dataset, batch_size: int, device: torch.device, precision: str = "fp32",
+    num_workers: int = 0, progress: bool = False,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Logits and labels for every item of ``dataset``."""
+    method.eval()
+    dtype = amp_dtype(device, precision)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    all_logits, all_labels = [], []
+    for images, labels in tqdm(loader, desc="eval", disable=not progress, leave=False):
+        with autocast(device, dtype):
+            logits = method(images.to(device))
+        all_logits.append(logits.float().cpu())
+        all_labels.append(labels)
+    return torch.cat(all_logits), torch.cat(all_labels)

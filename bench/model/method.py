@@ -1,0 +1,198 @@
+"""Base class for benchmark methods.
+
+A method is an ``nn.Module`` registered by name in ``METHODS``::
+
+    @METHODS.register("my_method")
+    class MyMethod(Method):
+        '''One line shown by `bench list`.'''
+        Config = MyConfig          # a dataclass; protocol/CLI options are checked against it
+
+        card = MethodCard(paper=..., code=..., recipes={"lt": Recipe(...)})
+
+        def __init__(self, backbone, data, cfg): ...   # data: the training label space (ClassInfo)
+        def forward(self, images):  # -> logits [batch, num_classes]
+
+Optional hooks: ``prepare(train)`` runs once before training with the training images under the
+test transform (prototypes, clusters); ``start_epoch(epoch, epochs, steps)`` before each epoch
+(warm-ups, per-epoch counters); ``extra_state()`` / ``load_extra_state()`` checkpoint state that
+training changes besides the parameters (routing biases); ``adapt_to_new(images)`` runs after
+training with the unlabelled new-class training images of a base-to-new protocol, for transductive
+methods (LAMP's bias pass); ``set_label_space(info)`` switches the classifier to other classes (new
+classes of a base-to-new protocol) without touching learned parameters; ``key_inputs(cfg)`` names
+inputs outside the options that decide the results (a knowledge-base file's hash), for the cell key.
+In training mode ``forward`` may return anything ``loss`` takes (features as well as logits).
+
+Parameters with ``requires_grad=True`` are trained (and checkpointed); a
+method with ``trains = False`` is evaluated without training.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar, Dict, List, Mapping, Optional, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from bench.config.recipes import Recipe
+from bench.core.errors import BenchError
+from .backbone import ClipBackbone
+from .prompting import encode_image_deep, encode_text_deep
+
+
+@dataclass
+class NoOptions:
+    pass
+
+
+@dataclass(frozen=True)
+class Reported:
+    """Numbers a paper reports for a method on one of our protocols (percent)."""
+
+    source: str  # e.g. "MDPR Table 2"
+    metrics: Mapping[str, float]  # our metric names: all, many, medium, few, ...
+    note: str = ""  # how the paper's setup differs from ours, where known
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """A paper's ablation or sensitivity row: its numbers for a run of ``protocol`` with
+    ``--set <method>.<field>=<value>`` for each of ``settings`` (report specs find it by table)."""
+
+    table: str  # e.g. "LAMP Table 7"
+    protocol: str  # a protocol name; a glob when the paper reports a mean over protocols
+    settings: Mapping[str, object]
+    metrics: Mapping[str, float]
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class MethodCard:
+    """What a method is, which code it follows, how its papers train it, what they report."""
+
+    paper: str  # citation of the paper that defines the method
+    code: str  # the official code followed: owner/repo:path at a commit
+    spec: str = ""  # the section of shared/docs that writes down what the code and paper do
+    recipes: Mapping[str, Recipe] = field(default_factory=dict)  # protocol family -> recipe
+    reported: Mapping[str, Reported] = field(default_factory=dict)  # protocol name -> numbers
+    ablations: Sequence[Ablation] = ()  # the paper's ablation and sensitivity rows
+
+
+@dataclass
+class ClassInfo:
+    """A label space: the classes a method classifies among, and their training counts."""
+
+    classnames: List[str]
+    train_counts: List[int]  # training images per class (0 for classes never trained on)
+    template: str = "a photo of a {}."
+    # Names of the classes evaluated later but never trained on (base-to-new).  A method that uses
+    # them in training (Candle) is class-name transductive and its card says so.
+    new_classnames: List[str] = field(default_factory=list)
+    # For an evaluation label space whose classes were all trained on: each class's position among
+    # the training classes (ImageNet-A's 200 of ImageNet's 1000).  Per-class parameters and priors
+    # are indexed by it.  None: some classes are new to the method.
+    training_index: Optional[List[int]] = None
+
+
+class Method(nn.Module):
+    Config = NoOptions
+    card: ClassVar[Optional[MethodCard]] = None
+    trains: ClassVar[bool] = True  # False: no training recipe, evaluated as built
+    registry_name: ClassVar[str] = "method"  # set by METHODS.register
+
+    def __init__(self, backbone: ClipBackbone, data: ClassInfo, cfg):
+        super().__init__()
+        self.backbone = backbone
+        self.data = data  # the training label space
+        self.label_space = data  # the one classified now
+        self.cfg = cfg
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def prepare(self, train: Dataset) -> None:
+        """Once before training: ``train`` yields ``(image, label)`` under the test transform."""
+
+    def start_epoch(self, epoch: int, epochs: int, steps: int) -> None:
+        """Before training epoch ``epoch`` (0-based) of ``epochs``, which has ``steps`` optimizer steps."""
+
+    def extra_state(self) -> Dict[str, torch.Tensor]:
+        """Tensors training changes besides the trainable parameters; checkpointed with them."""
+        return {}
+
+    def load_extra_state(self, state: Dict[str, torch.Tensor]) -> None:
+        """Restore :meth:`extra_state` from a checkpoint."""
+
+    def adapt_to_new(self, images: Dataset) -> None:
+        """After training, base-to-new only: ``images`` are the new classes' unlabelled training images
+        (test transform, labels meaningless).  Only transductive methods use them; the card says so."""
+
+    @classmethod
+    def key_inputs(cls, cfg) -> dict:
+        """Inputs outside the options that decide the results (a file's SHA-256): part of the cell key."""
+        return {}
+
+    @property
+    def eval_batch_size(self) -> Optional[int]:
+        """Test batch size this method's predictions depend on (None: any, the protocol's)."""
+        return None
+
+    def set_label_space(self, info: ClassInfo) -> None:
+        """Classify among ``info.classnames`` from now on (learned parameters unchanged); per-class
+        parameters follow ``info.training_index`` when the classes are a subset of the training ones."""
+        raise BenchError(f"method {self.registry_name} cannot classify classes other than its training classes")
+
+    def use_label_space(self, info: ClassInfo) -> None:
+        """:meth:`set_label_space`, unless ``info`` is already the current label space."""
+        if info is not self.label_space:
+            self.set_label_space(info)
+            self.label_space = info
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, labels)
+
+    def record_fields(self) -> dict:
+        """Extra JSON fields for the result record (e.g. the prior a loss used)."""
+        return {}
+
+    def image_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Normalised features from the frozen image encoder (no gradient)."""
+        with torch.no_grad():
+            return self.backbone.encode_image(images, normalize=True)
+
+    def trainable_parameters(self) -> List[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def trainable_state(self) -> Dict[str, torch.Tensor]:
+        names = {name for name, p in self.named_parameters() if p.requires_grad}
+        return {k: v.detach().clone() for k, v in self.state_dict().items() if k in names}
+
+    def load_trainable_state(self, state: Dict[str, torch.Tensor]) -> None:
+        missing = {name for name, p in self.named_parameters() if p.requires_grad} - set(state)
+        if missing:
+            raise ValueError(f"checkpoint lacks trainable parameters {sorted(missing)}")
+        self.load_state_dict(state, strict=False)
+
+
+class DeepPromptCLIP(Method):
+    """CLIP with prompts in both towers (MaPLe, IVLP): ``self.prompt_learner`` has ``text``
+    (:class:`bench.model.text_prompts.ClassPrompts`), ``deep_text`` (prompts for text layers 1, 2, ...)
+    and ``vision() -> (first, deep)`` (``(None, [])`` for an untouched image tower)."""
+
+    def set_label_space(self, info: ClassInfo) -> None:
+        self.prompt_learner.text.set_classnames(info.classnames, info.training_index)
+
+    def text_features(self) -> torch.Tensor:
+        text = self.prompt_learner.text
+        return encode_text_deep(self.backbone, text(), text.tokens, deep=list(self.prompt_learner.deep_text))
+
+    def image_features(self, images: torch.Tensor) -> torch.Tensor:
+        first, deep = self.prompt_learner.vision()
+        if first is None:
+            return super().image_features(images)
+        return encode_image_deep(self.backbone, images, first=first, deep=deep)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        feats = self.image_features(images)
+        return self.backbone.logit_scale * feats @ self.text_features().t().to(feats.dtype)

@@ -1,0 +1,29 @@
+"""The metrics a record names: which one a table ranks by (its headline) and the harmonic mean
+of base and new accuracy.  Torch-free, so the engine and the reports share one definition::
+
+    headline_metric({"all": 71.2, "many": 80.1})            # "all"
+    headline_metric({"base": 80, "new": 70, "hm": 74.7})    # "hm"
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Sequence
+
+def harmonic_mean(a: Optional[float], b: Optional[float]) -> Optional[float]:
+    if a is None or b is None:
+        return None
+    return 0.0 if a + b == 0 else 2 * a * b / (a + b)
+
+
+HEADLINES = ("all", "hm")  # what a table ranks by and a log line shows: All, or HM for base-to-new
+
+
+HIDDEN = ("base_macro_f1", "new_macro_f1")  # in the record, summarised by HM-F1 in tables
+
+
+def headline_metric(metrics: Dict[str, Any], order: Sequence[str] = ()) -> Optional[str]:
+    """The first of HEADLINES that ``metrics`` has a number for, else the first group mean in the
+    record's ``order`` (cross-dataset and domain-generalisation protocols: the target average)."""
+    numbers = [m for m, v in metrics.items() if isinstance(v, (int, float))]
+    means = sorted((m for m in numbers if m.endswith("_mean")),
+                   key=lambda m: (list(order).index(m) if m in order else len(order), m))
+    return next((m for m in HEADLINES if m in numbers), means[0] if means else None)

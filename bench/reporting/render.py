@@ -1,0 +1,203 @@
+"""A :class:`bench.reporting.report.Report` as markdown (tabulate), LaTeX (pandas Styler, booktabs) or HTML.
+
+The main table shows mean ± sample std per column, n, the best value bold and the second
+underlined, † where a row is not significantly below the best, and (where the papers report the
+cell) the paper's number and our gap as a row group.  Companion tables list the tests against the
+reference, Friedman's test and its pairwise comparisons, and bootstrap intervals; a caption says
+how all of it was computed::
+
+    text = render(report, "latex")     # or "md", "html"
+"""
+from __future__ import annotations
+
+import re
+from typing import Dict, List, Optional, Tuple
+
+import jinja2
+
+from .leaderboard import metric_title, varying_parts
+from .render_latex import escape as escape_latex, render_latex
+from .report import MEAN, Report
+from .results import require_pandas
+from .stats import wilcoxon_pairs_needed
+
+FORMATS = ("md", "latex", "html")
+SYMBOLS = {  # how each format writes ±, the dagger and alpha
+    "md": {"pm": "±", "dagger": "†", "alpha": "α", "minus": "−"},
+    "html": {"pm": "±", "dagger": "†", "alpha": "α", "minus": "−"},
+    "latex": {"pm": r"$\pm$", "dagger": r"$^\dagger$", "alpha": r"$\alpha$", "minus": "$-$"},
+}
+CAPTION = jinja2.Template(
+    "{{ title }}. Mean {{ s.pm }} sample standard deviation (n {{ s.minus }} 1) over {{ seeds }} "
+    "(a seed fixes the few-shot draw, the prompt initialisation and the data order, the same for every method). "
+    "Bold: best, underlined: second best in each column, among rows with every seed of every protocol. "
+    "{{ s.dagger }}: not significantly below the best ({{ test }}, Holm-corrected within the column, "
+    "{{ s.alpha }} = {{ alpha }}).{% if reported %} Paper: the number the paper reports on this protocol; "
+    "gap: ours {{ s.minus }} paper.{% endif %}{% if incomplete %} Rows marked * lack results and are not "
+    "ranked or tested.{% endif %}{% for note in notes %} {{ note }}.{% endfor %}")
+TESTS = {"auto": "paired by seed: a t-test below {need} seeds, Wilcoxon signed-rank from {need} (where it can "
+                 "still reach significance after Holm's correction over {m} tests)",
+         "t": "paired t-test by seed", "wilcoxon": "Wilcoxon signed-rank test paired by seed"}
+
+
+def column_titles(report: Report) -> List[Tuple[str, str]]:
+    plain = [group.name for group in report.groups if not group.is_mean]  # a mean's label is kept
+    short = dict(zip(plain, varying_parts(plain))) if len(plain) > 1 else {}
+    return [(short.get(p, p), metric_title(m)) for p, m in report.columns]
+
+
+def caption(report: Report, fmt: str) -> str:
+    """The caption; the spec's title and the notes (which name protocols: ``b2n_cpt/*/tau0.25``) are
+    escaped for LaTeX and HTML."""
+    seeds = sorted({s for p in report.protocols for s in report.seeds[p]})
+    plain = {"md": escape_markdown, "latex": escape_latex, "html": lambda t: str(jinja2.utils.markupsafe.escape(t))}[fmt]
+    return CAPTION.render(title=plain(report.spec.title), s=SYMBOLS[fmt],
+                          seeds=f"{len(seeds)} seeds ({', '.join(map(str, seeds))})", test=tests_used(report),
+                          alpha=report.spec.alpha, incomplete=bool(report.incomplete),
+                          reported=has_reported(report), notes=[plain(n) for n in report.notes])
+
+
+def tests_used(report: Report) -> str:
+    family = max(len(report.complete()) - 1, 1)  # the tests in one column: every other row against one
+    return TESTS[report.spec.test].format(need=wilcoxon_pairs_needed(report.spec.alpha, family), m=family)
+
+
+def has_paper_numbers(report: Report, row: str) -> bool:
+    """Whether a shown cell of ``row`` has the paper's number (a mean_of column's protocols are not shown)."""
+    return any(report.cells[(row, *column)].reported is not None for column in report.columns)
+
+
+def has_reported(report: Report) -> bool:
+    return any(has_paper_numbers(report, row.name) for row in report.rows)
+
+
+def main_frames(report: Report, fmt: str):
+    """(text, style) DataFrames of the main table; style cells are "", "bold" or "underline"."""
+    pandas = require_pandas()
+    s, digits = SYMBOLS[fmt], report.spec.digits
+    grouped = has_reported(report)
+    index, text, style = [], [], []
+    for row in report.rows:
+        label = row.name + (" *" if row.name in report.incomplete else "")
+        for group in ["ours", "paper", "gap"] if has_paper_numbers(report, row.name) else ["ours"]:
+            values, marks = [], []
+            for column in report.columns:
+                cell = report.cells.get((row.name, *column))
+                values.append(cell_text(report, row.name, column, cell, group, s, digits))
+                marks.append(mark(report, row.name, column) if group == "ours" else "")
+            n = sorted({len(report.cells[(row.name, *c)].values) for c in report.columns})
+            index.append((label, group) if grouped else label)
+            text.append([("–".join(map(str, (n[0], n[-1]))) if n[0] != n[-1] else str(n[0])) if group == "ours"
+                         else "", *values])
+            style.append(["", *marks])
+    columns = [("", "n"), *column_titles(report)]
+    if all(len(report.metrics[p]) == 1 for p in report.protocols):
+        columns = [c[0] or c[1] for c in columns]
+    else:
+        columns = pandas.MultiIndex.from_tuples(columns)
+    rows = pandas.MultiIndex.from_tuples(index) if grouped else pandas.Index(index)
+    return pandas.DataFrame(text, index=rows, columns=columns), pandas.DataFrame(style, index=rows, columns=columns)
+
+
+def cell_text(report: Report, row: str, column, cell, group: str, s: Dict[str, str], digits: int) -> str:
+    if cell is None:
+        return ""
+    if group == "paper":
+        return "" if cell.reported is None else f"{cell.reported:.{digits}f}"
+    if group == "gap":
+        return "" if cell.gap is None else f"{cell.gap:+.{digits}f}".replace("-", s["minus"])
+    if cell.mean is None:
+        return "–"
+    text = f"{cell.mean:.{digits}f}" + (f" {s['pm']} {cell.std:.{digits}f}" if len(cell.values) > 1 else "")
+    return text + (s["dagger"] if (row, *column) in report.daggers else "")
+
+
+def mark(report: Report, row: str, column) -> str:
+    return report.best.get(column, {}).get(row, "")
+
+
+def companion_frames(report: Report) -> Dict[str, object]:
+    """Titled DataFrames: tests against the reference, Friedman's pairwise tests, bootstrap intervals."""
+    pandas, d = require_pandas(), report.spec.digits
+    out = {}
+    titles = dict(zip(report.columns, (" ".join(t) for t in column_titles(report))))
+    rows = [[titles[col], row, comp.n, diff(report, row, col, d), comp.test, pval(comp.p), pval(adj),
+             "yes" if adj is not None and adj < report.spec.alpha else ("no" if adj is not None else comp.note)]
+            for col, family in report.versus.items() for row, (comp, adj) in family.items()]
+    if rows:
+        out[f"Paired tests against {report.spec.reference}"] = pandas.DataFrame(
+            rows, columns=["Column", "Method", "n", "Difference", "Test", "p", "p (Holm)", "Significant"])
+    fr = report.friedman
+    if fr is not None:
+        head = (f"Friedman over {fr.n_protocols} protocols: chi2 = {fr.statistic:.3f}, p = {pval(fr.p)}"
+                if fr.p is not None else f"Friedman: {fr.note}")
+        ranks = [[m, f"{r:.2f}"] for m, r in sorted(fr.mean_ranks.items(), key=lambda kv: kv[1])]
+        if ranks:
+            out[head] = pandas.DataFrame(ranks, columns=["Method", "Mean rank"])
+        pairs = [[a, b, pval(p)] for (a, b), p in fr.pairwise.items()]
+        if pairs:
+            out["Pairwise Wilcoxon signed-rank tests over protocols (Holm)"] = pandas.DataFrame(
+                pairs, columns=["Method", "Method ", "p (Holm)"])
+    ci = [[row, f"{lo:.{d}f}", f"{hi:.{d}f}", how] for row, v in report.intervals.items() if v for lo, hi, how in [v]]
+    if ci:
+        out[f"95% intervals of the {MEAN.lower()} over protocols (bootstrap: seeds resampled within each "
+            "protocol; t: over the per-seed means)"] = pandas.DataFrame(ci, columns=["Method", "Low", "High", "How"])
+    return out
+
+
+def diff(report: Report, row: str, column, digits: int) -> str:
+    a, b = report.cells[(row, *column)].mean, report.cells[(report.spec.reference, *column)].mean
+    return "" if a is None or b is None else f"{a - b:+.{digits}f}"
+
+
+def pval(p: Optional[float]) -> str:
+    return "–" if p is None else ("< 0.001" if p < 0.001 else f"{p:.3f}")
+
+
+def render(report: Report, fmt: str) -> str:
+    text, style = main_frames(report, fmt)
+    extra = companion_frames(report)
+    notes = [f"* {row}: lacks {'; '.join(gaps)}" for row, gaps in report.incomplete.items()]
+    if fmt == "md":
+        return render_markdown(report, text, style, extra, notes)
+    if fmt == "latex":
+        return render_latex(report, text, style, extra, notes, caption(report, "latex"))
+    return render_html(report, text, style, extra, notes)
+
+
+def escape_markdown(text) -> str:
+    """Plain text in markdown: a '|' would split a table cell, '*' '_' would start emphasis."""
+    return re.sub(r"([\\`*_\[\]<>|])", r"\\\1", str(text))
+
+
+def render_markdown(report: Report, text, style, extra, notes) -> str:
+    wrap = {"bold": "**{}**", "underline": "<u>{}</u>", "": "{}"}
+    shown = text.copy()
+    for i in range(len(text)):
+        for j in range(len(text.columns)):
+            shown.iat[i, j] = wrap[style.iat[i, j]].format(text.iat[i, j]) if text.iat[i, j] else ""
+    if shown.index.nlevels > 1:
+        shown.index = [f"{a} ({b})" if b != "ours" else a for a, b in shown.index]
+    shown.index = [escape_markdown(label) for label in shown.index]
+    if shown.columns.nlevels > 1:
+        shown.columns = [" ".join(filter(None, c)) for c in shown.columns]
+    shown.columns = [escape_markdown(title) for title in shown.columns]
+    parts = [f"## {escape_markdown(report.spec.title)}", "", shown.to_markdown(disable_numparse=True), "",
+             caption(report, "md")]
+    for title, frame in extra.items():
+        frame = frame.astype(str).map(escape_markdown).rename(columns=escape_markdown)
+        parts += ["", f"### {escape_markdown(title)}", "", frame.to_markdown(index=False, disable_numparse=True)]
+    if notes:
+        parts += ["", *map(escape_markdown, notes)]
+    return "\n".join(parts) + "\n"
+
+
+def render_html(report: Report, text, style, extra, notes) -> str:
+    css = {"bold": "font-weight: bold;", "underline": "text-decoration: underline;", "": ""}
+    styler = text.style.apply(lambda _: style.map(css.get), axis=None).set_caption(caption(report, "html"))
+    styler = styler.format(escape="html").format_index(escape="html", axis=0).format_index(escape="html", axis=1)
+    parts = [f"<h2>{jinja2.utils.markupsafe.escape(report.spec.title)}</h2>", styler.to_html()]
+    for title, frame in extra.items():
+        parts += [f"<h3>{jinja2.utils.markupsafe.escape(title)}</h3>", frame.to_html(index=False)]
+    parts += [f"<p>{jinja2.utils.markupsafe.escape(n)}</p>" for n in notes]
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,365 @@
+"""A paper table from a report spec and a results table: selection, mean ± std, marks and tests.
+
+Each (row, protocol) takes the results of the row's method as the protocol is configured now and
+with the row's ``set`` values, at the current code version.  A row that lacks a seed on some
+protocol is *incomplete*: its numbers are shown but it is not ranked, marked or tested::
+
+    report = build_report(spec, load_results(["results"]), view_of, __version__, cards)
+    report.cells[("coop", "places_lt", "all")]     # Cell(values={1: 40.2, 2: 40.9, 3: 40.5})
+    report.best[("places_lt", "all")]              # {"coop": "bold", "zeroshot": "underline"}
+    report.daggers                                  # cells not significantly below the best
+"""
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Mapping, Optional, Tuple
+
+from bench.config.catalog import match_protocols
+from bench.core.errors import BenchError
+from bench.records.headline import headline_metric
+from .leaderboard import differences, flatten, mean_std
+from .reportspec import ColumnSpec, ReportSpec, RowSpec
+from .results import CELL, INFO
+from .stats import Comparison, Friedman, against, friedman, holm, mean_interval, paired
+
+MEAN = "Mean"  # the column averaging the protocols
+
+
+@dataclass
+class Column:
+    """A column group: one protocol, or the per-seed mean of several (a spec's ``mean_of``)."""
+
+    name: str
+    members: List[str]  # the protocols it reads
+    metrics: Optional[List[str]] = None  # None: the spec's
+    pattern: str = ""  # a mean's glob: the paper's own Avg is filed under it on method cards
+
+    @property
+    def is_mean(self) -> bool:
+        return bool(self.pattern)
+
+
+@dataclass
+class Cell:
+    values: Dict[int, float] = field(default_factory=dict)  # seed -> value
+    reported: Optional[float] = None  # the paper's number
+    paths: Dict[int, str] = field(default_factory=dict)  # seed -> its result file (for figures)
+
+    @property
+    def mean(self) -> Optional[float]:  # on every ranking comparison: the mean alone
+        return statistics.fmean(self.values.values()) if self.values else None
+
+    @property
+    def std(self) -> Optional[float]:  # sample std (n - 1); 0 for one seed
+        stat = mean_std(self.values.values())
+        return stat and stat[1]
+
+    @property
+    def gap(self) -> Optional[float]:
+        return None if self.mean is None or self.reported is None else self.mean - self.reported
+
+
+@dataclass
+class Report:
+    spec: ReportSpec
+    rows: List[RowSpec]
+    groups: List[Column]  # the column groups shown
+    metrics: Dict[str, List[str]]  # column group -> the metrics shown
+    read: Dict[str, List[str]]  # protocol -> the metrics read (a mean_of column reads its members')
+    seeds: Dict[str, List[int]]  # protocol or column group -> the seeds each row needs
+    cells: Dict[Tuple[str, str, str], Cell]  # (row, protocol or column group or Mean, metric)
+    incomplete: Dict[str, List[str]]  # row -> what it lacks
+    best: Dict[Tuple[str, str], Dict[str, str]] = field(default_factory=dict)  # column -> row -> bold/underline
+    daggers: set = field(default_factory=set)  # (row, protocol, metric)
+    versus: Dict[Tuple[str, str], Dict[str, Tuple[Comparison, Optional[float]]]] = field(default_factory=dict)
+    friedman: Optional[Friedman] = None
+    intervals: Dict[str, Optional[Tuple[float, float, str]]] = field(default_factory=dict)  # row -> CI of its Mean
+    notes: List[str] = field(default_factory=list)
+
+    @property
+    def protocols(self) -> List[str]:  # the column groups' names, in order
+        return [group.name for group in self.groups]
+
+    @property
+    def columns(self) -> List[Tuple[str, str]]:
+        cols = [(p, m) for p in self.protocols for m in self.metrics[p]]
+        if self.has_mean:
+            cols += [(MEAN, m) for m in self.mean_metrics]
+        return cols
+
+    @property
+    def mean_metrics(self) -> List[str]:
+        return [m for m in self.metrics[self.protocols[0]] if all(m in self.metrics[p] for p in self.protocols)]
+
+    @property
+    def has_mean(self) -> bool:
+        return self.spec.average and len(self.protocols) > 1 and bool(self.mean_metrics)
+
+    def complete(self) -> List[str]:
+        return [r.name for r in self.rows if r.name not in self.incomplete]
+
+
+def matches(config: dict, view: dict, row: RowSpec) -> bool:
+    """Whether a record's config is the protocol's current one with the row's ``set`` values."""
+    if config.get("protocol") != view["identity"]:
+        return False
+    reference = view["references"].get(row.method)
+    if reference is None:
+        return False
+    expected = {**flatten(reference), **row.set}
+    ours = flatten({"": config.get("method", {}), "train": config.get("train") or {}})
+    return not differences(ours, expected) and all(k in ours for k in row.set)
+
+
+def check_settings(row: RowSpec, views: List[dict]) -> None:
+    """Each ``set`` option exists; a number YAML read as text (``1e-3``) becomes the number, as
+    ``--set`` makes it."""
+    for view in views:
+        reference = flatten(view["references"].get(row.method) or {})
+        unknown = [k for k in row.set if reference and k not in reference]
+        if unknown:
+            raise BenchError(f"report row '{row.name}': {row.method} has no option {', '.join(map(repr, unknown))} "
+                             f"(see `bench show {view['name']} --method {row.method}`)")
+        for key, value in row.set.items():
+            current = reference.get(key)
+            if isinstance(value, str) and isinstance(current, (int, float)) and not isinstance(current, bool):
+                try:
+                    row.set[key] = float(value) if isinstance(current, float) else int(value)
+                except ValueError:
+                    raise BenchError(f"report row '{row.name}': {key} takes a number, got {value!r}") from None
+
+
+def expand_columns(spec: ReportSpec) -> List[Column]:
+    """The column groups of a spec: a group per matched protocol, one per ``mean_of``."""
+    groups: Dict[str, Column] = {}
+    for column in spec.columns:
+        names = match_protocols(column.pattern)
+        made = ([Column(column.name, names, column.metrics, column.mean_of)] if column.mean_of is not None
+                else [Column(name, [name], column.metrics) for name in names])
+        for group in made:
+            if group.name in groups and (group.is_mean or groups[group.name].is_mean) or group.name == MEAN:
+                raise BenchError(f"report column '{group.name}' is named twice (give the mean_of column a label)")
+            groups.setdefault(group.name, group)
+    read = {p for group in groups.values() for p in group.members}
+    clash = [g.name for g in groups.values() if g.is_mean and g.name in read]
+    if clash:
+        raise BenchError(f"report column '{clash[0]}': a mean_of label must not be a protocol's name")
+    return list(groups.values())
+
+
+def needed_metrics(groups: List[Column], metrics: Dict[str, List[str]]) -> Dict[str, List[str]]:
+    """Protocol -> the metrics its column groups show."""
+    needed: Dict[str, List[str]] = {}
+    for group in groups:
+        for protocol in group.members:
+            needed[protocol] = list(dict.fromkeys(needed.get(protocol, []) + metrics[group.name]))
+    return needed
+
+
+def build_report(spec: ReportSpec, results, view_of: Callable[[str], dict], version: str,
+                 cards: Mapping[str, object]) -> Report:
+    table = results.table
+    if table.empty:
+        raise BenchError("the results folder holds no readable results; run `bench run` first")
+    groups = expand_columns(spec)
+    protocols = list(dict.fromkeys(p for group in groups for p in group.members))
+    views = {p: view_of(p) for p in protocols}
+    seeds = {p: list(spec.seeds or views[p]["seeds"]) for p in protocols}
+    current = table[table["protocol"].isin(protocols) & (table["code_version"] == version)]
+    if current.empty:
+        raise BenchError(f"no results of {', '.join(protocols[:3])}{', ...' if len(protocols) > 3 else ''} "
+                         f"at code version {version}; run them with `bench run`")
+    # only the report's seeds count (a spec's `seeds`, or the protocol's), for ranking rows and for cells
+    allowed = {p: set(s) for p, s in seeds.items()}
+    current = current[[seed in allowed[p] for p, seed in zip(current["protocol"], current["seed"])]]
+    records = dict(iter(current.groupby(["protocol", "method"], sort=False)))  # (protocol, method) -> frame
+    metrics = {g.name: pick_metrics(g.metrics or spec.metrics, current[current["protocol"].isin(g.members)], g.name)
+               for g in groups}
+    needed = needed_metrics(groups, metrics)
+    rows = select_rows(spec, records, views, cards, needed)
+    if spec.reference is not None and spec.reference not in [r.name for r in rows]:
+        raise BenchError(f"reference '{spec.reference}' is not one of the report's rows")
+    seeds.update({g.name: sorted({s for p in g.members for s in seeds[p]}) for g in groups if g.is_mean})
+    report = Report(spec, rows, groups, metrics, needed, seeds, {}, {})
+    fill_cells(report, records, views, cards)
+    fill_mean_columns(report, views, cards)
+    add_means(report)
+    rank_and_test(report)
+    return report
+
+
+def select_rows(spec: ReportSpec, records, views: Dict[str, dict], cards, metrics) -> List[RowSpec]:
+    if spec.rows == "all":
+        found = rows_with_results(records, views, metrics)
+        if not found:
+            raise BenchError(f"no method has results of the current configuration of {', '.join(list(views)[:3])}"
+                             f"{', ...' if len(views) > 3 else ''}; `bench leaderboard --protocol P --all-configs` "
+                             "lists results of other configurations")
+        return found
+    for row in spec.rows:
+        if row.method not in cards:
+            raise BenchError(f"report row '{row.name}': unknown method '{row.method}' (see `bench list methods`)")
+        check_settings(row, list(views.values()))
+        tables = sorted({a.table for a in getattr(cards[row.method], "ablations", ())})
+        if row.reported_from and row.reported_from not in tables:
+            raise BenchError(f"report row '{row.name}': the {row.method} card has no ablation table "
+                             f"'{row.reported_from}' (it has: {', '.join(tables) or 'none'})")
+    return list(spec.rows)
+
+
+def rows_with_results(records, views: Dict[str, dict], metrics) -> List[RowSpec]:
+    """``rows: all``: each method with results of the current configuration somewhere, best first
+    by the mean of each protocol's first metric."""
+    scores: Dict[str, List[float]] = {}
+    for (protocol, method), frame in records.items():
+        values = list(seed_values(selected(frame, views[protocol], RowSpec(method)), metrics[protocol][0]).values())
+        if values:
+            scores.setdefault(method, []).append(statistics.fmean(values))
+    return [RowSpec(m) for m in sorted(scores, key=lambda m: (-statistics.fmean(scores[m]), m))]
+
+
+def pick_metrics(wanted: Optional[List[str]], records, column: str) -> List[str]:
+    have = [c for c in records.columns if c not in (*CELL, *INFO) and records[c].notna().any()]
+    if wanted is None:
+        head = headline_metric({m: 1.0 for m in have}) if have else None
+        return [head or "all"]
+    unknown = [m for m in wanted if m not in have]
+    if unknown and have:
+        raise BenchError(f"metric {', '.join(map(repr, unknown))} does not exist in the results of '{column}' "
+                         f"(they have: {', '.join(have)})")
+    return list(wanted)
+
+
+def fill_cells(report: Report, records, views: Dict[str, dict], cards) -> None:
+    for row in report.rows:
+        lacking = []
+        for protocol, metrics in report.read.items():
+            chosen = selected(records.get((protocol, row.method)), views[protocol], row)
+            paths = {} if chosen is None else dict(zip(chosen["seed"].tolist(), chosen["path"].tolist()))
+            for metric in metrics:
+                cell = Cell(seed_values(chosen, metric),
+                            reported_value(row, protocol, metric, cards.get(row.method), report.spec.reported,
+                                           views[protocol]), paths)
+                report.cells[(row.name, protocol, metric)] = cell
+                missing = [s for s in report.seeds[protocol] if s not in cell.values]
+                if missing:
+                    lacking.append(f"{protocol} {metric}: seed {', '.join(map(str, missing))}")
+        if lacking:
+            report.incomplete[row.name] = lacking
+
+
+def selected(frame, view: dict, row: RowSpec):
+    """The rows of ``frame`` whose config :func:`matches` (tested once per key: a key is a hash of
+    its config); None for no frame."""
+    if frame is None:
+        return None
+    firsts = frame.drop_duplicates("key")
+    keep = [key for key, config in zip(firsts["key"], firsts["config"]) if matches(config, view, row)]
+    return frame[frame["key"].isin(keep)]
+
+
+def seed_values(frame, metric: str) -> Dict[int, float]:
+    """seed -> value of ``metric`` (seeds lacking it left out)."""
+    if frame is None or metric not in frame.columns:
+        return {}
+    return {seed: float(v) for seed, v in zip(frame["seed"].tolist(), frame[metric].tolist()) if is_number(v)}
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and value == value  # NaN: a metric this record lacks
+
+
+def reported_value(row: RowSpec, protocol: str, metric: str, card, show: bool, view: dict) -> Optional[float]:
+    if not show:
+        return None
+    if row.reported:
+        value = row.reported.get(protocol, {}).get(metric)
+    elif row.reported_from:
+        value = next((a.metrics.get(metric) for a in getattr(card, "ablations", ()) if a.table == row.reported_from
+                      and a.protocol == protocol and same_settings(a.settings, row, view)), None)
+    elif row.set:
+        return None  # the card's numbers are the method's own recipe, not this setting
+    else:
+        entry = getattr(card, "reported", {}).get(protocol)
+        value = entry.metrics.get(metric) if entry is not None else None
+    return None if value is None else float(value)
+
+
+def same_settings(settings: Mapping[str, object], row: RowSpec, view: dict) -> bool:
+    """Whether an ablation's settings are the row's, each unset field at its current value here."""
+    current = flatten(view["references"].get(row.method, {}))
+    ours = {**current, **row.set}
+    return all(k in ours and ours[k] == v for k, v in settings.items()) and all(
+        k in settings or v == current.get(k) for k, v in row.set.items())
+
+
+def mean_cell(cells: List[Cell], reported: Optional[float] = None) -> Cell:
+    """Per seed, the average of ``cells`` over the seeds they share (so it can be tested paired by seed);
+    the paper's value is ``reported``, or else the mean of theirs when each has one."""
+    common = set.intersection(*(set(c.values) for c in cells))
+    papers = [c.reported for c in cells]
+    if reported is None and all(p is not None for p in papers):
+        reported = statistics.fmean(papers)
+    return Cell({s: statistics.fmean(c.values[s] for c in cells) for s in sorted(common)}, reported)
+
+
+def fill_mean_columns(report: Report, views: Dict[str, dict], cards) -> None:
+    """``mean_of`` columns; a paper's own Avg (filed under the glob) beats the mean of its columns."""
+    for group in filter(lambda g: g.is_mean, report.groups):
+        for row in report.rows:
+            for metric in report.metrics[group.name]:
+                printed = reported_value(row, group.pattern, metric, cards.get(row.method), report.spec.reported,
+                                         views[group.members[0]])
+                cells = [report.cells[(row.name, p, metric)] for p in group.members]
+                report.cells[(row.name, group.name, metric)] = mean_cell(cells, printed)
+        report.notes.append(f"{group.name}: per seed, the mean over the {len(group.members)} protocols "
+                            f"{group.pattern}")
+
+
+def add_means(report: Report) -> None:
+    """The Mean column: per seed, the average over the column groups."""
+    if not report.has_mean:
+        return
+    for row in report.rows:
+        for metric in report.mean_metrics:
+            report.cells[(row.name, MEAN, metric)] = mean_cell([report.cells[(row.name, p, metric)]
+                                                                for p in report.protocols])
+        first = report.mean_metrics[0]
+        samples = [list(report.cells[(row.name, p, first)].values.values()) for p in report.protocols]
+        seed_means = list(report.cells[(row.name, MEAN, first)].values.values())
+        report.intervals[row.name] = mean_interval(samples, seed_means) if row.name not in report.incomplete else None
+
+
+def rank_and_test(report: Report) -> None:
+    spec, ranked = report.spec, report.complete()
+    for column in report.columns:
+        cells = {r: report.cells[(r, *column)] for r in ranked}
+        order = sorted((r for r in ranked if cells[r].mean is not None), key=lambda r: -cells[r].mean)
+        printed = {r: round(cells[r].mean, spec.digits) for r in order}  # ties as printed share a mark
+        top = sorted(set(printed.values()), reverse=True)[:2]
+        report.best[column] = {r: "bold" if printed[r] == top[0] else "underline" for r in order if printed[r] in top}
+        if order:
+            mark_not_below_best(report, column, order, cells)
+        if spec.reference in ranked:
+            values = {r: cells[r].values for r in ranked}
+            report.versus[column] = against(values, spec.reference, spec.test, spec.alpha)
+    if spec.reference is not None and spec.reference not in ranked:
+        report.notes.append(f"no tests against {spec.reference}: its results are incomplete")
+    first = report.metrics[report.protocols[0]][0]
+    if all(first in report.metrics[p] for p in report.protocols):
+        report.friedman = friedman({r: [report.cells[(r, p, first)].mean for p in report.protocols] for r in ranked},
+                                   spec.alpha)
+
+
+def mark_not_below_best(report: Report, column, order: List[str], cells: Dict[str, Cell]) -> None:
+    """† on each row whose difference from the best is not significant (Holm over the column)."""
+    best, others = order[0], [r for r in order if report.best[column].get(r) != "bold"]  # ties are bold
+    tests = [paired(cells[r].values, cells[best].values, report.spec.test, report.spec.alpha, len(others))
+             for r in others]
+    for row, p in zip(others, holm([t.p for t in tests])):
+        if p is not None and p >= report.spec.alpha:
+            report.daggers.add((row, *column))
+    untested = [t.note for t in tests if t.p is None]
+    if untested and not any(n.startswith("tests: ") for n in report.notes):
+        report.notes.append(f"tests: {untested[0]}")

@@ -1,0 +1,129 @@
+"""Report specs: a paper table as YAML (``reports/*.yaml``), checked before any result is read.
+
+::
+
+    title: "MDPR Tables 2-3: long-tailed classification"
+    columns: [cifar100_lt_ir10, cifar100_lt_ir50, 'b2n_lamp/*/imb10']   # protocols, globs, tables
+    metrics: [all, many, medium, few]       # sub-columns of each protocol (default: its headline)
+    rows: [zeroshot, coop, {method: lamp, label: "MPP only", set: {use_msp: false, use_lbo: false}}]
+    reference: coop                          # every row is tested against it, per column
+    reported: true                           # the papers' numbers (method cards) and the gap to ours
+
+A column may instead average protocols, seed by seed, as papers' "Avg" columns do::
+
+    columns: [{mean_of: 'b2n_cpt/*/tau0.25', metrics: [hm], label: B2N HM}, xd_dg_cpt/tau0.25]
+
+and any column may name its own ``metrics``.  ``rows: all`` takes every method with results.  A row's ``set`` selects the results run with
+those ``--set`` values (``lamp.use_lbo=false`` is ``{use_lbo: false}``, ``coop.train.lr=0.01`` is
+``{train.lr: 0.01}``).  The paper's numbers of such a row come from the method card's ablation
+table named by ``reported_from`` (``reported_from: "LAMP Table 7"``), or from its own ``reported``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Literal, Optional, Union
+
+import yaml
+
+from bench.config.catalog import available_reports, reports_dir
+from bench.core.coerce import from_dict
+from bench.core.errors import BenchError, ConfigError
+from bench.core.registry import suggest
+from .stats import ALPHA
+
+
+@dataclass
+class ColumnSpec:
+    protocols: Optional[str] = None  # a protocol, glob or table: one column group per protocol
+    mean_of: Optional[str] = None  # a glob or table: one column group, the per-seed mean of its protocols
+    metrics: Optional[List[str]] = None  # default: the spec's metrics
+    label: Optional[str] = None  # the header of a mean_of column (default: "mean of <glob>")
+
+    def validate(self, where: str) -> None:
+        if (self.protocols is None) == (self.mean_of is None):
+            raise ConfigError(where or "columns", "give a column either 'protocols' or 'mean_of'")
+        if self.metrics is not None and not self.metrics:
+            raise ConfigError(where or "columns", "name at least one metric, or leave 'metrics' out")
+        if self.label is not None and self.protocols is not None:
+            raise ConfigError(where or "columns", "'label' names a mean_of column; a protocol column "
+                                                  "is headed by its protocol")
+
+    @property
+    def pattern(self) -> str:
+        return self.mean_of if self.mean_of is not None else self.protocols
+
+    @property
+    def name(self) -> str:
+        return self.label or f"mean of {self.mean_of}"
+
+
+@dataclass
+class RowSpec:
+    method: str
+    label: Optional[str] = None  # default: the method, and its settings
+    set: Dict[str, object] = field(default_factory=dict)  # option -> value, as --set gives them
+    reported: Dict[str, Dict[str, float]] = field(default_factory=dict)  # protocol -> metric -> paper value
+    source: str = ""  # where `reported` comes from (e.g. "LAMP Table 6")
+    reported_from: Optional[str] = None  # a table of the method card's ablations, e.g. "LAMP Table 7"
+
+    @property
+    def name(self) -> str:
+        if self.label:
+            return self.label
+        settings = ", ".join(f"{k}={v}" for k, v in self.set.items())
+        return f"{self.method} ({settings})" if settings else self.method
+
+
+@dataclass
+class ReportSpec:
+    title: str
+    columns: List[Union[str, ColumnSpec]]
+    rows: Union[Literal["all"], List[Union[str, RowSpec]]] = "all"
+    metrics: Optional[List[str]] = None  # None: each protocol's headline (all, or hm for base-to-new)
+    reference: Optional[str] = None  # a row's name: the method, or its label
+    reported: bool = True
+    seeds: Optional[List[int]] = None  # default: each protocol's seeds
+    test: Literal["auto", "t", "wilcoxon"] = "auto"
+    alpha: float = field(default=ALPHA, metadata={"min": 0.0, "max": 0.5})
+    digits: int = field(default=2, metadata={"min": 0, "max": 6})
+    average: bool = True  # a Mean column over the protocols (more than one)
+    label: Optional[str] = None  # LaTeX \label
+
+    def validate(self, where: str) -> None:
+        if not self.columns:
+            raise ConfigError("columns", "name at least one protocol")
+        self.columns = [ColumnSpec(protocols=c) if isinstance(c, str) else c for c in self.columns]
+        if self.metrics is not None and not self.metrics:
+            raise ConfigError("metrics", "name at least one metric, or leave it out for the headline")
+        if self.rows != "all":
+            self.rows = [RowSpec(r) if isinstance(r, str) else r for r in self.rows]
+            names = [r.name for r in self.rows]
+            twice = sorted({n for n in names if names.count(n) > 1})
+            if not self.rows or twice:
+                raise ConfigError("rows", f"rows need distinct names (give a label): {', '.join(twice)}"
+                                  if twice else "name at least one method, or 'all'")
+
+
+def load_spec(name_or_path: str) -> ReportSpec:
+    """A spec by name (``reports/<name>.yaml``) or path, with every field checked."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = reports_dir() / f"{name_or_path}.yaml"
+        if not path.is_file():
+            raise BenchError(f"unknown report '{name_or_path}'{suggest(name_or_path, available_reports())} "
+                             f"(shipped: {', '.join(available_reports())}; or give a YAML path)")
+    if not path.is_file():
+        raise BenchError(f"report spec '{path}' does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError) as err:
+        raise BenchError(f"report spec '{path}' cannot be read ({err})") from None
+    except yaml.YAMLError as err:
+        raise BenchError(f"report spec '{path}' is not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise BenchError(f"report spec '{path}': expected a mapping with title, columns and rows")
+    try:
+        return from_dict(ReportSpec, data, "")  # field errors name the field: "columns: expected a list"
+    except ConfigError as err:
+        raise BenchError(f"report spec '{path}': {err}") from None

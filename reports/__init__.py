@@ -1,0 +1,1 @@
+"""Report specs (`bench list reports`, `bench report NAME`); a package so installs ship them."""
