@@ -23,7 +23,7 @@ MAY_IMPORT = {
     "engine": {"core", "config", "records", "data", "model"},
     "reporting": {"core", "config", "records"},
     "api": {"core", "config", "kb", "model"},
-    "plugins": {"data", "model"},  # and methods/, which it loads
+    "plugins": {"core", "data", "model"},  # and methods/, which it loads
     "cli": {"core", "config", "records", "data", "kb", "model", "engine", "reporting", "plugins"},
     "__main__": {"cli"},
 }

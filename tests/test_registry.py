@@ -37,7 +37,7 @@ def test_duplicate_registration_is_refused():
     reg = Registry("method")
     reg.register("a", 1)
     reg.register("a", 1)  # same object again is fine (re-import)
-    with pytest.raises(ValueError, match="already registered"):
+    with pytest.raises(BenchError, match=r"method 'a' is already registered \(built-in\); rename one of them"):
         reg.register("a", 2)
 
 

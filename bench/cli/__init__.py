@@ -1,4 +1,4 @@
-"""The `bench` command: list, show, run, leaderboard, report (and data, kb).
+"""The `bench` command: list, show, run, leaderboard, report (and data, kb, new).
 
 One module per subcommand, each with ``add_parser(sub)`` and the command it runs: parse, call the
 packages below, print.  Nothing imports this package (``bench = bench.cli:main``)::
@@ -11,12 +11,13 @@ import argparse
 import sys
 from typing import List, Optional
 
+from bench import plugins
 from bench.core.errors import BenchError, one_line
 
-from . import data, kb, leaderboard, listing, report, run, show
+from . import data, kb, leaderboard, listing, new, report, run, show
 from .common import Parser
 
-SUBCOMMANDS = (listing, show, run, data, kb, leaderboard, report)  # in `bench --help` order
+SUBCOMMANDS = (listing, show, run, data, kb, leaderboard, report, new)  # in `bench --help` order
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,6 +34,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except SystemExit as done:  # --help, or a usage error already printed as one line
         return int(done.code or 0)
     try:
+        plugins.use(getattr(args, "plugin", []))
         return args.func(args)
     except BenchError as err:
         print(f"bench: error: {one_line(str(err))}", file=sys.stderr)

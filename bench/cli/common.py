@@ -58,6 +58,12 @@ def write_output(path: Path, text: str, results_dir: Path) -> None:
         raise BenchError(f"--output '{path}': cannot write it ({err.strerror or type(err).__name__})") from None
 
 
+def add_plugin_option(parser) -> None:
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE",
+                        help="load methods, datasets or backbones from this module or .py file "
+                             "(repeatable; also $BENCH_PLUGINS, and installed packages' entry points)")
+
+
 def whole(low: int, high: int):
     """An argparse type: a whole number in [low, high]."""
     def parse(text: str) -> int:

@@ -14,14 +14,16 @@ from typing import List, Optional, Tuple
 
 from bench.core.errors import BenchError
 from bench.core.registry import DATASETS, suggest
-from bench.plugins import load_builtins
+from bench.plugins import load_all
+
+from .common import add_plugin_option
 
 SHOWN_MISSING = 5
 
 
 def entries() -> List[Tuple[str, str, object]]:
     """``(label, registered dataset, config)`` of every dataset that reads files."""
-    load_builtins()
+    load_all()
     out = []
     for name in DATASETS.names():
         entry = DATASETS.get(name)
@@ -83,6 +85,7 @@ def add_parser(sub) -> None:
     data = p.add_subparsers(dest="data_command", required=True, parser_class=type(p))
     q = data.add_parser("list", help="each dataset, where it comes from, whether it is found under the root")
     q.add_argument("--root", help="look under this folder instead of each dataset's default root")
+    add_plugin_option(q)
     q.set_defaults(func=cmd_list)
     for command, func, text in (("check", cmd_check, "every file the split lists reference exists"),
                                 ("download", cmd_download, "fetch what has a public download, checked")):
@@ -90,4 +93,5 @@ def add_parser(sub) -> None:
         q.add_argument("name", help="a dataset of `bench data list` (eurosat, imagenet_lt, ...) or coop")
         q.add_argument("--dataset", help="with name coop: which CoOp dataset (eurosat, ...)")
         q.add_argument("--root", help="the dataset root (default: the dataset's default root)")
+        add_plugin_option(q)
         q.set_defaults(func=func)

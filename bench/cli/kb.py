@@ -17,7 +17,9 @@ from typing import Dict, List, Tuple
 from bench.core.errors import BenchError
 from bench.kb.backends import OfflineTemplateBackend, OpenAICompatibleBackend, ResponseCache
 from bench.kb.knowledge import KnowledgeBase, build_kb, read_kb, write_kb
-from bench.plugins import load_builtins
+from bench.plugins import load_all
+
+from .common import add_plugin_option
 
 
 def protocol_classes(spaces) -> List[str]:
@@ -54,7 +56,7 @@ def cmd_build(args) -> int:
     from bench.engine.runner import RunOptions, Runner
     from bench.model.transforms import build_transforms
 
-    load_builtins()
+    load_all()
     protocol = load_protocol(args.dataset)
     runner = Runner(protocol, RunOptions(device=args.device, data_root=args.data_root))
     spaces = runner.spaces(protocol.seeds[0])
@@ -103,4 +105,5 @@ def add_parser(sub) -> None:
     q.add_argument("--data-root", help="dataset folder (overrides the protocol's dataset.root)")
     q.add_argument("--device", default="auto", help="for the zero-shot confusions: auto, cpu, cuda, ...")
     q.add_argument("--verbose", action="store_true", help="one line per class")
+    add_plugin_option(q)
     q.set_defaults(func=cmd_build)

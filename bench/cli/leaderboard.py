@@ -6,20 +6,21 @@ from pathlib import Path
 
 from bench.core.errors import BenchError
 
-from .common import whole, write_output
+from .common import add_plugin_option, whole, write_output
 
 
 def protocol_view(name_or_path: str) -> dict:
     """The protocol's view (bench.config.catalog), computed and cached on a miss."""
     from bench.config.catalog import load_view, locate, save_view
+    from bench.plugins import fingerprint
 
     path, cell = locate(name_or_path)
-    view = load_view(path, cell or "")
+    view = load_view(path, cell or "", fingerprint())
     if view is None:
         from bench.config.protocol import load_protocol
 
         view = load_protocol(name_or_path).view()
-        save_view(path, view, cell or "")
+        save_view(path, view, cell or "", fingerprint())
     return view
 
 
@@ -30,9 +31,10 @@ def protocol_rows(name_or_path: str, args, version: str) -> tuple:
 
     view = protocol_view(name_or_path)
     records = ResultStore(args.results_dir).records(view["name"])
-    current, other = split_by_config(records, view["identity"], version)
+    current, other = split_by_config(records, view["identity"], version, view.get("code_versions"))
     shown = records if args.all_configs else current
-    labels = {r["key"]: config_label(r, view["identity"], version, view["references"]) for r in shown}
+    labels = {r["key"]: config_label(r, view["identity"], version, view["references"], view.get("code_versions"))
+              for r in shown}
     return view, aggregate(shown, labels), other
 
 
@@ -80,4 +82,5 @@ def add_parser(sub) -> None:
     p.add_argument("--title", action="store_true", help="precede the table with the protocol's name and description")
     p.add_argument("--all-configs", action="store_true",
                    help="also rows of other configurations and code versions of this protocol, labelled by what differs")
+    add_plugin_option(p)
     p.set_defaults(func=cmd_leaderboard)

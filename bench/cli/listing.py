@@ -1,29 +1,59 @@
-"""`bench list [methods|protocols|datasets|backbones|reports]`: what ships, read without torch."""
+"""`bench list [methods|protocols|datasets|backbones|reports]`: what ships, read without torch, and
+what plugins add (each method, dataset and backbone with its origin: built-in or the plugin)."""
 from __future__ import annotations
 
-from typing import List
+from typing import Dict, List, Tuple
 
 import yaml
 
+from .common import add_plugin_option
+
 
 def cmd_list(args) -> int:
-    from bench.config.catalog import method_papers, protocol_descriptions, registrations
+    from bench.config.catalog import protocol_descriptions
 
-    registered = registrations()  # read from the source: no torch import, so this is fast
-    papers = method_papers() if args.what in (None, "methods") else {}
+    registered, papers = registrations(args.what in (None, "methods"))
     sections = [args.what] if args.what else ["methods", "protocols", "datasets", "backbones", "reports"]
     for section in sections:
         print(f"{section}:")
-        rows = (protocol_descriptions() if section == "protocols" else report_titles() if section == "reports"
-                else registered[section])
-        if section == "methods":
-            rows += [(f"<method>@{name}", text) for name, text in registered["variants"]]
-        width = max(len(name) for name, _ in rows)
-        for name, text in rows:
-            print(f"  {name:<{width}}  {text}")
-            if name in papers:
-                print(f"  {'':<{width}}  paper: {papers[name]}")
+        if section in registered:
+            rows = registered[section] + ([(f"<method>@{name}", text, origin) for name, text, origin
+                                           in registered["variants"]] if section == "methods" else [])
+            name_width, origin_width = (max(len(row[i]) for row in rows) for i in (0, 2))
+            print_rows([(f"{name:<{name_width}}  {origin:<{origin_width}}", text, name) for name, text, origin in rows],
+                       papers)
+        else:
+            print_rows([(name, text, name) for name, text in
+                        (protocol_descriptions() if section == "protocols" else report_titles())], papers)
     return 0
+
+
+def print_rows(rows: List[Tuple[str, str, str]], papers: Dict[str, str]) -> None:
+    """``(label, text, name)`` rows, and under a method's the paper of its card."""
+    width = max(len(label) for label, _, _ in rows)
+    for label, text, key in rows:
+        print(f"  {label:<{width}}  {text}")
+        if key in papers:
+            print(f"  {'':<{width}}  paper: {papers[key]}")
+
+
+def registrations(with_papers: bool) -> Tuple[Dict[str, list], Dict[str, str]]:
+    """kind -> ``(name, description, origin)`` rows, and each method's paper.  Without plugins they
+    are read from the source (no torch import, so this is fast); with plugins, from the registries."""
+    from bench import plugins
+    from bench.core.registry import BUILT_IN, describe, origin_label
+
+    if not plugins.any_plugins():
+        from bench.config.catalog import method_papers, registrations as from_source
+
+        found = {kind: [(name, text, origin_label(BUILT_IN)) for name, text in rows]
+                 for kind, rows in from_source().items()}
+        return found, method_papers() if with_papers else {}
+    plugins.load_all()
+    found = {kind: [(name, describe(entry) or "", origin_label(registry.origin(name))) for name, entry in registry.items()]
+             for kind, registry in plugins.REGISTRIES.items()}
+    methods = plugins.REGISTRIES["methods"]
+    return found, {name: cls.card.paper for name, cls in methods.items() if getattr(cls, "card", None)}
 
 
 def report_titles() -> List[tuple]:
@@ -43,4 +73,5 @@ def report_titles() -> List[tuple]:
 def add_parser(sub) -> None:
     p = sub.add_parser("list", help="list methods, protocols, datasets and backbones")
     p.add_argument("what", nargs="?", choices=["methods", "protocols", "datasets", "backbones", "reports"])
+    add_plugin_option(p)
     p.set_defaults(func=cmd_list)

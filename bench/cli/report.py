@@ -7,14 +7,14 @@ from pathlib import Path
 from bench.core.errors import BenchError
 from bench.core.registry import METHODS
 
-from .common import write_output
+from .common import add_plugin_option, write_output
 from .leaderboard import protocol_view
 
 
 def cmd_report(args) -> int:
     from bench import __version__
     from bench.core.errors import warn
-    from bench.plugins import load_builtins
+    from bench.plugins import load_all
     from bench.reporting.render import render
     from bench.reporting.report import build_report
     from bench.reporting.reportspec import load_spec
@@ -26,7 +26,7 @@ def cmd_report(args) -> int:
         warn(line)
     if len(results.problems) > 5 or len(results.conflicts) > 5:
         warn(f"{len(results.problems)} unreadable file(s) and {len(results.conflicts)} conflict(s) in all")
-    load_builtins()
+    load_all()
     cards = {name: METHODS.get(name).card for name in METHODS.names()}
     report = build_report(spec, results, protocol_view, __version__, cards)
     text = render(report, args.format)
@@ -54,4 +54,5 @@ def add_parser(sub) -> None:
     p.add_argument("--plots", metavar="DIR", help="also draw the long-tail curves, Many/Medium/Few bars and "
                                                    "a critical-difference diagram into DIR")
     p.add_argument("--plot-format", choices=["png", "pdf"], default="png")
+    add_plugin_option(p)
     p.set_defaults(func=cmd_report)

@@ -7,7 +7,7 @@ from pathlib import Path
 from bench.core.errors import BenchError
 from bench.core.registry import METHODS
 
-from .common import parse_overrides, whole
+from .common import add_plugin_option, parse_overrides, whole
 
 
 def cmd_run(args) -> int:
@@ -16,6 +16,7 @@ def cmd_run(args) -> int:
     names = match_protocols(args.protocol)  # an unknown name is reported before torch is imported
     from bench.config.protocol import load_protocol
     from bench.engine.runner import RunOptions, Runner
+    from bench.plugins import fingerprint
 
     protocols = [load_protocol(name) for name in names]  # every file is checked before anything runs
     methods = METHODS.names() if args.method == ["all"] else list(dict.fromkeys(args.method))
@@ -39,7 +40,7 @@ def cmd_run(args) -> int:
     for name, runner in zip(names, runners):
         runner.run(methods, args.seeds, skip_unfit=args.method == ["all"])
         path, cell = locate(name)
-        save_view(path, runner.protocol.view(), cell or "")  # so the leaderboard need not import torch
+        save_view(path, runner.protocol.view(), cell or "", fingerprint())  # the leaderboard need not import torch
     return 0
 
 
@@ -56,4 +57,5 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default="auto", help="auto (GPU when available), cpu, cuda, cuda:1, ...")
     p.add_argument("--no-progress", action="store_true", help="no progress bars: one line per epoch instead")
     p.add_argument("--threads", type=whole(1, 1024), help="CPU threads for torch (default: usable CPUs - 1, at least 1)")
+    add_plugin_option(p)
     p.set_defaults(func=cmd_run)

@@ -16,7 +16,7 @@ from bench.config.recipes import FAMILIES, recipe_table
 from bench.core.errors import BenchError
 from bench.core.registry import METHODS, describe
 
-from .common import parse_overrides
+from .common import add_plugin_option, parse_overrides
 
 if TYPE_CHECKING:  # the command imports torch only once the protocol name is known to exist
     from bench.config.protocol import Protocol
@@ -116,4 +116,5 @@ def add_parser(sub) -> None:
     p.add_argument("--method", nargs="+", help="methods to show (default: all)")
     p.add_argument("--set", action="append", default=[], metavar="METHOD.FIELD=VALUE",
                    help="show the recipe with this override, as `bench run --set` would run it")
+    add_plugin_option(p)
     p.set_defaults(func=cmd_show)

@@ -200,23 +200,25 @@ def code_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def view_path(protocol_file: Path, name: str = "") -> Path:
-    """Where the view of protocol ``name`` (a grid cell; "" for a plain file) of this YAML text is cached."""
-    digest = hashlib.sha256(protocol_file.read_bytes() + name.encode() + code_fingerprint().encode()).hexdigest()
+def view_path(protocol_file: Path, name: str = "", plugins: str = "") -> Path:
+    """Where the view of protocol ``name`` (a grid cell; "" for a plain file) of this YAML text is cached;
+    ``plugins`` names the plugins' code (bench.plugins.fingerprint), which the view depends on too."""
+    blob = protocol_file.read_bytes() + name.encode() + code_fingerprint().encode() + plugins.encode()
+    digest = hashlib.sha256(blob).hexdigest()
     return cache_root() / "protocol-views" / f"{digest[:32]}.json"
 
 
-def load_view(protocol_file: Path, name: str = "") -> Optional[dict]:
+def load_view(protocol_file: Path, name: str = "", plugins: str = "") -> Optional[dict]:
     """The cached view of this exact YAML text and code, or None (a damaged cache is a miss)."""
     try:
-        view = json.loads(view_path(protocol_file, name).read_text())
+        view = json.loads(view_path(protocol_file, name, plugins).read_text())
     except (OSError, ValueError):
         return None
     return view if isinstance(view, dict) and {"name", "description", "identity", "references", "seeds"} <= set(view) else None
 
 
-def save_view(protocol_file: Path, view: dict, name: str = "") -> None:
+def save_view(protocol_file: Path, view: dict, name: str = "", plugins: str = "") -> None:
     try:
-        write_json(view_path(protocol_file, name), view)
+        write_json(view_path(protocol_file, name, plugins), view)
     except OSError:  # a read-only cache only costs speed
         pass

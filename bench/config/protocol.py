@@ -20,7 +20,7 @@ import yaml
 
 from bench.core.coerce import ENV, check_fields, from_dict, identity
 from bench.core.errors import BenchError, ConfigError, reason
-from bench.core.registry import BACKBONES, DATASETS, METHODS, fill_registries, suggest
+from bench.core.registry import BACKBONES, BUILT_IN, DATASETS, METHODS, fill_registries, suggest
 from .catalog import available_protocols, locate, protocols_dir, resolve_path  # noqa: F401  (re-exported)
 from .grid import expand
 from .recipes import FAMILIES, Resolved, TrainRecipe, resolve
@@ -113,7 +113,8 @@ class Protocol:
 
     def view(self) -> dict:
         """What the leaderboard needs, as plain JSON (``bench.config.catalog`` caches it): name,
-        description, identity, and each method's current options and recipe here."""
+        description, identity, each method's current options and recipe here, and the code version of
+        each plugin's method (results of other versions of its code are not current)."""
         references = {}
         for name in METHODS.names():
             try:
@@ -121,8 +122,10 @@ class Protocol:
             except BenchError:  # a card that does not fit this protocol: its rows keep bare labels
                 continue
             references[name] = {"": dataclasses.asdict(resolved.options), "train": resolved.train_identity()}
+        plugins = [name for name in METHODS.names() if METHODS.origin(name) != BUILT_IN]
         view = {"name": self.name, "description": self.description, "identity": self.identity(),
-                "references": references, "seeds": list(self.seeds)}
+                "references": references, "seeds": list(self.seeds),
+                "code_versions": {name: METHODS.code_version(name) for name in plugins}}
         return json.loads(json.dumps(view))
 
     def planned_setup(self) -> dict:

@@ -1,10 +1,20 @@
-"""Generic name -> object registries with "did you mean" errors."""
+"""Generic name -> object registries with "did you mean" errors, and where each entry came from.
+
+Each registration remembers its origin: built-in, or the plugin being loaded when it was made
+(``bench.plugins`` sets it), so a clash names both sides and a record says where its method came from::
+
+    with registering_from({"from": "plugin", "plugin": "./my_method.py", "sha256": "..."}):
+        import_the_plugin()                 # its @METHODS.register(...) calls carry that origin
+    METHODS.origin("my_method")["plugin"]   # "./my_method.py"
+"""
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
+from bench import __version__
 from .errors import BenchError
 
 
@@ -12,6 +22,32 @@ def suggest(name: str, choices) -> str:
     """Return a ``; did you mean 'x'?`` hint (or '') for a mistyped ``name``."""
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
     return f"; did you mean '{close[0]}'?" if close else ""
+
+
+BUILT_IN = {"from": "built-in"}
+_origin: Dict[str, str] = BUILT_IN  # what registrations made now come from
+
+
+@contextlib.contextmanager
+def registering_from(origin: Dict[str, str]):
+    """Registrations made inside the block come from ``origin`` (a plugin being imported)."""
+    global _origin
+    previous, _origin = _origin, origin
+    try:
+        yield
+    finally:
+        _origin = previous
+
+
+def origin_label(origin: Dict[str, str]) -> str:
+    """``built-in`` or ``plugin ./my_method.py``."""
+    return "built-in" if origin.get("from") == "built-in" else f"plugin {origin.get('plugin')}"
+
+
+def code_version(origin: Dict[str, str]) -> str:
+    """The code version results are filed under: bench's, and for a plugin's entry the hash of the
+    plugin's source as well, so an edited plugin's results are new cells, kept apart from the old."""
+    return __version__ if origin.get("from") == "built-in" else f"{__version__}+plugin.{origin['sha256'][:12]}"
 
 
 class Registry:
@@ -25,12 +61,16 @@ class Registry:
     def __init__(self, kind: str):
         self.kind = kind
         self._entries: Dict[str, Any] = {}
+        self._origins: Dict[str, Dict[str, str]] = {}
 
     def register(self, name: str, obj: Any = None) -> Callable:
         def add(target):
             if name in self._entries and self._entries[name] is not target:
-                raise ValueError(f"{self.kind} '{name}' is already registered")
+                first = origin_label(self._origins[name])
+                raise BenchError(f"{self.kind} '{name}' is already registered "
+                                 f"({'by ' + first if first != 'built-in' else 'built-in'}); rename one of them")
             self._entries[name] = target
+            self._origins[name] = _origin
             if isinstance(target, type) and "registry_name" in dir(target):
                 target.registry_name = name  # the class knows the name it is run under (error messages)
             return target
@@ -46,6 +86,14 @@ class Registry:
                 f"unknown {self.kind} '{name}'{suggest(name, self._entries)} "
                 f"(available: {available})"
             ) from None
+
+    def origin(self, name: str) -> Dict[str, str]:
+        """Where ``name`` was registered from (:data:`BUILT_IN`, or the plugin's origin)."""
+        self.get(name)
+        return self._origins[name]
+
+    def code_version(self, name: str) -> str:
+        return code_version(self.origin(name))
 
     def names(self) -> list:
         return sorted(self._entries)
@@ -85,6 +133,12 @@ class MethodRegistry(Registry):
             self._built[name] = cls
         return self._built[name]
 
+    def origin(self, name: str) -> Dict[str, str]:
+        if "@" in name and name not in self._entries:  # a variant runs its base method's code
+            self.get(name)
+            return super().origin(name.split("@", 1)[0])
+        return super().origin(name)
+
 
 # The module that registers the built-in entries imports methods/ and every package, so it sits
 # above them all; configuration, which checks names against full registries, reaches it by name.
@@ -92,8 +146,8 @@ LOADER = "bench.plugins"
 
 
 def fill_registries() -> None:
-    """Register the built-in methods, datasets and backbones (imports them once)."""
-    importlib.import_module(LOADER).load_builtins()
+    """Register the built-in methods, datasets and backbones and the plugins' (imports them once)."""
+    importlib.import_module(LOADER).load_all()
 
 
 VARIANTS = Registry("method variant")

@@ -23,7 +23,6 @@ import numpy as np
 import open_clip
 import torch
 
-from bench import __version__
 from bench.config.protocol import Protocol, check_seeds
 from bench.config.recipes import EVAL_FIELDS, Resolved
 from bench.core.coerce import identity
@@ -133,7 +132,7 @@ class Runner:
                 if field_name in recipe:
                     recipe[field_name] = precision_name(self.device, recipe[field_name])
             ident = method_identity(name, resolved.options)  # hashes input files once per method
-            key = cell_key(self.protocol.identity(), name, ident, recipe)
+            key = cell_key(self.protocol.identity(), name, ident, recipe, METHODS.code_version(name))
             cells.extend(Cell(name, resolved, seed, key, ident) for seed in seeds)
         return cells
 
@@ -261,7 +260,8 @@ class Runner:
             "protocol": proto.name,
             "method": cell.method,
             "seed": cell.seed,
-            "code_version": __version__,
+            "code_version": METHODS.code_version(cell.method),
+            "origin": METHODS.origin(cell.method),  # built-in, or the plugin (file or module) it came from
             "config": {
                 "protocol": proto.identity(),
                 "method": cell.identity,

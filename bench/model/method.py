@@ -27,6 +27,7 @@ method with ``trains = False`` is evaluated without training.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import ClassVar, Dict, List, Mapping, Optional, Sequence
 
@@ -35,8 +36,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from bench.config.recipes import Recipe
-from bench.core.errors import BenchError
+from bench.config.recipes import FAMILIES, Recipe, TrainRecipe
+from bench.core.coerce import check_fields
+from bench.core.errors import BenchError, ConfigError
+from bench.core.registry import suggest
 from .backbone import ClipBackbone
 from .prompting import encode_image_deep, encode_text_deep
 
@@ -196,3 +199,41 @@ class DeepPromptCLIP(Method):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         feats = self.image_features(images)
         return self.backbone.logit_scale * feats @ self.text_features().t().to(feats.dtype)
+
+
+def method_problems(cls) -> List[str]:
+    """What keeps ``cls`` from being a method the suite can run and report on (empty: nothing):
+    checked where a plugin registers it, so a mistake is named before any cell runs."""
+    if not (isinstance(cls, type) and issubclass(cls, Method)):
+        return ["is not a subclass of bench.api.Method"]
+    if not (isinstance(cls.Config, type) and dataclasses.is_dataclass(cls.Config)):
+        return ["Config must be a @dataclass class (its fields are the method's options)"]
+    try:
+        cls.Config()
+    except TypeError as err:
+        return [f"Config needs a default for every field ({err})"]
+    card = cls.card
+    if not isinstance(card, MethodCard):
+        return ["card must be a MethodCard(paper=..., code=..., recipes=..., reported=...)"]
+    problems = [f"card.{name} must be a non-empty string" for name in ("paper", "code")
+                if not isinstance(getattr(card, name), str) or not getattr(card, name).strip()]
+    for family, recipe in dict(card.recipes).items():
+        if family not in FAMILIES:
+            problems.append(f"card.recipes: unknown protocol family '{family}'{suggest(str(family), FAMILIES)} "
+                            f"(families: {', '.join(FAMILIES)})")
+        elif not isinstance(recipe, Recipe):
+            problems.append(f"card.recipes.{family} must be a Recipe(source=..., train=..., options=...)")
+        else:
+            try:
+                check_fields(cls.Config, recipe.options, f"card.recipes.{family}.options")
+                check_fields(TrainRecipe, recipe.train, f"card.recipes.{family}.train")
+            except ConfigError as err:
+                problems.append(str(err))
+    for protocol, reported in dict(card.reported).items():
+        if not isinstance(reported, Reported):
+            problems.append(f"card.reported.{protocol} must be a Reported(source, metrics)")
+        elif any(not isinstance(v, (int, float)) or not 0 <= v <= 100 for v in reported.metrics.values()):
+            problems.append(f"card.reported.{protocol}: metrics must be percentages from 0 to 100")
+    problems += [f"card.ablations[{i}] must be an Ablation(...)" for i, row in enumerate(card.ablations)
+                 if not isinstance(row, Ablation)]
+    return problems

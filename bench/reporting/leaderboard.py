@@ -118,11 +118,20 @@ def row_labels(rows: List[Row]) -> List[str]:
     return [f"{name} [{row.key[:8]}]" if count[name] > 1 else name for name, row in zip(names, rows)]
 
 
-def split_by_config(records: List[dict], identity: dict, version: str) -> Tuple[List[dict], List[dict]]:
+def current_version(method: str, version: str, code_versions: Optional[Dict[str, str]] = None) -> str:
+    """The code version a method's current results carry: ``version`` (bench's), or for a plugin's
+    method (and its variants) the one its protocol view names."""
+    versions = code_versions or {}
+    return versions.get(method, versions.get(method.split("@", 1)[0], version))
+
+
+def split_by_config(records: List[dict], identity: dict, version: str,
+                    code_versions: Optional[Dict[str, str]] = None) -> Tuple[List[dict], List[dict]]:
     """(records of this protocol configuration and code version, the others)."""
     current, other = [], []
     for record in records:
-        same = record.get("config", {}).get("protocol") == identity and record.get("code_version") == version
+        same = (record.get("config", {}).get("protocol") == identity
+                and record.get("code_version") == current_version(record["method"], version, code_versions))
         (current if same else other).append(record)
     return current, other
 
@@ -142,7 +151,8 @@ def differences(config: dict, reference: dict) -> List[str]:
     return [f"{k}={ours.get(k)!r}".replace("'", "") for k in ref if k in ours and ours[k] != ref[k]]
 
 
-def config_label(record: dict, identity: dict, version: str, references: Dict[str, dict]) -> str:
+def config_label(record: dict, identity: dict, version: str, references: Dict[str, dict],
+                 code_versions: Optional[Dict[str, str]] = None) -> str:
     """The method, and what differs from its current recipe, protocol config and code version."""
     config = record.get("config", {})
     parts = differences({"": config.get("method", {}), "train": config.get("train") or {}},
@@ -150,7 +160,7 @@ def config_label(record: dict, identity: dict, version: str, references: Dict[st
     protocol_diff = differences(config.get("protocol", {}), identity)
     if protocol_diff:
         parts.append("protocol " + ", ".join(protocol_diff))
-    if record.get("code_version") != version:
+    if record.get("code_version") != current_version(record["method"], version, code_versions):
         parts.append(f"code {record.get('code_version')}")
     return record["method"] + (f" ({', '.join(p.lstrip('.') for p in parts)})" if parts else "")
 

@@ -18,7 +18,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Tuple
 from bench.config.catalog import match_protocols
 from bench.core.errors import BenchError
 from bench.records.headline import headline_metric
-from .leaderboard import differences, flatten, mean_std
+from .leaderboard import current_version, differences, flatten, mean_std
 from .reportspec import ColumnSpec, ReportSpec, RowSpec
 from .results import CELL, INFO
 from .stats import Comparison, Friedman, against, friedman, holm, mean_interval, paired
@@ -166,7 +166,9 @@ def build_report(spec: ReportSpec, results, view_of: Callable[[str], dict], vers
     protocols = list(dict.fromkeys(p for group in groups for p in group.members))
     views = {p: view_of(p) for p in protocols}
     seeds = {p: list(spec.seeds or views[p]["seeds"]) for p in protocols}
-    current = table[table["protocol"].isin(protocols) & (table["code_version"] == version)]
+    ours = table[table["protocol"].isin(protocols)]
+    current = ours[ours["code_version"] == [current_version(m, version, views[p].get("code_versions"))
+                                            for p, m in zip(ours["protocol"], ours["method"])]]
     if current.empty:
         raise BenchError(f"no results of {', '.join(protocols[:3])}{', ...' if len(protocols) > 3 else ''} "
                          f"at code version {version}; run them with `bench run`")
