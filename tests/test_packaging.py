@@ -37,7 +37,7 @@ def test_the_wheel_holds_every_package_and_shipped_file(installed):
     expected = {p.parent.relative_to(ROOT).as_posix() for p in ROOT.glob("*/**/__init__.py")
                 if p.parent.relative_to(ROOT).parts[0] in ("bench", "methods", "protocols", "reports")}
     assert expected <= packages and {"bench/kb", "bench/cli", "reports"} <= packages
-    for pattern in ("protocols/*.yaml", "reports/*.yaml", "bench/model/model_configs/*.json",
+    for pattern in ("protocols/*.yaml", "reports/*.yaml", "bench/model/model_configs/*.json", "bench/cli/templates/*.txt",
                     "bench/data/splits/*/*.gz", "bench/data/splits/*/SOURCE.md"):
         shipped = {p.relative_to(ROOT) for p in ROOT.glob(pattern)}
         assert shipped and shipped == {p.relative_to(site) for p in site.glob(pattern)}, pattern
