@@ -456,3 +456,36 @@ def test_every_shipped_spec_renders_well_formed_tables(tmp_path):
         assert any(c.reported is not None for c in report.cells.values()) or name == "smoke", name
         assert latex_problems(render(report, "latex")) == [], name
         assert render(report, "md").startswith(f"## {spec.title}"), name
+
+
+def test_a_metric_empty_by_construction_renders_as_the_papers_print_it(tmp_path, bench_cache, capsys, monkeypatch):
+    """CIFAR-100-LT IR10 has no few-shot class, so real records write ``few: null``: the report prints
+    – there (and ranks the rows on what they have) instead of failing (issue 21).  Real `bench run`
+    cells on the smoke twin with no class below the few-shot threshold."""
+    import bench.config.catalog as catalog
+
+    shipped = catalog.protocols_dir()
+    smoke = yaml.safe_load((shipped / "smoke.yaml").read_text())
+    smoke.update(name="smoke_nofew", eval={"many_threshold": 100, "few_threshold": 1})
+    shutil.copytree(shipped, tmp_path / "protocols")
+    (tmp_path / "protocols" / "smoke_nofew.yaml").write_text(yaml.safe_dump(smoke))
+    monkeypatch.setattr(catalog, "protocols_dir", lambda: tmp_path / "protocols")
+    results = str(tmp_path / "results")
+    assert main(["run", "--protocol", "smoke_nofew", "--method", "zeroshot", "la_posthoc", "--seeds", "1", "2",
+                 "--results-dir", results]) == 0
+    record = json.loads(next(Path(results).rglob("seed-1.json")).read_text())
+    assert record["metrics"]["few"] is None and record["group_sizes"]["few"] == 0
+    spec = tmp_path / "nofew.yaml"
+    spec.write_text(yaml.safe_dump({"title": "No few-shot class", "columns": ["smoke_nofew"], "seeds": [1, 2],
+                                    "metrics": ["all", "many", "medium", "few"], "rows": "all"}))
+    capsys.readouterr()
+    assert main(["report", str(spec), "--results-dir", results]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith(("| zeroshot", "| la\\_posthoc")) and " ± " in line]
+    assert len(rows) == 2 and all(row.rstrip(" |").endswith("–") and "| 2 " in row for row in rows), out
+    assert any("**" in row for row in rows) and "incomplete" not in out  # ranked: the best All is bold
+    assert main(["report", str(spec), "--results-dir", results, "--format", "latex"]) == 0
+    assert capsys.readouterr().out.count("–") >= 2
+    spec.write_text(spec.read_text().replace("- few", "- fwe"))  # a metric no result names is still an error
+    code = main(["report", str(spec), "--results-dir", results])
+    assert code == 2 and "metric 'fwe' does not exist" in capsys.readouterr().err

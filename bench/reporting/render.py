@@ -85,7 +85,8 @@ def main_frames(report: Report, fmt: str):
                 cell = report.cells.get((row.name, *column))
                 values.append(cell_text(report, row.name, column, cell, group, s, digits))
                 marks.append(mark(report, row.name, column) if group == "ours" else "")
-            n = sorted({len(report.cells[(row.name, *c)].values) for c in report.columns})
+            n = sorted({len(report.cells[(row.name, *c)].values) for c in report.columns if c not in report.empty}
+                       or {0})
             index.append((label, group) if grouped else label)
             text.append([("–".join(map(str, (n[0], n[-1]))) if n[0] != n[-1] else str(n[0])) if group == "ours"
                          else "", *values])

@@ -76,6 +76,7 @@ class Report:
     friedman: Optional[Friedman] = None
     intervals: Dict[str, Optional[Tuple[float, float, str]]] = field(default_factory=dict)  # row -> CI of its Mean
     notes: List[str] = field(default_factory=list)
+    empty: set = field(default_factory=set)  # (protocol, metric) with no number by construction (IR10's few)
 
     @property
     def protocols(self) -> List[str]:  # the column groups' names, in order
@@ -226,7 +227,10 @@ def pick_metrics(wanted: Optional[List[str]], records, column: str) -> List[str]
     if wanted is None:
         head = headline_metric({m: 1.0 for m in have}) if have else None
         return [head or "all"]
-    unknown = [m for m in wanted if m not in have]
+    # a metric the records name without a number (few: null where no class is few-shot) is empty
+    # by construction: its cells print – ; only a name no record has is a mistake
+    named = [c for c in records.columns if c not in (*CELL, *INFO)]
+    unknown = [m for m in wanted if m not in named]
     if unknown and have:
         raise BenchError(f"metric {', '.join(map(repr, unknown))} does not exist in the results of '{column}' "
                          f"(they have: {', '.join(have)})")
@@ -234,6 +238,7 @@ def pick_metrics(wanted: Optional[List[str]], records, column: str) -> List[str]
 
 
 def fill_cells(report: Report, records, views: Dict[str, dict], cards) -> None:
+    report.empty = empty = empty_metrics(report, records)
     for row in report.rows:
         lacking = []
         for protocol, metrics in report.read.items():
@@ -245,10 +250,18 @@ def fill_cells(report: Report, records, views: Dict[str, dict], cards) -> None:
                                            views[protocol]), paths)
                 report.cells[(row.name, protocol, metric)] = cell
                 missing = [s for s in report.seeds[protocol] if s not in cell.values]
-                if missing:
+                if missing and (protocol, metric) not in empty:
                     lacking.append(f"{protocol} {metric}: seed {', '.join(map(str, missing))}")
         if lacking:
             report.incomplete[row.name] = lacking
+
+
+def empty_metrics(report: Report, records) -> set:
+    """``(protocol, metric)`` pairs no record of the protocol has a number for (IR10's few): a cell
+    there is empty by construction, not a missing seed."""
+    return {(protocol, metric) for protocol, metrics in report.read.items() for metric in metrics
+            if not any(frame[metric].notna().any() for (p, _), frame in records.items()
+                       if p == protocol and metric in frame.columns)}
 
 
 def selected(frame, view: dict, row: RowSpec):
@@ -323,6 +336,7 @@ def add_means(report: Report) -> None:
     """The Mean column: per seed, the average over the column groups."""
     if not report.has_mean:
         return
+    report.empty |= {(MEAN, m) for m in report.mean_metrics if any((p, m) in report.empty for p in report.protocols)}
     for row in report.rows:
         for metric in report.mean_metrics:
             report.cells[(row.name, MEAN, metric)] = mean_cell([report.cells[(row.name, p, metric)]
