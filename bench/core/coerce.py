@@ -6,6 +6,7 @@ Every error names the dotted path of the bad field, e.g.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import typing
 from typing import Any, Mapping, Type, TypeVar
@@ -118,6 +119,12 @@ def from_dict(cls: Type[T], data: Any, where: str) -> T:
     return obj
 
 
+@functools.lru_cache(maxsize=None)  # a class's fields never change; resolving the hints dominated planning
+def field_types(cls: type) -> tuple:
+    """``(type hints, init fields by name)`` of dataclass ``cls``."""
+    return typing.get_type_hints(cls), {f.name: f for f in dataclasses.fields(cls) if f.init}
+
+
 def check_fields(cls: type, data: Any, where: str) -> dict:
     """Type-check the fields given in ``data`` (a partial config) without
     requiring the rest; returns them converted.  Cross-field checks wait
@@ -126,8 +133,7 @@ def check_fields(cls: type, data: Any, where: str) -> dict:
         return {}
     if not isinstance(data, Mapping):
         raise ConfigError(where, f"expected a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    hints, fields = field_types(cls)
     out = {}
     for key, value in data.items():
         if key not in fields:
