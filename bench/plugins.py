@@ -46,6 +46,14 @@ def use(specs: Sequence[str]) -> None:
     _requested.extend(spec for spec in specs if spec not in _requested)
 
 
+def export() -> None:
+    """Name every requested plugin in ``$BENCH_PLUGINS`` (files by absolute path), so that worker
+    processes and SLURM tasks started from here load them too."""
+    specs = [str(Path(s).expanduser().resolve()) if is_file(s) else s for s in requested()]
+    if specs:
+        os.environ[ENV_VAR] = os.pathsep.join(specs)
+
+
 def requested() -> List[str]:
     """``$BENCH_PLUGINS`` and ``--plugin`` values, in that order, each once."""
     named = [spec for spec in os.environ.get(ENV_VAR, "").split(os.pathsep) if spec.strip()]

@@ -41,6 +41,26 @@ def shared_fixtures_stay_unchanged(request):
                          "change a private copy (copy.deepcopy) instead")
 
 
+@pytest.fixture
+def new_process():
+    """Calling it puts the registries back as a fresh `bench` process has them (the built-ins only);
+    it runs after the test too, so a plugin a test loads does not stay for the tests after it."""
+    from bench import plugins
+    from bench.core.registry import METHODS
+
+    plugins.load_all()
+    saved = [(r, dict(r._entries), dict(r._origins)) for r in plugins.REGISTRIES.values()]
+    built, requested, loaded = dict(METHODS._built), list(plugins._requested), dict(plugins._loaded)
+
+    def reset():
+        for registry, entries, origins in saved:
+            registry._entries, registry._origins = dict(entries), dict(origins)
+        METHODS._built, plugins._requested[:], plugins._loaded = dict(built), list(requested), dict(loaded)
+
+    yield reset
+    reset()
+
+
 @pytest.fixture(scope="session")
 def smoke():
     from bench.config.protocol import load_protocol

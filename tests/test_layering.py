@@ -22,9 +22,10 @@ MAY_IMPORT = {
     "model": {"core", "config", "data"},
     "engine": {"core", "config", "records", "data", "model"},
     "reporting": {"core", "config", "records"},
+    "launch": {"core", "config", "records", "data", "model", "engine"},
     "api": {"core", "config", "kb", "model"},
     "plugins": {"core", "data", "model"},  # and methods/, which it loads
-    "cli": {"core", "config", "records", "data", "kb", "model", "engine", "reporting", "plugins"},
+    "cli": {"core", "config", "records", "data", "kb", "model", "engine", "launch", "reporting", "plugins"},
     "__main__": {"cli"},
 }
 TORCH_FREE = ("core", "config", "records", "reporting")

@@ -11,28 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from bench import plugins
 from bench.cli import main
-from bench.core.registry import METHODS
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
-def new_process():
-    """Calling it puts the registries back as a fresh `bench` process has them (built-ins only); it is
-    called after each test too, as a plugin loaded here must not stay for the tests after."""
-    plugins.load_all()
-    saved = [(r, dict(r._entries), dict(r._origins)) for r in plugins.REGISTRIES.values()]
-    built, requested, loaded = dict(METHODS._built), list(plugins._requested), dict(plugins._loaded)
-
-    def reset():
-        for registry, entries, origins in saved:
-            registry._entries, registry._origins = dict(entries), dict(origins)
-        METHODS._built, plugins._requested[:], plugins._loaded = dict(built), list(requested), dict(loaded)
-
-    yield reset
-    reset()
+def isolated(new_process):
+    """Every test here loads plugins: the registries are put back after each (conftest's new_process)."""
+    yield
 
 
 def new_method(folder: Path, name: str) -> Path:

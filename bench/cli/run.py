@@ -2,23 +2,26 @@
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from pathlib import Path
 
+from bench import plugins
 from bench.core.errors import BenchError
 from bench.core.registry import METHODS
 
 from .common import add_plugin_option, parse_overrides, whole
 
 
-def cmd_run(args) -> int:
-    from bench.config.catalog import locate, match_protocols, save_view
+def select(args) -> tuple:
+    """``(protocol names, a Runner per protocol, methods)`` of a selection (`run`, `plan`, `status`):
+    every protocol file checked, every method name known, before anything runs."""
+    from bench.config.catalog import match_protocols
 
     names = match_protocols(args.protocol)  # an unknown name is reported before torch is imported
     from bench.config.protocol import load_protocol
     from bench.engine.runner import RunOptions, Runner
-    from bench.plugins import fingerprint
 
-    protocols = [load_protocol(name) for name in names]  # every file is checked before anything runs
+    protocols = [load_protocol(name) for name in names]
     methods = METHODS.names() if args.method == ["all"] else list(dict.fromkeys(args.method))
     for name in methods:
         METHODS.get(name)
@@ -27,35 +30,139 @@ def cmd_run(args) -> int:
     options = RunOptions(
         results_dir=Path(args.results_dir),
         device=args.device,
-        data_root=args.data_root,
-        progress=not args.no_progress and sys.stderr.isatty(),
-        threads=args.threads,
+        data_root=getattr(args, "data_root", None),
+        progress=not getattr(args, "no_progress", True) and sys.stderr.isatty(),
+        threads=getattr(args, "threads", None),
         overrides=parse_overrides(args.set),
+        retry_failed=getattr(args, "retry_failed", False),
+        lease_timeout=args.lease_timeout,
     )
-    runners = [Runner(protocol, options) for protocol in protocols]
+    return names, [Runner(protocol, options) for protocol in protocols], methods
+
+
+def cmd_run(args) -> int:
+    from bench.config.catalog import locate, save_view
+    from bench.plugins import fingerprint
+
+    names, runners, methods = select(args)
+    if args.launcher == "slurm":
+        return run_on_slurm(args, names, runners, methods)
+    if args.workers > 1 or args.devices:
+        return run_with_workers(args, names, runners, methods)
     if len(runners) > 1:
         print(f"bench: running {len(runners)} protocols: {', '.join(names[:4])}{', ...' if len(names) > 4 else ''}")
         for runner in runners:  # a missing dataset of the last table cell fails now, not hours in
             runner.check_data()
+    outcome = Counter()
     for name, runner in zip(names, runners):
         runner.run(methods, args.seeds, skip_unfit=args.method == ["all"])
+        outcome += runner.outcome
         path, cell = locate(name)
         save_view(path, runner.protocol.view(), cell or "", fingerprint())  # the leaderboard need not import torch
-    return 0
+    print(summary(outcome), flush=True)
+    return 1 if outcome["failed"] else 0
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser("run", help="run methods on a protocol (finished cells are skipped)")
-    p.add_argument("--protocol", required=True, help="protocol name (see `bench list`) or YAML path")
-    p.add_argument("--method", required=True, nargs="+", help="method names, or 'all'")
+def run_with_workers(args, names, runners, methods) -> int:
+    """``--workers N --devices 0,1``: N processes, one device each, every cell exactly once."""
+    from bench.config.catalog import locate, save_view
+    from bench.launch.workers import Selection, device_list, run_workers
+    from bench.plugins import fingerprint
+
+    devices = device_list(args.devices or runners[0].options.device, args.workers)
+    for runner in runners:  # a missing dataset fails here, before any worker starts
+        runner.check_data()
+    plugins.export()  # the workers load the same plugins
+    outcome = run_workers(Selection(names, methods, args.seeds, runners[0].options, args.method == ["all"]), devices)
+    for name, runner in zip(names, runners):
+        path, cell = locate(name)
+        save_view(path, runner.protocol.view(), cell or "", fingerprint())
+    print(summary(outcome), flush=True)
+    return 1 if outcome["failed"] else 0
+
+
+def run_on_slurm(args, names, runners, methods) -> int:
+    """``--launcher slurm``: one submitit job array whose tasks pull cells through the leases."""
+    import datetime
+
+    from bench.launch.slurm import executor, load_profile, submit, task_outcomes
+    from bench.launch.workers import Selection
+
+    sbatch = dict(parse_option(item) for item in args.slurm_option)
+    profile = load_profile(args.slurm_profile, {
+        "partition": args.slurm_partition, "time_min": args.slurm_time, "gpus": args.slurm_gpus,
+        "cpus": args.slurm_cpus, "array": args.slurm_array, "cluster": args.slurm_cluster,
+        **({"sbatch": sbatch} if sbatch else {})})
+    logs = Path(args.results_dir) / ".slurm" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    executor(profile, logs)  # submitit missing or an option it does not know: an error before anything
+    for runner in runners:
+        runner.check_data()
+    plugins.export()  # the tasks load the same plugins (sbatch passes the environment on)
+    jobs = submit(Selection(names, methods, args.seeds, runners[0].options, args.method == ["all"]), profile, logs)
+    print(f"bench: submitted {len(jobs)} array task(s) (job {jobs[0].job_id.split('_')[0]}); logs in {logs}; "
+          f"follow with: bench status --protocol {args.protocol}", flush=True)
+    if profile.cluster is None:
+        return 0
+    outcome = task_outcomes(jobs)  # local or debug: wait for the tasks, as a test or a dry run does
+    print(summary(outcome), flush=True)
+    return 1 if outcome["failed"] else 0
+
+
+def parse_option(item: str) -> tuple:
+    key, sep, value = item.partition("=")
+    if not sep or not key or not all(c.isalnum() or c in "-_" for c in key):
+        raise BenchError(f"--slurm-option '{item}': expected an sbatch option as NAME=VALUE, e.g. account=abc")
+    return key, value
+
+
+def summary(outcome: Counter) -> str:
+    """``bench: 9 cells: 6 ran, 2 done before, 1 failed`` (and what was skipped, and why)."""
+    parts = [f"{outcome[k]} {k}" for k in ("ran", "done before", "failed", "failed before", "running elsewhere")
+             if outcome[k]]
+    hint = "; bench status lists the errors, --retry-failed runs them again" if outcome["failed"] else ""
+    return f"bench: {sum(outcome.values())} cells: {', '.join(parts) or 'none'}{hint}"
+
+
+def add_selection(p, method_required: bool = True) -> None:
+    """The arguments that pick cells: `run`, `plan` and `status` take the same."""
+    p.add_argument("--protocol", required=True, help="protocol name (see `bench list`), YAML path, table name or glob")
+    p.add_argument("--method", required=method_required, nargs="+", default=["all"],
+                   help="method names, or 'all'" + ("" if method_required else " (default)"))
     p.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the protocol's)")
     p.add_argument("--set", action="append", default=[], metavar="METHOD.FIELD=VALUE",
                    help="override a method option or training field, e.g. coop.n_ctx=4, "
                         "coop.train.lr=0.01 (repeatable)")
     p.add_argument("--results-dir", default="results", help="where result JSON files go (default: results)")
+    p.add_argument("--device", default="auto", help="auto (GPU when available), cpu, cuda, cuda:1, ... "
+                                                    "(it decides the precision, which is part of the key)")
+    p.add_argument("--lease-timeout", type=whole(5, 7 * 24 * 3600), default=600, metavar="SECONDS",
+                   help="a cell whose worker has not been heard from for this long is taken over (default: 600)")
+    add_plugin_option(p)
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("run", help="run methods on a protocol (finished cells are skipped)")
+    add_selection(p)
     p.add_argument("--data-root", help="dataset folder (overrides the protocol's dataset.root)")
-    p.add_argument("--device", default="auto", help="auto (GPU when available), cpu, cuda, cuda:1, ...")
     p.add_argument("--no-progress", action="store_true", help="no progress bars: one line per epoch instead")
     p.add_argument("--threads", type=whole(1, 1024), help="CPU threads for torch (default: usable CPUs - 1, at least 1)")
-    add_plugin_option(p)
+    p.add_argument("--retry-failed", action="store_true", help="run again the cells whose failure is recorded")
+    p.add_argument("--workers", type=whole(1, 1024), default=1,
+                   help="worker processes on this machine, one device each (default: 1, this process)")
+    p.add_argument("--devices", help="the workers' devices, round robin: GPU indices (0,1,2,3) or cpu "
+                                     "(default: --device)")
+    p.add_argument("--launcher", choices=["local", "slurm"], default="local",
+                   help="local (this machine: --workers) or slurm (a submitit job array; pip install -e '.[slurm]')")
+    p.add_argument("--slurm-profile", metavar="FILE", help="YAML with partition, time_min, gpus, cpus, mem_gb, "
+                                                           "array, parallel, sbatch: {option: value}")
+    p.add_argument("--slurm-partition")
+    p.add_argument("--slurm-time", type=whole(1, 60 * 24 * 30), metavar="MINUTES",
+                   help="per task; a task at its limit is requeued and resumes (default: 240)")
+    p.add_argument("--slurm-gpus", type=whole(0, 64), help="GPUs per task (default: 1)")
+    p.add_argument("--slurm-cpus", type=whole(1, 1024), help="CPUs per task (default: 8)")
+    p.add_argument("--slurm-array", type=whole(1, 100_000), metavar="TASKS", help="array tasks (default: 8)")
+    p.add_argument("--slurm-option", action="append", default=[], metavar="NAME=VALUE",
+                   help="an extra sbatch option, e.g. account=abc or qos=high (repeatable)")
+    p.add_argument("--slurm-cluster", choices=["local", "debug"],
+                   help="run the array with submitit's local (subprocesses) or debug (this process) executor")
     p.set_defaults(func=cmd_run)

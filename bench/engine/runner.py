@@ -15,9 +15,11 @@ import os
 import platform
 import random
 import time
+import traceback
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import open_clip
@@ -26,13 +28,14 @@ import torch
 from bench.config.protocol import Protocol, check_seeds
 from bench.config.recipes import EVAL_FIELDS, Resolved
 from bench.core.coerce import identity
-from bench.core.errors import BenchError, MissingInput
+from bench.core.errors import BenchError, MissingInput, one_line
 from bench.core.registry import BACKBONES, DATASETS, METHODS
 from bench.data import DatasetBundle, TransformedDataset
 from bench.model.transforms import build_transforms, describe
 from bench.records.headline import headline_metric
 from bench.records.schema import cell_key
 from .evaluation import Evaluation, LabelSpaces, label_spaces, per_class_counts, summarise
+from .lease import STALE_AFTER, acquire, read_lease
 from .metrics import evaluate, group_counts
 from .store import ResultStore
 from .train import precision_name, predict, train
@@ -56,6 +59,10 @@ class RunOptions:
     threads: Optional[int] = None  # CPU threads for torch; None: default_threads()
     # method name -> {field: value, "train": {field: value}}, on top of the protocol's
     overrides: Dict[str, dict] = field(default_factory=dict)
+    retry_failed: bool = False  # run cells whose failure is recorded again
+    lease_timeout: float = STALE_AFTER  # seconds without a heartbeat before a cell's lease is taken over
+    wait: float = 0.0  # > 0: try cells held by other workers again after this many seconds, until done
+    start: float = 0.0  # begin this far into the plan (0 to 1): workers start apart, to meet less
 
 
 def resolve_device(name: str) -> torch.device:
@@ -101,6 +108,14 @@ def method_identity(name: str, options) -> dict:
     return {**fields, "inputs": inputs} if inputs else fields
 
 
+def holder_text(lease_path: Path) -> str:
+    current = read_lease(lease_path)
+    if current is None:
+        return "lease unreadable"
+    job = f", job {current['job']}" if current.get("job") else ""
+    return f"{current.get('host')} pid {current.get('pid')}{job} since {current.get('since')}"
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -117,6 +132,8 @@ class Runner:
         self._spaces: Dict[Optional[int], LabelSpaces] = {}  # by data seed (None: the data take none)
         self._eval_data: Dict[int, DatasetBundle] = {}  # evaluation index -> its dataset
         self._backbone = None
+        self.outcome: Counter = Counter()  # ran, done before, failed, failed before, running elsewhere
+        self.cell_outcomes: Dict[tuple, str] = {}  # (protocol, method, key, seed) -> which of those
 
     def plan(self, methods: List[str], seeds: Optional[List[int]] = None) -> List[Cell]:
         """Validate everything up front and list the cells to run."""
@@ -170,23 +187,74 @@ class Runner:
         return False
 
     def run(self, methods: List[str], seeds: Optional[List[int]] = None, skip_unfit: bool = False) -> List[dict]:
+        """Every cell not finished, failed (unless ``retry_failed``) or held by another worker; the
+        finished records.  ``self.outcome`` counts what happened to each cell.  With ``wait`` set,
+        cells held elsewhere are tried again every ``wait`` seconds until they are done (a holder that
+        dies leaves a stale lease, which is then taken over)."""
         cells = self.plan(methods, seeds)
         self.store.check_writable(self.protocol.name)
         torch.set_num_threads(self.options.threads or default_threads())
         cells = self.preflight(cells, skip_unfit)
+        first = int(self.options.start * len(cells)) % len(cells) if cells else 0
+        pending = list(enumerate(cells[first:] + cells[:first], 1))
         records = []
-        for i, cell in enumerate(cells, 1):
-            tag = f"[{i}/{len(cells)}] {self.protocol.name} / {cell.method} / seed {cell.seed}"
-            done = self.store.load(self.protocol.name, cell.method, cell.key, cell.seed)
-            if done is not None:
-                self.log(f"{tag}: done already, skipped ({headline(done)})")
-                records.append(done)
-                continue
-            record = self.run_cell(cell, tag)
-            path = self.store.write(record)
-            self.log(f"{tag}: {headline(record)}, {record['seconds']:.1f}s -> {path}")
-            records.append(record)
+        while pending:
+            held = []
+            for i, cell in pending:
+                tag = f"[{i}/{len(cells)}] {self.protocol.name} / {cell.method} / seed {cell.seed}"
+                outcome, record = self.run_leased(cell, tag)
+                if outcome == "running elsewhere" and self.options.wait:
+                    held.append((i, cell))
+                    continue
+                self.outcome[outcome] += 1
+                self.cell_outcomes[(self.protocol.name, cell.method, cell.key, cell.seed)] = outcome
+                records += [record] if record is not None else []
+            if held:
+                time.sleep(self.options.wait)
+            pending = held
         return records
+
+    def run_leased(self, cell: Cell, tag: str) -> Tuple[str, Optional[dict]]:
+        """One cell, exactly once across workers: skipped when done, failed before or held elsewhere;
+        otherwise run under its lease, and a failure recorded (one line, a traceback file), not raised.
+        Returns what happened (a key of ``self.outcome``) and the finished record."""
+        where = (self.protocol.name, cell.method, cell.key, cell.seed)
+        done = self.finished(cell, tag)
+        if done is not None:
+            return "done before", done
+        failed = self.store.failure(*where)
+        if failed is not None and not self.options.retry_failed:
+            self.log(f"{tag}: failed before ({failed.get('error')}); skipped, --retry-failed runs it again")
+            return "failed before", None
+        lease = acquire(self.store.lease_path(*where), self.options.lease_timeout)
+        if lease is None:
+            self.log(f"{tag}: running elsewhere ({holder_text(self.store.lease_path(*where))}), skipped")
+            return "running elsewhere", None
+        with lease:
+            done = self.finished(cell, tag)  # it may have finished while the lease was being taken
+            if done is not None:
+                return "done before", done
+            try:
+                record = self.run_cell(cell, tag)
+            except Exception as err:  # noqa: BLE001  (a cell's failure must not stop the others)
+                self.failed(cell, tag, err)
+                return "failed", None
+            path = self.store.write(record)
+            self.store.clear_failure(*where)
+        self.log(f"{tag}: {headline(record)}, {record['seconds']:.1f}s -> {path}")
+        return "ran", record
+
+    def finished(self, cell: Cell, tag: str) -> Optional[dict]:
+        done = self.store.load(self.protocol.name, cell.method, cell.key, cell.seed)
+        if done is not None:
+            self.log(f"{tag}: done already, skipped ({headline(done)})")
+        return done
+
+    def failed(self, cell: Cell, tag: str, err: Exception) -> None:
+        error = one_line(f"{type(err).__name__}: {err}")
+        path = self.store.write_failure(self.protocol.name, cell.method, cell.key, cell.seed, error,
+                                        traceback.format_exc())
+        self.log(f"{tag}: failed: {error} (traceback: {path.with_name(path.stem + '.traceback.txt')})")
 
     def check_data(self) -> None:
         """Build the first seed's data, then let it go (a multi-protocol run checks every table cell first)."""

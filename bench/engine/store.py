@@ -8,14 +8,18 @@ result; a finished cell is skipped when it is asked for again.
 """
 from __future__ import annotations
 
+import contextlib
+import datetime
+import json
 import os
 import tempfile
 from pathlib import Path
 from typing import List, Optional
 
-from bench.core.atomic import set_aside, write_json
+from bench.core.atomic import set_aside, write_atomic, write_json
 from bench.core.errors import BenchError, warn
 from bench.records.schema import SCHEMA, read_placed, read_record, result_name
+from .lease import holder
 
 
 class ResultStore:
@@ -30,6 +34,38 @@ class ResultStore:
 
     def checkpoint_path(self, protocol: str, method: str, key: str, seed: int) -> Path:
         return self.cell_dir(protocol, method, key) / f"seed-{seed}.ckpt"
+
+    def lease_path(self, protocol: str, method: str, key: str, seed: int) -> Path:
+        return self.cell_dir(protocol, method, key) / f"seed-{seed}.lease"
+
+    def failure_path(self, protocol: str, method: str, key: str, seed: int) -> Path:
+        return self.cell_dir(protocol, method, key) / f"seed-{seed}.failed"
+
+    def write_failure(self, protocol: str, method: str, key: str, seed: int, error: str, trace: str) -> Path:
+        """A failed cell: its one-line error, with the traceback in a side file (``bench status`` shows both)."""
+        path = self.failure_path(protocol, method, key, seed)
+        side = path.with_name(f"seed-{seed}.traceback.txt")
+        write_atomic(side, lambda f: f.write(trace))
+        write_json(path, {"error": error, "traceback": side.name, "holder": holder(),
+                          "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
+        return path
+
+    def failure(self, protocol: str, method: str, key: str, seed: int) -> Optional[dict]:
+        """The recorded failure of a cell, or None (a damaged record still counts as a failure)."""
+        path = self.failure_path(protocol, method, key, seed)
+        if not path.exists():
+            return None
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            data = None
+        return data if isinstance(data, dict) else {"error": f"(unreadable failure record '{path.name}')"}
+
+    def clear_failure(self, protocol: str, method: str, key: str, seed: int) -> None:
+        path = self.failure_path(protocol, method, key, seed)
+        for stale in (path, path.with_name(f"seed-{seed}.traceback.txt")):
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
 
     def load(self, protocol: str, method: str, key: str, seed: int) -> Optional[dict]:
         """The finished record of a cell, or None; a corrupt file there is set aside (the cell re-runs)."""

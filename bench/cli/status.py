@@ -1,0 +1,36 @@
+"""`bench status`: where a selection stands: done / running (holder, age) / stale / failed (its error)
+/ to do, per protocol and method, then one line per running, stale or failed cell.
+
+    bench status --protocol 'cifar100_lt_ir*' --method coop maple
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .run import add_selection, select
+
+
+def cmd_status(args) -> int:
+    from bench.launch.cells import cell_states, counts_table, details
+
+    _, runners, methods = select(args)
+    states = [s for runner in runners for s in cell_states(runner, methods, args.seeds)]
+    print(counts_table(states))
+    lines = details(states)
+    if lines:
+        print("\n" + "\n".join(lines))
+    from bench.launch.slurm import launches
+
+    launched = launches(Path(args.results_dir))
+    if launched:
+        print("\n" + "\n".join(launched))
+    if any(s.state == "failed" for s in states):
+        print("\nbench: each failed cell's traceback is beside its result (seed-<seed>.traceback.txt); "
+              "bench run --retry-failed runs them again")
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("status", help="done / running / stale / failed / to do, per protocol and method")
+    add_selection(p, method_required=False)
+    p.set_defaults(func=cmd_status)

@@ -1,0 +1,254 @@
+"""Exactly once at scale: leases, recorded failures, `bench plan` / `bench status`, concurrent `bench run`
+processes, local workers, a worker killed mid-cell, damaged and foreign leases.  Processes are real
+(`python -m bench`), and training starts are counted from their logs, not only the files they leave."""
+import importlib.util
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main
+
+FLAKY = '''
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from bench.api import METHODS, Method, MethodCard, Recipe
+
+
+@METHODS.register("flaky")
+class Flaky(Method):
+    """Zero-shot features with a learned scale; training fails while $BENCH_TEST_FLAG exists."""
+
+    card = MethodCard(paper="p", code="c", recipes={"lt": Recipe("test", train={"epochs": 1})})
+
+    def __init__(self, backbone, data, cfg):
+        super().__init__(backbone, data, cfg)
+        self.scale = torch.nn.Parameter(torch.ones(()))
+        with torch.no_grad():
+            text = backbone.encode_text(backbone.tokenize([data.template.format(c) for c in data.classnames]))
+        self.register_buffer("text", F.normalize(text, dim=-1), persistent=False)
+
+    def forward(self, images):
+        if os.path.exists(os.environ["BENCH_TEST_FLAG"]):
+            raise RuntimeError("the flag file is there")
+        return self.scale * self.image_features(images) @ self.text.t()
+'''
+
+
+def bench_process(args, env, cwd, **kw):
+    return subprocess.Popen([sys.executable, "-m", "bench", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=env, cwd=cwd, **kw)
+
+
+@pytest.fixture
+def env(bench_cache):
+    return {**os.environ, "BENCH_CACHE": str(bench_cache), "HF_HUB_OFFLINE": "1"}
+
+
+def training_starts(log: str) -> Counter:
+    """(method, seed) -> how many times its training began (its first epoch line), from run logs."""
+    return Counter(re.findall(r"smoke / (\S+) / seed (\d+): epoch 1/", log))
+
+
+def results(root: Path, method: str = "*") -> list:
+    return sorted(root.glob(f"smoke/{method}/*/seed-*.json"))
+
+
+@pytest.mark.parametrize("processes", [2, 3])
+def test_concurrent_runs_train_every_cell_exactly_once(tmp_path, env, processes):
+    args = ["run", "--protocol", "smoke", "--method", "coop", "maple", "ivlp", "--seeds", "1", "2",
+            "--no-progress", "--threads", "1", "--results-dir", str(tmp_path / "results")]
+    runs = [bench_process(args, env, tmp_path) for _ in range(processes)]
+    logs = [run.communicate(timeout=600)[0] for run in runs]
+    assert all(run.returncode == 0 for run in runs), logs
+    starts = training_starts("".join(logs))
+    assert starts == {(m, s): 1 for m in ("coop", "maple", "ivlp") for s in ("1", "2")}
+    assert len(results(tmp_path / "results")) == 6
+    assert sum(log.count("running elsewhere") + log.count("done already") for log in logs) >= 6 * (processes - 1)
+    assert not list((tmp_path / "results").rglob("*.lease*"))  # every lease and takeover marker released
+
+
+def test_workers_run_each_cell_once_and_a_relaunch_runs_only_what_is_missing(tmp_path, env):
+    args = ["run", "--protocol", "smoke", "--method", "coop", "maple", "--seeds", "1", "2", "--workers", "2",
+            "--devices", "cpu", "--results-dir", str(tmp_path / "results")]
+    log = bench_process(args, env, tmp_path).communicate(timeout=600)[0]
+    assert "bench: 4 cells: 4 ran" in log and "[w0]" in log and "[w1]" in log, log
+    assert training_starts(log) == {(m, s): 1 for m in ("coop", "maple") for s in ("1", "2")}
+    lost = results(tmp_path / "results", "maple")[0]
+    lost.unlink()  # as after a crash: one cell is missing
+    run = bench_process(args, env, tmp_path)
+    log = run.communicate(timeout=600)[0]
+    assert run.returncode == 0 and "bench: 4 cells: 1 ran, 3 done before" in log, log
+    written = re.findall(r"smoke / (\S+) / seed (\d+): all [\d.]+, [\d.]+s -> ", log)
+    assert len(written) == 1 and written[0][0] == "maple" and lost.exists()  # resumed from its last checkpoint
+    assert not training_starts(log)
+
+
+def test_a_worker_killed_mid_cell_is_taken_over_and_ends_as_an_uninterrupted_run(tmp_path, env, capsys):
+    args = ["run", "--protocol", "smoke", "--method", "coop", "--seeds", "1", "--set", "coop.train.epochs=6",
+            "--no-progress", "--threads", "1"]
+    run = bench_process([*args, "--results-dir", str(tmp_path / "killed")], env, tmp_path)
+    for line in run.stdout:
+        if ": epoch 3/6" in line:
+            run.send_signal(signal.SIGKILL)  # mid-cell: three epochs checkpointed, the lease left behind
+            break
+    run.wait(timeout=60)
+    lease, = (tmp_path / "killed").rglob("seed-1.lease")
+    assert not results(tmp_path / "killed")
+    assert main([*args, "--results-dir", str(tmp_path / "killed")]) == 0  # its holder is gone: taken over
+    assert main([*args, "--results-dir", str(tmp_path / "whole")]) == 0
+    resumed, whole = (json.loads(results(tmp_path / d)[0].read_text()) for d in ("killed", "whole"))
+    assert resumed["metrics"] == whole["metrics"] and resumed["per_class_accuracy"] == whole["per_class_accuracy"]
+    assert not lease.exists() and not list((tmp_path / "killed").rglob("*.takeover-*"))
+
+
+def test_a_failed_cell_is_recorded_the_others_go_on_and_retry_failed_runs_it_again(tmp_path, capsys, monkeypatch,
+                                                                                     new_process):
+    plugin, flag = tmp_path / "flaky.py", tmp_path / "fail-now"
+    plugin.write_text(FLAKY)
+    flag.touch()
+    monkeypatch.setenv("BENCH_TEST_FLAG", str(flag))
+    args = ["run", "--plugin", str(plugin), "--protocol", "smoke", "--method", "flaky", "coop", "--seeds", "1",
+            "--results-dir", str(tmp_path / "results")]
+    assert main(args) == 1
+    out = capsys.readouterr().out
+    assert "bench: 2 cells: 1 ran, 1 failed; bench status lists the errors" in out
+    failure, = (tmp_path / "results").rglob("seed-1.failed")
+    assert json.loads(failure.read_text())["error"] == "RuntimeError: the flag file is there"
+    assert "Traceback" in failure.with_name("seed-1.traceback.txt").read_text()
+    status = ["status", "--plugin", str(plugin), "--protocol", "smoke", "--method", "flaky", "coop", "--seeds", "1",
+              "--results-dir", str(tmp_path / "results")]
+    assert main(status) == 0
+    out = capsys.readouterr().out
+    assert "| smoke | flaky | 0 | 0 | 0 | 1 | 0 |" in out and "| smoke | coop | 1 | 0 | 0 | 0 | 0 |" in out
+    assert "failed   smoke / flaky / seed 1: RuntimeError: the flag file is there" in out
+    flag.unlink()
+    assert main(args) == 0 and "1 done before, 1 failed before" in capsys.readouterr().out
+    assert main([*args, "--retry-failed"]) == 0 and "1 ran, 1 done before" in capsys.readouterr().out
+    assert not failure.exists() and len(results(tmp_path / "results")) == 2
+
+
+def test_damaged_and_foreign_leases_are_handled_with_a_warning(tmp_path, capsys):
+    args = ["run", "--protocol", "smoke", "--method", "zeroshot", "--seeds", "1",
+            "--results-dir", str(tmp_path / "results"), "--lease-timeout", "60"]
+    assert main(args) == 0
+    result = results(tmp_path / "results")[0]
+    lease = result.with_name("seed-1.lease")
+    long_ago = time.time() - 3600
+
+    def again(content, mtime=None):
+        result.unlink(missing_ok=True)
+        lease.write_text(content)
+        if mtime:
+            os.utime(lease, (mtime, mtime))
+        code = main(args)
+        return code, *capsys.readouterr()
+
+    capsys.readouterr()
+    foreign = json.dumps({"host": "node-17", "pid": 4242, "job": "991_3", "token": "t1", "since": "earlier"})
+    code, out, err = again(foreign)  # heard from just now: another machine is on it
+    assert code == 0 and "running elsewhere (node-17 pid 4242, job 991_3" in out and not result.exists()
+    assert main(["status", *args[1:]]) == 0
+    assert re.search(r"running  smoke / zeroshot / seed 1: node-17 pid 4242 job 991_3, \d+ s since heard",
+                     capsys.readouterr().out)
+    code, out, err = again(foreign, long_ago)  # silent for an hour: taken over, with a warning
+    assert code == 0 and result.exists() and "lease" in err and "node-17" in err and "went silent" in err
+    code, out, err = again("{torn", long_ago)
+    assert code == 0 and result.exists() and "is damaged" in err
+    assert not lease.exists()
+
+
+def test_plan_counts_cells_and_estimates_hours_from_finished_ones(tmp_path, capsys):
+    root = str(tmp_path / "results")
+    assert main(["run", "--protocol", "smoke", "--method", "zeroshot", "--seeds", "1", "--results-dir", root]) == 0
+    capsys.readouterr()
+    assert main(["plan", "--protocol", "smoke", "--method", "zeroshot", "coop", "--results-dir", root]) == 0
+    out = capsys.readouterr().out
+    assert "| smoke | zeroshot | 1 | 0 | 0 | 0 | 2 |" in out and "| smoke | coop | 0 | 0 | 0 | 0 | 3 |" in out
+    assert "| all | 2 rows | 1 | 0 | 0 | 0 | 5 |" in out
+    assert re.search(r"estimate: \d+\.\d\d hours for 2 of 5 cells not done \(CPU timings only for lt/zeroshot\); "
+                     r"no finished cell of the same family and method to time lt/coop \(3\)", out)
+
+
+def test_a_slurm_job_array_runs_every_cell_through_submitit(tmp_path, capsys):
+    """submitit's local executor (a subprocess per array task) stands in for SLURM."""
+    pytest.importorskip("submitit", reason="submitit is the [slurm] extra")
+    root = tmp_path / "results"
+    args = ["run", "--protocol", "smoke", "--method", "coop", "maple", "--seeds", "1", "2", "--results-dir", str(root),
+            "--launcher", "slurm", "--slurm-cluster", "local", "--slurm-array", "2", "--slurm-gpus", "0",
+            "--slurm-option", "account=lt-bench"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "bench: submitted 2 array task(s)" in out and "bench: 4 cells: 4 ran" in out
+    assert len(results(root)) == 4
+    note, = root.glob(".slurm/*/launch.json")
+    launched = json.loads(note.read_text())
+    assert launched["profile"]["sbatch"] == {"account": "lt-bench"} and len(launched["jobs"]) == 2
+    logs = "".join(p.read_text() for p in note.parent.rglob("*_log.out"))
+    assert sum(training_starts(logs).values()) == 4  # each cell trained once, by one of the two tasks
+    assert main(["status", "--protocol", "smoke", "--method", "coop", "maple", "--seeds", "1", "2",
+                 "--results-dir", str(root)]) == 0
+    assert f"logs in {note.parent}" in capsys.readouterr().out
+
+
+def test_slurm_input_errors_are_one_line_before_anything_is_submitted(tmp_path, capsys, monkeypatch):
+    base = ["run", "--protocol", "smoke", "--method", "coop", "--results-dir", str(tmp_path), "--launcher", "slurm"]
+    profile = tmp_path / "profile.yaml"
+    profile.write_text("partiton: gpu\n")
+    assert "slurm.partiton: unknown field; did you mean 'partition'?" in one_error(capsys, *base, "--slurm-profile",
+                                                                                   str(profile))
+    assert "expected an sbatch option as NAME=VALUE" in one_error(capsys, *base, "--slurm-option", "qos high")
+    monkeypatch.setitem(sys.modules, "submitit", None)  # as if the [slurm] extra were not installed
+    assert "pip install -e '.[slurm]'" in one_error(capsys, *base)
+    assert not (tmp_path / ".slurm").exists()
+
+
+def test_an_array_task_on_a_node_without_the_results_folder_stops_and_a_requeued_one_resumes(tmp_path, monkeypatch):
+    from bench.core.errors import BenchError
+    from bench.engine.lease import acquire
+    from bench.launch.slurm import ArrayTask
+
+    task = ArrayTask(selection=type("S", (), {"options": type("O", (), {"results_dir": tmp_path})()})(),
+                     index=0, tasks=1, probe=str(tmp_path / ".probe-x"), device="cpu")
+    with pytest.raises(BenchError, match="not the one the job was submitted from"):
+        task()
+    if importlib.util.find_spec("submitit"):
+        assert task.checkpoint().function is task  # preempted or timed out: the same task is requeued
+    # a requeued task (same array job and task, another node) takes its own lease back at once
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "77")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+    lease = tmp_path / "seed-1.lease"
+    for job, taken in (("77_4", False), ("77_3", True)):
+        lease.write_text(json.dumps({"host": "node-9", "pid": 1, "job": job, "token": job, "since": "now"}))
+        held = acquire(lease, stale_after=600)
+        assert (held is not None) == taken
+        if held is not None:
+            held.release()
+
+
+def one_error(capsys, *argv) -> str:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    assert code == 2 and err.startswith("bench: error: ") and err.count("\n") == 1, err
+    return err
+
+
+@pytest.mark.parametrize("extra, problem", [
+    (["--workers", "0"], "--workers: expected a whole number from 1 to 1024"),
+    (["--workers", "2", "--devices", "7"], "--device cuda:7: "),  # no CUDA here, or fewer GPUs
+    (["--workers", "2", "--devices", "0,,1"], "--devices '0,,1': expected GPU indices"),
+])
+def test_bad_worker_settings_are_one_line_before_any_worker_starts(tmp_path, capsys, extra, problem):
+    err = one_error(capsys, "run", "--protocol", "smoke", "--method", "coop", "--results-dir", str(tmp_path), *extra)
+    assert problem in err and not list(tmp_path.rglob("seed-*"))
