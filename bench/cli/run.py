@@ -41,44 +41,51 @@ def select(args) -> tuple:
 
 
 def cmd_run(args) -> int:
-    from bench.config.catalog import locate, save_view
-    from bench.plugins import fingerprint
-
     names, runners, methods = select(args)
+    if len(runners) > 1 and args.launcher == "local" and args.workers == 1:
+        print(f"bench: running {len(runners)} protocols: {', '.join(names[:4])}{', ...' if len(names) > 4 else ''}")
     if args.launcher == "slurm":
         return run_on_slurm(args, names, runners, methods)
     if args.workers > 1 or args.devices:
         return run_with_workers(args, names, runners, methods)
-    if len(runners) > 1:
-        print(f"bench: running {len(runners)} protocols: {', '.join(names[:4])}{', ...' if len(names) > 4 else ''}")
-        for runner in runners:  # a missing dataset of the last table cell fails now, not hours in
-            runner.check_data()
+    check_data(runners)
     outcome = Counter()
-    for name, runner in zip(names, runners):
+    for runner in runners:
         runner.run(methods, args.seeds, skip_unfit=args.method == ["all"])
         outcome += runner.outcome
+    return finish(names, runners, outcome)
+
+
+def check_data(runners) -> None:
+    """Build each protocol's first data, before any cell runs: a missing dataset of the last table
+    cell fails now, not hours in (one protocol's data is built by its own preflight)."""
+    if len(runners) > 1:
+        for runner in runners:
+            runner.check_data()
+
+
+def finish(names, runners, outcome: Counter) -> int:
+    """Cache each protocol's view (the leaderboard then needs no torch), print the summary; exit
+    code 1 if a cell failed."""
+    from bench.config.catalog import locate, save_view
+
+    for name, runner in zip(names, runners):
         path, cell = locate(name)
-        save_view(path, runner.protocol.view(), cell or "", fingerprint())  # the leaderboard need not import torch
+        save_view(path, runner.protocol.view(), cell or "", plugins.fingerprint())
     print(summary(outcome), flush=True)
     return 1 if outcome["failed"] else 0
 
 
 def run_with_workers(args, names, runners, methods) -> int:
     """``--workers N --devices 0,1``: N processes, one device each, every cell exactly once."""
-    from bench.config.catalog import locate, save_view
     from bench.launch.workers import Selection, device_list, run_workers
-    from bench.plugins import fingerprint
 
     devices = device_list(args.devices or runners[0].options.device, args.workers)
-    for runner in runners:  # a missing dataset fails here, before any worker starts
+    for runner in runners:  # before any worker starts
         runner.check_data()
     plugins.export()  # the workers load the same plugins
     outcome = run_workers(Selection(names, methods, args.seeds, runners[0].options, args.method == ["all"]), devices)
-    for name, runner in zip(names, runners):
-        path, cell = locate(name)
-        save_view(path, runner.protocol.view(), cell or "", fingerprint())
-    print(summary(outcome), flush=True)
-    return 1 if outcome["failed"] else 0
+    return finish(names, runners, outcome)
 
 
 def run_on_slurm(args, names, runners, methods) -> int:
@@ -95,7 +102,7 @@ def run_on_slurm(args, names, runners, methods) -> int:
         **({"sbatch": sbatch} if sbatch else {})})
     logs = Path(args.results_dir) / ".slurm" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     executor(profile, logs)  # submitit missing or an option it does not know: an error before anything
-    for runner in runners:
+    for runner in runners:  # before anything is submitted
         runner.check_data()
     plugins.export()  # the tasks load the same plugins (sbatch passes the environment on)
     jobs = submit(Selection(names, methods, args.seeds, runners[0].options, args.method == ["all"]), profile, logs)
@@ -103,9 +110,7 @@ def run_on_slurm(args, names, runners, methods) -> int:
           f"follow with: bench status --protocol {args.protocol}", flush=True)
     if profile.cluster is None:
         return 0
-    outcome = task_outcomes(jobs)  # local or debug: wait for the tasks, as a test or a dry run does
-    print(summary(outcome), flush=True)
-    return 1 if outcome["failed"] else 0
+    return finish(names, runners, task_outcomes(jobs))  # local or debug: the tasks ran, as a test or dry run
 
 
 def parse_option(item: str) -> tuple:
