@@ -143,16 +143,21 @@ def take_over(path: Path, data: dict, text: str, stale_after: float) -> Optional
     current = read_lease(path)
     if not is_stale(path, current, stale_after):
         return None
-    if current is None:
-        warn(f"lease '{path}' is damaged; taken over as its holder has not touched it for {stale_after:.0f} s")
-    elif current.get("host") != socket.gethostname():
-        warn(f"lease '{path}' of {current.get('host')} (pid {current.get('pid')}, job {current.get('job')}) "
-             f"went silent for over {stale_after:.0f} s; taking the cell over")
-    generation = current["token"] if current else f"damaged-{int(path.stat().st_mtime)}"
+    try:
+        generation = current["token"] if current else f"damaged-{int(path.stat().st_mtime)}"
+    except FileNotFoundError:
+        return None  # released meanwhile: its cell is finished, or the next look takes it
     marker = path.with_name(f"{path.name}.takeover-{generation}")
     try:  # only one worker may take over this generation of the lease
         os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
     except FileExistsError:
         return None
+    if current is None:
+        warn(f"lease '{path}' is damaged; taken over as its holder has not touched it for {stale_after:.0f} s")
+    elif current.get("job") is not None and current.get("job") == this_job():
+        warn(f"lease '{path}' was this SLURM task's ({current.get('job')}) before it was requeued; resuming the cell")
+    elif current.get("host") != socket.gethostname():
+        warn(f"lease '{path}' of {current.get('host')} (pid {current.get('pid')}, job {current.get('job')}) "
+             f"went silent for over {stale_after:.0f} s; taking the cell over")
     write_atomic(path, lambda f: f.write(text))
     return Lease(path, data, stale_after, marker)
