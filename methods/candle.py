@@ -101,6 +101,7 @@ class Candle(Method):
     """Candle: prototypes + cross-modal fusion + compensating LA on frozen CLIP features (Shi et al., 2024)."""
 
     Config = CandleConfig
+    text_depends_on_image = True  # text and image features are fused over the test batch
     card = CARD
 
     def __init__(self, backbone, data, cfg: CandleConfig):

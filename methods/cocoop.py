@@ -73,6 +73,7 @@ class CoCoOp(Method):
     """CoCoOp: prompt context shifted per image by a meta-network (Zhou et al., 2022)."""
 
     Config = CoCoOpConfig
+    text_depends_on_image = True  # the meta-net shifts the context by each image's feature
     card = CARD
 
     def __init__(self, backbone, data, cfg: CoCoOpConfig):

@@ -117,6 +117,7 @@ class Lamp(Method):
     """LAMP: prompt pool + shared prompts + load balancing, with the transductive new-class bias pass (spec §8)."""
 
     Config = LampConfig
+    text_depends_on_image = True  # each image's routing picks the prompt entries its text runs with
     card = CARD
 
     def __init__(self, backbone, data: ClassInfo, cfg: LampConfig):

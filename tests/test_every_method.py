@@ -130,3 +130,33 @@ def test_method_trains_resumes_and_classifies_every_label_space(protocol_name, n
         with torch.no_grad():
             logits = method(images)
         assert logits.shape == (6, len(ev.info.classnames)) and torch.isfinite(logits).all(), ev.name
+
+
+@pytest.mark.parametrize("name", METHODS.names() + VARIANTS)
+def test_prediction_encodes_image_independent_prompts_once_with_the_same_logits(name):
+    """A prediction pass computes the class prompts' text features once per label space, not once per
+    test batch, for every method whose text side does not depend on the images; the logits are exactly
+    the naive path's, which runs the text tower again for every batch."""
+    from bench.engine.train import predict
+
+    if name in USER_INPUTS:
+        pytest.skip("the same code as its offline-KB twin, which runs here")
+    _, backbone, spaces, _, test_tf = setting("smoke")
+    method = build("smoke", name, seed=1)
+    test = Subset(TransformedDataset(spaces.evaluations[0].test, test_tf), range(0, 200, 4))  # 5 batches of 10
+    batches = [torch.stack([test[i][0] for i in range(start, start + 10)]) for start in range(0, 50, 10)]
+    method.eval()
+    method(batches[0])  # warm: what a method builds once per label space (MDPR's knowledge) is built now
+    runs = []
+    hook = backbone.text.transformer.resblocks[0].register_forward_pre_hook(lambda module, args: runs.append(1))
+    try:
+        naive = torch.cat([method(images).float() for images in batches])
+        per_batch, runs[:] = len(runs) // len(batches), []
+        logits, _ = predict(method, test, batch_size=10, device=CPU)
+    finally:
+        hook.remove()
+    assert torch.allclose(logits, naive, rtol=1e-6, atol=1e-5), (logits - naive).abs().max()
+    memoised = hasattr(type(method), "text_features") and not method.text_depends_on_image
+    assert len(runs) == (per_batch if memoised else per_batch * len(batches)), (len(runs), per_batch)
+    if name in ("coop", "maple", "ivlp", "cpt"):
+        assert per_batch >= 1  # their text tower runs at all: the count above says something

@@ -193,9 +193,10 @@ def predict(
     dtype = amp_dtype(device, precision)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     all_logits, all_labels = [], []
-    for images, labels in tqdm(loader, desc="eval", disable=not progress, leave=False):
-        with autocast(device, dtype):
-            logits = method(images.to(device))
-        all_logits.append(logits.float().cpu())
-        all_labels.append(labels)
+    with method.one_label_space():  # image-independent class prompts are encoded once, not per batch
+        for images, labels in tqdm(loader, desc="eval", disable=not progress, leave=False):
+            with autocast(device, dtype):
+                logits = method(images.to(device))
+            all_logits.append(logits.float().cpu())
+            all_labels.append(labels)
     return torch.cat(all_logits), torch.cat(all_labels)

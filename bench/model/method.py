@@ -27,7 +27,9 @@ method with ``trains = False`` is evaluated without training.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from typing import ClassVar, Dict, List, Mapping, Optional, Sequence
 
@@ -98,11 +100,36 @@ class ClassInfo:
     training_index: Optional[List[int]] = None
 
 
+def memoised_text(text_features):
+    """``text_features`` that, inside :meth:`Method.one_label_space`, is computed once and reused."""
+    @functools.wraps(text_features)
+    def once(self, *args, **kwargs):
+        memo = self.__dict__.get("_text_memo")
+        if memo is None or args or kwargs:
+            return text_features(self, *args, **kwargs)
+        if "text" not in memo:
+            memo["text"] = text_features(self)
+        return memo["text"]
+
+    once.memoised = True
+    return once
+
+
 class Method(nn.Module):
     Config = NoOptions
     card: ClassVar[Optional[MethodCard]] = None
     trains: ClassVar[bool] = True  # False: no training recipe, evaluated as built
     registry_name: ClassVar[str] = "method"  # set by METHODS.register
+    # Whether the class prompts' text features depend on the images (CoCoOp's meta-net, LAMP's
+    # routing, Candle's fusion).  When they do not, ``text_features()`` is computed once per
+    # prediction over a label space instead of once per test batch (see :meth:`one_label_space`).
+    text_depends_on_image: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("text_features")
+        if own is not None and not getattr(own, "memoised", False):
+            cls.text_features = memoised_text(own)
 
     def __init__(self, backbone: ClipBackbone, data: ClassInfo, cfg):
         super().__init__()
@@ -145,6 +172,17 @@ class Method(nn.Module):
         """Classify among ``info.classnames`` from now on (learned parameters unchanged); per-class
         parameters follow ``info.training_index`` when the classes are a subset of the training ones."""
         raise BenchError(f"method {self.registry_name} cannot classify classes other than its training classes")
+
+    @contextlib.contextmanager
+    def one_label_space(self):
+        """Inside, nothing that decides the text features changes (no training step, no label-space
+        switch: a prediction pass), so a method whose text side does not depend on the images computes
+        them once; the logits are the same as recomputing them for every batch."""
+        self._text_memo = {} if not self.text_depends_on_image else None
+        try:
+            yield
+        finally:
+            self._text_memo = None
 
     def use_label_space(self, info: ClassInfo) -> None:
         """:meth:`set_label_space`, unless ``info`` is already the current label space."""
