@@ -49,7 +49,7 @@ def use(specs: Sequence[str]) -> None:
 def export() -> None:
     """Name every requested plugin in ``$BENCH_PLUGINS`` (files by absolute path), so that worker
     processes and SLURM tasks started from here load them too."""
-    specs = [str(Path(s).expanduser().resolve()) if is_file(s) else s for s in requested()]
+    specs = [canonical(spec) for spec in requested()]
     if specs:
         os.environ[ENV_VAR] = os.pathsep.join(specs)
 
@@ -79,9 +79,13 @@ def load_all() -> None:
     """The built-ins, then every installed and requested plugin (each imported once)."""
     load_builtins()
     for spec in [*installed(), *requested()]:
-        same = str(Path(spec).expanduser().resolve()) if is_file(spec) else spec  # ./a.py and a.py are one plugin
-        if same not in _loaded:
-            _loaded[same] = load_plugin(spec)
+        if canonical(spec) not in _loaded:  # ./a.py and a.py are one plugin
+            _loaded[canonical(spec)] = load_plugin(spec)
+
+
+def canonical(spec: str) -> str:
+    """A file plugin by its absolute path; a module by its name."""
+    return str(Path(spec).expanduser().resolve()) if is_file(spec) else spec
 
 
 def is_file(spec: str) -> bool:
