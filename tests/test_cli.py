@@ -61,6 +61,11 @@ def test_smoke_leaderboard_end_to_end(capsys, results):
     assert rec["config"]["train"]["optimizer"] == "adamw" and rec["config"]["train"]["epochs"] == 4
     assert rec["config"]["sources"]["train.lr"] == "card: MDPR App. A.1.2"
     assert rec["train"]["epochs"] == 4
+    # what it cost: each epoch's wall time, training and evaluation images/s, peak memory (RSS on a CPU)
+    assert len(rec["train"]["epoch_seconds"]) == 4 and rec["train"]["images_per_second"] > 0
+    assert rec["usage"]["eval_images_per_second"] > 0 and rec["usage"]["peak_memory_mb"] > 0
+    assert rec["usage"]["memory_measure"] == ("cuda max allocated (this cell)" if torch.cuda.is_available()
+                                              else "process max RSS")
     setup = rec["setup"]
     assert setup["activation"] == "gelu" and setup["image_size"] == 32 and setup["group_by"] == "own"
     assert setup["precision"] == ({"train": "fp32", "eval": "fp32"} if not torch.cuda.is_available()

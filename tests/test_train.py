@@ -48,6 +48,11 @@ def test_resumed_training_equals_uninterrupted(backbone, class_info, smoke_data,
     fresh = make(backbone, class_info, seed=123)  # a new process: different init, state from disk
     rest = train(fresh, data, cfg, seed=5, device=CPU, checkpoint=ckpt, key="k")
     assert rest["resumed_from_epoch"] == 1
+    # timing covers the epochs each process ran: 3 straight; 1, then the other 2 after resuming
+    assert [len(s["epoch_seconds"]) for s in (full, partial, rest)] == [3, 1, 2]
+    per_epoch = len(data) // cfg.batch_size * cfg.batch_size if cfg.drop_last else len(data)  # Dassl drops the rest
+    for summary, epochs in ((full, 3), (rest, 2)):
+        assert summary["images_per_second"] == pytest.approx(epochs * per_epoch / sum(summary["epoch_seconds"]))
     assert rest["loss_history"] == full["loss_history"]  # bit-identical, not merely close
     assert torch.equal(fresh.prompt_learner.ctx, straight.prompt_learner.ctx)
     assert not list(tmp_path.glob(".*.tmp"))
@@ -67,7 +72,8 @@ def test_method_that_does_not_train_is_evaluated_as_built(backbone, class_info, 
 
     method = ZeroShotCLIP(backbone, class_info, ZeroShotConfig())
     summary = train(method, smoke_data.train, TrainRecipe(), seed=1, device=CPU)
-    assert summary == {"epochs": 0, "loss_history": [], "resumed_from_epoch": None}
+    assert summary == {"epochs": 0, "loss_history": [], "resumed_from_epoch": None, "epoch_seconds": [],
+                       "images_per_second": None}
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")

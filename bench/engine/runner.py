@@ -39,6 +39,7 @@ from .lease import STALE_AFTER, acquire, read_lease
 from .metrics import evaluate, group_counts
 from .store import ResultStore
 from .train import precision_name, predict, train
+from .usage import peak_memory, per_second, reset_peak
 
 
 @dataclass
@@ -308,6 +309,7 @@ class Runner:
         start = time.time()
         proto, recipe = self.protocol, cell.resolved.train
         backbone = self.backbone()
+        reset_peak(self.device)
         seed_everything(cell.seed)  # after everything shared, so only the seed decides the method's init
         train_tf, test_tf = build_transforms(proto.transforms, backbone.image_size)
         spaces = self.spaces(cell.seed)
@@ -321,7 +323,9 @@ class Runner:
         )
         if spaces.new_train is not None:
             method.adapt_to_new(TransformedDataset(spaces.new_train, test_tf))
+        evaluating = time.time()
         results = [self.evaluate(method, ev, recipe, test_tf) for ev in spaces.evaluations]
+        tested = per_second(sum(len(ev.test) for ev in spaces.evaluations), time.time() - evaluating)
         result = summarise(spaces, results)
         return {
             "key": cell.key,
@@ -345,6 +349,8 @@ class Runner:
             "evaluations": {ev.name: {"classes": len(ev.classes), "group": ev.group, **res}
                             for ev, res in zip(spaces.evaluations, results)},
             "train": summary,
+            # throughput and memory: epoch wall times and train images/s are in "train"
+            "usage": {"eval_images_per_second": tested, **peak_memory(self.device)},
             "setup": self.setup(backbone, method, recipe, train_tf, test_tf),
             "method_state": method.record_fields(),
             "seconds": time.time() - start,

@@ -21,6 +21,7 @@ from bench.config.recipes import TrainRecipe, lr_for_epoch
 from bench.core.atomic import save_torch, set_aside
 from bench.core.errors import BenchError, reason, warn
 from bench.model.method import Method
+from .usage import per_second
 
 
 def make_optimizer(params, cfg: TrainRecipe) -> torch.optim.Optimizer:
@@ -122,11 +123,12 @@ def train(
     """
     params = method.trainable_parameters()
     if not method.trains or not params:
-        return {"epochs": 0, "loss_history": [], "resumed_from_epoch": None}
+        return {"epochs": 0, "loss_history": [], "resumed_from_epoch": None, "epoch_seconds": [],
+                "images_per_second": None}
     optimizer = make_optimizer(params, cfg)
     dtype = amp_dtype(device, cfg.precision)
     scaler = make_scaler(dtype)
-    start, history, resumed = 0, [], None
+    start, history, resumed, seconds, seen = 0, [], None, [], 0
     state = read_checkpoint(checkpoint, key, method, cfg.epochs, device) if checkpoint is not None else None
     if state is not None and not restore(state, optimizer, scaler, method, checkpoint):
         optimizer, scaler, state = make_optimizer(params, cfg), make_scaler(dtype), None
@@ -165,8 +167,10 @@ def train(
             count += labels.numel()
             bar.set_postfix(loss=f"{total / count:.4f}")
         history.append(total / max(count, 1))
+        seconds.append(time.time() - started)
+        seen += count
         if log is not None:
-            log(f"epoch {epoch + 1}/{cfg.epochs}: loss {history[-1]:.4f}, lr {lr:.3g}, {time.time() - started:.1f}s")
+            log(f"epoch {epoch + 1}/{cfg.epochs}: loss {history[-1]:.4f}, lr {lr:.3g}, {seconds[-1]:.1f}s")
         if checkpoint is not None:
             save_torch(
                 checkpoint,
@@ -180,7 +184,9 @@ def train(
                     "loss_history": history,
                 },
             )
-    return {"epochs": len(history), "loss_history": history, "resumed_from_epoch": resumed}
+    # the epochs this process ran (a resumed run's earlier ones ran elsewhere): wall time and throughput
+    return {"epochs": len(history), "loss_history": history, "resumed_from_epoch": resumed,
+            "epoch_seconds": seconds, "images_per_second": per_second(seen, sum(seconds))}
 
 
 @torch.no_grad()
