@@ -160,7 +160,7 @@ def test_damaged_and_foreign_leases_are_handled_with_a_warning(tmp_path, capsys)
     code, out, err = again(foreign)  # heard from just now: another machine is on it
     assert code == 0 and "running elsewhere (node-17 pid 4242, job 991_3" in out and not result.exists()
     assert main(["status", *args[1:]]) == 0
-    assert re.search(r"running  smoke / zeroshot / seed 1: node-17 pid 4242 job 991_3, \d+ s since heard",
+    assert re.search(r"running  smoke / zeroshot / seed 1: node-17 pid 4242, job 991_3, \d+ s since heard",
                      capsys.readouterr().out)
     code, out, err = again(foreign, long_ago)  # silent for an hour: taken over, with a warning
     assert code == 0 and result.exists() and "lease" in err and "node-17" in err and "went silent" in err

@@ -11,10 +11,10 @@ from .run import add_selection, select
 
 
 def cmd_plan(args) -> int:
-    from bench.launch.cells import cell_states, counts_table, estimate, finished_timings
+    from bench.launch.cells import counts_table, estimate, finished_timings, selection_states
 
     _, runners, methods = select(args)
-    states = [s for runner in runners for s in cell_states(runner, methods, args.seeds)]
+    states = selection_states(runners, methods, args.seeds)
     print(counts_table(states))
     print(estimate(states, finished_timings(Path(args.results_dir))))
     return 0

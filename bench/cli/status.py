@@ -11,10 +11,10 @@ from .run import add_selection, select
 
 
 def cmd_status(args) -> int:
-    from bench.launch.cells import cell_states, counts_table, details
+    from bench.launch.cells import counts_table, details, selection_states
 
     _, runners, methods = select(args)
-    states = [s for runner in runners for s in cell_states(runner, methods, args.seeds)]
+    states = selection_states(runners, methods, args.seeds)
     print(counts_table(states))
     lines = details(states)
     if lines:

@@ -53,6 +53,14 @@ def read_lease(path: Path) -> Optional[dict]:
     return data if isinstance(data, dict) and isinstance(data.get("token"), str) else None
 
 
+def holder_label(current: Optional[dict]) -> str:
+    """``node-17 pid 4242, job 991_3``: who holds a lease (for logs and `bench status`)."""
+    if current is None:
+        return "lease unreadable"
+    job = f", job {current['job']}" if current.get("job") else ""
+    return f"{current.get('host')} pid {current.get('pid')}{job}"
+
+
 def age(path: Path) -> Optional[float]:
     try:
         return max(0.0, time.time() - path.stat().st_mtime)

@@ -35,7 +35,7 @@ from bench.model.transforms import build_transforms, describe
 from bench.records.headline import headline_metric
 from bench.records.schema import cell_key
 from .evaluation import Evaluation, LabelSpaces, label_spaces, per_class_counts, summarise
-from .lease import STALE_AFTER, acquire, read_lease
+from .lease import STALE_AFTER, acquire, holder_label, read_lease
 from .metrics import evaluate, group_counts
 from .store import ResultStore
 from .train import precision_name, predict, train
@@ -109,14 +109,6 @@ def method_identity(name: str, options) -> dict:
     return {**fields, "inputs": inputs} if inputs else fields
 
 
-def holder_text(lease_path: Path) -> str:
-    current = read_lease(lease_path)
-    if current is None:
-        return "lease unreadable"
-    job = f", job {current['job']}" if current.get("job") else ""
-    return f"{current.get('host')} pid {current.get('pid')}{job} since {current.get('since')}"
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -133,8 +125,13 @@ class Runner:
         self._spaces: Dict[Optional[int], LabelSpaces] = {}  # by data seed (None: the data take none)
         self._eval_data: Dict[int, DatasetBundle] = {}  # evaluation index -> its dataset
         self._backbone = None
-        self.outcome: Counter = Counter()  # ran, done before, failed, failed before, running elsewhere
-        self.cell_outcomes: Dict[tuple, str] = {}  # (protocol, method, key, seed) -> which of those
+        # (protocol, method, key, seed) -> ran, done before, failed, failed before or running elsewhere
+        self.cell_outcomes: Dict[tuple, str] = {}
+
+    @property
+    def outcome(self) -> Counter:
+        """How many cells each outcome had."""
+        return Counter(self.cell_outcomes.values())
 
     def plan(self, methods: List[str], seeds: Optional[List[int]] = None) -> List[Cell]:
         """Validate everything up front and list the cells to run."""
@@ -199,15 +196,16 @@ class Runner:
         first = int(self.options.start * len(cells)) % len(cells) if cells else 0
         pending = list(enumerate(cells[first:] + cells[:first], 1))
         records = []
+        announced = set()  # cells already logged as held elsewhere: a waiting worker says it once
         while pending:
             held = []
             for i, cell in pending:
                 tag = f"[{i}/{len(cells)}] {self.protocol.name} / {cell.method} / seed {cell.seed}"
-                outcome, record = self.run_leased(cell, tag)
+                outcome, record = self.run_leased(cell, tag, quiet=i in announced)
                 if outcome == "running elsewhere" and self.options.wait:
                     held.append((i, cell))
+                    announced.add(i)
                     continue
-                self.outcome[outcome] += 1
                 self.cell_outcomes[(self.protocol.name, cell.method, cell.key, cell.seed)] = outcome
                 records += [record] if record is not None else []
             if held:
@@ -215,10 +213,11 @@ class Runner:
             pending = held
         return records
 
-    def run_leased(self, cell: Cell, tag: str) -> Tuple[str, Optional[dict]]:
+    def run_leased(self, cell: Cell, tag: str, quiet: bool = False) -> Tuple[str, Optional[dict]]:
         """One cell, exactly once across workers: skipped when done, failed before or held elsewhere;
         otherwise run under its lease, and a failure recorded (one line, a traceback file), not raised.
-        Returns what happened (a key of ``self.outcome``) and the finished record."""
+        Returns what happened (a key of ``self.outcome``) and the finished record; ``quiet``: no line
+        for a cell still held elsewhere."""
         where = (self.protocol.name, cell.method, cell.key, cell.seed)
         done = self.finished(cell, tag)
         if done is not None:
@@ -229,7 +228,10 @@ class Runner:
             return "failed before", None
         lease = acquire(self.store.lease_path(*where), self.options.lease_timeout)
         if lease is None:
-            self.log(f"{tag}: running elsewhere ({holder_text(self.store.lease_path(*where))}), skipped")
+            if not quiet:
+                holder = read_lease(self.store.lease_path(*where))
+                since = f" since {holder.get('since')}" if holder else ""
+                self.log(f"{tag}: running elsewhere ({holder_label(holder)}{since}), skipped")
             return "running elsewhere", None
         with lease:
             done = self.finished(cell, tag)  # it may have finished while the lease was being taken

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from bench.engine.lease import age, is_stale, read_lease
+from bench.engine.lease import age, holder_label, is_stale, read_lease
 from bench.records.schema import read_record
 
 STATES = ("done", "running", "stale", "failed", "to do")
@@ -29,6 +29,11 @@ class CellState:
     family: str
     state: str
     detail: str = ""  # running/stale: the holder and the lease's age; failed: the error
+
+
+def selection_states(runners: list, methods: List[str], seeds: Optional[List[int]]) -> List[CellState]:
+    """:func:`cell_states` of every protocol of a selection (one runner each)."""
+    return [state for runner in runners for state in cell_states(runner, methods, seeds)]
 
 
 def cell_states(runner, methods: List[str], seeds: Optional[List[int]]) -> List[CellState]:
@@ -48,9 +53,8 @@ def state_of(store, where: tuple, stale_after: float) -> Tuple[str, str]:
     lease = store.lease_path(*where)
     if lease.exists():
         holder, seconds = read_lease(lease), age(lease) or 0.0
-        who = "unreadable lease" if holder is None else (
-            f"{holder.get('host')} pid {holder.get('pid')}" + (f" job {holder['job']}" if holder.get("job") else ""))
-        return ("stale" if is_stale(lease, holder, stale_after) else "running"), f"{who}, {seconds:.0f} s since heard"
+        state = "stale" if is_stale(lease, holder, stale_after) else "running"
+        return state, f"{holder_label(holder)}, {seconds:.0f} s since heard"
     failed = store.failure(*where)
     if failed is not None:
         return "failed", str(failed.get("error"))
