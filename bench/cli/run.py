@@ -76,16 +76,23 @@ def finish(names, runners, outcome: Counter) -> int:
     return 1 if outcome["failed"] else 0
 
 
+def launched(args, names, runners, methods):
+    """The selection other processes run (workers, SLURM tasks): every protocol's data checked here
+    first, and the plugins named in the environment those processes inherit (sbatch passes it on)."""
+    from bench.launch.workers import Selection
+
+    for runner in runners:
+        runner.check_data()
+    plugins.export()
+    return Selection(names, methods, args.seeds, runners[0].options, args.method == ["all"])
+
+
 def run_with_workers(args, names, runners, methods) -> int:
     """``--workers N --devices 0,1``: N processes, one device each, every cell exactly once."""
-    from bench.launch.workers import Selection, device_list, run_workers
+    from bench.launch.workers import device_list, run_workers
 
     devices = device_list(args.devices or runners[0].options.device, args.workers)
-    for runner in runners:  # before any worker starts
-        runner.check_data()
-    plugins.export()  # the workers load the same plugins
-    outcome = run_workers(Selection(names, methods, args.seeds, runners[0].options, args.method == ["all"]), devices)
-    return finish(names, runners, outcome)
+    return finish(names, runners, run_workers(launched(args, names, runners, methods), devices))
 
 
 def run_on_slurm(args, names, runners, methods) -> int:
@@ -93,7 +100,6 @@ def run_on_slurm(args, names, runners, methods) -> int:
     import datetime
 
     from bench.launch.slurm import executor, load_profile, submit, task_outcomes
-    from bench.launch.workers import Selection
 
     sbatch = dict(parse_option(item) for item in args.slurm_option)
     profile = load_profile(args.slurm_profile, {
@@ -102,10 +108,7 @@ def run_on_slurm(args, names, runners, methods) -> int:
         **({"sbatch": sbatch} if sbatch else {})})
     logs = Path(args.results_dir) / ".slurm" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     executor(profile, logs)  # submitit missing or an option it does not know: an error before anything
-    for runner in runners:  # before anything is submitted
-        runner.check_data()
-    plugins.export()  # the tasks load the same plugins (sbatch passes the environment on)
-    jobs = submit(Selection(names, methods, args.seeds, runners[0].options, args.method == ["all"]), profile, logs)
+    jobs = submit(launched(args, names, runners, methods), profile, logs)
     print(f"bench: submitted {len(jobs)} array task(s) (job {jobs[0].job_id.split('_')[0]}); logs in {logs}; "
           f"follow with: bench status --protocol {args.protocol}", flush=True)
     if profile.cluster is None:
