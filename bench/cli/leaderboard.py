@@ -14,13 +14,13 @@ def protocol_view(name_or_path: str) -> dict:
     from bench.config.catalog import load_view, locate, save_view
     from bench.plugins import fingerprint
 
-    path, cell = locate(name_or_path)
-    view = load_view(path, cell or "", fingerprint())
+    path, cell, plugins = *locate(name_or_path), fingerprint()  # the plugins' sources are read once
+    view = load_view(path, cell or "", plugins)
     if view is None:
         from bench.config.protocol import load_protocol
 
         view = load_protocol(name_or_path).view()
-        save_view(path, view, cell or "", fingerprint())
+        save_view(path, view, cell or "", plugins)
     return view
 
 

@@ -69,9 +69,10 @@ def finish(names, runners, outcome: Counter) -> int:
     code 1 if a cell failed."""
     from bench.config.catalog import locate, save_view
 
+    code = plugins.fingerprint()  # read once: a table has dozens of protocols
     for name, runner in zip(names, runners):
         path, cell = locate(name)
-        save_view(path, runner.protocol.view(), cell or "", plugins.fingerprint())
+        save_view(path, runner.protocol.view(), cell or "", code)
     print(summary(outcome), flush=True)
     return 1 if outcome["failed"] else 0
 
