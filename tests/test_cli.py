@@ -8,6 +8,7 @@ import torch
 import yaml
 
 import bench.engine.runner
+import bench.engine.usage
 from bench.cli import main
 from bench.cli.common import parse_overrides
 from bench.config.protocol import load_protocol
@@ -73,7 +74,8 @@ def test_smoke_leaderboard_end_to_end(capsys, results):
     assert setup["transforms"]["train"][1].startswith("RandomResizedCrop(size=(32, 32), scale=(0.08, 1.0)")
     assert setup["transforms"]["test"][1].startswith("Resize(size=32, interpolation=bicubic")
     zs = json.loads(files[2].read_text())
-    assert zs["config"]["train"] == {"eval_precision": "amp", "num_workers": 0}
+    assert zs["config"]["train"] == {"eval_precision": "amp", "num_workers": None}
+    assert zs["setup"]["loader_workers"] == 0  # none on a CPU
     assert zs["setup"]["transforms"]["train"] is None
     assert zs["config"]["method"]["templates"] == ["a photo of a {}."]
     assert rec["env"]["device"] == ("cuda" if torch.cuda.is_available() else "cpu")  # --device auto
@@ -372,7 +374,7 @@ def test_default_threads_leave_a_core_free(monkeypatch):
     from bench.engine.runner import default_threads
 
     for cpus, threads in ((1, 1), (2, 1), (16, 15)):
-        monkeypatch.setattr(bench.engine.runner.os, "sched_getaffinity", lambda pid, n=cpus: set(range(n)))
+        monkeypatch.setattr(bench.engine.usage.os, "sched_getaffinity", lambda pid, n=cpus: set(range(n)))
         assert default_threads() == threads
 
 

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from scipy import stats as sps
 
+import bench
 from bench.cli import main
 from bench.core.coerce import from_dict
 from bench.core.registry import METHODS
@@ -26,7 +28,7 @@ from bench.reporting.results import load_results
 from bench.reporting.stats import against, paired
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "report.tex"
-VERSION = "0.2.0"
+VERSION = bench.__version__
 VIEWS = {  # protocols that exist in protocols/, described by hand
     name: {"name": name, "description": "", "identity": {"dataset": name}, "seeds": [1, 2, 3],
            "references": {"coop": {"": {"n_ctx": 4}, "train": {"lr": 0.002}},

@@ -1,4 +1,4 @@
-"""The `bench` command: list, show, run, plan, status, leaderboard, report (and data, kb, new).
+"""The `bench` command: list, show, run, plan, status, leaderboard, report (and data, kb, new, bench).
 
 One module per subcommand, each with ``add_parser(sub)`` and the command it runs: parse, call the
 packages below, print.  Nothing imports this package (``bench = bench.cli:main``)::
@@ -14,10 +14,10 @@ from typing import List, Optional
 from bench import plugins
 from bench.core.errors import BenchError, one_line
 
-from . import data, kb, leaderboard, listing, new, plan, report, run, show, status
+from . import data, kb, leaderboard, listing, new, plan, report, run, show, speed, status
 from .common import Parser
 
-SUBCOMMANDS = (listing, show, run, plan, status, data, kb, leaderboard, report, new)  # in `bench --help` order
+SUBCOMMANDS = (listing, show, run, plan, status, data, kb, leaderboard, report, new, speed)  # in `bench --help` order
 
 
 def build_parser() -> argparse.ArgumentParser:

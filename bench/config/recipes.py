@@ -72,7 +72,8 @@ class TrainRecipe:
     # fp32 master weights; always fp32 on CPU.
     precision: Precision = "amp"
     eval_precision: Precision = "amp"
-    num_workers: int = field(default=0, metadata={**ENV, "min": 0, "max": 64})
+    # Data-loading processes; null: sized to the CPUs on a GPU (bench.engine.loading), none on a CPU.
+    num_workers: Optional[int] = field(default=None, metadata={**ENV, "min": 0, "max": 64})
 
     def validate(self, where: str) -> None:
         if self.warmup_epochs >= self.epochs:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import os
 import platform
 import random
 import time
@@ -35,11 +34,12 @@ from bench.model.transforms import build_transforms, describe
 from bench.records.headline import headline_metric
 from bench.records.schema import cell_key
 from .evaluation import Evaluation, LabelSpaces, label_spaces, per_class_counts, summarise
+from .loading import loader_workers
 from .lease import STALE_AFTER, acquire, holder_label, read_lease
 from .metrics import evaluate, group_counts
 from .store import ResultStore
 from .train import precision_name, predict, train
-from .usage import peak_memory, per_second, reset_peak
+from .usage import peak_memory, per_second, reset_peak, usable_cpus
 
 
 @dataclass
@@ -64,6 +64,7 @@ class RunOptions:
     lease_timeout: float = STALE_AFTER  # seconds without a heartbeat before a cell's lease is taken over
     wait: float = 0.0  # > 0: try cells held by other workers again after this many seconds, until done
     start: float = 0.0  # begin this far into the plan (0 to 1): workers start apart, to meet less
+    cpu_share: int = 1  # processes of this machine that split its CPUs (bench run --workers)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -87,8 +88,7 @@ def default_threads() -> int:
     """The CPUs this process may use (affinity: SLURM's allocation counts) less one, at least one.
     Torch's default takes every core; when another process holds one, a smoke cell ran 4x slower
     on 2 cores (6.4 s against 1.6 s with one thread)."""
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, usable - 1)
+    return max(1, usable_cpus() - 1)
 
 
 def say(message: str) -> None:
@@ -322,6 +322,7 @@ class Runner:
             method, TransformedDataset(spaces.train, train_tf), recipe, cell.seed, self.device,
             checkpoint=checkpoint, key=cell.key, progress=self.options.progress,
             log=None if self.options.progress else (lambda line: self.log(f"{tag}: {line}")),
+            workers=self.loader_workers(recipe),
         )
         if spaces.new_train is not None:
             method.adapt_to_new(TransformedDataset(spaces.new_train, test_tf))
@@ -371,10 +372,13 @@ class Runner:
         logits, labels = predict(
             method, TransformedDataset(ev.test, test_tf), method.eval_batch_size or self.protocol.eval.batch_size,
             self.device,
-            precision=recipe.eval_precision, num_workers=recipe.num_workers, progress=self.options.progress,
+            precision=recipe.eval_precision, num_workers=self.loader_workers(recipe), progress=self.options.progress,
         )
         counts = group_counts(self.protocol.eval.group_by, ev.info.train_counts)
         return evaluate(logits, labels, counts, self.protocol.eval.many_threshold, self.protocol.eval.few_threshold)
+
+    def loader_workers(self, recipe) -> int:
+        return loader_workers(recipe.num_workers, self.device, self.options.cpu_share)
 
     def setup(self, backbone, method, recipe, train_tf, test_tf) -> dict:
         """What actually ran, beyond the config: activation, precision, transforms."""
@@ -388,4 +392,5 @@ class Runner:
             },
             "transforms": {"train": describe(train_tf) if trained else None, "test": describe(test_tf)},
             "group_by": self.protocol.eval.group_by,
+            "loader_workers": self.loader_workers(recipe),
         }

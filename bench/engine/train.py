@@ -2,25 +2,27 @@
 
 The recipe (:class:`bench.config.recipes.TrainRecipe`) sets the optimiser, the
 per-epoch schedule (:func:`bench.config.recipes.lr_for_epoch`), batch size, drop-last
-and precision.  Each epoch's shuffling and augmentation are seeded by (seed,
-epoch), so a run resumed from a checkpoint gives the same result as an
-uninterrupted one.
+and precision.  Each epoch's shuffling is seeded by (seed, epoch) and each image's
+augmentation by (seed, epoch, image) (:mod:`bench.engine.loading`), so a run resumed from a
+checkpoint gives the same result as an uninterrupted one, with any number of loader workers.
 """
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from pathlib import Path
 from typing import Callable, Optional, Tuple
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from bench.config.recipes import TrainRecipe, lr_for_epoch
 from bench.core.atomic import save_torch, set_aside
 from bench.core.errors import BenchError, reason, warn
 from bench.model.method import Method
+from .loading import TrainLoader, epoch_seed, eval_loader, loader_workers
 from .usage import per_second
 
 
@@ -47,10 +49,6 @@ def autocast(device: torch.device, dtype: Optional[torch.dtype]):
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    return seed * 100_003 + epoch
 
 
 CHECKPOINT_FIELDS = {"key": str, "epoch": int, "trainable": dict, "optimizer": dict, "scaler": dict,
@@ -103,6 +101,22 @@ def _discard(path: Path, problem: str) -> None:
     return None
 
 
+def train_step(method: Method, optimizer, scaler, dtype: Optional[torch.dtype], images: torch.Tensor,
+               labels: torch.Tensor) -> float:
+    """One optimizer step on a batch already on the device; the batch's mean loss (a non-finite loss
+    is returned without stepping)."""
+    with autocast(images.device, dtype):
+        loss = method.loss(method(images), labels)
+    value = loss.item()
+    if not math.isfinite(value):
+        return value
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return value
+
+
 def train(
     method: Method,
     dataset: Dataset,
@@ -114,12 +128,14 @@ def train(
     progress: bool = False,
     stop_after: Optional[int] = None,
     log: Optional[Callable[[str], None]] = None,
+    workers: Optional[int] = None,
 ) -> dict:
     """Train ``method``'s trainable parameters; returns a summary for the record.
 
     With ``checkpoint`` set, state is saved after every epoch and training
     resumes from it.  ``stop_after`` ends early after that many epochs (for
-    tests of resuming).  ``log`` gets one line per epoch (for logs without bars).
+    tests of resuming).  ``log`` gets one line per epoch (for logs without bars).  ``workers``: data
+    loading processes (None: :func:`bench.engine.loading.loader_workers`'s choice).
     """
     params = method.trainable_parameters()
     if not method.trains or not params:
@@ -134,36 +150,25 @@ def train(
         optimizer, scaler, state = make_optimizer(params, cfg), make_scaler(dtype), None
     if state is not None:
         start, history, resumed = state["epoch"], list(state["loss_history"]), state["epoch"]
+    loader = TrainLoader(dataset, cfg.batch_size, cfg.drop_last, seed, device, loader_workers(workers, device))
     for epoch in range(start, cfg.epochs):
         if stop_after is not None and epoch >= stop_after:
             break
         lr, started = lr_for_epoch(cfg, epoch), time.time()
         for group in optimizer.param_groups:
             group["lr"] = lr
-        generator = torch.Generator().manual_seed(epoch_seed(seed, epoch))
-        torch.manual_seed(epoch_seed(seed, epoch))  # augmentation draws from the global RNG
-        loader = DataLoader(
-            dataset, batch_size=cfg.batch_size, shuffle=True, generator=generator,
-            num_workers=cfg.num_workers, pin_memory=device.type == "cuda",
-            drop_last=cfg.drop_last and len(dataset) >= cfg.batch_size,  # Dassl's rule
-        )
+        torch.manual_seed(epoch_seed(seed, epoch))  # what the method draws (augmentation draws per image)
         method.train()
         method.start_epoch(epoch, cfg.epochs, len(loader))
         total, count = 0.0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
+        bar = tqdm(loader.epoch(epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
         for images, labels in bar:
-            images = images.to(device, non_blocking=True)
-            labels = labels.to(device, non_blocking=True)
-            with autocast(device, dtype):
-                loss = method.loss(method(images), labels)
-            if not torch.isfinite(loss):
-                raise BenchError(f"training diverged: the loss is {loss.item()} in epoch {epoch + 1}; "
+            loss = train_step(method, optimizer, scaler, dtype, images.to(device, non_blocking=True),
+                              labels.to(device, non_blocking=True))
+            if not math.isfinite(loss):
+                raise BenchError(f"training diverged: the loss is {loss} in epoch {epoch + 1}; "
                                  "try a lower train.lr, or train.precision: fp32")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            total += loss.item() * labels.numel()
+            total += loss * labels.numel()
             count += labels.numel()
             bar.set_postfix(loss=f"{total / count:.4f}")
         history.append(total / max(count, 1))
@@ -192,17 +197,17 @@ def train(
 @torch.no_grad()
 def predict(
     method: Method, dataset: Dataset, batch_size: int, device: torch.device, precision: str = "fp32",
-    num_workers: int = 0, progress: bool = False,
+    num_workers: Optional[int] = 0, progress: bool = False,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Logits and labels for every item of ``dataset``."""
+    """Logits and labels for every item of ``dataset`` (``num_workers`` None: sized to the CPUs on a GPU)."""
     method.eval()
     dtype = amp_dtype(device, precision)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    loader = eval_loader(dataset, batch_size, device, loader_workers(num_workers, device))
     all_logits, all_labels = [], []
     with method.one_label_space():  # image-independent class prompts are encoded once, not per batch
         for images, labels in tqdm(loader, desc="eval", disable=not progress, leave=False):
             with autocast(device, dtype):
-                logits = method(images.to(device))
+                logits = method(images.to(device, non_blocking=True))
             all_logits.append(logits.float().cpu())
             all_labels.append(labels)
     return torch.cat(all_logits), torch.cat(all_labels)

@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import os
 import resource
 import sys
 from typing import Optional
@@ -27,6 +28,11 @@ def peak_memory(device: torch.device) -> dict:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"peak_memory_mb": rss / (2**20 if sys.platform == "darwin" else 2**10),  # bytes on macOS, KiB on Linux
             "memory_measure": "process max RSS"}
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity: a SLURM allocation counts)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def per_second(images: int, seconds: float) -> Optional[float]:

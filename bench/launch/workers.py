@@ -77,7 +77,8 @@ def work(selection: Selection, device: str, index: int, workers: int) -> List[tu
     threads = selection.options.threads or max(1, default_threads() // workers)  # the workers share the CPUs
     outcome: List[tuple] = []
     for name in selection.names:
-        options = replace(selection.options, device=device, wait=POLL, threads=threads, start=index / workers)
+        options = replace(selection.options, device=device, wait=POLL, threads=threads, start=index / workers,
+                          cpu_share=workers)
         runner = Runner(load_protocol(name), options, log=lambda line, i=index: print(f"[w{i}] {line}", flush=True))
         runner.run(selection.methods, selection.seeds, skip_unfit=selection.skip_unfit)
         outcome += runner.cell_outcomes.items()

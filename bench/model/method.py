@@ -44,6 +44,7 @@ from bench.core.errors import BenchError, ConfigError
 from bench.core.registry import suggest
 from .backbone import ClipBackbone
 from .prompting import encode_image_deep, encode_text_deep
+from .shortcuts import ACTIVE as SHORTCUTS
 
 
 @dataclass
@@ -178,7 +179,7 @@ class Method(nn.Module):
         """Inside, nothing that decides the text features changes (no training step, no label-space
         switch: a prediction pass), so a method whose text side does not depend on the images computes
         them once; the logits are the same as recomputing them for every batch."""
-        self._text_memo = {} if not self.text_depends_on_image else None
+        self._text_memo = {} if SHORTCUTS.memoise_text and not self.text_depends_on_image else None
         try:
             yield
         finally:

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from open_clip.transformer import VisionTransformer
 
 from bench.core.errors import BenchError, ConfigError
+from .shortcuts import ACTIVE as SHORTCUTS
 
 
 def text_layers(backbone) -> int:
@@ -191,7 +192,7 @@ def pooled_span(backbone, tokens: torch.Tensor) -> int:
     causal, or pool a fixed position, keep all ``L``."""
     text = backbone.text
     pool, eos = text_pooling(text)
-    if getattr(text, "attn_mask", None) is None or tokens.numel() == 0:
+    if not SHORTCUTS.truncate_text or getattr(text, "attn_mask", None) is None or tokens.numel() == 0:
         return tokens.shape[1]
     if pool == "argmax":
         return int(tokens.argmax(dim=-1).max()) + 1

@@ -1,0 +1,274 @@
+"""How fast each method trains and evaluates, against the naive path in the same run (`bench bench`).
+
+The naive path is what a straight port of the official code runs: the full 77-token text tower,
+class prompts re-encoded for every batch (:func:`bench.model.shortcuts.naive`), fp32, no worker
+processes.  Images are random tensors already in memory, so the figures are the model's, not the
+data loader's; weights are random (``pretrained: null``), which costs the same as real ones::
+
+    setup = SpeedSetup(model="ViT-B-16", classes=[100], batch_size=4, steps=2)
+    rows = measure(["coop", "maple"], setup, torch.device("cpu"))   # one dict per method and class count
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import torch
+from torch.utils.data import Dataset
+
+from bench.config.protocol import Protocol, load_protocol, parse_protocol
+from bench.core.errors import BenchError, MissingInput
+from bench.core.registry import BACKBONES, METHODS, fill_registries
+from bench.model.method import ClassInfo
+from bench.model.shortcuts import naive
+from .train import amp_dtype, make_optimizer, make_scaler, precision_name, predict, train_step
+
+WORDS = ("red", "tailed", "hawk", "sea", "lion", "paper", "towel", "grand", "piano", "snow", "leopard",
+         "garden", "spider", "steel", "bridge", "coffee", "mug", "golden", "retriever", "mountain", "bike")
+
+
+@dataclass
+class SpeedSetup:
+    model: str = "ViT-B-16"  # an open_clip model name, built with random weights
+    classes: List[int] = field(default_factory=lambda: [100, 1000])
+    batch_size: int = 4
+    steps: int = 2  # timed training steps and evaluation batches per path
+    warmup: int = 0  # untimed steps first (allocator, kernels)
+    precision: str = "amp"  # the fast path's; the naive path is fp32
+    naive: bool = True  # also time the naive path, and compare the logits
+    overrides: Dict[str, dict] = field(default_factory=dict)  # method -> --set options (and "train")
+    protocol: Optional[str] = None  # take each method's options and recipe from this protocol (default: the lt family's)
+
+
+def class_names(count: int) -> List[str]:
+    """``count`` distinct ImageNet-like names of one to three words or more: class ``i``'s words are
+    its digits in base ``len(WORDS)`` (token lengths vary as real names' do)."""
+    names = []
+    for i in range(count):
+        digits, rest = [i % len(WORDS)], i // len(WORDS)
+        while rest:
+            digits.append(rest % len(WORDS))
+            rest //= len(WORDS)
+        names.append(" ".join(WORDS[d] for d in reversed(digits)))
+    return names
+
+
+def long_tailed_info(count: int, ratio: float = 100.0, most: int = 1280) -> ClassInfo:
+    """A label space of ``count`` classes whose training counts fall from ``most`` by ``ratio`` (ImageNet-LT's shape)."""
+    counts = [max(1, round(most * ratio ** (-i / max(count - 1, 1)))) for i in range(count)]
+    return ClassInfo(class_names(count), counts, training_index=list(range(count)))
+
+
+class RandomImages(Dataset):
+    """``length`` random images (fixed by ``seed``) labelled ``i % classes``."""
+
+    def __init__(self, length: int, classes: int, size: int, device: torch.device, seed: int = 0):
+        # on the device already: the figures are the model's, not a host-to-device copy's
+        self.images = torch.randn(length, 3, size, size, generator=torch.Generator().manual_seed(seed)).to(device)
+        self.classes = classes
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        return self.images[i], i % self.classes
+
+
+def available_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0] / 2**20
+    try:
+        text = Path("/proc/meminfo").read_text()
+        return int(re.search(r"MemAvailable:\s+(\d+)", text).group(1)) / 1024
+    except (OSError, AttributeError):
+        return float("inf")
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a new peak: GPU allocator stats, or the process's peak RSS (Linux resets it on request)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_memory_mb(device: torch.device) -> Optional[float]:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        return int(re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) / 1024
+    except (OSError, AttributeError):
+        return None
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class Bench:
+    """One method on one label space: builds it, then times training steps and evaluation batches."""
+
+    def __init__(self, name: str, backbone, info: ClassInfo, setup: SpeedSetup, device: torch.device,
+                 protocol: Protocol):
+        self.resolved = protocol.resolve(name, setup.overrides.get(name))
+        self.name, self.backbone, self.info, self.setup, self.device = name, backbone, info, setup, device
+        size, classes = backbone.image_size, len(info.classnames)
+        self.data = RandomImages(setup.batch_size * (setup.steps + setup.warmup), classes, size, device)
+        self.built = None
+
+    def build(self):
+        """A fresh copy of the method, built and prepared once (prototypes need an image of every class)."""
+        if self.built is None:
+            torch.manual_seed(0)
+            self.built = METHODS.get(self.name)(self.backbone, self.info, self.resolved.options).to(self.device)
+            classes = len(self.info.classnames)
+            self.built.prepare(RandomImages(classes, classes, self.backbone.image_size, self.device, seed=1))
+        return copy.deepcopy(self.built, memo={id(self.backbone): self.backbone})
+
+    @property
+    def trains(self) -> bool:
+        return METHODS.get(self.name).trains
+
+    def train_rate(self, precision: str) -> float:
+        """Training images/s over ``steps`` optimizer steps (after ``warmup``)."""
+        method = self.build()
+        method.train()
+        method.start_epoch(0, 1, self.setup.steps + self.setup.warmup)
+        params = method.trainable_parameters()
+        optimizer = make_optimizer(params, self.resolved.train)
+        dtype = amp_dtype(self.device, precision)
+        scaler = make_scaler(dtype)
+        batches = [self.batch(i) for i in range(self.setup.warmup + self.setup.steps)]
+        for images, labels in batches[:self.setup.warmup]:
+            train_step(method, optimizer, scaler, dtype, images, labels)
+        synchronize(self.device)
+        started = time.perf_counter()
+        for images, labels in batches[self.setup.warmup:]:
+            train_step(method, optimizer, scaler, dtype, images, labels)
+        synchronize(self.device)
+        return self.setup.batch_size * self.setup.steps / (time.perf_counter() - started)
+
+    def batch(self, i: int):
+        size = self.setup.batch_size
+        images, labels = zip(*(self.data[j] for j in range(i * size, (i + 1) * size)))
+        return torch.stack(images).to(self.device), torch.tensor(labels, device=self.device)
+
+    def eval_rate(self, precision: str):
+        """Evaluation images/s over ``steps`` batches (after ``warmup``), and the logits."""
+        method = self.build()
+        warm = self.setup.warmup * self.setup.batch_size
+        if warm:
+            predict(method, torch.utils.data.Subset(self.data, range(warm)), self.setup.batch_size, self.device,
+                    precision)
+        timed = torch.utils.data.Subset(self.data, range(warm, len(self.data)))
+        synchronize(self.device)
+        started = time.perf_counter()
+        logits, _ = predict(method, timed, self.setup.batch_size, self.device, precision)
+        synchronize(self.device)
+        return len(timed) / (time.perf_counter() - started), logits
+
+
+def timed_path(run: Callable[[], Dict], device: torch.device, predicted_mb: Optional[float]) -> Dict:
+    """``run()``'s figures plus its peak memory; skipped (with why) when ``predicted_mb`` would not fit."""
+    free = available_memory_mb(device)
+    if predicted_mb is not None and predicted_mb > 0.9 * free:
+        return {"skipped": f"needs about {predicted_mb / 1024:.1f} GiB, {free / 1024:.1f} GiB free"}
+    reset_peak_memory(device)
+    figures = run()
+    return {**figures, "peak_memory_mb": peak_memory_mb(device)}
+
+
+def measure_one(bench: Bench, device: torch.device, fast_precision: str, seen: Dict) -> Dict:
+    """Both paths of one method and label space; ``seen`` holds earlier peaks, to skip what cannot fit."""
+    classes = len(bench.info.classnames)
+    row = {"method": bench.name, "classes": classes, "batch_size": bench.setup.batch_size}
+    paths = {"fast": (fast_precision, contextlib.nullcontext)}
+    if bench.setup.naive:
+        paths["naive"] = ("fp32", naive)
+    logits = {}
+    for path, (precision, switch) in paths.items():
+        earlier = seen.get((bench.name, path))
+        predicted = earlier[1] * classes / earlier[0] if earlier and earlier[0] < classes else None
+
+        def run():
+            with switch():
+                figures = {"train_images_per_second": bench.train_rate(precision) if bench.trains else None}
+                figures["eval_images_per_second"], logits[path] = bench.eval_rate(precision)
+            return figures
+
+        row[path] = timed_path(run, device, predicted)
+        if row[path].get("peak_memory_mb"):
+            seen[(bench.name, path)] = (classes, row[path]["peak_memory_mb"])
+    row["precision"] = precision_name(device, fast_precision)
+    if len(logits) == 2:
+        row["max_logit_difference"] = float((logits["fast"] - logits["naive"]).abs().max())
+    return row
+
+
+def recipes_protocol(setup: SpeedSetup) -> Protocol:
+    """The protocol whose method blocks and family give each method's options and training recipe."""
+    if setup.protocol:
+        return load_protocol(setup.protocol)
+    return parse_protocol({"name": "speed", "family": "lt", "dataset": {"name": "synthetic_lt"},
+                           "backbone": {"name": "open_clip", "model": setup.model, "pretrained": None}})
+
+
+def measure(methods: List[str], setup: SpeedSetup, device: torch.device,
+            log: Callable[[str], None] = lambda line: None) -> List[Dict]:
+    """One row per method and class count (fewest classes first); a method that needs an input file
+    only a user has (a knowledge base) gets a row that says so."""
+    backbone = BACKBONES.get("open_clip").build(
+        BACKBONES.get("open_clip").Config(model=setup.model, pretrained=None), device=str(device))
+    protocol, rows, seen = recipes_protocol(setup), [], {}
+    for classes in sorted(setup.classes):
+        info = long_tailed_info(classes)
+        for name in methods:
+            try:
+                bench = Bench(name, backbone, info, setup, device, protocol)
+                row = measure_one(bench, device, setup.precision, seen)
+            except MissingInput as err:
+                row = {"method": name, "classes": classes, "skipped": str(err)}
+            except torch.cuda.OutOfMemoryError:
+                torch.cuda.empty_cache()
+                row = {"method": name, "classes": classes, "skipped": "out of GPU memory; try a smaller --batch-size"}
+            log(summary_line(row))
+            rows.append(row)
+    return rows
+
+
+def ratio(row: Dict, field_name: str) -> Optional[float]:
+    fast, slow = row.get("fast", {}).get(field_name), row.get("naive", {}).get(field_name)
+    return fast / slow if fast and slow else None
+
+
+def summary_line(row: Dict) -> str:
+    if "skipped" in row:
+        return f"{row['method']} @ {row['classes']} classes: skipped ({row['skipped']})"
+    parts = [f"{row['method']} @ {row['classes']} classes:"]
+    for field_name, label in (("train_images_per_second", "train"), ("eval_images_per_second", "eval")):
+        fast = row["fast"].get(field_name)
+        if fast is not None:
+            speedup = ratio(row, field_name)
+            parts.append(f"{label} {fast:.2f} img/s" + (f" ({speedup:.2f}x naive)" if speedup else ""))
+    return " ".join(parts)
+
+
+def check_methods(names: List[str], overrides: Dict[str, dict]) -> List[str]:
+    """``names`` (``["all"]``: every registered method), each checked to be registered."""
+    fill_registries()
+    names = METHODS.names() if names == ["all"] else names
+    for name in names:
+        METHODS.get(name)  # an unknown name is a BenchError with suggestions
+    for name in overrides:
+        if name not in names:
+            raise BenchError(f"--set names method '{name}', which is not being measured")
+    if not names:
+        raise BenchError("no methods to measure")
+    return names

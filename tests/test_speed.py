@@ -1,0 +1,63 @@
+"""`bench bench`: both paths run, give the same logits, and are reported; the naive switch."""
+import json
+import re
+
+import pytest
+import torch
+
+from bench.cli import main
+from bench.engine.speed import class_names, long_tailed_info
+from bench.model import shortcuts
+from bench.model.prompting import pooled_span
+
+TINY = ["--model", "bench-tiny-vit", "--protocol", "smoke", "--steps", "1", "--warmup", "0"]
+
+
+def test_benchmark_times_both_paths_and_their_logits_agree(capsys, tmp_path):
+    out = tmp_path / "speed.json"
+    code = main(["bench", "--method", "coop", "zeroshot", "cocoop", "mdpr_coop", "--classes", "5", "12",
+                 "--batch-size", "3", "--json", str(out), *TINY])
+    text = capsys.readouterr().out
+    assert code == 0
+    rows = {(r["method"], r["classes"]): r for r in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {(m, c) for m in ("coop", "zeroshot", "cocoop", "mdpr_coop") for c in (5, 12)}
+    for method in ("coop", "zeroshot", "cocoop"):
+        for classes in (5, 12):
+            row = rows[(method, classes)]
+            assert row["max_logit_difference"] < 1e-4
+            for path in ("fast", "naive"):
+                assert row[path]["eval_images_per_second"] > 0 and row[path]["peak_memory_mb"] > 0
+                trains = row[path]["train_images_per_second"]
+                assert (trains is None) == (method == "zeroshot") and (trains is None or trains > 0)
+    assert "knowledge-base file" in rows[("mdpr_coop", 5)]["skipped"]
+    assert re.search(r"\| coop +\| 12 +\|", text) and "train ×" in text and "bench-tiny-vit, random weights" in text
+
+
+@pytest.mark.parametrize("argv, problem", [
+    (["--method", "nonesuch"], "unknown method 'nonesuch'"),
+    (["--method", "coop", "--set", "maple.depth=2"], "--set names method 'maple', which is not being measured"),
+    (["--method", "coop", "--classes", "1"], "expected a whole number from 2"),
+])
+def test_bad_benchmark_input_is_one_error_line(capsys, argv, problem):
+    assert main(["bench", *argv, *TINY]) == 2
+    err = capsys.readouterr().err
+    assert problem in err and err.count("\n") == 1 and err.startswith("bench: error:")
+
+
+def test_naive_turns_both_shortcuts_off_and_restores_them(backbone):
+    tokens = backbone.tokenize(["a photo of a cat."])
+    assert pooled_span(backbone, tokens) < tokens.shape[1]
+    with pytest.raises(RuntimeError):
+        with shortcuts.naive():
+            assert pooled_span(backbone, tokens) == tokens.shape[1]
+            assert not shortcuts.ACTIVE.memoise_text
+            raise RuntimeError
+    assert shortcuts.ACTIVE == shortcuts.Shortcuts()
+
+
+def test_synthetic_label_space_is_long_tailed_with_distinct_names():
+    info = long_tailed_info(1000)
+    assert len(set(info.classnames)) == 1000 == len(class_names(1000))
+    assert info.train_counts[0] == 1280 and info.train_counts[-1] == round(1280 / 100)
+    assert info.train_counts == sorted(info.train_counts, reverse=True)
+    assert {len(n.split()) for n in info.classnames} == {1, 2, 3}  # token lengths vary as real names do
