@@ -103,6 +103,7 @@ class Candle(Method):
     Config = CandleConfig
     text_depends_on_image = True  # text and image features are fused over the test batch
     card = CARD
+    frozen_image_tower = True  # raw frozen image features (prepare() still reads the images)
 
     def __init__(self, backbone, data, cfg: CandleConfig):
         super().__init__(backbone, data, cfg)
@@ -178,8 +179,7 @@ class Candle(Method):
         if not self.prepared:
             raise BenchError(f"method {self.registry_name}: prepare(train) must run before forward "
                              "(it computes the visual prototypes)")
-        with torch.no_grad():
-            feats = self.backbone.encode_image(images, normalize=False)
+        feats = self.raw_image_features(images)
         prototypes = torch.cat([self.base_prototypes, self.virtual_prototypes])
         img, proto = feats @ self.proj_image, prototypes @ self.proj_image
         text = self.text_features @ self.proj_text

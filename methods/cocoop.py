@@ -75,6 +75,7 @@ class CoCoOp(Method):
     Config = CoCoOpConfig
     text_depends_on_image = True  # the meta-net shifts the context by each image's feature
     card = CARD
+    frozen_image_tower = True  # the meta-net reads the frozen image feature
 
     def __init__(self, backbone, data, cfg: CoCoOpConfig):
         super().__init__(backbone, data, cfg)

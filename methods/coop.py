@@ -22,7 +22,8 @@ from typing import Literal, Optional
 
 import torch
 
-from bench.api import METHODS, ClassPrompts, ConfigError, Method, MethodCard, Recipe, Reported, check_init_text
+from bench.api import (METHODS, Ablation, ClassPrompts, ConfigError, Method, MethodCard, Recipe, Reported,
+                       check_init_text)
 
 
 @dataclass
@@ -49,6 +50,16 @@ class CoOpConfig:
 # Dassl's CoOp B2N config (vit_b16_ctxv1): 4 context words "a photo of a", SGD
 # 0.002, batch 32, 200 epochs, everything else Dassl's defaults (TrainRecipe).
 B2N_CTXV1 = dict(options={"init_text": "a photo of a"}, train={"epochs": 200, "batch_size": 32, "lr": 0.002})
+
+IMAGENET_LT_TRAIN = 115_846  # training images: an epoch's images/s from its seconds
+
+
+def mdpr_table6(params_m: float, epoch_s: float) -> Ablation:
+    """A method's row of MDPR Table 6: trainable parameters (M) and seconds per ImageNet-LT training
+    epoch on one RTX 3090, and the images/s they imply."""
+    return Ablation("MDPR Table 6", "imagenet_lt", {}, {"params_m": params_m, "epoch_s": epoch_s,
+                    "train_img_s": IMAGENET_LT_TRAIN / epoch_s}, "one RTX 3090; images/s = 115,846 / seconds")
+
 
 CARD = MethodCard(
     paper="Zhou, Yang, Loy, Liu. Learning to Prompt for Vision-Language Models. IJCV 2022 (arXiv:2109.01134)",
@@ -78,6 +89,7 @@ CARD = MethodCard(
         "imagenet_lt": Reported("MDPR Table 3", {"all": 68.69, "many": 74.82, "medium": 65.75, "few": 61.75}),
         "places_lt": Reported("MDPR Table 3", {"all": 40.73, "many": 53.10, "medium": 35.58, "few": 29.72}),
     },
+    ablations=[mdpr_table6(0.008, 1115)],
 )
 
 
@@ -87,6 +99,7 @@ class CoOp(Method):
 
     Config = CoOpConfig
     card = CARD
+    frozen_image_tower = True  # prompts only in the text tower: features may come from a cache
 
     def __init__(self, backbone, data, cfg: CoOpConfig):
         super().__init__(backbone, data, cfg)

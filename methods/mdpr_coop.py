@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from bench.api import DIMENSIONS, METHODS, Ablation, MethodCard, Recipe, Reported
 
-from .coop import CARD as COOP_CARD, CoOp, CoOpConfig
+from .coop import CARD as COOP_CARD, CoOp, CoOpConfig, mdpr_table6
 from .mdpr import MDPR, MDPROptions
 
 CODE = "Sha843/MDPR:MDPR with Maple/mdpr_clip/module_maple.py@31fcb5fc4427a86c7d5c2c0907ef157c4da55856"
@@ -58,6 +58,7 @@ ABLATIONS = [Ablation("MDPR Table 5", "places_lt", {"dimensions": [d for d in DI
              for drop, values in [(None, (48.89, 49.45, 48.72, 48.24)), ("GA", (47.23, 48.24, 46.70, 46.58)),
                                   ("FA", (47.88, 48.67, 47.53, 47.24)), ("FT", (47.87, 49.10, 47.04, 47.48)),
                                   ("CI", (47.28, 49.40, 46.05, 46.21)), ("DF", (46.82, 48.11, 45.74, 46.92))]]
+ABLATIONS.append(mdpr_table6(1.108, 1229))
 
 CARD = MethodCard(
     paper="Jia et al. MDPR: an LLM knowledge base with multi-dimensional dynamic prompt routing for long-tailed "

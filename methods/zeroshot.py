@@ -64,6 +64,7 @@ class ZeroShotCLIP(Method):
     Config = ZeroShotConfig
     card = CARD
     trains = False
+    frozen_image_tower = True
 
     def __init__(self, backbone, data, cfg: ZeroShotConfig):
         super().__init__(backbone, data, cfg)

@@ -74,7 +74,7 @@ def test_smoke_leaderboard_end_to_end(capsys, results):
     assert setup["transforms"]["train"][1].startswith("RandomResizedCrop(size=(32, 32), scale=(0.08, 1.0)")
     assert setup["transforms"]["test"][1].startswith("Resize(size=32, interpolation=bicubic")
     zs = json.loads(files[2].read_text())
-    assert zs["config"]["train"] == {"eval_precision": "amp", "num_workers": None}
+    assert zs["config"]["train"] == {"eval_precision": "amp", "num_workers": None, "feature_cache": 0}
     assert zs["setup"]["loader_workers"] == 0  # none on a CPU
     assert zs["setup"]["transforms"]["train"] is None
     assert zs["config"]["method"]["templates"] == ["a photo of a {}."]
@@ -371,7 +371,7 @@ def test_off_a_terminal_each_epoch_is_a_line_and_threads_are_set(capsys, results
 
 
 def test_default_threads_leave_a_core_free(monkeypatch):
-    from bench.engine.runner import default_threads
+    from bench.engine.usage import default_threads
 
     for cpus, threads in ((1, 1), (2, 1), (16, 15)):
         monkeypatch.setattr(bench.engine.usage.os, "sched_getaffinity", lambda pid, n=cpus: set(range(n)))

@@ -44,13 +44,13 @@ CARDS = {"coop": MethodCard("p", "c", reported={"smoke": Reported("Table 1", {"a
          "maple": MethodCard("p", "c"), "zeroshot": MethodCard("p", "c")}
 
 
-def put(root, protocol, method, seed, metrics, settings=None):
+def put(root, protocol, method, seed, metrics, settings=None, **fields):
     reference = VIEWS[protocol]["references"][method]
     config = {"protocol": VIEWS[protocol]["identity"], "method": {**reference[""], **(settings or {})},
               "train": reference["train"]}
     key = hashlib.sha256(json.dumps([method, config], sort_keys=True).encode()).hexdigest()
     rec = {"schema": SCHEMA, "key": key, "protocol": protocol, "method": method, "seed": seed,
-           "code_version": VERSION, "config": config, "metrics": metrics}
+           "code_version": VERSION, "config": config, "metrics": metrics, **fields}
     path = ResultStore(root).result_path(protocol, method, key, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(rec))
@@ -371,8 +371,8 @@ def test_shipped_ablation_specs_find_a_paper_number_for_every_cell():
     load_builtins()
     specs = {name: spec for name, spec in zip(available_reports(), map(load_spec, available_reports()))
              if spec.rows != "all" and any(r.reported_from for r in spec.rows)}
-    assert set(specs) == {"mdpr_table5", "mdpr_figure3", "lamp_table6", "lamp_table7_beta", "lamp_table11_pool",
-                          "cpt_table1", "cpt_table5"}
+    assert set(specs) == {"mdpr_table5", "mdpr_table6", "mdpr_figure3", "lamp_table5", "lamp_table6",
+                          "lamp_table7_beta", "lamp_table11_pool", "cpt_table1", "cpt_table5"}
     missing = []
     for name, spec in specs.items():
         for group in expand_columns(spec):
@@ -430,10 +430,11 @@ def fabricate(root, spec, view_of, rng) -> int:
                           "train": reference["train"]}
                 key = hashlib.sha256(json.dumps([row.method, row.set, protocol]).encode()).hexdigest()
                 for seed in view["seeds"]:
+                    path = store.result_path(protocol, row.method, key, seed)
+                    earlier = json.loads(path.read_text())["metrics"] if path.exists() else {}  # another group's
                     rec = {"schema": SCHEMA, "key": key, "protocol": protocol, "method": row.method, "seed": seed,
                            "code_version": VERSION, "config": config,
-                           "metrics": {m: round(rng.uniform(20, 90), 2) for m in metrics}}
-                    path = store.result_path(protocol, row.method, key, seed)
+                           "metrics": {**earlier, **{m: round(rng.uniform(20, 90), 2) for m in metrics}}}
                     path.parent.mkdir(parents=True, exist_ok=True)
                     path.write_text(json.dumps(rec))
                     written += 1
@@ -491,3 +492,23 @@ def test_a_metric_empty_by_construction_renders_as_the_papers_print_it(tmp_path,
     spec.write_text(spec.read_text().replace("- few", "- fwe"))  # a metric no result names is still an error
     code = main(["report", str(spec), "--results-dir", results])
     assert code == 2 and "metric 'fwe' does not exist" in capsys.readouterr().err
+
+
+def test_cost_columns_come_from_the_records_and_the_fewest_seconds_is_best(tmp_path):
+    """MDPR Table 6 / LAMP Table 5 columns: parameters, seconds and images/s from each record's
+    timing and usage fields; for seconds and parameters the lowest mean is bold."""
+    costs = {"coop": (8192, [10.0, 12.0], 2000), "maple": (3_555_072, [20.0, 22.0], 1000)}
+    for method, (params, epochs, rate) in costs.items():
+        for seed in (1, 2, 3):
+            put(tmp_path, "smoke", method, seed, {"all": 70.0 + seed}, num_test=500,
+                train={"epoch_seconds": epochs, "images_per_second": 100.0 / epochs[0]},
+                usage={"trainable_parameters": params, "eval_images_per_second": rate})
+    report = report_of(tmp_path, columns=["smoke"], rows=["coop", "maple"], reference="coop",
+                       metrics=["params_m", "epoch_s", "eval_s", "train_img_s"])
+    cell = {(row, m): report.cells[(row, "smoke", m)].mean for row in ("coop", "maple")
+            for m in ("params_m", "epoch_s", "eval_s", "train_img_s")}
+    assert cell[("coop", "params_m")] == pytest.approx(0.008192) and cell[("maple", "epoch_s")] == 21.0
+    assert cell[("coop", "eval_s")] == 0.25 and cell[("maple", "train_img_s")] == 5.0
+    assert report.best[("smoke", "epoch_s")]["coop"] == "bold" and report.best[("smoke", "params_m")]["coop"] == "bold"
+    assert report.best[("smoke", "train_img_s")]["coop"] == "bold"  # images/s: the most is best
+    assert "Params (M)" in render(report, "md") and "s/epoch" in render(report, "md")

@@ -32,7 +32,9 @@ def test_one_row_per_result_with_its_metrics(tmp_path):
         ("b2n_lamp/imagenet/imb10", "lamp", 1), ("smoke", "coop", 1), ("smoke", "coop", 2)]
     assert table.loc[1, "all"] == 71.0 and table.loc[2, "all"] == 72.0
     assert table["few"].isna().all() and table.loc[0, "hm"] == 74.67
-    assert set(results.metrics) == {"all", "many", "few", "base", "new", "hm"}
+    costs = {"params_m", "epoch_s", "eval_s", "train_img_s", "eval_img_s"}  # from timing fields these lack
+    assert set(results.metrics) == {"all", "many", "few", "base", "new", "hm"} | costs
+    assert table[list(costs)].isna().all().all()
     assert results.conflicts == [] and results.problems == [] and results.duplicates == 0
 
 

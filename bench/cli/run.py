@@ -33,11 +33,20 @@ def select(args) -> tuple:
         data_root=getattr(args, "data_root", None),
         progress=not getattr(args, "no_progress", True) and sys.stderr.isatty(),
         threads=getattr(args, "threads", None),
-        overrides=parse_overrides(args.set),
+        overrides=with_feature_cache(parse_overrides(args.set), methods, getattr(args, "feature_cache", 0)),
         retry_failed=getattr(args, "retry_failed", False),
         lease_timeout=args.lease_timeout,
     )
     return names, [Runner(protocol, options) for protocol in protocols], methods
+
+
+def with_feature_cache(overrides: dict, methods: list, views: int) -> dict:
+    """``--feature-cache K``: ``train.feature_cache = K`` for each method that never touches the image
+    tower (the others run as usual), unless ``--set`` says otherwise for it."""
+    for name in methods if views else []:
+        if METHODS.get(name).frozen_image_tower:
+            overrides.setdefault(name, {}).setdefault("train", {}).setdefault("feature_cache", views)
+    return overrides
 
 
 def cmd_run(args) -> int:
@@ -144,6 +153,9 @@ def add_selection(p, method_required: bool = True) -> None:
     p.add_argument("--results-dir", default="results", help="where result JSON files go (default: results)")
     p.add_argument("--device", default="auto", help="auto (GPU when available), cpu, cuda, cuda:1, ... "
                                                     "(it decides the precision, which is part of the key)")
+    p.add_argument("--feature-cache", type=whole(0, 1000), default=0, metavar="VIEWS",
+                   help="methods that never touch the image tower train on the cached features of VIEWS "
+                        "augmented views per image (a variant: its own key and label; default 0, off)")
     p.add_argument("--lease-timeout", type=whole(5, 7 * 24 * 3600), default=600, metavar="SECONDS",
                    help="a cell whose worker has not been heard from for this long is taken over (default: 600)")
     add_plugin_option(p)

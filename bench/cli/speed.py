@@ -17,7 +17,8 @@ def describe_machine(device, setup) -> str:
     import torch
 
     if device.type == "cuda":
-        where = f"{torch.cuda.get_device_name(device)} ({torch.cuda.get_device_properties(device).total_memory / 2**30:.0f} GiB)"
+        memory = torch.cuda.get_device_properties(device).total_memory / 2**30
+        where = f"{torch.cuda.get_device_name(device)} ({memory:.0f} GiB)"
     else:
         where = f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
     return (f"{setup.model}, random weights, {where}; batch {setup.batch_size}, {setup.steps} timed steps "
@@ -46,7 +47,8 @@ def table(rows) -> str:
             "eval ×": figure(ratio(row, "eval_images_per_second"), 2),
             "peak MiB": figure(fast.get("peak_memory_mb"), 0), "naive peak": figure(slow.get("peak_memory_mb"), 0),
             "max |Δ logit|": "–" if "max_logit_difference" not in row else f"{row['max_logit_difference']:.1e}",
-            "note": row.get("skipped") or slow.get("skipped") or "",
+            "note": "; ".join(f"{path}: {part['skipped']}" for path, part in (("fast", fast), ("naive", slow))
+                              if "skipped" in part) or row.get("skipped", ""),
         })
     return pd.DataFrame(out).to_markdown(index=False, disable_numparse=True)
 
@@ -54,7 +56,7 @@ def table(rows) -> str:
 def cmd_bench(args) -> int:
     import torch
 
-    from bench.engine.runner import resolve_device
+    from bench.engine.usage import resolve_device
     from bench.engine.speed import SpeedSetup, check_methods, measure
     from bench.engine.usage import usable_cpus
 

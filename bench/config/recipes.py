@@ -43,7 +43,7 @@ FALLBACK = {"xd_lt100": "b2n_lt100", "xd_lt16": "b2n_lt16"}
 
 Precision = Literal["amp", "fp32"]
 # The recipe fields that still apply to a method that is not trained.
-EVAL_FIELDS = ("eval_precision", "num_workers")
+EVAL_FIELDS = ("eval_precision", "num_workers", "feature_cache")
 
 
 RATE = {"min": 0, "max": 1e3}  # learning rates and decay: past this, float32 training only overflows
@@ -74,6 +74,10 @@ class TrainRecipe:
     eval_precision: Precision = "amp"
     # Data-loading processes; null: sized to the CPUs on a GPU (bench.engine.loading), none on a CPU.
     num_workers: Optional[int] = field(default=None, metadata={**ENV, "min": 0, "max": 64})
+    # Opt-in, for methods that never touch the image tower: train on the frozen features of this many
+    # augmented views per training image (and test on cached test features), computed once and reused
+    # across epochs, seeds and methods (bench.engine.features).  0: off, images every step.
+    feature_cache: int = field(default=0, metadata={"min": 0, "max": 1000})
 
     def validate(self, where: str) -> None:
         if self.warmup_epochs >= self.epochs:
@@ -120,12 +124,11 @@ class Resolved:
     def train_identity(self) -> dict:
         """The recipe fields that determine this method's results (for the cell key):
         fields that cannot act (momentum under AdamW, ...) are left out."""
-        ident = identity(self.train)
-        if not self.trains:
-            return {k: v for k, v in ident.items() if k in EVAL_FIELDS}
-        t = self.train
+        ident, t = identity(self.train), self.train
         unused = {"momentum": t.optimizer != "sgd", "warmup_lr": t.warmup_epochs == 0,
-                  "min_lr": t.scheduler == "constant"}
+                  "min_lr": t.scheduler == "constant", "feature_cache": t.feature_cache == 0}
+        if not self.trains:
+            unused.update({k: True for k in ident if k not in EVAL_FIELDS})
         return {k: v for k, v in ident.items() if not unused.get(k)}
 
 
@@ -182,6 +185,10 @@ def resolve(method_cls: Any, family: str, protocol_train: Mapping, protocol_meth
             origins[key] = f"{where}.{key.removeprefix('train.')}" if layer.user else None
     options = _build(method_cls.Config, values, sources, origins, "", name)
     train = _build(TrainRecipe, values, sources, origins, "train.", name)
+    if train.feature_cache and not getattr(method_cls, "frozen_image_tower", False):
+        where = origins.get("train.feature_cache") or f"{name} recipe: train.feature_cache"
+        raise ConfigError(where, f"method '{name}' runs prompts inside the image tower, so its image features "
+                          "cannot be cached; leave feature_cache at 0 for it")
     for key in [*(f.name for f in dataclasses.fields(options)), *(f"train.{f.name}" for f in dataclasses.fields(train))]:
         sources.setdefault(key, "default")
     return Resolved(options=options, train=train, trains=trains, sources=sources)

@@ -24,6 +24,7 @@ import numpy as np
 import open_clip
 import torch
 
+from bench.config.catalog import cache_root
 from bench.config.protocol import Protocol, check_seeds
 from bench.config.recipes import EVAL_FIELDS, Resolved
 from bench.core.coerce import identity
@@ -33,13 +34,14 @@ from bench.data import DatasetBundle, TransformedDataset
 from bench.model.transforms import build_transforms, describe
 from bench.records.headline import headline_metric
 from bench.records.schema import cell_key
+from .features import FeatureCache, images_id
 from .evaluation import Evaluation, LabelSpaces, label_spaces, per_class_counts, summarise
 from .loading import loader_workers
 from .lease import STALE_AFTER, acquire, holder_label, read_lease
 from .metrics import evaluate, group_counts
 from .store import ResultStore
 from .train import precision_name, predict, train
-from .usage import peak_memory, per_second, reset_peak, usable_cpus
+from .usage import default_threads, peak_memory, per_second, reset_peak, resolve_device
 
 
 @dataclass
@@ -65,30 +67,6 @@ class RunOptions:
     wait: float = 0.0  # > 0: try cells held by other workers again after this many seconds, until done
     start: float = 0.0  # begin this far into the plan (0 to 1): workers start apart, to meet less
     cpu_share: int = 1  # processes of this machine that split its CPUs (bench run --workers)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``: what training runs on (others are refused)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        device = None
-    if device is None or device.type not in ("cpu", "cuda") or (device.type == "cpu" and device.index):
-        raise BenchError(f"--device '{name}': expected auto, cpu, cuda or cuda:N")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise BenchError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise BenchError(f"--device {name}: this machine has {torch.cuda.device_count()} GPU(s)")
-    return device
-
-
-def default_threads() -> int:
-    """The CPUs this process may use (affinity: SLURM's allocation counts) less one, at least one.
-    Torch's default takes every core; when another process holds one, a smoke cell ran 4x slower
-    on 2 cores (6.4 s against 1.6 s with one thread)."""
-    return max(1, usable_cpus() - 1)
 
 
 def say(message: str) -> None:
@@ -318,8 +296,12 @@ class Runner:
         method = METHODS.get(cell.method)(backbone, spaces.train_info, cell.resolved.options).to(self.device)
         method.prepare(TransformedDataset(spaces.train, test_tf))
         checkpoint = self.store.checkpoint_path(proto.name, cell.method, cell.key, cell.seed)
+        train_set = TransformedDataset(spaces.train, train_tf)
+        if recipe.feature_cache and method.trains:
+            train_set = self.cached(recipe, spaces.train, train_tf, recipe.feature_cache, "train", cell.seed)
+        method.features_given = bool(recipe.feature_cache)  # after prepare(), which reads images
         summary = train(
-            method, TransformedDataset(spaces.train, train_tf), recipe, cell.seed, self.device,
+            method, train_set, recipe, cell.seed, self.device,
             checkpoint=checkpoint, key=cell.key, progress=self.options.progress,
             log=None if self.options.progress else (lambda line: self.log(f"{tag}: {line}")),
             workers=self.loader_workers(recipe),
@@ -327,7 +309,8 @@ class Runner:
         if spaces.new_train is not None:
             method.adapt_to_new(TransformedDataset(spaces.new_train, test_tf))
         evaluating = time.time()
-        results = [self.evaluate(method, ev, recipe, test_tf) for ev in spaces.evaluations]
+        results = [self.evaluate(method, ev, recipe, test_tf, i, cell.seed)
+                   for i, ev in enumerate(spaces.evaluations)]
         tested = per_second(sum(len(ev.test) for ev in spaces.evaluations), time.time() - evaluating)
         result = summarise(spaces, results)
         return {
@@ -353,7 +336,8 @@ class Runner:
                             for ev, res in zip(spaces.evaluations, results)},
             "train": summary,
             # throughput and memory: epoch wall times and train images/s are in "train"
-            "usage": {"eval_images_per_second": tested, **peak_memory(self.device)},
+            "usage": {"eval_images_per_second": tested, **peak_memory(self.device),
+                      "trainable_parameters": sum(p.numel() for p in method.trainable_parameters())},
             "setup": self.setup(backbone, method, recipe, train_tf, test_tf),
             "method_state": method.record_fields(),
             "seconds": time.time() - start,
@@ -367,15 +351,25 @@ class Runner:
             "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
 
-    def evaluate(self, method, ev: Evaluation, recipe, test_tf) -> dict:
+    def evaluate(self, method, ev: Evaluation, recipe, test_tf, index: int, seed: int) -> dict:
         method.use_label_space(ev.info)
+        test = TransformedDataset(ev.test, test_tf)
+        if recipe.feature_cache:
+            test = self.cached(recipe, ev.test, test_tf, 1, f"evaluation {index}", seed)
         logits, labels = predict(
-            method, TransformedDataset(ev.test, test_tf), method.eval_batch_size or self.protocol.eval.batch_size,
+            method, test, method.eval_batch_size or self.protocol.eval.batch_size,
             self.device,
             precision=recipe.eval_precision, num_workers=self.loader_workers(recipe), progress=self.options.progress,
         )
         counts = group_counts(self.protocol.eval.group_by, ev.info.train_counts)
         return evaluate(logits, labels, counts, self.protocol.eval.many_threshold, self.protocol.eval.few_threshold)
+
+    def cached(self, recipe, dataset, transform, views: int, split: str, seed: int):
+        """``dataset`` as the frozen features of ``views`` views under ``transform`` (train.feature_cache)."""
+        cache = FeatureCache(cache_root(), self.backbone(), self.protocol.identity()["backbone"], self.device,
+                             recipe.eval_precision, self.log)
+        named = images_id(self.protocol, split, seed)
+        return cache.views(dataset, transform, views, named, self.loader_workers(recipe))
 
     def loader_workers(self, recipe) -> int:
         return loader_workers(recipe.num_workers, self.device, self.options.cpu_share)

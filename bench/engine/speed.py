@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import re
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 import torch
@@ -26,6 +24,7 @@ from bench.core.errors import BenchError, MissingInput
 from bench.core.registry import BACKBONES, METHODS, fill_registries
 from bench.model.method import ClassInfo
 from bench.model.shortcuts import naive
+from .usage import available_memory_mb, memory_in_use_mb, peak_memory_mb, reset_peak
 from .train import amp_dtype, make_optimizer, make_scaler, precision_name, predict, train_step
 
 WORDS = ("red", "tailed", "hawk", "sea", "lion", "paper", "towel", "grand", "piano", "snow", "leopard",
@@ -42,7 +41,7 @@ class SpeedSetup:
     precision: str = "amp"  # the fast path's; the naive path is fp32
     naive: bool = True  # also time the naive path, and compare the logits
     overrides: Dict[str, dict] = field(default_factory=dict)  # method -> --set options (and "train")
-    protocol: Optional[str] = None  # take each method's options and recipe from this protocol (default: the lt family's)
+    protocol: Optional[str] = None  # each method's options and recipe from this protocol (default: the lt family's)
 
 
 def class_names(count: int) -> List[str]:
@@ -59,7 +58,7 @@ def class_names(count: int) -> List[str]:
 
 
 def long_tailed_info(count: int, ratio: float = 100.0, most: int = 1280) -> ClassInfo:
-    """A label space of ``count`` classes whose training counts fall from ``most`` by ``ratio`` (ImageNet-LT's shape)."""
+    """``count`` classes whose training counts fall from ``most`` by ``ratio`` (ImageNet-LT's shape)."""
     counts = [max(1, round(most * ratio ** (-i / max(count - 1, 1)))) for i in range(count)]
     return ClassInfo(class_names(count), counts, training_index=list(range(count)))
 
@@ -77,34 +76,6 @@ class RandomImages(Dataset):
 
     def __getitem__(self, i: int):
         return self.images[i], i % self.classes
-
-
-def available_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0] / 2**20
-    try:
-        text = Path("/proc/meminfo").read_text()
-        return int(re.search(r"MemAvailable:\s+(\d+)", text).group(1)) / 1024
-    except (OSError, AttributeError):
-        return float("inf")
-
-
-def reset_peak_memory(device: torch.device) -> None:
-    """Start a new peak: GPU allocator stats, or the process's peak RSS (Linux resets it on request)."""
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        return
-    with contextlib.suppress(OSError):
-        Path("/proc/self/clear_refs").write_text("5")
-
-
-def peak_memory_mb(device: torch.device) -> Optional[float]:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    try:
-        return int(re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) / 1024
-    except (OSError, AttributeError):
-        return None
 
 
 def synchronize(device: torch.device) -> None:
@@ -176,13 +147,16 @@ class Bench:
 
 
 def timed_path(run: Callable[[], Dict], device: torch.device, predicted_mb: Optional[float]) -> Dict:
-    """``run()``'s figures plus its peak memory; skipped (with why) when ``predicted_mb`` would not fit."""
+    """``run()``'s figures, its peak memory and what it added to the memory in use before it;
+    skipped (with why) when the ``predicted_mb`` it would add does not fit."""
     free = available_memory_mb(device)
     if predicted_mb is not None and predicted_mb > 0.9 * free:
-        return {"skipped": f"needs about {predicted_mb / 1024:.1f} GiB, {free / 1024:.1f} GiB free"}
-    reset_peak_memory(device)
+        return {"skipped": f"needs about {predicted_mb / 1024:.1f} GiB more, {free / 1024:.1f} GiB free"}
+    reset_peak(device)
+    before = memory_in_use_mb(device)
     figures = run()
-    return {**figures, "peak_memory_mb": peak_memory_mb(device)}
+    peak = peak_memory_mb(device)
+    return {**figures, "peak_memory_mb": peak, "added_memory_mb": peak - before if peak and before else None}
 
 
 def measure_one(bench: Bench, device: torch.device, fast_precision: str, seen: Dict) -> Dict:
@@ -194,7 +168,7 @@ def measure_one(bench: Bench, device: torch.device, fast_precision: str, seen: D
         paths["naive"] = ("fp32", naive)
     logits = {}
     for path, (precision, switch) in paths.items():
-        earlier = seen.get((bench.name, path))
+        earlier = seen.get((bench.name, path))  # (classes, memory added): the text side grows with the classes
         predicted = earlier[1] * classes / earlier[0] if earlier and earlier[0] < classes else None
 
         def run():
@@ -204,8 +178,8 @@ def measure_one(bench: Bench, device: torch.device, fast_precision: str, seen: D
             return figures
 
         row[path] = timed_path(run, device, predicted)
-        if row[path].get("peak_memory_mb"):
-            seen[(bench.name, path)] = (classes, row[path]["peak_memory_mb"])
+        if row[path].get("added_memory_mb"):
+            seen[(bench.name, path)] = (classes, row[path]["added_memory_mb"])
     row["precision"] = precision_name(device, fast_precision)
     if len(logits) == 2:
         row["max_logit_difference"] = float((logits["fast"] - logits["naive"]).abs().max())
@@ -257,6 +231,8 @@ def summary_line(row: Dict) -> str:
         if fast is not None:
             speedup = ratio(row, field_name)
             parts.append(f"{label} {fast:.2f} img/s" + (f" ({speedup:.2f}x naive)" if speedup else ""))
+    parts += [f"{path} path skipped ({row[path]['skipped']})" for path in ("fast", "naive")
+              if "skipped" in row.get(path, {})]
     return " ".join(parts)
 
 

@@ -32,7 +32,7 @@ def device_list(devices: str, workers: int) -> List[str]:
     """``--devices 0,1`` -> ``["cuda:0", "cuda:1"]`` for ``workers`` workers (round robin); ``cpu``
     for CPU workers; each checked here, before any worker starts."""
     from bench.core.errors import BenchError
-    from bench.engine.runner import resolve_device
+    from bench.engine.usage import resolve_device
 
     names = [d.strip() for d in devices.split(",")]
     if not all(names):
@@ -72,7 +72,8 @@ def work(selection: Selection, device: str, index: int, workers: int) -> List[tu
     """One worker: the selection's cells on ``device``, waiting out cells other workers hold; what it
     did with each cell."""
     from bench.config.protocol import load_protocol  # plugins come through $BENCH_PLUGINS (bench.plugins.export)
-    from bench.engine.runner import Runner, default_threads
+    from bench.engine.runner import Runner
+    from bench.engine.usage import default_threads
 
     threads = selection.options.threads or max(1, default_threads() // workers)  # the workers share the CPUs
     outcome: List[tuple] = []

@@ -125,6 +125,11 @@ class Method(nn.Module):
     # routing, Candle's fusion).  When they do not, ``text_features()`` is computed once per
     # prediction over a label space instead of once per test batch (see :meth:`one_label_space`).
     text_depends_on_image: ClassVar[bool] = False
+    # Whether images reach the method only as frozen image-tower features, through image_features()
+    # or raw_image_features() (no prompts inside the image tower).  Such a method may train and be
+    # evaluated on cached features (TrainRecipe.feature_cache; bench.engine.features).
+    frozen_image_tower: ClassVar[bool] = False
+    features_given: bool = False  # set by the engine: the "images" are raw image features from the cache
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -198,10 +203,17 @@ class Method(nn.Module):
         """Extra JSON fields for the result record (e.g. the prior a loss used)."""
         return {}
 
+    def raw_image_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Features from the frozen image encoder before normalisation (no gradient); the batch itself
+        when it holds cached features."""
+        if self.features_given:
+            return images
+        with torch.no_grad():
+            return self.backbone.encode_image(images, normalize=False)
+
     def image_features(self, images: torch.Tensor) -> torch.Tensor:
         """Normalised features from the frozen image encoder (no gradient)."""
-        with torch.no_grad():
-            return self.backbone.encode_image(images, normalize=True)
+        return F.normalize(self.raw_image_features(images), dim=-1)
 
     def trainable_parameters(self) -> List[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]

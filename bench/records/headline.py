@@ -27,3 +27,23 @@ def headline_metric(metrics: Dict[str, Any], order: Sequence[str] = ()) -> Optio
     means = sorted((m for m in numbers if m.endswith("_mean")),
                    key=lambda m: (list(order).index(m) if m in order else len(order), m))
     return next((m for m in HEADLINES if m in numbers), means[0] if means else None)
+
+
+# What a result cost, as metrics of its own (MDPR Table 6, LAMP Table 5): derived from the record's
+# timing and usage fields by :func:`cost_metrics`; for the first two, lower is better.
+COSTS = {"params_m": "trainable parameters (millions)", "epoch_s": "seconds per training epoch",
+         "eval_s": "seconds to evaluate", "train_img_s": "training images/s", "eval_img_s": "evaluation images/s"}
+LOWER_IS_BETTER = ("params_m", "epoch_s", "eval_s")
+
+
+def cost_metrics(record: Dict[str, Any]) -> Dict[str, Optional[float]]:
+    """The :data:`COSTS` of ``record``; None where it does not tell (a method that does not train has
+    no epochs; records before code 0.3.0 lack the parameter count)."""
+    train, usage = record.get("train") or {}, record.get("usage") or {}
+    seconds = [s for s in train.get("epoch_seconds") or [] if isinstance(s, (int, float))]
+    params, rate = usage.get("trainable_parameters"), usage.get("eval_images_per_second")
+    tested = record.get("num_test")
+    return {"params_m": params / 1e6 if isinstance(params, int) else None,
+            "epoch_s": sum(seconds) / len(seconds) if seconds else None,
+            "eval_s": tested / rate if isinstance(tested, int) and rate else None,
+            "train_img_s": train.get("images_per_second"), "eval_img_s": rate}

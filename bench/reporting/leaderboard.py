@@ -90,9 +90,13 @@ def table_columns(rows: List[Row]) -> List[Tuple[str, str]]:
     return [c for c in static if c[0] == "all"] + extra + [c for c in static if c[0] != "all"]
 
 
+COST_TITLES = {"params_m": "Params (M)", "epoch_s": "s/epoch", "eval_s": "Eval s", "train_img_s": "Train img/s",
+               "eval_img_s": "Eval img/s"}  # bench.records.headline.COSTS
+
+
 def metric_title(metric: str) -> str:
     """A metric's column title: "Many", "HM"; a group mean ``xd_mean`` is "XD mean"."""
-    known = dict(COLUMNS)
+    known = {**dict(COLUMNS), **COST_TITLES}
     if metric in known:
         return known[metric]
     return f"{metric[:-5].upper()} mean" if metric.endswith("_mean") else metric
@@ -145,10 +149,18 @@ def flatten(data: Any, prefix: str = "") -> Dict[str, Any]:
     return out
 
 
+# Opt-in variants that leave the reference recipe when off (so they are not in it): a record that
+# turns one on differs from the reference although no reference field does.
+VARIANTS = ("train.feature_cache",)
+
+
 def differences(config: dict, reference: dict) -> List[str]:
-    """``key=value`` for each field of ``reference`` that ``config`` sets otherwise."""
+    """``key=value`` for each field of ``reference`` that ``config`` sets otherwise, and each
+    variant (:data:`VARIANTS`) ``config`` turns on that ``reference`` does not name."""
     ours, ref = flatten(config), flatten(reference)
-    return [f"{k}={ours.get(k)!r}".replace("'", "") for k in ref if k in ours and ours[k] != ref[k]]
+    changed = [k for k in ref if k in ours and ours[k] != ref[k]]
+    changed += [k for k in VARIANTS if ours.get(k) and k not in ref]
+    return [f"{k}={ours.get(k)!r}".replace("'", "") for k in changed]
 
 
 def config_label(record: dict, identity: dict, version: str, references: Dict[str, dict],

@@ -17,7 +17,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 from bench.config.catalog import match_protocols
 from bench.core.errors import BenchError
-from bench.records.headline import headline_metric
+from bench.records.headline import LOWER_IS_BETTER, headline_metric
 from .leaderboard import current_version, differences, flatten, mean_std
 from .reportspec import ColumnSpec, ReportSpec, RowSpec
 from .results import CELL, INFO
@@ -351,9 +351,10 @@ def rank_and_test(report: Report) -> None:
     spec, ranked = report.spec, report.complete()
     for column in report.columns:
         cells = {r: report.cells[(r, *column)] for r in ranked}
-        order = sorted((r for r in ranked if cells[r].mean is not None), key=lambda r: -cells[r].mean)
+        sign = 1 if column[-1] in LOWER_IS_BETTER else -1  # seconds and parameters: the fewest is best
+        order = sorted((r for r in ranked if cells[r].mean is not None), key=lambda r: sign * cells[r].mean)
         printed = {r: round(cells[r].mean, spec.digits) for r in order}  # ties as printed share a mark
-        top = sorted(set(printed.values()), reverse=True)[:2]
+        top = sorted(set(printed.values()), key=lambda v: sign * v)[:2]
         report.best[column] = {r: "bold" if printed[r] == top[0] else "underline" for r in order if printed[r] in top}
         if order:
             mark_not_below_best(report, column, order, cells)

@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from bench.core.errors import BenchError
+from bench.records.headline import cost_metrics
 
 CELL = ["protocol", "method", "key", "seed"]
 INFO = ["code_version", "path", "column_order", "config"]  # the other non-metric columns
-INDEX_VERSION = 1  # bump when slim() keeps other fields
+INDEX_VERSION = 2  # bump when slim() keeps other fields
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,8 @@ def result_files(folder: str) -> List[Tuple[str, int, int]]:
 
 def slim(record: dict) -> dict:
     """What the table keeps of a record (per-class accuracies and the rest stay in the file)."""
-    return {**{c: record[c] for c in CELL}, "code_version": record["code_version"], "metrics": record["metrics"],
+    return {**{c: record[c] for c in CELL}, "code_version": record["code_version"],
+            "metrics": {**cost_metrics(record), **record["metrics"]},
             "column_order": list(record.get("column_order") or [])}
 
 
