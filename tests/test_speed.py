@@ -30,6 +30,7 @@ def test_benchmark_times_both_paths_and_their_logits_agree(capsys, tmp_path):
                 trains = row[path]["train_images_per_second"]
                 assert (trains is None) == (method == "zeroshot") and (trains is None or trains > 0)
     assert "knowledge-base file" in rows[("mdpr_coop", 5)]["skipped"]
+    assert json.loads(out.read_text())["jpeg_decode_images_per_second_per_core"] > 0
     assert re.search(r"\| coop +\| 12 +\|", text) and "train ×" in text and "bench-tiny-vit, random weights" in text
 
 

@@ -57,7 +57,8 @@ def cmd_bench(args) -> int:
     import torch
 
     from bench.engine.usage import resolve_device
-    from bench.engine.speed import SpeedSetup, check_methods, measure
+    from bench.engine.loading import loader_workers
+    from bench.engine.speed import SpeedSetup, check_methods, decode_rate, measure
     from bench.engine.usage import usable_cpus
 
     device = resolve_device(args.device)
@@ -70,13 +71,18 @@ def cmd_bench(args) -> int:
                        protocol=args.protocol)
     methods = check_methods(args.method, overrides)
     print(describe_machine(device, setup), flush=True)
+    decoding = decode_rate(args.image_size)
+    workers = loader_workers(None, device)
+    limit = f", x {workers} loader workers = {decoding * workers:.0f} images/s" if workers else ""
+    print(f"JPEG decoding + train transform: {decoding:.0f} images/s per core (500 x 375 JPEGs){limit}", flush=True)
     rows = measure(methods, setup, device, log=lambda line: print(line, flush=True))
     print()
     print(table(rows))
     memory = "GPU max allocated" if gpu else "process peak RSS (VmHWM, reset per path)"
     print(f"\npeak MiB: {memory}; ×: fast images/s over naive images/s; max |Δ logit|: fast against naive logits")
     if args.json:
-        info = {"machine": describe_machine(device, setup), "torch": torch.__version__, "rows": rows}
+        info = {"machine": describe_machine(device, setup), "torch": torch.__version__,
+                "jpeg_decode_images_per_second_per_core": decoding, "rows": rows}
         write_output(args.json, json.dumps(info, indent=1) + "\n", Path("results"))
     return 0
 
@@ -91,6 +97,7 @@ def add_parser(sub) -> None:
     p.add_argument("--batch-size", type=whole(1, 100_000), help="images per step (default: 128 on a GPU, 4 on a CPU)")
     p.add_argument("--steps", type=whole(1, 100_000), help="timed steps per path (default: 20 on a GPU, 2 on a CPU)")
     p.add_argument("--warmup", type=whole(0, 100_000), help="untimed steps first (default: 3 on a GPU, 1 on a CPU)")
+    p.add_argument("--image-size", type=whole(16, 4096), default=224, help="crop side for the JPEG decoding figure")
     p.add_argument("--precision", choices=("amp", "fp32"), default="amp", help="the fast path's precision on a GPU")
     p.add_argument("--no-naive", action="store_true", help="time only the fast path")
     p.add_argument("--protocol", metavar="NAME", help="take each method's options and training recipe from this "

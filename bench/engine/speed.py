@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
@@ -144,6 +145,30 @@ class Bench:
         logits, _ = predict(method, timed, self.setup.batch_size, self.device, precision)
         synchronize(self.device)
         return len(timed) / (time.perf_counter() - started), logits
+
+
+def decode_rate(image_size: int, count: int = 64, shape: tuple = (500, 375)) -> float:
+    """JPEG decoding plus the Dassl train transform, images/s on one core: the loading limit per
+    worker process (ImageNet's JPEGs average about 500 x 375 pixels)."""
+    from PIL import Image
+
+    from bench.config.transforms import TransformConfig
+    from bench.model.transforms import build_transforms
+
+    ramp = torch.linspace(0, 255, shape[0]).view(1, -1, 1).expand(shape[1], -1, 3)
+    noise = torch.randint(0, 64, (shape[1], shape[0], 3), generator=torch.Generator().manual_seed(0))
+    buffer = io.BytesIO()
+    Image.fromarray((ramp + noise).clamp(0, 255).to(torch.uint8).numpy()).save(buffer, "JPEG", quality=90)
+    encoded, transform = buffer.getvalue(), build_transforms(TransformConfig(), image_size)[0]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # what one loader worker has
+    try:
+        started = time.perf_counter()
+        for _ in range(count):
+            transform(Image.open(io.BytesIO(encoded)).convert("RGB"))
+        return count / (time.perf_counter() - started)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def timed_path(run: Callable[[], Dict], device: torch.device, predicted_mb: Optional[float]) -> Dict:
