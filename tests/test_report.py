@@ -21,7 +21,7 @@ from bench.engine.store import ResultStore
 from bench.model.method import MethodCard, Reported
 from bench.plugins import load_builtins
 from bench.records.schema import SCHEMA
-from bench.reporting.render import render
+from bench.reporting.render import render, render_files
 from bench.reporting.report import MEAN, build_report, expand_columns
 from bench.reporting.reportspec import ReportSpec, RowSpec, load_spec
 from bench.reporting.results import load_results
@@ -220,6 +220,7 @@ def test_latex_matches_the_snapshot(folder):
         pytest.fail(f"wrote {SNAPSHOT}: review it and commit it")
     assert tex == SNAPSHOT.read_text()
     assert "\\toprule" in tex and "\\textbf{81.00 $\\pm$ 1.00}" in tex and "\\multirow" in tex
+    assert "60.00 $\\pm$ 0.00\\phantom{$^\\dagger$}" in tex  # aligned beside the column's dagger
 
 
 def latex_problems(tex: str) -> list:
@@ -264,13 +265,24 @@ def test_latex_of_every_layout_is_well_formed(folder, spec):
     assert latex_problems(tex) == []
 
 
-@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="needs a TeX engine (pdflatex)")
-def test_latex_compiles(folder, tmp_path):  # pragma: no cover  (no TeX on the CI machine)
-    doc = tmp_path / "t.tex"
-    doc.write_text("\\documentclass{article}\n\\usepackage{booktabs}\n\\usepackage{multirow}\n"
-                   "\\begin{document}\n" + render(report_of(folder), "latex") + "\n\\end{document}\n")
-    done = subprocess.run(["pdflatex", "-interaction=nonstopmode", doc.name], cwd=tmp_path, capture_output=True)
-    assert done.returncode == 0, done.stdout[-2000:]
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="needs a TeX engine (pdflatex; .ci/run installs it)")
+def test_latex_compiles_and_fit_keeps_it_inside_the_line(folder, tmp_path):
+    report = report_of(folder)
+    wide = compile_problems(render(report, "latex", standalone=True), tmp_path / "wide.tex")
+    assert len(wide) == 1 and float(wide[0]) > 0  # the check sees a table wider than the line
+    assert compile_problems(render(report, "latex", fit="textwidth", standalone=True), tmp_path / "fit.tex") == []
+
+
+def compile_problems(tex: str, path: Path) -> list:
+    """pdflatex's complaints about a standalone document: a failed run, or (from its log) a table wider
+    than the line or a float taller than the page."""
+    path.write_text(tex)
+    done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", path.name], cwd=path.parent,
+                          capture_output=True, timeout=120)
+    if done.returncode != 0:
+        return [done.stdout.decode(errors="replace")[-1500:]]
+    log = path.with_suffix(".log").read_text(errors="replace")
+    return re.findall(r"Overfull \\hbox \(([\d.]+)pt too wide\)", log) + re.findall(r"Float too large.*", log)
 
 
 def test_html_escapes_labels(folder):
@@ -459,6 +471,9 @@ def test_every_shipped_spec_renders_well_formed_tables(tmp_path):
         assert any(c.reported is not None for c in report.cells.values()) or name == "smoke", name
         assert latex_problems(render(report, "latex")) == [], name
         assert render(report, "md").startswith(f"## {spec.title}"), name
+        if shutil.which("pdflatex"):  # .ci/run installs TeX where apt is available
+            for part, tex in render_files(report, "latex", fit="textwidth", standalone=True, split=True).items():
+                assert compile_problems(tex, tmp_path / f"{name}-{part or 'main'}.tex") == [], (name, part)
 
 
 def test_a_metric_empty_by_construction_renders_as_the_papers_print_it(tmp_path, bench_cache, capsys, monkeypatch):
@@ -512,3 +527,32 @@ def test_cost_columns_come_from_the_records_and_the_fewest_seconds_is_best(tmp_p
     assert report.best[("smoke", "epoch_s")]["coop"] == "bold" and report.best[("smoke", "params_m")]["coop"] == "bold"
     assert report.best[("smoke", "train_img_s")]["coop"] == "bold"  # images/s: the most is best
     assert "Params (M)" in render(report, "md") and "s/epoch" in render(report, "md")
+
+
+def test_card_notes_on_shown_paper_numbers_become_table_notes(folder):
+    cards = {**CARDS, "coop": MethodCard("p", "c", reported={
+        "smoke": Reported("Table 1", {"all": 79.0}, note="the paper keeps the best test epoch")})}
+    spec = from_dict(ReportSpec, {"title": "T", "columns": ["smoke", "smoke_b2n"], "rows": ["coop", "maple"]}, "")
+    report = build_report(spec, load_results([folder]), VIEWS.get, VERSION, cards)
+    assert report.paper_notes == ["coop (Table 1: the paper keeps the best test epoch)"]
+    md = render(report, "md")
+    assert "Paper numbers: coop (Table 1: the paper keeps the best test epoch)." in md
+    assert md.index("Paper numbers") > md.index("| coop")  # under the table, not in the caption
+    assert "Paper numbers" not in render(build_report(from_dict(ReportSpec, {**dict(
+        title="T", columns=["smoke"], rows=["coop"]), "reported": False}, ""), load_results([folder]), VIEWS.get,
+        VERSION, cards), "md")
+
+
+def test_companion_tables_get_files_of_their_own(folder, tmp_path):
+    from bench.cli.report import output_paths
+
+    files = render_files(report_of(folder), "latex", split=True)
+    assert list(files) == ["", "paired-tests", "friedman", "intervals"]
+    assert "Paired tests" not in files[""] and "Paired tests" in files["paired-tests"]
+    paths = output_paths(tmp_path / "tables" / "t.tex", "smoke", "latex", files)
+    assert [p.name for p in paths] == ["t.tex", "t-paired-tests.tex", "t-friedman.tex", "t-intervals.tex"]
+    assert [p.name for p in output_paths(tmp_path, "smoke", "md", {"": "", "paired-tests": ""})] == [
+        "smoke.md", "smoke-paired-tests.md"]  # a folder: named after the spec
+    assert next(iter(output_paths(tmp_path / "stem", "smoke", "html", {"": ""}))).name == "stem.html"
+    document = render_files(report_of(folder), "latex", standalone=True, split=True)["paired-tests"]
+    assert document.startswith("\\documentclass{article}") and document.rstrip().endswith("\\end{document}")

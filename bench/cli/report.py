@@ -15,7 +15,7 @@ def cmd_report(args) -> int:
     from bench import __version__
     from bench.core.errors import warn
     from bench.plugins import load_all
-    from bench.reporting.render import render
+    from bench.reporting.render import render, render_files
     from bench.reporting.report import build_report
     from bench.reporting.reportspec import load_spec
     from bench.reporting.results import load_results
@@ -29,19 +29,42 @@ def cmd_report(args) -> int:
     load_all()
     cards = {name: METHODS.get(name).card for name in METHODS.names()}
     report = build_report(spec, results, protocol_view, __version__, cards)
-    text = render(report, args.format)
+    if args.format != "latex" and (args.fit or args.standalone):
+        raise BenchError("--fit and --standalone shape LaTeX; add --format latex")
     if args.plots is not None:
         from bench.reporting.plots import write_plots
 
         written = write_plots(report, args.plots, args.plot_format)
         print(f"bench: wrote {len(written)} figure(s) to '{args.plots}'", file=sys.stderr)
-    if args.output is not None:
-        if not args.output.strip():
-            raise BenchError("--output: must not be empty")
-        write_output(Path(args.output), text, Path(args.results_dir[0]))
-    else:
-        print(text, end="")
+    if args.output is None:
+        print(render(report, args.format, args.fit, args.standalone), end="")
+        return 0
+    if not args.output.strip():
+        raise BenchError("--output: must not be empty")
+    files = render_files(report, args.format, args.fit, args.standalone, split=True)
+    for path, text in output_paths(Path(args.output), spec_name(args.spec), args.format, files).items():
+        write_output(path, text, Path(args.results_dir[0]))
+        print(f"bench: wrote '{path}'", file=sys.stderr)
     return 0
+
+
+SUFFIX = {"md": ".md", "latex": ".tex", "html": ".html"}
+
+
+def spec_name(spec: str) -> str:
+    return Path(spec).stem
+
+
+def output_paths(output: Path, name: str, fmt: str, files: dict) -> dict:
+    """Where each file goes: ``--output`` a folder (ends with '/' or exists as one) holds ``<spec>.tex``
+    and ``<spec>-<companion>.tex``; a file ``out/table.tex`` (or a stem ``out/table``) is the main table,
+    with ``out/table-<companion>.tex`` beside it."""
+    if str(output).endswith(("/", "\\")) or output.is_dir():
+        output = output / name
+    suffix = output.suffix or SUFFIX[fmt]
+    stem = output.stem if output.suffix else output.name
+    return {output.with_name(f"{stem}-{part}{suffix}" if part else f"{stem}{suffix}"): text
+            for part, text in files.items()}
 
 
 def add_parser(sub) -> None:
@@ -50,7 +73,12 @@ def add_parser(sub) -> None:
     p.add_argument("--results-dir", nargs="+", default=["results"],
                    help="results folders to merge, e.g. one per machine (default: results)")
     p.add_argument("--format", choices=["md", "latex", "html"], default="md")
-    p.add_argument("--output", help="write the report to this file instead of printing it")
+    p.add_argument("--output", help="write the main table to this file (or FOLDER/, or a stem) and each companion "
+                                    "table (paired tests, Friedman, intervals) to <stem>-<name> beside it")
+    p.add_argument("--fit", choices=["textwidth"], help="LaTeX: shrink a table wider than the line (or taller than "
+                                                        "the page) to fit (adjustbox)")
+    p.add_argument("--standalone", action="store_true",
+                   help="LaTeX: complete documents (preamble included) that compile as they are")
     p.add_argument("--plots", metavar="DIR", help="also draw the long-tail curves, Many/Medium/Few bars and "
                                                    "a critical-difference diagram into DIR")
     p.add_argument("--plot-format", choices=["png", "pdf"], default="png")

@@ -74,10 +74,10 @@ def grid_cells(path: Path) -> Dict[str, dict]:
 
 def available_protocols() -> List[str]:
     """Every protocol in protocols/: plain files by name, grid files by their cells' names."""
-    names = []
-    for path in protocols_dir().glob("*.yaml"):
+    names = []  # files in natural order; a grid's cells in the grid's own order (a paper's dataset order)
+    for path in sorted(protocols_dir().glob("*.yaml"), key=lambda p: _natural(p.stem)):
         names += list(grid_cells(path)) or [path.stem]
-    return sorted(names, key=_natural)
+    return names
 
 
 def locate(name_or_path: str) -> Tuple[Path, Optional[str]]:

@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Tuple
 import jinja2
 
 from .leaderboard import metric_title, varying_parts
-from .render_latex import escape as escape_latex, render_latex
+from .render_latex import escape as escape_latex, render_latex, slug
 from .report import MEAN, Report
 from .results import require_pandas
 from .stats import wilcoxon_pairs_needed
@@ -25,16 +25,20 @@ FORMATS = ("md", "latex", "html")
 SYMBOLS = {  # how each format writes ±, the dagger and alpha
     "md": {"pm": "±", "dagger": "†", "alpha": "α", "minus": "−"},
     "html": {"pm": "±", "dagger": "†", "alpha": "α", "minus": "−"},
-    "latex": {"pm": r"$\pm$", "dagger": r"$^\dagger$", "alpha": r"$\alpha$", "minus": "$-$"},
+    "latex": {"pm": r"$\pm$", "dagger": r"$^\dagger$", "alpha": r"$\alpha$", "minus": "$-$",
+              "no_dagger": r"\phantom{$^\dagger$}"},  # keeps a column's numbers aligned beside its daggers
 }
 CAPTION = jinja2.Template(
-    "{{ title }}. Mean {{ s.pm }} sample standard deviation (n {{ s.minus }} 1) over {{ seeds }} "
-    "(a seed fixes the few-shot draw, the prompt initialisation and the data order, the same for every method). "
-    "Bold: best, underlined: second best in each column, among rows with every seed of every protocol. "
-    "{{ s.dagger }}: not significantly below the best ({{ test }}, Holm-corrected within the column, "
-    "{{ s.alpha }} = {{ alpha }}).{% if reported %} Paper: the number the paper reports on this protocol; "
-    "gap: ours {{ s.minus }} paper.{% endif %}{% if incomplete %} Rows marked * lack results and are not "
-    "ranked or tested.{% endif %}{% for note in notes %} {{ note }}.{% endfor %}")
+    "{{ title }}. Mean {{ s.pm }} std over {{ seeds }}; bold: best, underlined: second best; "
+    "{{ s.dagger }}: not significantly below the best.")
+NOTES = jinja2.Template(
+    "Std: sample standard deviation (n {{ s.minus }} 1); a seed fixes the few-shot draw, the prompt "
+    "initialisation and the data order, the same for every method. Marks among rows with every seed of every "
+    "protocol. {{ s.dagger }}: {{ test }}, Holm-corrected within the column, {{ s.alpha }} = {{ alpha }}."
+    "{% if reported %} Paper: the number the paper reports on this protocol; gap: ours {{ s.minus }} paper."
+    "{% endif %}{% if incomplete %} Rows marked * lack results and are not ranked or tested.{% endif %}"
+    "{% for note in notes %} {{ note }}.{% endfor %}"
+    "{% if paper_notes %} Paper numbers: {{ paper_notes | join('; ') }}.{% endif %}")
 TESTS = {"auto": "paired by seed: a t-test below {need} seeds, Wilcoxon signed-rank from {need} (where it can "
                  "still reach significance after Holm's correction over {m} tests)",
          "t": "paired t-test by seed", "wilcoxon": "Wilcoxon signed-rank test paired by seed"}
@@ -47,14 +51,24 @@ def column_titles(report: Report) -> List[Tuple[str, str]]:
 
 
 def caption(report: Report, fmt: str) -> str:
-    """The caption; the spec's title and the notes (which name protocols: ``b2n_cpt/*/tau0.25``) are
-    escaped for LaTeX and HTML."""
+    """The short caption: the spec's title and what the numbers and marks are."""
     seeds = sorted({s for p in report.protocols for s in report.seeds[p]})
-    plain = {"md": escape_markdown, "latex": escape_latex, "html": lambda t: str(jinja2.utils.markupsafe.escape(t))}[fmt]
-    return CAPTION.render(title=plain(report.spec.title), s=SYMBOLS[fmt],
-                          seeds=f"{len(seeds)} seeds ({', '.join(map(str, seeds))})", test=tests_used(report),
-                          alpha=report.spec.alpha, incomplete=bool(report.incomplete),
-                          reported=has_reported(report), notes=[plain(n) for n in report.notes])
+    return CAPTION.render(title=plain_text(fmt)(report.spec.title), s=SYMBOLS[fmt],
+                          seeds=f"{len(seeds)} seeds ({', '.join(map(str, seeds))})")
+
+
+def table_notes(report: Report, fmt: str) -> str:
+    """The notes under the table: the statistics, the paper numbers and the report's own notes (which
+    name protocols: ``b2n_cpt/*/tau0.25``), escaped for LaTeX and HTML."""
+    plain = plain_text(fmt)
+    return NOTES.render(s=SYMBOLS[fmt], test=tests_used(report), alpha=report.spec.alpha,
+                        incomplete=bool(report.incomplete), reported=has_reported(report),
+                        notes=[plain(n) for n in report.notes],
+                        paper_notes=[plain(n.rstrip(".")) for n in report.paper_notes])
+
+
+def plain_text(fmt: str):
+    return {"md": escape_markdown, "latex": escape_latex, "html": lambda t: str(jinja2.utils.markupsafe.escape(t))}[fmt]
 
 
 def tests_used(report: Report) -> str:
@@ -110,7 +124,10 @@ def cell_text(report: Report, row: str, column, cell, group: str, s: Dict[str, s
     if cell.mean is None:
         return "–"
     text = f"{cell.mean:.{digits}f}" + (f" {s['pm']} {cell.std:.{digits}f}" if len(cell.values) > 1 else "")
-    return text + (s["dagger"] if (row, *column) in report.daggers else "")
+    if (row, *column) in report.daggers:
+        return text + s["dagger"]
+    daggered = any((other.name, *column) in report.daggers for other in report.rows)
+    return text + (s.get("no_dagger", "") if daggered else "")
 
 
 def mark(report: Report, row: str, column) -> str:
@@ -155,15 +172,27 @@ def pval(p: Optional[float]) -> str:
     return "–" if p is None else ("< 0.001" if p < 0.001 else f"{p:.3f}")
 
 
-def render(report: Report, fmt: str) -> str:
+def render(report: Report, fmt: str, fit: Optional[str] = None, standalone: bool = False) -> str:
+    """The report as one text: the main table, then its companion tables."""
+    return render_files(report, fmt, fit, standalone)[""]
+
+
+def render_files(report: Report, fmt: str, fit: Optional[str] = None, standalone: bool = False,
+                 split: bool = False) -> Dict[str, str]:
+    """``{"": the report}``, or with ``split`` the main table under "" and each companion table (paired
+    tests, Friedman, intervals) under its own name, for files of their own.  ``fit`` and ``standalone``
+    act on LaTeX (see :func:`bench.reporting.render_latex.render_latex`)."""
     text, style = main_frames(report, fmt)
     extra = companion_frames(report)
     notes = [f"* {row}: lacks {'; '.join(gaps)}" for row, gaps in report.incomplete.items()]
-    if fmt == "md":
-        return render_markdown(report, text, style, extra, notes)
     if fmt == "latex":
-        return render_latex(report, text, style, extra, notes, caption(report, "latex"))
-    return render_html(report, text, style, extra, notes)
+        return render_latex(report, text, style, extra, notes, caption(report, "latex"), table_notes(report, "latex"),
+                            fit, standalone, split)
+    write = render_markdown if fmt == "md" else render_html
+    if not split:
+        return {"": write(report, text, style, extra, notes)}
+    return {"": write(report, text, style, {}, notes),
+            **{slug(title): write_companion(fmt, title, frame) for title, frame in extra.items()}}
 
 
 def escape_markdown(text) -> str:
@@ -184,10 +213,8 @@ def render_markdown(report: Report, text, style, extra, notes) -> str:
         shown.columns = [" ".join(filter(None, c)) for c in shown.columns]
     shown.columns = [escape_markdown(title) for title in shown.columns]
     parts = [f"## {escape_markdown(report.spec.title)}", "", shown.to_markdown(disable_numparse=True), "",
-             caption(report, "md")]
-    for title, frame in extra.items():
-        frame = frame.astype(str).map(escape_markdown).rename(columns=escape_markdown)
-        parts += ["", f"### {escape_markdown(title)}", "", frame.to_markdown(index=False, disable_numparse=True)]
+             caption(report, "md"), "", table_notes(report, "md")]
+    parts += ["\n" + markdown_companion(title, frame) for title, frame in extra.items()]
     if notes:
         parts += ["", *map(escape_markdown, notes)]
     return "\n".join(parts) + "\n"
@@ -197,8 +224,22 @@ def render_html(report: Report, text, style, extra, notes) -> str:
     css = {"bold": "font-weight: bold;", "underline": "text-decoration: underline;", "": ""}
     styler = text.style.apply(lambda _: style.map(css.get), axis=None).set_caption(caption(report, "html"))
     styler = styler.format(escape="html").format_index(escape="html", axis=0).format_index(escape="html", axis=1)
-    parts = [f"<h2>{jinja2.utils.markupsafe.escape(report.spec.title)}</h2>", styler.to_html()]
-    for title, frame in extra.items():
-        parts += [f"<h3>{jinja2.utils.markupsafe.escape(title)}</h3>", frame.to_html(index=False)]
+    parts = [f"<h2>{jinja2.utils.markupsafe.escape(report.spec.title)}</h2>", styler.to_html(),
+             f"<p class=\"notes\">{table_notes(report, 'html')}</p>"]
+    parts += [html_companion(title, frame) for title, frame in extra.items()]
     parts += [f"<p>{jinja2.utils.markupsafe.escape(n)}</p>" for n in notes]
     return "\n".join(parts) + "\n"
+
+
+def markdown_companion(title: str, frame) -> str:
+    frame = frame.astype(str).map(escape_markdown).rename(columns=escape_markdown)
+    return f"### {escape_markdown(title)}\n\n" + frame.to_markdown(index=False, disable_numparse=True)
+
+
+def html_companion(title: str, frame) -> str:
+    return f"<h3>{jinja2.utils.markupsafe.escape(title)}</h3>\n" + frame.to_html(index=False)
+
+
+def write_companion(fmt: str, title: str, frame) -> str:
+    """A companion table on its own (markdown or HTML; LaTeX's come from render_latex)."""
+    return (markdown_companion if fmt == "md" else html_companion)(title, frame) + "\n"

@@ -19,6 +19,7 @@ from bench.config.catalog import match_protocols
 from bench.core.errors import BenchError
 from bench.records.headline import LOWER_IS_BETTER, headline_metric
 from .leaderboard import current_version, differences, flatten, mean_std
+from .papers import paper_notes, reported_value
 from .reportspec import ColumnSpec, ReportSpec, RowSpec
 from .results import CELL, INFO
 from .stats import Comparison, Friedman, against, friedman, holm, mean_interval, paired
@@ -76,6 +77,7 @@ class Report:
     friedman: Optional[Friedman] = None
     intervals: Dict[str, Optional[Tuple[float, float, str]]] = field(default_factory=dict)  # row -> CI of its Mean
     notes: List[str] = field(default_factory=list)
+    paper_notes: List[str] = field(default_factory=list)  # the method cards' notes on the paper numbers shown
     empty: set = field(default_factory=set)  # (protocol, metric) with no number by construction (IR10's few)
 
     @property
@@ -187,6 +189,7 @@ def build_report(spec: ReportSpec, results, view_of: Callable[[str], dict], vers
     report = Report(spec, rows, groups, metrics, needed, seeds, {}, {})
     fill_cells(report, records, views, cards)
     fill_mean_columns(report, views, cards)
+    report.paper_notes = paper_notes(report, views, cards)
     add_means(report)
     rank_and_test(report)
     return report
@@ -283,30 +286,6 @@ def seed_values(frame, metric: str) -> Dict[int, float]:
 
 def is_number(value) -> bool:
     return isinstance(value, (int, float)) and value == value  # NaN: a metric this record lacks
-
-
-def reported_value(row: RowSpec, protocol: str, metric: str, card, show: bool, view: dict) -> Optional[float]:
-    if not show:
-        return None
-    if row.reported:
-        value = row.reported.get(protocol, {}).get(metric)
-    elif row.reported_from:
-        value = next((a.metrics.get(metric) for a in getattr(card, "ablations", ()) if a.table == row.reported_from
-                      and a.protocol == protocol and same_settings(a.settings, row, view)), None)
-    elif row.set:
-        return None  # the card's numbers are the method's own recipe, not this setting
-    else:
-        entry = getattr(card, "reported", {}).get(protocol)
-        value = entry.metrics.get(metric) if entry is not None else None
-    return None if value is None else float(value)
-
-
-def same_settings(settings: Mapping[str, object], row: RowSpec, view: dict) -> bool:
-    """Whether an ablation's settings are the row's, each unset field at its current value here."""
-    current = flatten(view["references"].get(row.method, {}))
-    ours = {**current, **row.set}
-    return all(k in ours and ours[k] == v for k, v in settings.items()) and all(
-        k in settings or v == current.get(k) for k, v in row.set.items())
 
 
 def mean_cell(cells: List[Cell], reported: Optional[float] = None) -> Cell:

@@ -1,0 +1,59 @@
+"""The papers' numbers beside ours: which entry of a method card holds a report row's paper
+number on a protocol (its own ``reported``, or an ablation table the row names), and the cards'
+notes on the numbers shown, for the table's notes::
+
+    reported_value(RowSpec("coop"), "cifar100_lt_ir100", "all", card, True, view)   # 64.34
+    paper_notes(report, views, cards)   # ["coop (MDPR Table 2: MDPR keeps the best test epoch ...)"]
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Mapping, Optional
+
+from .leaderboard import flatten
+from .reportspec import RowSpec
+
+
+def reported_value(row: RowSpec, protocol: str, metric: str, card, show: bool, view: dict) -> Optional[float]:
+    if not show:
+        return None
+    if row.reported:
+        value = row.reported.get(protocol, {}).get(metric)
+    else:
+        entry = card_entry(row, protocol, card, view)
+        value = entry.metrics.get(metric) if entry is not None else None
+    return None if value is None else float(value)
+
+
+def card_entry(row: RowSpec, protocol: str, card, view: dict):
+    """The card's ``Reported`` (or ``Ablation``, for a row ``reported_from`` a table) that holds the
+    paper's numbers of ``row`` on ``protocol``; None when it has none (a row with other settings)."""
+    if row.reported_from:
+        return next((a for a in getattr(card, "ablations", ()) if a.table == row.reported_from
+                     and a.protocol == protocol and same_settings(a.settings, row, view)), None)
+    if row.set:
+        return None  # the card's numbers are the method's own recipe, not this setting
+    return getattr(card, "reported", {}).get(protocol)
+
+
+def paper_notes(report, views: Dict[str, dict], cards) -> List[str]:
+    """The cards' notes on the paper numbers a :class:`bench.reporting.report.Report` shows (how a paper's setup differs, what it printed),
+    once each: ``"coop, MDPR Table 2: MDPR keeps the best test epoch ..."``."""
+    if not report.spec.reported:
+        return []
+    notes: Dict[str, List[str]] = {}
+    for row in report.rows:
+        for group in report.groups:
+            entry = None if row.reported else card_entry(row, group.pattern if group.is_mean else group.name,
+                                                         cards.get(row.method), views[group.members[0]])
+            if entry is not None and entry.note:
+                where = getattr(entry, "source", None) or getattr(entry, "table", "")
+                notes.setdefault(f"{where}: {entry.note}", []).append(row.name)
+    return [f"{', '.join(dict.fromkeys(rows))} ({note})" for note, rows in notes.items()]
+
+
+def same_settings(settings: Mapping[str, object], row: RowSpec, view: dict) -> bool:
+    """Whether an ablation's settings are the row's, each unset field at its current value here."""
+    current = flatten(view["references"].get(row.method, {}))
+    ours = {**current, **row.set}
+    return all(k in ours and ours[k] == v for k, v in settings.items()) and all(
+        k in settings or v == current.get(k) for k, v in row.set.items())
