@@ -4,7 +4,7 @@ import json
 import pytest
 
 from bench.records.schema import SCHEMA
-from bench.reporting.plots import cliques, group_bars, longtail_curve, write_plots
+from bench.reporting.plots import cliques, group_bars, longtail_curve, smoothed, write_plots
 from test_report import folder, report_of  # noqa: F401  (the fabricated results and views)
 
 
@@ -13,14 +13,18 @@ def record(seed, **fields) -> str:
                        "code_version": "0.2.0", "config": {}, "metrics": {"all": 50.0}, **fields})
 
 
-def test_longtail_curve_sorts_classes_by_count_and_averages_seeds(tmp_path):
+def test_longtail_curve_sorts_classes_by_count_and_keeps_each_seed(tmp_path):
     paths = []
     for seed, acc in enumerate(([90.0, 50.0, 10.0, None], [70.0, 30.0, 20.0, None])):
         path = tmp_path / f"seed-{seed}.json"
         path.write_text(record(seed, class_train_counts=[100, 500, 5, 0], per_class_accuracy=acc))
         paths.append(str(path))
     # by count: class 1 (500), class 0 (100), class 2 (5); class 3 was never trained on (count 0)
-    assert longtail_curve(paths) == ([500, 100, 5], [40.0, 80.0, 15.0])
+    assert longtail_curve(paths) == ([500, 100, 5], [[50.0, 90.0, 10.0], [30.0, 70.0, 20.0]])
+    mean, std = smoothed(longtail_curve(paths)[1], window=1)
+    assert mean == [40.0, 80.0, 15.0] and std == pytest.approx([14.1421356, 14.1421356, 7.0710678])
+    mean, _ = smoothed([[90.0, 60.0, 30.0, 0.0]], window=3)  # centred: the ends average what they have
+    assert mean == [75.0, 60.0, 30.0, 15.0]
     old = tmp_path / "old.json"
     old.write_text(record(0, per_class_accuracy=[1.0]))  # written before counts were recorded
     assert longtail_curve([str(old)]) is None and longtail_curve([]) is None
@@ -57,10 +61,21 @@ def test_write_plots_makes_the_files(folder, tmp_path):  # noqa: F811
         record["metrics"].update(medium=60.0, few=40.0)
         path.write_text(json.dumps(record))
     report = report_of(folder, metrics=["all", "many", "medium", "few"])
-    written = write_plots(report, tmp_path / "figs", fmt="png")
+    said = []
+    written = write_plots(report, tmp_path / "figs", fmt="png", log=said.append)
     names = sorted(p.name for p in written)
-    assert names == ["critical-difference.png", "groups-smoke.png", "groups-smoke_b2n.png",
+    assert said == ["no critical-difference diagram: it ranks methods over protocols, and 2 protocol(s) are "
+                    "too few (it needs 5)"]
+    assert names == ["groups-smoke.png", "groups-smoke_b2n.png",
                      "longtail-smoke.png", "longtail-smoke_b2n.png"]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in written)
     pdf = write_plots(report, tmp_path / "pdf", fmt="pdf")
     assert all(p.read_bytes()[:5] == b"%PDF-" for p in pdf)
+
+
+def test_critical_difference_diagram_draws_ranks_and_cliques(tmp_path):
+    from bench.reporting.plots import draw_cd, pyplot
+
+    path = tmp_path / "cd.png"
+    draw_cd(pyplot(), {"lamp": 1.4, "maple": 2.1, "coop": 2.5}, [["maple", "coop"]], "Friedman p = 0.01", path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -34,7 +34,8 @@ def cmd_report(args) -> int:
     if args.plots is not None:
         from bench.reporting.plots import write_plots
 
-        written = write_plots(report, args.plots, args.plot_format)
+        written = write_plots(report, args.plots, args.plot_format,
+                              log=lambda line: print(f"bench: note: {line}", file=sys.stderr))
         print(f"bench: wrote {len(written)} figure(s) to '{args.plots}'", file=sys.stderr)
     if args.output is None:
         print(render(report, args.format, args.fit, args.standalone), end="")
