@@ -1,4 +1,7 @@
 """Protocol families: declared evaluations, grid files, and running a table by name or glob."""
+import re
+import statistics
+
 import pytest
 import torch
 import yaml
@@ -137,6 +140,34 @@ def test_groups_are_averaged_and_each_evaluation_keeps_its_accuracy():
     metrics = summarise(spaces, results)["metrics"]
     assert (metrics["src"], metrics["x1"], metrics["x2"]) == (100.0, 100.0, 0.0)
     assert metrics["xd_mean"] == 50.0 and "hm" not in metrics and "all" not in metrics
+    with_source = summarise(spaces, results, {"xd_with_source": ["src", "x1", "x2"]})["metrics"]
+    assert with_source["xd_with_source"] == pytest.approx(200 / 3) and with_source["xd_mean"] == 50.0
+
+
+@pytest.mark.parametrize("means, fragment", [
+    ({"avg": ["test"]}, "two or more"),
+    ({"avg": ["test", "nope"]}, "two or more of the evaluations (test, shifted)"),
+    ({"test": ["test", "shifted"]}, "must be a new metric name"),
+    ({"dg_mean": ["test", "shifted"]}, "must be a new metric name"),
+])
+def test_bad_means_name_the_field(means, fragment):
+    evaluations = [{"name": "test"}, {"name": "shifted", "group": "dg"}]
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        parse(evaluations=evaluations, means=means)
+    ok = parse(evaluations=evaluations, means={"avg": ["test", "shifted"]})
+    assert ok.identity()["means"] == {"avg": ["test", "shifted"]} and "means" not in parse().identity()
+
+
+def test_lamp_table3_paper_row_reproduces_its_printed_average():
+    """LAMP prints 'Avg. (w/o Source)' 67.44, which is the mean over all 11 columns: the protocol
+    records that average (xd_with_source) beside the 10-target mean, and the card holds both."""
+    from methods.lamp_tables import XD, reported
+
+    card = reported()["xd_dg_lamp/imb100"]
+    columns = load_protocol("xd_dg_lamp/imb100").means["xd_with_source"]
+    assert round(statistics.fmean(XD[c] for c in columns), 2) == card.metrics["xd_with_source"] == 67.44
+    assert round(statistics.fmean(v for k, v in XD.items() if k != "imagenet"), 2) == card.metrics["xd_mean"]
+    assert "67.44" in card.note
 
 
 def test_data_list_names_every_dataset_and_where_it_comes_from(capsys, tmp_path):

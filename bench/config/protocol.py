@@ -97,6 +97,9 @@ class Protocol:
     methods: Dict[str, dict]  # method name -> its block: options, and optionally "train"
     path: Optional[Path] = None
     evaluations: List[EvaluationSpec] = field(default_factory=list)  # empty: the dataset's default
+    # extra averages of evaluations' accuracy, recorded as metrics: name -> evaluation names (a paper's
+    # own average, e.g. LAMP Table 3's "Avg. (w/o Source)", which includes the source)
+    means: Dict[str, List[str]] = field(default_factory=dict)
 
     def identity(self) -> dict:
         """Everything protocol-wide that determines results (no paths, no worker
@@ -109,6 +112,7 @@ class Protocol:
             "transforms": transform_identity(self.transforms, self.planned_setup()["image_size"]),
             "eval": identity(self.eval),
             **({"evaluations": [e.identity() for e in self.evaluations]} if self.evaluations else {}),
+            **({"means": self.means} if self.means else {}),
         }
 
     def view(self) -> dict:
@@ -152,7 +156,7 @@ def check_seeds(seeds: Any, where: str) -> List[int]:
 
 
 _TOP_LEVEL = ("name", "description", "family", "dataset", "backbone", "transforms", "train", "eval", "evaluations",
-              "seeds", "methods", "grid")
+              "means", "seeds", "methods", "grid")
 _EVALUATION_FIELDS = ("name", "dataset", "classes", "group")
 
 
@@ -218,6 +222,24 @@ def _evaluation(item: Any, i: int, training: dict) -> EvaluationSpec:
     return EvaluationSpec(plan, name, cfg, inherits and "root" not in block)
 
 
+def _means(raw: Any, evaluations: List[EvaluationSpec]) -> Dict[str, List[str]]:
+    """``means: {name: [evaluation, ...]}``: each name a new metric, each list two or more evaluations."""
+    if raw is None:
+        return {}
+    names = [e.plan.name for e in evaluations]
+    if not isinstance(raw, dict) or not evaluations:
+        raise ConfigError("protocol.means", "expected a mapping of metric name to evaluation names, in a protocol "
+                          "that lists its evaluations")
+    for name, members in raw.items():
+        if not isinstance(name, str) or not NAME_PART.fullmatch(name) or name in names or name.endswith("_mean"):
+            raise ConfigError(f"protocol.means.{name}", "must be a new metric name (not an evaluation's, "
+                              "not ending in _mean)")
+        if not isinstance(members, list) or len(members) < 2 or any(m not in names for m in members):
+            raise ConfigError(f"protocol.means.{name}", f"expected a list of two or more of the evaluations "
+                              f"({', '.join(names)}), got {members!r}")
+    return {name: list(members) for name, members in raw.items()}
+
+
 def _evaluations(raw: Any, training: Any) -> List[EvaluationSpec]:
     if raw is None:
         return []
@@ -272,7 +294,7 @@ def parse_protocol(data: Any, path: Optional[Path] = None) -> Protocol:
         name=name, description=description, family=family, dataset_name=dataset_name, dataset=dataset,
         backbone_name=backbone_name, backbone=backbone, transforms=transforms, train=train, eval=evaluation,
         seeds=list(seeds), methods={m: dict(block or {}) for m, block in raw_methods.items()}, path=path,
-        evaluations=evaluations,
+        evaluations=evaluations, means=_means(data.get("means"), evaluations),
     )
     planned = protocol.planned_setup()["image_size"]
     if transforms.size and planned and transforms.size != planned:

@@ -126,10 +126,11 @@ def label_spaces(train: DatasetBundle, others: Sequence[Tuple[EvalPlan, DatasetB
     return LabelSpaces(train_info, train_set, evaluations, train.new_train)
 
 
-def summarise(spaces: LabelSpaces, results: List[dict]) -> dict:
+def summarise(spaces: LabelSpaces, results: List[dict], means: Optional[Dict[str, List[str]]] = None) -> dict:
     """The record's summary from each evaluation's :func:`bench.engine.metrics.evaluate` output: one
     evaluation's metrics as they are; otherwise each evaluation's accuracy under its name, HM of a
-    base and a new evaluation, the mean of each group, and Many/Medium/Few of the first."""
+    base and a new evaluation, the mean of each group and each of ``means``, and Many/Medium/Few of
+    the first."""
     if len(results) == 1:
         return results[0]
     evs = spaces.evaluations
@@ -143,6 +144,8 @@ def summarise(spaces: LabelSpaces, results: List[dict]) -> dict:
     for group in dict.fromkeys(ev.group for ev in evs if ev.group):
         metrics[f"{group}_mean"] = statistics.fmean(
             res["metrics"]["all"] for ev, res in zip(evs, results) if ev.group == group)
+    for name, members in (means or {}).items():  # a protocol's own averages (protocol.means)
+        metrics[name] = statistics.fmean(metrics[m] for m in members)
     first = results[0]
     metrics.update({g: first["metrics"].get(g) for g in ("many", "medium", "few")})
     return {"metrics": metrics, "per_class_accuracy": per_class(evs, results),

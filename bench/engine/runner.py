@@ -312,7 +312,7 @@ class Runner:
         results = [self.evaluate(method, ev, recipe, test_tf, i, cell.seed)
                    for i, ev in enumerate(spaces.evaluations)]
         tested = per_second(sum(len(ev.test) for ev in spaces.evaluations), time.time() - evaluating)
-        result = summarise(spaces, results)
+        result = summarise(spaces, results, proto.means)
         return {
             "key": cell.key,
             "protocol": proto.name,
@@ -331,7 +331,7 @@ class Runner:
             "class_train_counts": per_class_counts(spaces.evaluations),  # the long-tail curve's x
             # Table columns in the protocol's order (JSON objects are written sorted): evaluations, group means.
             "column_order": [*(ev.name for ev in spaces.evaluations),
-                             *dict.fromkeys(f"{ev.group}_mean" for ev in spaces.evaluations if ev.group)],
+                             *dict.fromkeys(f"{ev.group}_mean" for ev in spaces.evaluations if ev.group), *proto.means],
             "evaluations": {ev.name: {"classes": len(ev.classes), "group": ev.group, **res}
                             for ev, res in zip(spaces.evaluations, results)},
             "train": summary,

@@ -99,6 +99,8 @@ def metric_title(metric: str) -> str:
     known = {**dict(COLUMNS), **COST_TITLES}
     if metric in known:
         return known[metric]
+    if metric.endswith("_with_source"):  # a protocol's own average over its groups and the source
+        return f"{metric[:-12].upper()} mean with source"
     return f"{metric[:-5].upper()} mean" if metric.endswith("_mean") else metric
 
 
