@@ -77,6 +77,7 @@ RECIPE = dict(options={"scale": 1.0, "virtual_init": "text", "test_mask": "none"
               train={"epochs": 50, "batch_size": 128, "lr": 3e-4})
 
 CARD = MethodCard(
+    label="Candle",
     paper="Shi, Zhang, Wei, Li. Efficient and Long-Tailed Generalization for Pre-trained Vision-Language "
           "Model. KDD 2024 (arXiv:2406.12638). Class-name transductive: uses the new class names in training",
     code="shijxcs/Candle:trainers/candle.py@d285eb35d3af45c3db060377add15930c4ff2b78",

@@ -48,6 +48,7 @@ def meta_net(dim: int, width: int, device) -> nn.Sequential:
 
 
 CARD = MethodCard(
+    label="CoCoOp",
     paper="Zhou, Yang, Loy, Liu. Conditional Prompt Learning for Vision-Language Models. CVPR 2022 (arXiv:2203.05557)",
     code="KaiyangZhou/CoOp:trainers/cocoop.py@ff61507c790454bce7c5052c3ac39e60772f1f89",
     spec="b2n_anchors §3.3",

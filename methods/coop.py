@@ -62,6 +62,7 @@ def mdpr_table6(params_m: float, epoch_s: float) -> Ablation:
 
 
 CARD = MethodCard(
+    label="CoOp",
     paper="Zhou, Yang, Loy, Liu. Learning to Prompt for Vision-Language Models. IJCV 2022 (arXiv:2109.01134)",
     code="KaiyangZhou/CoOp:trainers/coop.py@ff61507c790454bce7c5052c3ac39e60772f1f89",
     spec="methods_spec §4; b2n_anchors §3.2",

@@ -47,6 +47,7 @@ class CoOpLAConfig(CoOpConfig, LAOptions):
 
 
 CARD = MethodCard(
+    label="CoOp+LA",
     paper="Menon et al. Long-tail learning via logit adjustment. ICLR 2021; on CoOp (Zhou et al., IJCV 2022)",
     code="google-research/google-research:logit_adjustment/utils.py@1d4d2f1aa6f2883a790d2ae46a6ee8ab150d8f31",
     spec="methods_spec §2, §4",

@@ -232,6 +232,7 @@ RECIPES = {
 }
 
 CARD = MethodCard(
+    label="CPT",
     paper="CPT: cluster-aware neural-collapse prompt tuning for long-tailed CLIP. arXiv 2605.11939 (CVPR 2026). "
           "No public code (the paper says it will be released); built on IVLP's official code",
     code="muzairkhattak/PromptSRC:trainers/independentVL.py@bb95c77b634d63488f2cad81ff4a72d53bdd06d5",

@@ -43,6 +43,7 @@ class GlobalETFConfig(IVLPConfig):
 
 
 CARD = MethodCard(
+    label="Global ETF",
     paper="NPT-style global ETF (Zhu et al., Neural-collapse-anchored Prompt Tuning, KDD 2024): formula "
           "unverified, NPT-style, no primary source (no public code or full text found); defined as CPT "
           "(arXiv 2605.11939) with one cluster and no RS term, CPT Fig. 4 'Global-ETF PT'",

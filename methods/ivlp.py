@@ -65,6 +65,7 @@ IVLP_B2N = dict(options={"n_ctx_text": 4, "n_ctx_vision": 4, "init_text": "a pho
                 train={"epochs": 20, "batch_size": 4, "lr": 0.0025})
 
 CARD = MethodCard(
+    label="IVLP",
     paper="Khattak, Wasim, Naseer, Khan, Yang, Khan. Self-regulating Prompts: Foundational Model Adaptation "
           "without Forgetting (PromptSRC). ICCV 2023 (arXiv:2307.06948); IVLP is its independent V-L baseline",
     code="muzairkhattak/PromptSRC:trainers/independentVL.py@bb95c77b634d63488f2cad81ff4a72d53bdd06d5",

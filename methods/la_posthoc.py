@@ -65,12 +65,13 @@ def la_posthoc(base: type) -> type:
     PostHocLA.Config = Config
     PostHocLA.card = dataclasses.replace(
         base.card, paper=f"{PAPER}; on {base.card.paper}", code=CODE, spec=f"methods_spec §2; {base.card.spec}",
-        reported={})
+        reported={}, label=f"{base.card.label} + post-hoc LA" if base.card.label else "")
     PostHocLA.__name__ = PostHocLA.__qualname__ = f"{base.__name__}PostHocLA"
     return PostHocLA
 
 
 CARD = MethodCard(
+    label="Zero-shot + post-hoc LA",
     paper="Menon, Jayasumana, Rawat, Jain, Veit, Kumar. Long-tail learning via logit adjustment. ICLR 2021; "
           "on zero-shot CLIP (Radford et al., ICML 2021)",
     code=CODE,

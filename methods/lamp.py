@@ -46,11 +46,13 @@ NEW_PASS_SEED = 0  # its image order: shuffled once, the same for every run
 CODE = "asaxuc/PromptLT:trainers/promptlt.py@54593992449d75c06d960fa628ae504b45267bc0"
 SPEC = "methods_spec §8 (no public LAMP code: the card's code, PromptLT, fixes only the shapes, §8.0)"
 CARD = MethodCard(
+    label="LAMP",
     paper="LAMP: multimodal prompt pool, modality-shared prompts and load-balancing optimisation for "
           "long-tailed prompt tuning. Anonymous ICLR-style submission (seed 002)",
     code=CODE, spec=SPEC, recipes=RECIPES, reported=reported(), ablations=ABLATIONS)
 # The paper reports only runs with the new-class bias pass.
 NO_NEWBIAS_CARD = MethodCard(
+    label="LAMP (no new-class bias)",
     paper="LAMP: multimodal prompt pool, modality-shared prompts and load-balancing optimisation for "
           "long-tailed prompt tuning. Anonymous ICLR-style submission (seed 002)",
     code=CODE, spec=SPEC + "; A21: without the new-class bias pass", recipes=RECIPES)

@@ -67,6 +67,7 @@ class MaPLePrompts(nn.Module):
 
 
 CARD = MethodCard(
+    label="MaPLe",
     paper="Khattak, Rasheed, Maaz, Khan, Khan. MaPLe: Multi-modal Prompt Learning. CVPR 2023 (arXiv:2210.03117)",
     code="muzairkhattak/multimodal-prompt-learning:trainers/maple.py@69bce21ae8eda80ad6187534b2dce09cf6c59e17",
     spec="methods_spec §5; b2n_anchors §3.4",

@@ -27,6 +27,7 @@ def with_la(recipe: Recipe, source: str) -> Recipe:
 
 
 CARD = MethodCard(
+    label="MaPLe+LA",
     paper="Menon et al. Long-tail learning via logit adjustment. ICLR 2021; on MaPLe (Khattak et al., CVPR 2023)",
     code="asaxuc/PromptLT:trainers/maple.py@54593992449d75c06d960fa628ae504b45267bc0",
     spec="methods_spec §2, §5",

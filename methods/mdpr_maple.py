@@ -47,6 +47,7 @@ class MDPRMaPLeConfig(MaPLeConfig, MDPROptions):
 
 
 CARD = MethodCard(
+    label="MDPR (MaPLe)",
     paper="Jia et al. MDPR: an LLM knowledge base with multi-dimensional dynamic prompt routing for long-tailed "
           "prompt tuning of CLIP. Findings of EMNLP 2025; on MaPLe (Khattak et al., CVPR 2023)",
     code=CODE,
@@ -64,6 +65,7 @@ CARD = MethodCard(
 
 
 OFFLINE_CARD = MethodCard(
+    label="MDPR (MaPLe, offline KB)",
     paper="MDPR (Jia et al., Findings of EMNLP 2025) with an offline template knowledge base instead of the "
           "paper's LLM one; on MaPLe (Khattak et al., CVPR 2023)",
     code=CARD.code, spec=CARD.spec, recipes=CARD.recipes)

@@ -25,6 +25,7 @@ MDPR_T3_NOTE = "MDPR normalises with ImageNet mean/std, not CLIP's (open_clip gi
 DATASET_TEMPLATE = Recipe(source="CoOp CUSTOM_TEMPLATES (the dataset's template)", options={"templates": []})
 
 CARD = MethodCard(
+    label="Zero-shot CLIP",
     paper="Radford et al. Learning Transferable Visual Models From Natural Language Supervision. ICML 2021",
     code="mlfoundations/open_clip:src/open_clip/zero_shot_classifier.py@67bfcaa6a09cb2fa79bb5a6b2c14cc9dff6db2ba",
     spec="methods_spec §3; b2n_anchors §1.4",

@@ -29,6 +29,9 @@ def test_grid_expands_every_combination_with_labels():
             "grid": {"dataset.dataset": ["dtd", "eurosat"], "dataset.imb_ratio": {"imb10": 0.1, "imb50": 0.02}}}
     cells = expand(data, "g")
     assert list(cells) == ["g/dtd/imb10", "g/dtd/imb50", "g/eurosat/imb10", "g/eurosat/imb50"]
+    labelled = expand({**data, "label": "{dataset}", "display": {"eurosat": "EuroSAT"}}, "g")
+    assert [c["label"] for c in labelled.values()] == ["dtd", "dtd", "EuroSAT", "EuroSAT"]
+    assert "display" not in labelled["g/dtd/imb10"]
     cell = cells["g/eurosat/imb50"]
     assert cell["dataset"] == {"name": "coop", "shots": 100, "dataset": "eurosat", "imb_ratio": 0.02}
     assert cell["description"] == "eurosat at imb50" and "grid" not in cell

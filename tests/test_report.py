@@ -303,7 +303,7 @@ def test_html_escapes_labels(folder):
     ({"columns": ["smoke_xd_dg"]}, "no results of smoke_xd_dg at code version"),
     ({"columns": [{"protocols": "smoke", "mean_of": "smoke*"}]}, "give a column either 'protocols' or 'mean_of'"),
     ({"columns": [{"mean_of": "smoke", "label": "smoke"}]}, "a mean_of label must not be a protocol's name"),
-    ({"columns": [{"protocols": "smoke", "label": "S"}]}, "'label' names a mean_of column"),
+    ({"columns": [{"protocols": "smoke*", "label": "S"}]}, "a label heads one protocol"),
     ({"columns": [{"mean_of": "smoke", "metric": ["all"]}]}, "metric"),
 ])
 def test_bad_specs_are_one_error_line(folder, tmp_path, capsys, spec, message):
@@ -499,7 +499,8 @@ def test_a_metric_empty_by_construction_renders_as_the_papers_print_it(tmp_path,
     capsys.readouterr()
     assert main(["report", str(spec), "--results-dir", results]) == 0
     out = capsys.readouterr().out
-    rows = [line for line in out.splitlines() if line.startswith(("| zeroshot", "| la\\_posthoc")) and " ± " in line]
+    rows = [line for line in out.splitlines() if line.startswith(("| Zero-shot CLIP", "| Zero-shot + post-hoc LA"))
+            and " ± " in line]  # the cards' labels
     assert len(rows) == 2 and all(row.rstrip(" |").endswith("–") and "| 2 " in row for row in rows), out
     assert any("**" in row for row in rows) and "incomplete" not in out  # ranked: the best All is bold
     assert main(["report", str(spec), "--results-dir", results, "--format", "latex"]) == 0
@@ -556,3 +557,20 @@ def test_companion_tables_get_files_of_their_own(folder, tmp_path):
     assert next(iter(output_paths(tmp_path / "stem", "smoke", "html", {"": ""}))).name == "stem.html"
     document = render_files(report_of(folder), "latex", standalone=True, split=True)["paired-tests"]
     assert document.startswith("\\documentclass{article}") and document.rstrip().endswith("\\end{document}")
+
+
+def test_tables_use_display_labels_from_protocols_cards_and_the_spec(folder):
+    views = {name: {**view, "label": {"smoke": "Smoke-LT", "smoke_b2n": ""}.get(name, "")}
+             for name, view in VIEWS.items()}
+    cards = {**CARDS, "coop": MethodCard("p", "c", label="CoOp", reported=CARDS["coop"].reported)}
+    spec = from_dict(ReportSpec, {"title": "T", "rows": ["coop", {"method": "maple", "label": "MaPLe (ours)"},
+                                                         {"method": "zeroshot", "set": {"templates": ["a {}."]}}],
+                                  "columns": ["smoke", {"protocols": "smoke_b2n", "label": "B2N"}],
+                                  "reference": "coop"}, "")
+    report = build_report(spec, load_results([folder]), views.get, VERSION, cards)
+    assert [g.label for g in report.groups] == ["Smoke-LT", "B2N"]
+    assert report.row_labels == {"coop": "CoOp", "MaPLe (ours)": "MaPLe (ours)",
+                                 "zeroshot (templates=['a {}.'])": "zeroshot (templates=['a {}.'])"}
+    md = render(report, "md")
+    assert "| CoOp " in md and "| Smoke-LT" in md and "| B2N" in md and "Paired tests against CoOp" in md
+    assert "| coop " not in md  # the id stays the spec's handle (reference: coop), not the table's text

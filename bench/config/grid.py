@@ -2,7 +2,8 @@
 
 A ``grid:`` block maps dotted paths of the file to ``{label: value}`` (or a list, labelled by its
 values).  Each combination is a protocol named ``<file>/<label>/<label>...``, its description
-formatted with the labels (``{dataset}``: the label on the axis whose path ends in ``dataset``)::
+formatted with the labels (``{dataset}``: the label on the axis whose path ends in ``dataset``), and
+its ``label`` (what tables show) with the labels' ``display`` texts (``{caltech101: Caltech101}``)::
 
     grid:
       dataset.dataset: {eurosat: eurosat, dtd: dtd}
@@ -54,7 +55,10 @@ def put(data: dict, path: str, value: Any) -> None:
 def expand(data: dict, stem: str) -> Dict[str, dict]:
     """Every protocol of the grid file ``data`` (named ``stem``): name -> its protocol mapping."""
     grid_axes = axes(data.get("grid"))
-    base = {k: v for k, v in data.items() if k != "grid"}
+    display = data.get("display") or {}
+    if not isinstance(display, dict):
+        raise ConfigError("protocol.display", f"expected a mapping of grid label to what tables show, got {display!r}")
+    base = {k: v for k, v in data.items() if k not in ("grid", "display")}
     out = {}
     for combo in itertools.product(*(values for _, values in grid_axes)):
         name = "/".join([stem, *(label for label, _ in combo)])
@@ -62,11 +66,15 @@ def expand(data: dict, stem: str) -> Dict[str, dict]:
         for (path, _), (_, value) in zip(grid_axes, combo):
             put(protocol, path, value)
         labels = {path.rsplit(".", 1)[-1]: label for (path, _), (label, _) in zip(grid_axes, combo)}
-        try:
-            protocol["description"] = str(base.get("description", "")).format(**labels)
-        except (KeyError, IndexError, ValueError) as err:
-            raise ConfigError("protocol.description", f"cannot fill in {err} (placeholders: "
-                              f"{', '.join('{' + k + '}' for k in labels)})") from None
+        shown = {k: display.get(v, v) for k, v in labels.items()}
+        for field_name, words in (("description", labels), ("label", shown)):
+            if field_name not in base:
+                continue
+            try:
+                protocol[field_name] = str(base[field_name]).format(**words)
+            except (KeyError, IndexError, ValueError) as err:
+                raise ConfigError(f"protocol.{field_name}", f"cannot fill in {err} (placeholders: "
+                                  f"{', '.join('{' + k + '}' for k in labels)})") from None
         protocol["name"] = name
         out[name] = protocol
     return out

@@ -100,6 +100,7 @@ class Protocol:
     # extra averages of evaluations' accuracy, recorded as metrics: name -> evaluation names (a paper's
     # own average, e.g. LAMP Table 3's "Avg. (w/o Source)", which includes the source)
     means: Dict[str, List[str]] = field(default_factory=dict)
+    label: str = ""  # how tables head its column ("CIFAR-100-LT, IR 100"); empty: its name
 
     def identity(self) -> dict:
         """Everything protocol-wide that determines results (no paths, no worker
@@ -127,7 +128,7 @@ class Protocol:
                 continue
             references[name] = {"": dataclasses.asdict(resolved.options), "train": resolved.train_identity()}
         plugins = [name for name in METHODS.names() if METHODS.origin(name) != BUILT_IN]
-        view = {"name": self.name, "description": self.description, "identity": self.identity(),
+        view = {"name": self.name, "label": self.label, "description": self.description, "identity": self.identity(),
                 "references": references, "seeds": list(self.seeds),
                 "code_versions": {name: METHODS.code_version(name) for name in plugins}}
         return json.loads(json.dumps(view))
@@ -155,8 +156,8 @@ def check_seeds(seeds: Any, where: str) -> List[int]:
     return list(dict.fromkeys(seeds))
 
 
-_TOP_LEVEL = ("name", "description", "family", "dataset", "backbone", "transforms", "train", "eval", "evaluations",
-              "means", "seeds", "methods", "grid")
+_TOP_LEVEL = ("name", "label", "description", "family", "dataset", "backbone", "transforms", "train", "eval",
+              "evaluations", "means", "seeds", "methods", "grid")
 _EVALUATION_FIELDS = ("name", "dataset", "classes", "group")
 
 
@@ -268,9 +269,10 @@ def parse_protocol(data: Any, path: Optional[Path] = None) -> Protocol:
     if not isinstance(name, str) or not all(NAME_PART.fullmatch(part) for part in name.split("/")):
         raise ConfigError("protocol.name", f"expected a name of letters, digits, '_' or '-' "
                           f"(grid cells: parts joined by '/'), got {name!r}")
-    description = data.get("description", "")
-    if not isinstance(description, str):
-        raise ConfigError("protocol.description", f"expected a string, got {description!r}")
+    description, label = data.get("description", ""), data.get("label", "")
+    for field_name, value in (("description", description), ("label", label)):
+        if not isinstance(value, str):
+            raise ConfigError(f"protocol.{field_name}", f"expected a string, got {value!r}")
     family = data.get("family")
     if not isinstance(family, str) or family not in FAMILIES:
         hint = suggest(str(family), FAMILIES) if family is not None else ""
@@ -294,7 +296,7 @@ def parse_protocol(data: Any, path: Optional[Path] = None) -> Protocol:
         name=name, description=description, family=family, dataset_name=dataset_name, dataset=dataset,
         backbone_name=backbone_name, backbone=backbone, transforms=transforms, train=train, eval=evaluation,
         seeds=list(seeds), methods={m: dict(block or {}) for m, block in raw_methods.items()}, path=path,
-        evaluations=evaluations, means=_means(data.get("means"), evaluations),
+        evaluations=evaluations, means=_means(data.get("means"), evaluations), label=label,
     )
     planned = protocol.planned_setup()["image_size"]
     if transforms.size and planned and transforms.size != planned:

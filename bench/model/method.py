@@ -79,6 +79,7 @@ class MethodCard:
 
     paper: str  # citation of the paper that defines the method
     code: str  # the official code followed: owner/repo:path at a commit
+    label: str = ""  # how tables name it ("CoOp+LA"); empty: its registry name
     spec: str = ""  # the section of shared/docs that writes down what the code and paper do
     recipes: Mapping[str, Recipe] = field(default_factory=dict)  # protocol family -> recipe
     reported: Mapping[str, Reported] = field(default_factory=dict)  # protocol name -> numbers
@@ -268,6 +269,7 @@ def method_problems(cls) -> List[str]:
         return ["card must be a MethodCard(paper=..., code=..., recipes=..., reported=...)"]
     problems = [f"card.{name} must be a non-empty string" for name in ("paper", "code")
                 if not isinstance(getattr(card, name), str) or not getattr(card, name).strip()]
+    problems += ["card.label must be a string (how tables name the method)"] * (not isinstance(card.label, str))
     for family, recipe in dict(card.recipes).items():
         if family not in FAMILIES:
             problems.append(f"card.recipes: unknown protocol family '{family}'{suggest(str(family), FAMILIES)} "

@@ -7,7 +7,6 @@ critical-difference diagram.  Each figure has a data function (tested) and a thi
 from __future__ import annotations
 
 import re
-import statistics
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 

@@ -45,9 +45,15 @@ TESTS = {"auto": "paired by seed: a t-test below {need} seeds, Wilcoxon signed-r
 
 
 def column_titles(report: Report) -> List[Tuple[str, str]]:
-    plain = [group.name for group in report.groups if not group.is_mean]  # a mean's label is kept
+    """(group header, metric title) per column: a group's label, else the part of its protocol's name
+    that varies between the columns (``b2n_lamp/eurosat/imb10`` among datasets: ``eurosat``)."""
+    plain = [group.name for group in report.groups if not group.label]
     short = dict(zip(plain, varying_parts(plain))) if len(plain) > 1 else {}
-    return [(short.get(p, p), metric_title(m)) for p, m in report.columns]
+    labels = {group.name: group.label for group in report.groups if group.label}
+    for label in {v for v in labels.values() if list(labels.values()).count(v) > 1}:  # ImageNet at two taus
+        same = [name for name, v in labels.items() if v == label and name in report.read]
+        labels.update({name: f"{label} ({part})" for name, part in zip(same, varying_parts(same))})
+    return [(labels.get(p) or short.get(p, p), metric_title(m)) for p, m in report.columns]
 
 
 def caption(report: Report, fmt: str) -> str:
@@ -92,7 +98,7 @@ def main_frames(report: Report, fmt: str):
     grouped = has_reported(report)
     index, text, style = [], [], []
     for row in report.rows:
-        label = row.name + (" *" if row.name in report.incomplete else "")
+        label = report.row_labels.get(row.name, row.name) + (" *" if row.name in report.incomplete else "")
         for group in ["ours", "paper", "gap"] if has_paper_numbers(report, row.name) else ["ours"]:
             values, marks = [], []
             for column in report.columns:
@@ -139,24 +145,26 @@ def companion_frames(report: Report) -> Dict[str, object]:
     pandas, d = require_pandas(), report.spec.digits
     out = {}
     titles = dict(zip(report.columns, (" ".join(t) for t in column_titles(report))))
-    rows = [[titles[col], row, comp.n, diff(report, row, col, d), comp.test, pval(comp.p), pval(adj),
+    name = lambda row: report.row_labels.get(row, row)  # noqa: E731
+    rows = [[titles[col], name(row), comp.n, diff(report, row, col, d), comp.test, pval(comp.p), pval(adj),
              "yes" if adj is not None and adj < report.spec.alpha else ("no" if adj is not None else comp.note)]
             for col, family in report.versus.items() for row, (comp, adj) in family.items()]
     if rows:
-        out[f"Paired tests against {report.spec.reference}"] = pandas.DataFrame(
+        out[f"Paired tests against {name(report.spec.reference)}"] = pandas.DataFrame(
             rows, columns=["Column", "Method", "n", "Difference", "Test", "p", "p (Holm)", "Significant"])
     fr = report.friedman
     if fr is not None:
         head = (f"Friedman over {fr.n_protocols} protocols: chi2 = {fr.statistic:.3f}, p = {pval(fr.p)}"
                 if fr.p is not None else f"Friedman: {fr.note}")
-        ranks = [[m, f"{r:.2f}"] for m, r in sorted(fr.mean_ranks.items(), key=lambda kv: kv[1])]
+        ranks = [[name(m), f"{r:.2f}"] for m, r in sorted(fr.mean_ranks.items(), key=lambda kv: kv[1])]
         if ranks:
             out[head] = pandas.DataFrame(ranks, columns=["Method", "Mean rank"])
-        pairs = [[a, b, pval(p)] for (a, b), p in fr.pairwise.items()]
+        pairs = [[name(a), name(b), pval(p)] for (a, b), p in fr.pairwise.items()]
         if pairs:
             out["Pairwise Wilcoxon signed-rank tests over protocols (Holm)"] = pandas.DataFrame(
                 pairs, columns=["Method", "Method ", "p (Holm)"])
-    ci = [[row, f"{lo:.{d}f}", f"{hi:.{d}f}", how] for row, v in report.intervals.items() if v for lo, hi, how in [v]]
+    ci = [[name(row), f"{lo:.{d}f}", f"{hi:.{d}f}", how] for row, v in report.intervals.items() if v
+          for lo, hi, how in [v]]
     if ci:
         out[f"95% intervals of the {MEAN.lower()} over protocols (bootstrap: seeds resampled within each "
             "protocol; t: over the per-seed means)"] = pandas.DataFrame(ci, columns=["Method", "Low", "High", "How"])

@@ -35,6 +35,7 @@ class Column:
     members: List[str]  # the protocols it reads
     metrics: Optional[List[str]] = None  # None: the spec's
     pattern: str = ""  # a mean's glob: the paper's own Avg is filed under it on method cards
+    label: str = ""  # its header: the spec's label, or the protocol's (empty: a part of its name)
 
     @property
     def is_mean(self) -> bool:
@@ -78,6 +79,7 @@ class Report:
     intervals: Dict[str, Optional[Tuple[float, float, str]]] = field(default_factory=dict)  # row -> CI of its Mean
     notes: List[str] = field(default_factory=list)
     paper_notes: List[str] = field(default_factory=list)  # the method cards' notes on the paper numbers shown
+    row_labels: Dict[str, str] = field(default_factory=dict)  # row name -> how tables name it
     empty: set = field(default_factory=set)  # (protocol, metric) with no number by construction (IR10's few)
 
     @property
@@ -138,8 +140,11 @@ def expand_columns(spec: ReportSpec) -> List[Column]:
     groups: Dict[str, Column] = {}
     for column in spec.columns:
         names = match_protocols(column.pattern)
+        if column.mean_of is None and column.label and len(names) > 1:
+            raise BenchError(f"report column '{column.pattern}': a label heads one protocol; the columns of a glob "
+                             "are headed by each protocol's own label")
         made = ([Column(column.name, names, column.metrics, column.mean_of)] if column.mean_of is not None
-                else [Column(name, [name], column.metrics) for name in names])
+                else [Column(name, [name], column.metrics, label=column.label or "") for name in names])
         for group in made:
             if group.name in groups and (group.is_mean or groups[group.name].is_mean) or group.name == MEAN:
                 raise BenchError(f"report column '{group.name}' is named twice (give the mean_of column a label)")
@@ -187,12 +192,24 @@ def build_report(spec: ReportSpec, results, view_of: Callable[[str], dict], vers
         raise BenchError(f"reference '{spec.reference}' is not one of the report's rows")
     seeds.update({g.name: sorted({s for p in g.members for s in seeds[p]}) for g in groups if g.is_mean})
     report = Report(spec, rows, groups, metrics, needed, seeds, {}, {})
+    for group in groups:  # headers: the spec's label, else the protocol's own
+        group.label = group.label or (group.name if group.is_mean else views[group.name].get("label", ""))
+    report.row_labels = {row.name: row_label(row, cards.get(row.method)) for row in rows}
     fill_cells(report, records, views, cards)
     fill_mean_columns(report, views, cards)
     report.paper_notes = paper_notes(report, views, cards)
     add_means(report)
     rank_and_test(report)
     return report
+
+
+def row_label(row: RowSpec, card) -> str:
+    """A row as tables name it: its spec label, else the method card's label and the row's settings."""
+    if row.label:
+        return row.label
+    method = getattr(card, "label", "") or row.method
+    settings = ", ".join(f"{k}={v}" for k, v in row.set.items())
+    return f"{method} ({settings})" if settings else method
 
 
 def select_rows(spec: ReportSpec, records, views: Dict[str, dict], cards, metrics) -> List[RowSpec]:

@@ -38,16 +38,13 @@ class ColumnSpec:
     protocols: Optional[str] = None  # a protocol, glob or table: one column group per protocol
     mean_of: Optional[str] = None  # a glob or table: one column group, the per-seed mean of its protocols
     metrics: Optional[List[str]] = None  # default: the spec's metrics
-    label: Optional[str] = None  # the header of a mean_of column (default: "mean of <glob>")
+    label: Optional[str] = None  # the header: of one protocol (default: its label), of a mean_of ("mean of <glob>")
 
     def validate(self, where: str) -> None:
         if (self.protocols is None) == (self.mean_of is None):
             raise ConfigError(where or "columns", "give a column either 'protocols' or 'mean_of'")
         if self.metrics is not None and not self.metrics:
             raise ConfigError(where or "columns", "name at least one metric, or leave 'metrics' out")
-        if self.label is not None and self.protocols is not None:
-            raise ConfigError(where or "columns", "'label' names a mean_of column; a protocol column "
-                                                  "is headed by its protocol")
 
     @property
     def pattern(self) -> str:
