@@ -289,7 +289,7 @@ def test_html_escapes_labels(folder):
     html = render(report_of(folder, rows=["coop", {"method": "maple", "label": "maple <&>"}, "zeroshot"]), "html")
     assert "maple &lt;&amp;&gt;" in html and "font-weight: bold" in html and "text-decoration: underline" in html
     html = render(report_of(folder, title="CIFAR <i>LT</i>"), "html")
-    assert "<i>" not in html and html.count("CIFAR &lt;i&gt;LT&lt;/i&gt;") == 2  # the heading and the caption
+    assert "<i>" not in html and html.count("CIFAR &lt;i&gt;LT&lt;/i&gt;") == 3  # the page title, heading, caption
 
 
 @pytest.mark.parametrize("spec, message", [
@@ -574,3 +574,33 @@ def test_tables_use_display_labels_from_protocols_cards_and_the_spec(folder):
     md = render(report, "md")
     assert "| CoOp " in md and "| Smoke-LT" in md and "| B2N" in md and "Paired tests against CoOp" in md
     assert "| coop " not in md  # the id stays the spec's handle (reference: coop), not the table's text
+
+
+def chromium() -> str:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome") or ""
+
+
+def test_html_is_a_standalone_page_with_a_row_group_per_method(folder):
+    html = render(report_of(folder), "html")
+    assert html.startswith("<!DOCTYPE html>") and '<meta charset="utf-8">' in html and "<style>" in html
+    assert html.count("<table class=\"sortable\">") == 4  # the report and its three companion tables
+    main = html.split("</table>")[0]
+    assert main.count("<tbody>") == 3 and '<tr class="paper">' in main  # coop's paper row moves with it
+
+
+@pytest.mark.skipif(not chromium(), reason="needs a headless browser (Debian: apt-get install chromium)")
+def test_html_renders_and_sorts_in_a_real_browser(folder, tmp_path):
+    page = tmp_path / "report.html"
+    page.write_text(render(report_of(folder), "html"))
+    browser = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
+    shot = tmp_path / "report.png"
+    subprocess.run([*browser, f"--screenshot={shot}", "--window-size=1200,900", page.as_uri()],
+                   capture_output=True, timeout=120)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+    # columns: method, ours/paper/gap, n, smoke, smoke_b2n (maple 73 > coop 71 > zeroshot 60), Mean
+    for column, order in ((4, ["maple", "coop", "zeroshot"]), (5, ["coop", "maple", "zeroshot"])):
+        dom = subprocess.run([*browser, "--dump-dom", page.as_uri() + f"#sort={column}"], capture_output=True,
+                             timeout=120, text=True).stdout
+        table = dom.split("<table")[1]
+        assert re.findall(r'<tr class="ours"><td class="lead">([^<]+)</td>', table) == order  # whole groups moved
+        assert 'class="sorted-desc"' in table

@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Tuple
 import jinja2
 
 from .leaderboard import metric_title, varying_parts
+from .render_html import companion_page, render_html
 from .render_latex import escape as escape_latex, render_latex, slug
 from .report import MEAN, Report
 from .results import require_pandas
@@ -74,7 +75,7 @@ def table_notes(report: Report, fmt: str) -> str:
 
 
 def plain_text(fmt: str):
-    return {"md": escape_markdown, "latex": escape_latex, "html": lambda t: str(jinja2.utils.markupsafe.escape(t))}[fmt]
+    return {"md": escape_markdown, "latex": escape_latex, "html": str}[fmt]  # the HTML template escapes
 
 
 def tests_used(report: Report) -> str:
@@ -196,11 +197,17 @@ def render_files(report: Report, fmt: str, fit: Optional[str] = None, standalone
     if fmt == "latex":
         return render_latex(report, text, style, extra, notes, caption(report, "latex"), table_notes(report, "latex"),
                             fit, standalone, split)
-    write = render_markdown if fmt == "md" else render_html
+    if fmt == "html":
+        page = [report.spec.title, text, style]
+        tail = [notes, caption(report, "html"), table_notes(report, "html")]
+        if not split:
+            return {"": render_html(*page, extra, *tail)}
+        return {"": render_html(*page, {}, *tail),
+                **{slug(title): companion_page(title, frame) for title, frame in extra.items()}}
     if not split:
-        return {"": write(report, text, style, extra, notes)}
-    return {"": write(report, text, style, {}, notes),
-            **{slug(title): write_companion(fmt, title, frame) for title, frame in extra.items()}}
+        return {"": render_markdown(report, text, style, extra, notes)}
+    return {"": render_markdown(report, text, style, {}, notes),
+            **{slug(title): markdown_companion(title, frame) + "\n" for title, frame in extra.items()}}
 
 
 def escape_markdown(text) -> str:
@@ -228,26 +235,8 @@ def render_markdown(report: Report, text, style, extra, notes) -> str:
     return "\n".join(parts) + "\n"
 
 
-def render_html(report: Report, text, style, extra, notes) -> str:
-    css = {"bold": "font-weight: bold;", "underline": "text-decoration: underline;", "": ""}
-    styler = text.style.apply(lambda _: style.map(css.get), axis=None).set_caption(caption(report, "html"))
-    styler = styler.format(escape="html").format_index(escape="html", axis=0).format_index(escape="html", axis=1)
-    parts = [f"<h2>{jinja2.utils.markupsafe.escape(report.spec.title)}</h2>", styler.to_html(),
-             f"<p class=\"notes\">{table_notes(report, 'html')}</p>"]
-    parts += [html_companion(title, frame) for title, frame in extra.items()]
-    parts += [f"<p>{jinja2.utils.markupsafe.escape(n)}</p>" for n in notes]
-    return "\n".join(parts) + "\n"
-
-
 def markdown_companion(title: str, frame) -> str:
     frame = frame.astype(str).map(escape_markdown).rename(columns=escape_markdown)
     return f"### {escape_markdown(title)}\n\n" + frame.to_markdown(index=False, disable_numparse=True)
 
 
-def html_companion(title: str, frame) -> str:
-    return f"<h3>{jinja2.utils.markupsafe.escape(title)}</h3>\n" + frame.to_html(index=False)
-
-
-def write_companion(fmt: str, title: str, frame) -> str:
-    """A companion table on its own (markdown or HTML; LaTeX's come from render_latex)."""
-    return (markdown_companion if fmt == "md" else html_companion)(title, frame) + "\n"
