@@ -157,7 +157,7 @@ def test_markdown_labels_cannot_break_the_table(folder):
     lines = text.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("|"))
     table = lines[start:lines.index("", start)]  # the main table
-    assert len(table) == 7
+    assert len(table) == 6  # header, rule, three methods, coop's paper row
     assert len({line.replace("\\|", "").count("|") for line in table}) == 1
     assert "maple \\| \\*v2\\*\\_x" in text and text.startswith("## A \\| B")
 
@@ -207,7 +207,8 @@ def test_a_row_with_settings_takes_only_those_results(folder):
 def test_markdown_shows_marks_paper_rows_and_caption(folder):
     text = render(report_of(folder), "md")
     assert "**81.00 ± 1.00**" in text and "<u>75.00 ± 1.00" in text
-    assert "| coop (paper)" in text and "| 79.00" in text and "+2.00" in text
+    assert "| coop (paper)" in text and "| 79.00" in text and "+2.00" not in text  # a paper block, no gap row
+    assert text.index("| coop (paper)") > text.index("| zeroshot")  # under all of ours
     assert "over 3 seeds (1, 2, 3)" in text and "Holm" in text and "α = 0.05" in text
     assert "### Paired tests against zeroshot" in text
 
@@ -604,3 +605,15 @@ def test_html_renders_and_sorts_in_a_real_browser(folder, tmp_path):
         table = dom.split("<table")[1]
         assert re.findall(r'<tr class="ours"><td class="lead">([^<]+)</td>', table) == order  # whole groups moved
         assert 'class="sorted-desc"' in table
+
+
+@pytest.mark.parametrize("mode, shown, absent", [
+    ("rows", ["| coop (paper)", "| coop (gap)", "+2.00"], []),
+    ("inline", ["81.00 ± 1.00 (+2.00)"], ["(paper)"]),
+    ("none", [], ["(paper)", "79.00", "+2.00"]),
+])
+def test_paper_rows_follow_the_spec(folder, mode, shown, absent):
+    text = render(report_of(folder, paper_rows=mode), "md").split("\n\n### ")[0]
+    assert all(s in text for s in shown) and not any(a in text for a in absent), text
+    tex = render(report_of(folder, paper_rows=mode), "latex")
+    assert ("\\scriptsize (+2.00)" in tex) == (mode == "inline")

@@ -47,7 +47,7 @@ def paper_notes(report, views: Dict[str, dict], cards) -> List[str]:
                                                          cards.get(row.method), views[group.members[0]])
             if entry is not None and entry.note:
                 where = getattr(entry, "source", None) or getattr(entry, "table", "")
-                notes.setdefault(f"{where}: {entry.note}", []).append(row.name)
+                notes.setdefault(f"{where}: {entry.note}", []).append(report.row_labels.get(row.name, row.name))
     return [f"{', '.join(dict.fromkeys(rows))} ({note})" for note, rows in notes.items()]
 
 

@@ -24,10 +24,11 @@ from .stats import wilcoxon_pairs_needed
 
 FORMATS = ("md", "latex", "html")
 SYMBOLS = {  # how each format writes ±, the dagger and alpha
-    "md": {"pm": "±", "dagger": "†", "alpha": "α", "minus": "−"},
-    "html": {"pm": "±", "dagger": "†", "alpha": "α", "minus": "−"},
+    "md": {"pm": "±", "dagger": "†", "alpha": "α", "minus": "−", "small": " ({})"},
+    "html": {"pm": "±", "dagger": "†", "alpha": "α", "minus": "−", "small": " ({})"},
     "latex": {"pm": r"$\pm$", "dagger": r"$^\dagger$", "alpha": r"$\alpha$", "minus": "$-$",
-              "no_dagger": r"\phantom{$^\dagger$}"},  # keeps a column's numbers aligned beside its daggers
+              # a phantom dagger keeps a column's numbers aligned beside its daggers
+              "no_dagger": r"\phantom{$^\dagger$}", "small": r" {{\scriptsize ({})}}"},
 }
 CAPTION = jinja2.Template(
     "{{ title }}. Mean {{ s.pm }} std over {{ seeds }}; bold: best, underlined: second best; "
@@ -36,8 +37,8 @@ NOTES = jinja2.Template(
     "Std: sample standard deviation (n {{ s.minus }} 1); a seed fixes the few-shot draw, the prompt "
     "initialisation and the data order, the same for every method. Marks among rows with every seed of every "
     "protocol. {{ s.dagger }}: {{ test }}, Holm-corrected within the column, {{ s.alpha }} = {{ alpha }}."
-    "{% if reported %} Paper: the number the paper reports on this protocol; gap: ours {{ s.minus }} paper."
-    "{% endif %}{% if incomplete %} Rows marked * lack results and are not ranked or tested.{% endif %}"
+    "{% if reported %} Paper: the number the paper reports on this protocol{% if gap %}; gap: ours {{ s.minus }} "
+    "paper{% if gap == 'inline' %} (in brackets){% endif %}{% endif %}.{% endif %}{% if incomplete %} Rows marked * lack results and are not ranked or tested.{% endif %}"
     "{% for note in notes %} {{ note }}.{% endfor %}"
     "{% if paper_notes %} Paper numbers: {{ paper_notes | join('; ') }}.{% endif %}")
 TESTS = {"auto": "paired by seed: a t-test below {need} seeds, Wilcoxon signed-rank from {need} (where it can "
@@ -64,12 +65,13 @@ def caption(report: Report, fmt: str) -> str:
                           seeds=f"{len(seeds)} seeds ({', '.join(map(str, seeds))})")
 
 
-def table_notes(report: Report, fmt: str) -> str:
+def table_notes(report: Report, fmt: str, paper_rows: Optional[str] = None) -> str:
     """The notes under the table: the statistics, the paper numbers and the report's own notes (which
     name protocols: ``b2n_cpt/*/tau0.25``), escaped for LaTeX and HTML."""
-    plain = plain_text(fmt)
+    plain, paper_rows = plain_text(fmt), paper_rows or report.spec.paper_rows
     return NOTES.render(s=SYMBOLS[fmt], test=tests_used(report), alpha=report.spec.alpha,
-                        incomplete=bool(report.incomplete), reported=has_reported(report),
+                        incomplete=bool(report.incomplete), reported=has_reported(report) and paper_rows != "none",
+                        gap={"rows": True, "inline": "inline"}.get(paper_rows, False),
                         notes=[plain(n) for n in report.notes],
                         paper_notes=[plain(n.rstrip(".")) for n in report.paper_notes])
 
@@ -92,33 +94,54 @@ def has_reported(report: Report) -> bool:
     return any(has_paper_numbers(report, row.name) for row in report.rows)
 
 
-def main_frames(report: Report, fmt: str):
-    """(text, style) DataFrames of the main table; style cells are "", "bold" or "underline"."""
+def main_frames(report: Report, fmt: str, paper_rows: Optional[str] = None):
+    """(text, style) DataFrames of the main table; style cells are "", "bold" or "underline".  The
+    paper numbers (spec ``paper_rows``): ``separate`` a block of paper rows under ours, ``rows`` a
+    paper and a gap row under each method, ``inline`` the gap beside each of ours, ``none`` left out."""
     pandas = require_pandas()
-    s, digits = SYMBOLS[fmt], report.spec.digits
-    grouped = has_reported(report)
-    index, text, style = [], [], []
+    mode = (paper_rows or report.spec.paper_rows) if has_reported(report) else "none"
+    index, text, style, papers = [], [], [], []
     for row in report.rows:
         label = report.row_labels.get(row.name, row.name) + (" *" if row.name in report.incomplete else "")
-        for group in ["ours", "paper", "gap"] if has_paper_numbers(report, row.name) else ["ours"]:
-            values, marks = [], []
-            for column in report.columns:
-                cell = report.cells.get((row.name, *column))
-                values.append(cell_text(report, row.name, column, cell, group, s, digits))
-                marks.append(mark(report, row.name, column) if group == "ours" else "")
-            n = sorted({len(report.cells[(row.name, *c)].values) for c in report.columns if c not in report.empty}
-                       or {0})
-            index.append((label, group) if grouped else label)
-            text.append([("–".join(map(str, (n[0], n[-1]))) if n[0] != n[-1] else str(n[0])) if group == "ours"
-                         else "", *values])
+        kinds = ["ours", "paper", "gap"] if mode == "rows" and has_paper_numbers(report, row.name) else ["ours"]
+        for kind in kinds:
+            index.append((label, kind) if mode == "rows" else ("Ours", label) if mode == "separate" else label)
+            values, marks = row_cells(report, row.name, kind, fmt, inline=mode == "inline")
+            text.append([seed_count(report, row.name) if kind == "ours" else "", *values])
             style.append(["", *marks])
+        if mode == "separate" and has_paper_numbers(report, row.name):
+            papers.append((("Paper", label), ["", *row_cells(report, row.name, "paper", fmt)[0]]))
+    for key, values in papers:
+        index.append(key)
+        text.append(values)
+        style.append([""] * len(values))
     columns = [("", "n"), *column_titles(report)]
     if all(len(report.metrics[p]) == 1 for p in report.protocols):
         columns = [c[0] or c[1] for c in columns]
     else:
         columns = pandas.MultiIndex.from_tuples(columns)
-    rows = pandas.MultiIndex.from_tuples(index) if grouped else pandas.Index(index)
+    rows = pandas.MultiIndex.from_tuples(index) if mode in ("rows", "separate") else pandas.Index(index)
     return pandas.DataFrame(text, index=rows, columns=columns), pandas.DataFrame(style, index=rows, columns=columns)
+
+
+def row_cells(report: Report, row: str, kind: str, fmt: str, inline: bool = False) -> Tuple[List[str], List[str]]:
+    """One table row's cell texts and marks (marks on our numbers only)."""
+    s, digits = SYMBOLS[fmt], report.spec.digits
+    values, marks = [], []
+    for column in report.columns:
+        cell = report.cells.get((row, *column))
+        text = cell_text(report, row, column, cell, kind, s, digits)
+        if inline and cell is not None and cell.gap is not None:
+            text += s["small"].format(f"{cell.gap:+.{digits}f}".replace("-", s["minus"]))
+        values.append(text)
+        marks.append(mark(report, row, column) if kind == "ours" else "")
+    return values, marks
+
+
+def seed_count(report: Report, row: str) -> str:
+    """The row's n: its seed count, or the range of counts over its columns."""
+    n = sorted({len(report.cells[(row, *c)].values) for c in report.columns if c not in report.empty} or {0})
+    return "–".join(map(str, (n[0], n[-1]))) if n[0] != n[-1] else str(n[0])
 
 
 def cell_text(report: Report, row: str, column, cell, group: str, s: Dict[str, str], digits: int) -> str:
@@ -191,7 +214,7 @@ def render_files(report: Report, fmt: str, fit: Optional[str] = None, standalone
     """``{"": the report}``, or with ``split`` the main table under "" and each companion table (paired
     tests, Friedman, intervals) under its own name, for files of their own.  ``fit`` and ``standalone``
     act on LaTeX (see :func:`bench.reporting.render_latex.render_latex`)."""
-    text, style = main_frames(report, fmt)
+    text, style = main_frames(report, fmt, "rows" if fmt == "html" else None)  # a page sorts whole methods
     extra = companion_frames(report)
     notes = [f"* {row}: lacks {'; '.join(gaps)}" for row, gaps in report.incomplete.items()]
     if fmt == "latex":
@@ -199,7 +222,7 @@ def render_files(report: Report, fmt: str, fit: Optional[str] = None, standalone
                             fit, standalone, split)
     if fmt == "html":
         page = [report.spec.title, text, style]
-        tail = [notes, caption(report, "html"), table_notes(report, "html")]
+        tail = [notes, caption(report, "html"), table_notes(report, "html", "rows")]
         if not split:
             return {"": render_html(*page, extra, *tail)}
         return {"": render_html(*page, {}, *tail),
@@ -221,8 +244,10 @@ def render_markdown(report: Report, text, style, extra, notes) -> str:
     for i in range(len(text)):
         for j in range(len(text.columns)):
             shown.iat[i, j] = wrap[style.iat[i, j]].format(text.iat[i, j]) if text.iat[i, j] else ""
-    if shown.index.nlevels > 1:
-        shown.index = [f"{a} ({b})" if b != "ours" else a for a, b in shown.index]
+    if shown.index.nlevels > 1:  # (method, ours/paper/gap) or (Ours/Paper, method)
+        separate = report.spec.paper_rows == "separate"
+        shown.index = [(b if a == "Ours" else f"{b} (paper)") if separate else (a if b == "ours" else f"{a} ({b})")
+                       for a, b in shown.index]
     shown.index = [escape_markdown(label) for label in shown.index]
     if shown.columns.nlevels > 1:
         shown.columns = [" ".join(filter(None, c)) for c in shown.columns]

@@ -80,6 +80,9 @@ class ReportSpec:
     metrics: Optional[List[str]] = None  # None: each protocol's headline (all, or hm for base-to-new)
     reference: Optional[str] = None  # a row's name: the method, or its label
     reported: bool = True
+    # where the papers' numbers go: a block of paper rows under ours, a paper and a gap row under each
+    # method, the gap beside each of our numbers, or nowhere (HTML pages keep them with their method)
+    paper_rows: Literal["separate", "rows", "inline", "none"] = "separate"
     seeds: Optional[List[int]] = None  # default: each protocol's seeds
     test: Literal["auto", "t", "wilcoxon"] = "auto"
     alpha: float = field(default=ALPHA, metadata={"min": 0.0, "max": 0.5})
