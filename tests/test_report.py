@@ -617,3 +617,17 @@ def test_paper_rows_follow_the_spec(folder, mode, shown, absent):
     assert all(s in text for s in shown) and not any(a in text for a in absent), text
     tex = render(report_of(folder, paper_rows=mode), "latex")
     assert ("\\scriptsize (+2.00)" in tex) == (mode == "inline")
+
+
+def test_stacked_layout_puts_each_protocol_in_a_block_of_rows(folder, tmp_path):
+    report = report_of(folder, layout="stacked", metrics=["all", "many"])
+    text = render(report, "md")
+    assert "| smoke / coop " in text and "| smoke\\_b2n / maple " in text and "| Mean / zeroshot " in text
+    assert "| smoke / coop (paper) " in text  # the paper's number inside its dataset's block
+    header = next(line for line in text.splitlines() if line.startswith("|") and "All" in line)
+    assert [c.strip() for c in header.strip("|").split("|")][1:] == ["n", "All", "Many"]
+    assert "**81.00 ± 1.00**" in text  # marks per (dataset, metric) as in the wide layout
+    tex = render(report, "latex", fit="textwidth", standalone=True)
+    assert tex.split("\\end{table}")[0].count("\\midrule") == 3  # under the header, above blocks 2 and 3
+    if shutil.which("pdflatex"):
+        assert compile_problems(tex, tmp_path / "stacked.tex") == []

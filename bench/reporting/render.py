@@ -124,6 +124,39 @@ def main_frames(report: Report, fmt: str, paper_rows: Optional[str] = None):
     return pandas.DataFrame(text, index=rows, columns=columns), pandas.DataFrame(style, index=rows, columns=columns)
 
 
+def stacked_frames(report: Report, fmt: str):
+    """(text, style) of the stacked layout: a block of rows per column group (dataset), the metrics
+    as columns, as LAMP and CPT print base/new/HM tables; paper numbers as rows in each block."""
+    pandas = require_pandas()
+    s, digits = SYMBOLS[fmt], report.spec.digits
+    titles = dict(zip(report.columns, column_titles(report)))
+    blocks = list(dict.fromkeys(group for group, _ in report.columns))
+    metrics = list(dict.fromkeys(metric for _, metric in report.columns))
+    papers = report.spec.paper_rows in ("separate", "rows") and has_reported(report)
+    index, text, style = [], [], []
+    for block in blocks:
+        shown = [(block, m) if (block, m) in titles else None for m in metrics]
+        header = next(titles[c][0] for c in shown if c is not None)
+        for row in report.rows:
+            label = report.row_labels.get(row.name, row.name) + (" *" if row.name in report.incomplete else "")
+            cells = [report.cells.get((row.name, *c)) if c else None for c in shown]
+            index.append((header, label))
+            text.append([str(len(next((c.values for c in cells if c is not None), {})))]
+                        + [cell_text(report, row.name, c, cell, "ours", s, digits) if c else ""
+                           for c, cell in zip(shown, cells)])
+            style.append([""] + [mark(report, row.name, c) if c else "" for c in shown])
+        for row in report.rows if papers else []:
+            values = [cell_text(report, row.name, c, report.cells.get((row.name, *c)), "paper", s, digits)
+                      if c else "" for c in shown]
+            if any(values):
+                index.append((header, report.row_labels.get(row.name, row.name) + " (paper)"))
+                text.append(["", *values])
+                style.append([""] * (len(values) + 1))
+    columns = ["n", *(metric_title(m) for m in metrics)]
+    rows = pandas.MultiIndex.from_tuples(index)
+    return pandas.DataFrame(text, index=rows, columns=columns), pandas.DataFrame(style, index=rows, columns=columns)
+
+
 def row_cells(report: Report, row: str, kind: str, fmt: str, inline: bool = False) -> Tuple[List[str], List[str]]:
     """One table row's cell texts and marks (marks on our numbers only)."""
     s, digits = SYMBOLS[fmt], report.spec.digits
@@ -214,7 +247,10 @@ def render_files(report: Report, fmt: str, fit: Optional[str] = None, standalone
     """``{"": the report}``, or with ``split`` the main table under "" and each companion table (paired
     tests, Friedman, intervals) under its own name, for files of their own.  ``fit`` and ``standalone``
     act on LaTeX (see :func:`bench.reporting.render_latex.render_latex`)."""
-    text, style = main_frames(report, fmt, "rows" if fmt == "html" else None)  # a page sorts whole methods
+    if report.spec.layout == "stacked" and fmt != "html":  # a page sorts methods: it keeps the wide layout
+        text, style = stacked_frames(report, fmt)
+    else:
+        text, style = main_frames(report, fmt, "rows" if fmt == "html" else None)  # a page sorts whole methods
     extra = companion_frames(report)
     notes = [f"* {row}: lacks {'; '.join(gaps)}" for row, gaps in report.incomplete.items()]
     if fmt == "latex":
@@ -244,10 +280,10 @@ def render_markdown(report: Report, text, style, extra, notes) -> str:
     for i in range(len(text)):
         for j in range(len(text.columns)):
             shown.iat[i, j] = wrap[style.iat[i, j]].format(text.iat[i, j]) if text.iat[i, j] else ""
-    if shown.index.nlevels > 1:  # (method, ours/paper/gap) or (Ours/Paper, method)
-        separate = report.spec.paper_rows == "separate"
-        shown.index = [(b if a == "Ours" else f"{b} (paper)") if separate else (a if b == "ours" else f"{a} ({b})")
-                       for a, b in shown.index]
+    if shown.index.nlevels > 1:  # (method, ours/paper/gap), (Ours/Paper, method) or (dataset, method)
+        separate, stacked = report.spec.paper_rows == "separate", report.spec.layout == "stacked"
+        shown.index = [f"{a} / {b}" if stacked else (b if a == "Ours" else f"{b} (paper)") if separate
+                       else (a if b == "ours" else f"{a} ({b})") for a, b in shown.index]
     shown.index = [escape_markdown(label) for label in shown.index]
     if shown.columns.nlevels > 1:
         shown.columns = [" ".join(filter(None, c)) for c in shown.columns]

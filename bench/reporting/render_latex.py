@@ -79,7 +79,10 @@ def main_table(report: Report, text, style, caption: str, footnote: str, fit: Op
                            multicol_align="c", multirow_align="t", column_format="l" * text.index.nlevels
                            + "r" * len(text.columns))
     body = fitted(with_cmidrules(body, text), fit)
-    if report.spec.paper_rows == "separate":  # a rule above the block of paper rows
+    if report.spec.layout == "stacked":  # a rule between the datasets' blocks
+        body = re.sub(r"^(\\multirow\[t\]\{\d+\}\{\*\}\{)", r"\\midrule\n\1", body, flags=re.M).replace(
+            "\\midrule\n\\midrule", "\\midrule", 1)
+    elif report.spec.paper_rows == "separate":  # a rule above the block of paper rows
         body = re.sub(r"^(\\multirow\[t\]\{\d+\}\{\*\}\{Paper\}|Paper &)", r"\\midrule\n\1", body, count=1,
                       flags=re.M)
     if footnote:  # under the tabular, inside the float: the statistics and the papers' notes

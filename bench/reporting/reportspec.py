@@ -83,6 +83,8 @@ class ReportSpec:
     # where the papers' numbers go: a block of paper rows under ours, a paper and a gap row under each
     # method, the gap beside each of our numbers, or nowhere (HTML pages keep them with their method)
     paper_rows: Literal["separate", "rows", "inline", "none"] = "separate"
+    # wide: a column group per protocol; stacked: a block of rows per protocol, metrics as columns
+    layout: Literal["wide", "stacked"] = "wide"
     seeds: Optional[List[int]] = None  # default: each protocol's seeds
     test: Literal["auto", "t", "wilcoxon"] = "auto"
     alpha: float = field(default=ALPHA, metadata={"min": 0.0, "max": 0.5})
