@@ -631,3 +631,65 @@ def test_stacked_layout_puts_each_protocol_in_a_block_of_rows(folder, tmp_path):
     assert tex.split("\\end{table}")[0].count("\\midrule") == 3  # under the header, above blocks 2 and 3
     if shutil.which("pdflatex"):
         assert compile_problems(tex, tmp_path / "stacked.tex") == []
+
+
+TWINS = {"lt": "smoke", "b2n_lt100": "smoke_b2n", "b2n_lt16": "smoke_b2n", "xd_lt100": "smoke_xd_dg",
+         "xd_lt16": "smoke_xd_dg"}  # protocol family -> its smoke twin
+
+
+@pytest.fixture(scope="module")
+def twin_results(tmp_path_factory):
+    """Real `bench run` cells on every smoke twin: zero-shot CLIP and a one-epoch CoOp, two seeds."""
+    folder = tmp_path_factory.mktemp("twins")
+    for twin in dict.fromkeys(TWINS.values()):
+        assert main(["run", "--protocol", twin, "--method", "zeroshot", "coop", "--seeds", "1", "2", "--no-progress",
+                     "--set", "coop.train.epochs=1", "--set", "coop.train.warmup_epochs=0",
+                     "--results-dir", str(folder)]) == 0
+    return folder
+
+
+def twin_spec(spec) -> dict:
+    """A shipped spec on the smoke twins: each column on its family's twin, the metrics the twin's
+    records have, the rows zero-shot and CoOp (the methods run there)."""
+    from bench.cli.leaderboard import protocol_view
+
+    columns, seen = [], set()
+    for group in expand_columns(spec):
+        twin = TWINS[protocol_view(group.members[0])["identity"]["family"]]
+        metrics = [m for m in (group.metrics or spec.metrics or []) if m in TWIN_METRICS[twin]] or None
+        column = {"mean_of": twin, "label": f"mean {group.name}"} if group.is_mean else {"protocols": twin}
+        if (twin, group.is_mean) not in seen:
+            seen.add((twin, group.is_mean))
+            columns.append({**column, **({"metrics": metrics} if metrics else {})})
+    coop = {"method": "coop", "label": "CoOp, 1 epoch", "set": {"train.epochs": 1, "train.warmup_epochs": 0}}
+    return {"title": spec.title, "columns": columns, "rows": ["zeroshot", coop], "reference": "zeroshot",
+            "layout": spec.layout, "paper_rows": spec.paper_rows, "digits": spec.digits, "seeds": [1, 2]}
+
+
+TWIN_METRICS = {
+    "smoke": {"all", "many", "medium", "few", "macro_f1"}, "smoke_b2n": {"base", "new", "hm", "hm_macro_f1", "many"},
+    "smoke_xd_dg": {"source", "xd_mean", "dg_mean"}}
+COSTS = {"params_m", "epoch_s", "eval_s", "train_img_s", "eval_img_s"}
+
+
+def test_every_shipped_spec_renders_real_records_of_the_smoke_twins(twin_results, tmp_path):
+    """The shipped layouts on records that real cells wrote (nulls, cost fields, code versions), not
+    fabricated rows: each renders in every format, LaTeX compiles where pdflatex is installed."""
+    from bench.cli.leaderboard import protocol_view
+    from bench.config.catalog import available_reports
+
+    load_builtins()
+    for twin in TWIN_METRICS:
+        TWIN_METRICS[twin] |= COSTS
+    cards = {name: METHODS.get(name).card for name in METHODS.names()}
+    results = load_results([twin_results])
+    for name in available_reports():
+        spec = from_dict(ReportSpec, twin_spec(load_spec(name)), "")
+        report = build_report(spec, results, protocol_view, VERSION, cards)
+        assert not report.incomplete and all(report.best.values()), name
+        for fmt in ("md", "html"):
+            assert render(report, fmt), (name, fmt)
+        tex = render(report, "latex", fit="textwidth", standalone=True)
+        assert latex_problems(render(report, "latex")) == [], name
+        if shutil.which("pdflatex"):
+            assert compile_problems(tex, tmp_path / f"{name}.tex") == [], name

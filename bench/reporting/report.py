@@ -269,7 +269,9 @@ def fill_cells(report: Report, records, views: Dict[str, dict], cards) -> None:
                             reported_value(row, protocol, metric, cards.get(row.method), report.spec.reported,
                                            views[protocol]), paths)
                 report.cells[(row.name, protocol, metric)] = cell
-                missing = [s for s in report.seeds[protocol] if s not in cell.values]
+                # a seed lacks a result when it has no record; a record without this metric (few: null
+                # where no class is few-shot, no epochs for a method that does not train) is empty
+                missing = [s for s in report.seeds[protocol] if s not in cell.values and s not in cell.paths]
                 if missing and (protocol, metric) not in empty:
                     lacking.append(f"{protocol} {metric}: seed {', '.join(map(str, missing))}")
         if lacking:
