@@ -693,3 +693,28 @@ def test_every_shipped_spec_renders_real_records_of_the_smoke_twins(twin_results
         assert latex_problems(render(report, "latex")) == [], name
         if shutil.which("pdflatex"):
             assert compile_problems(tex, tmp_path / f"{name}.tex") == [], name
+
+
+def test_printed_averages_on_the_cards_agree_with_the_papers_columns():
+    """Where a paper prints an average over a table's protocols (filed on a card under the glob) and
+    the card also has its per-protocol numbers, the printed average is their mean (to rounding): the
+    paper row of a mean column reproduces what the paper prints (LAMP Table 5 = Table 1's row)."""
+    from bench.cli.leaderboard import protocol_view
+    from bench.config.catalog import available_reports
+    from bench.reporting.report import reported_value
+
+    load_builtins()
+    checked = []
+    for name in available_reports():
+        spec = load_spec(name)
+        for group in (g for g in expand_columns(spec) if g.is_mean):
+            for row in spec.rows if spec.rows != "all" else []:
+                card = METHODS.get(row.method).card
+                for metric in group.metrics or spec.metrics or []:
+                    printed = reported_value(row, group.pattern, metric, card, True, protocol_view(group.members[0]))
+                    plain = row if row.set else RowSpec(row.method)  # the method's own per-protocol numbers
+                    own = [reported_value(plain, p, metric, card, True, protocol_view(p)) for p in group.members]
+                    if printed is not None and None not in own:
+                        assert printed == pytest.approx(statistics.fmean(own), abs=0.01), (name, row.name, metric)
+                        checked.append((name, row.name, metric))
+    assert ("lamp_table5", "lamp", "hm") in checked and ("lamp_table5", "lamp", "hm_macro_f1") in checked
