@@ -718,3 +718,9 @@ def test_printed_averages_on_the_cards_agree_with_the_papers_columns():
                         assert printed == pytest.approx(statistics.fmean(own), abs=0.01), (name, row.name, metric)
                         checked.append((name, row.name, metric))
     assert ("lamp_table5", "lamp", "hm") in checked and ("lamp_table5", "lamp", "hm_macro_f1") in checked
+
+
+def test_latex_options_without_latex_are_one_error_line(capsys):
+    assert main(["report", "smoke", "--fit", "textwidth"]) == 2
+    err = capsys.readouterr().err
+    assert err == "bench: error: --fit and --standalone shape LaTeX; add --format latex\n"

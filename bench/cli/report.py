@@ -20,6 +20,8 @@ def cmd_report(args) -> int:
     from bench.reporting.reportspec import load_spec
     from bench.reporting.results import load_results
 
+    if args.format != "latex" and (args.fit or args.standalone):
+        raise BenchError("--fit and --standalone shape LaTeX; add --format latex")
     spec = load_spec(args.spec)
     results = load_results(args.results_dir)
     for line in results.problems[:5] + [f"left out, conflicting copies: {c}" for c in results.conflicts[:5]]:
@@ -29,8 +31,6 @@ def cmd_report(args) -> int:
     load_all()
     cards = {name: METHODS.get(name).card for name in METHODS.names()}
     report = build_report(spec, results, protocol_view, __version__, cards)
-    if args.format != "latex" and (args.fit or args.standalone):
-        raise BenchError("--fit and --standalone shape LaTeX; add --format latex")
     if args.plots is not None:
         from bench.reporting.plots import write_plots
 
