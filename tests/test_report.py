@@ -272,6 +272,8 @@ def test_latex_compiles_and_fit_keeps_it_inside_the_line(folder, tmp_path):
     wide = compile_problems(render(report, "latex", standalone=True), tmp_path / "wide.tex")
     assert len(wide) == 1 and float(wide[0]) > 0  # the check sees a table wider than the line
     assert compile_problems(render(report, "latex", fit="textwidth", standalone=True), tmp_path / "fit.tex") == []
+    sideways = render(report, "latex", fit="landscape", standalone=True)
+    assert "\\begin{sidewaystable}" in sideways and compile_problems(sideways, tmp_path / "side.tex") == []
 
 
 def compile_problems(tex: str, path: Path) -> list:

@@ -76,8 +76,9 @@ def add_parser(sub) -> None:
     p.add_argument("--format", choices=["md", "latex", "html"], default="md")
     p.add_argument("--output", help="write the main table to this file (or FOLDER/, or a stem) and each companion "
                                     "table (paired tests, Friedman, intervals) to <stem>-<name> beside it")
-    p.add_argument("--fit", choices=["textwidth"], help="LaTeX: shrink a table wider than the line (or taller than "
-                                                        "the page) to fit (adjustbox)")
+    p.add_argument("--fit", choices=["textwidth", "landscape"],
+                   help="LaTeX: shrink a table wider than the line (or taller than the page) to fit (adjustbox); "
+                        "landscape also turns the main table sideways (rotating)")
     p.add_argument("--standalone", action="store_true",
                    help="LaTeX: complete documents (preamble included) that compile as they are")
     p.add_argument("--plots", metavar="DIR", help="also draw the long-tail curves, Many/Medium/Few bars and "
