@@ -90,8 +90,8 @@ def main_table(report: Report, text, style, caption: str, footnote: str, fit: Op
     body = styler.to_latex(hrules=True, caption=caption, label=label_of(report), position_float="centering",
                            multicol_align="c", multirow_align="t", column_format="l" * text.index.nlevels
                            + "r" * len(text.columns))
-    body = fitted(with_cmidrules(body, text), fit)
-    if fit == "landscape":  # the widest tables (LAMP Table 1's 26 columns) read better sideways
+    body = fitted(with_cmidrules(body, text), fit, turned=fit == "landscape")
+    if fit == "landscape":  # a wide table gets the page's length
         body = body.replace("\\begin{table}", "\\begin{sidewaystable}", 1).replace(
             "\\end{table}", "\\end{sidewaystable}", 1)
     if report.spec.layout == "stacked":  # a rule between the datasets' blocks
@@ -106,13 +106,15 @@ def main_table(report: Report, text, style, caption: str, footnote: str, fit: Op
     return body
 
 
-def fitted(body: str, fit: Optional[str]) -> str:
+def fitted(body: str, fit: Optional[str], turned: bool = False) -> str:
     """The tabular inside an adjustbox that shrinks it only when it is wider than the line or taller
-    than most of the page (``fit="textwidth"``); as it is otherwise."""
+    than most of the page (``fit`` set; ``turned``: a sideways table, whose width runs along the
+    page's height); as it is otherwise."""
     if fit not in ("textwidth", "landscape"):
         return body
-    body = body.replace("\\begin{tabular}", "\\begin{adjustbox}{max width=\\linewidth, "
-                        "max totalheight=0.8\\textheight}\n\\begin{tabular}", 1)
+    limits = "max width=\\textheight, max totalheight=0.9\\textwidth" if turned else \
+        "max width=\\linewidth, max totalheight=0.8\\textheight"
+    body = body.replace("\\begin{tabular}", f"\\begin{{adjustbox}}{{{limits}}}\n\\begin{{tabular}}", 1)
     return body.replace("\\end{tabular}", "\\end{tabular}\n\\end{adjustbox}", 1)
 
 
