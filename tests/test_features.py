@@ -46,6 +46,9 @@ def test_views_are_computed_once_and_a_damaged_file_is_set_aside(backbone, smoke
     first = make(backbone).views(smoke_data.train, smoke_transforms[0], 3, {"split": "train"})
     again = make(backbone).views(smoke_data.train, smoke_transforms[0], 3, {"split": "train"})
     assert len(logged) == 1 and torch.equal(first.features, again.features)
+    reused = make(backbone)
+    held = reused.views(smoke_data.train, smoke_transforms[0], 3, {"split": "train"})
+    assert reused.views(smoke_data.train, smoke_transforms[0], 3, {"split": "train"}) is held  # read once
     assert first.features.shape[:2] == (len(smoke_data.train), 3)
     assert not torch.equal(first.features[:, 0], first.features[:, 1])  # augmented views differ
     [path] = (tmp_path / "features").glob("*.pt")

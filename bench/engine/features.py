@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -81,26 +81,32 @@ def digest(value) -> str:
 
 
 class FeatureCache:
-    """Raw image-tower features of datasets under transforms, K views per image, on disk."""
+    """Raw image-tower features of datasets under transforms, K views per image, on disk; the last
+    features of each split stay in memory, so the cells of a run read each file once."""
 
     def __init__(self, root: Path, backbone, backbone_identity: dict, device: torch.device, precision: str,
                  log: Callable[[str], None] = print):
         self.root, self.backbone, self.device, self.log = Path(root), backbone, device, log
         self.precision = precision  # the recipe's eval precision: what the frozen tower runs in
         self.identity = {"backbone": backbone_identity, "precision": str(amp_dtype(device, precision))}
+        self.held: Dict[str, Tuple[str, CachedViews]] = {}  # split -> (key, its features): one per split
 
     def views(self, dataset: Dataset, transform, views: int, images_id: dict, workers: int = 0) -> CachedViews:
         """The dataset as cached features of ``views`` views under ``transform`` (computed on a miss)."""
         labels = labels_of(dataset)
         key = digest({**self.identity, "transform": describe(transform), "views": views, "images": images_id,
                       "labels": digest(labels), "files": digest(file_list(dataset)), "length": len(labels)})
+        split = str(images_id.get("split"))
+        if split in self.held and self.held[split][0] == key:
+            return self.held[split][1]
         path = self.root / "features" / f"{key[:32]}.pt"
         features = self.load(path, (len(labels), views))
         if features is None:
             self.log(f"feature cache: encoding {len(labels)} images x {views} view(s) once -> {path}")
             features = self.encode(dataset, transform, views, workers)
             save_torch(path, {"key": key, "features": features})
-        return CachedViews(features, labels)
+        self.held[split] = (key, CachedViews(features, labels))
+        return self.held[split][1]
 
     def load(self, path: Path, shape: tuple) -> Optional[torch.Tensor]:
         if not path.exists():

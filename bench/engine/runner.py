@@ -103,6 +103,7 @@ class Runner:
         self._spaces: Dict[Optional[int], LabelSpaces] = {}  # by data seed (None: the data take none)
         self._eval_data: Dict[int, DatasetBundle] = {}  # evaluation index -> its dataset
         self._backbone = None
+        self._feature_caches: Dict[str, FeatureCache] = {}  # eval precision -> the run's feature cache
         # (protocol, method, key, seed) -> ran, done before, failed, failed before or running elsewhere
         self.cell_outcomes: Dict[tuple, str] = {}
 
@@ -366,8 +367,12 @@ class Runner:
 
     def cached(self, recipe, dataset, transform, views: int, split: str, seed: int):
         """``dataset`` as the frozen features of ``views`` views under ``transform`` (train.feature_cache)."""
-        cache = FeatureCache(cache_root(), self.backbone(), self.protocol.identity()["backbone"], self.device,
-                             recipe.eval_precision, self.log)
+        precision = recipe.eval_precision
+        if precision not in self._feature_caches:
+            self._feature_caches[precision] = FeatureCache(cache_root(), self.backbone(),
+                                                           self.protocol.identity()["backbone"], self.device,
+                                                           precision, self.log)
+        cache = self._feature_caches[precision]
         named = images_id(self.protocol, split, seed)
         return cache.views(dataset, transform, views, named, self.loader_workers(recipe))
 

@@ -29,10 +29,11 @@ def headline_metric(metrics: Dict[str, Any], order: Sequence[str] = ()) -> Optio
     return next((m for m in HEADLINES if m in numbers), means[0] if means else None)
 
 
-# What a result cost, as metrics of its own (MDPR Table 6, LAMP Table 5): derived from the record's
-# timing and usage fields by :func:`cost_metrics`; for the first two, lower is better.
-COSTS = {"params_m": "trainable parameters (millions)", "epoch_s": "seconds per training epoch",
-         "eval_s": "seconds to evaluate", "train_img_s": "training images/s", "eval_img_s": "evaluation images/s"}
+# What a result cost, as metrics of its own (MDPR Table 6, LAMP Table 5), with their column titles:
+# trainable parameters (millions), seconds per training epoch, seconds to evaluate, training and
+# evaluation images/s, derived from the record's timing and usage fields by :func:`cost_metrics`.
+COSTS = {"params_m": "Params (M)", "epoch_s": "s/epoch", "eval_s": "Eval s", "train_img_s": "Train img/s",
+         "eval_img_s": "Eval img/s"}
 LOWER_IS_BETTER = ("params_m", "epoch_s", "eval_s")
 
 

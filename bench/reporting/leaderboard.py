@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from bench.records.headline import HIDDEN, harmonic_mean, headline_metric
+from bench.records.headline import COSTS, HIDDEN, harmonic_mean, headline_metric
 
 # (record key, column title) in display order; a column shows if any row has it.
 COLUMNS: List[Tuple[str, str]] = [
@@ -90,13 +90,9 @@ def table_columns(rows: List[Row]) -> List[Tuple[str, str]]:
     return [c for c in static if c[0] == "all"] + extra + [c for c in static if c[0] != "all"]
 
 
-COST_TITLES = {"params_m": "Params (M)", "epoch_s": "s/epoch", "eval_s": "Eval s", "train_img_s": "Train img/s",
-               "eval_img_s": "Eval img/s"}  # bench.records.headline.COSTS
-
-
 def metric_title(metric: str) -> str:
     """A metric's column title: "Many", "HM"; a group mean ``xd_mean`` is "XD mean"."""
-    known = {**dict(COLUMNS), **COST_TITLES}
+    known = {**dict(COLUMNS), **COSTS}
     if metric in known:
         return known[metric]
     if metric.endswith("_with_source"):  # a protocol's own average over its groups and the source
