@@ -1,5 +1,5 @@
 """Benchmark methods, one file each; importing this package registers them."""
-from . import candle, cocoop, coop, coop_la, ivlp, la_posthoc, maple, maple_la, zeroshot  # noqa: F401
+from . import candle, cocoop, cocoop_la, coop, coop_la, ivlp, la_posthoc, maple, maple_la, zeroshot  # noqa: F401
 from . import mdpr_coop, mdpr_maple  # noqa: F401
 from . import cpt, global_etf  # noqa: F401
 from . import lamp  # noqa: F401

@@ -38,6 +38,8 @@ from torch.utils.data import DataLoader
 
 from bench.api import METHODS, BenchError, ConfigError, Method, MethodCard, Recipe, Reported, la_loss, la_offsets
 
+from .lamp_tables import xd_dg_reported
+
 VISUAL_INIT_STD = 0.05  # official Head: virtual = mean(V_base) + N(0, 0.05)
 PROTOTYPE_BATCH = 64  # images per batch when computing the prototypes (no effect on the result)
 
@@ -93,6 +95,9 @@ CARD = MethodCard(
         "cifar100_lt_ir100": Reported("MDPR Table 2", {"all": 72.42, "many": 76.14, "medium": 72.54, "few": 67.93}),
         "imagenet_lt": Reported("MDPR Table 3", {"all": 71.28, "many": 76.38, "medium": 69.55, "few": 62.91}),
         "places_lt": Reported("MDPR Table 3", {"all": 45.81, "many": 46.97, "medium": 45.42, "few": 44.56}),
+        "xd_dg_lamp/imb100": xd_dg_reported("candle", "the official code trains one Candle per cross-dataset target "
+                                                      "with the target's class names (xd_imb_train.sh); this suite "
+                                                      "leaves Candle out of protocols whose targets share one run"),
     },
 )
 
@@ -172,7 +177,10 @@ class Candle(Method):
                 return
         raise BenchError(f"method {self.registry_name} can classify only the classes named at training time: "
                          f"its {self.n_base} training classes, the {self.n_new} new classes of ClassInfo.new_classnames, "
-                         "or both, in that order; got other class names")
+                         "or both, in that order; got other class names (for a cross-dataset target the official "
+                         "code trains one Candle per target, naming the target's classes at training time, "
+                         "shijxcs/Candle:scripts/candle/xd_imb_train.sh; a protocol whose targets share one "
+                         "training run cannot do that)")
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Training: logits ``[3, B + C_all, C_all]`` (z0, z_vt, z_vv; prototype rows last).

@@ -89,6 +89,11 @@ CARD = MethodCard(
         "cifar100_lt_ir100": Reported("MDPR Table 2", {"all": 64.34, "many": 79.43, "medium": 64.51, "few": 46.53}),
         "imagenet_lt": Reported("MDPR Table 3", {"all": 68.69, "many": 74.82, "medium": 65.75, "few": 61.75}),
         "places_lt": Reported("MDPR Table 3", {"all": 40.73, "many": 53.10, "medium": 35.58, "few": 29.72}),
+        # MDPR Table 4: Places-LT with CLIP ResNets (bench run --protocol places_lt --set protocol.backbone.model=RN50)
+        "places_lt [backbone.model=RN50]": Reported("MDPR Table 4", {"all": 20.74, "many": 33.47, "medium": 14.79,
+                                                                     "few": 10.92}),
+        "places_lt [backbone.model=RN101]": Reported("MDPR Table 4", {"all": 25.01, "many": 39.98, "medium": 18.91,
+                                                                      "few": 11.31}),
     },
     ablations=[mdpr_table6(0.008, 1115)],
 )

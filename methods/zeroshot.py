@@ -22,6 +22,8 @@ from bench.api import METHODS, ConfigError, Method, MethodCard, Recipe, Reported
 # main_maple.py); that likely explains its low zero-shot rows (spec §3).
 MDPR_NOTE = "MDPR normalises with CIFAR mean/std, not CLIP's; expect our numbers to be higher"
 MDPR_T3_NOTE = "MDPR normalises with ImageNet mean/std, not CLIP's (open_clip gives 68.34 on ImageNet val)"
+MDPR_T4_NOTE = ("MDPR Table 4 labels this row CLIP-ViT-B/16 and prints All 33.37 under both ResNets, with different "
+                "Many/Medium/Few (methods_spec §7.10)")
 DATASET_TEMPLATE = Recipe(source="CoOp CUSTOM_TEMPLATES (the dataset's template)", options={"templates": []})
 
 CARD = MethodCard(
@@ -42,6 +44,10 @@ CARD = MethodCard(
                                       MDPR_NOTE),
         "imagenet_lt": Reported("MDPR Table 3", {"all": 62.95, "many": 63.96, "medium": 62.08, "few": 63.15}, MDPR_T3_NOTE),
         "places_lt": Reported("MDPR Table 3", {"all": 38.40, "many": 35.49, "medium": 37.97, "few": 44.77}, MDPR_T3_NOTE),
+        "places_lt [backbone.model=RN50]": Reported("MDPR Table 4", {"all": 33.37, "many": 32.88, "medium": 32.29,
+                                                                     "few": 36.75}, MDPR_T4_NOTE),
+        "places_lt [backbone.model=RN101]": Reported("MDPR Table 4", {"all": 33.37, "many": 30.42, "medium": 33.12,
+                                                                      "few": 39.39}, MDPR_T4_NOTE),
     },
 )
 

@@ -5,6 +5,7 @@ import re
 import pytest
 import torch
 
+from bench.config.overrides import parse_reference, reference
 from bench.config.protocol import available_protocols, load_protocol
 from bench.config.recipes import FALLBACK, FAMILIES, TrainRecipe, lr_for_epoch
 from bench.core.errors import ConfigError
@@ -114,7 +115,10 @@ def test_every_method_has_a_complete_card(name):
             proto = dataclasses.replace(load_protocol(protocol), family=family)
             proto.resolve(name)  # every card recipe is valid
     for protocol, reported in card.reported.items():
-        assert protocol in available_protocols()
+        name, sets = parse_reference(protocol)  # "places_lt [backbone.model=RN50]": a run with --set protocol....
+        assert name in available_protocols() and reference(name, sets) == protocol
+        if sets:
+            load_protocol(name, sets)  # a configuration that loads
         assert reported.source and all(0 <= v <= 100 for v in reported.metrics.values())
 
 

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Dict, List
-
-import yaml
+from typing import Any, Dict, List, Tuple
 
 from bench.core.errors import BenchError, one_line
 
@@ -17,9 +15,34 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"bench: error: {one_line(message)} (see '{self.prog} --help')\n")
 
 
+SET_HELP = ("override a method option or training field (coop.n_ctx=4, coop.train.lr=0.01) or a protocol field "
+            "(protocol.backbone.model=ViT-B-32, protocol.eval.batch_size=256); repeatable")
+
+
+def parse_sets(items: List[str]) -> Tuple[Dict[str, Any], Dict[str, dict]]:
+    """``(protocol overrides, method overrides)`` of ``--set`` items: ``protocol.PATH=VALUE`` and
+    ``METHOD.FIELD=VALUE`` (:func:`parse_overrides`)."""
+    from bench.config.overrides import split_sets
+
+    protocol, rest = split_sets(items)
+    return protocol, parse_overrides(rest)
+
+
+def protocol_sets(items: List[str]) -> dict:
+    """``--set`` of a command that reads results: protocol fields only (rows of other method settings
+    are shown by --all-configs, or selected by a report spec's rows)."""
+    sets, methods = parse_sets(items)
+    if methods:
+        raise BenchError(f"--set {next(iter(methods))}...: here --set takes protocol fields only "
+                         "(protocol.backbone.model=RN50); --all-configs shows rows of other method settings")
+    return sets
+
+
 def parse_overrides(items: List[str]) -> Dict[str, dict]:
     """``["coop.n_ctx=4", "coop.train.lr=0.01"]`` -> ``{"coop": {"n_ctx": 4, "train": {"lr": 0.01}}}``
     (values read as YAML)."""
+    from bench.config.overrides import read_value
+
     out: Dict[str, dict] = {}
     for item in items:
         target, sep, raw = item.partition("=")
@@ -27,13 +50,8 @@ def parse_overrides(items: List[str]) -> Dict[str, dict]:
         nested = len(parts) == 3 and parts[1] == "train"
         if not sep or not all(parts) or not (len(parts) == 2 or nested) or parts[-1] == "train":
             raise BenchError(f"--set '{item}': expected METHOD.FIELD=VALUE or METHOD.train.FIELD=VALUE, "
-                             "e.g. coop.n_ctx=4 or coop.train.lr=0.01")
-        try:
-            value = yaml.safe_load(raw) if raw else ""
-        except yaml.YAMLError:
-            value = raw
-        except RecursionError:
-            raise BenchError(f"--set '{target}': the value is nested too deeply") from None
+                             "e.g. coop.n_ctx=4 or coop.train.lr=0.01 (or protocol.SECTION.FIELD=VALUE)")
+        value = read_value(raw, target)
         block = out.setdefault(parts[0], {})
         if nested:
             block = block.setdefault("train", {})

@@ -3,7 +3,8 @@
 Every dataset that reads files offers ``catalog()`` (named configs), ``source(cfg)``,
 ``present(cfg)``, ``check(cfg)`` (each split's listed and missing files) and ``download(cfg)``::
 
-    bench data list --root ~/data/coop            # each dataset, where it comes from, found or not
+    bench data list                               # each dataset, where it is looked for (data roots file), found or not
+    bench data list --root ~/data/coop            # ... all of them under one folder instead
     bench data check eurosat --root ~/data/coop   # every file the split lists name; the first missing
     bench data download imagenet_lt --root ~/data/imagenet   # the train list, checked by its git blob SHA-1
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 from typing import List, Optional, Tuple
 
+from bench.config.dataroots import ENV_VAR, root_for, roots_file
 from bench.core.errors import BenchError
 from bench.core.registry import DATASETS, suggest
 from bench.plugins import load_all
@@ -42,20 +44,29 @@ def find(name: str, dataset: Optional[str], root: Optional[str]) -> Tuple[str, o
         raise BenchError(f"unknown dataset '{label}'{suggest(label, labels)} (see `bench data list`: "
                          f"{', '.join(labels)})")
     label, registered, cfg = hits[0]
+    return label, DATASETS.get(registered), with_root(registered, cfg, root)[0]
+
+
+def with_root(registered: str, cfg, root: Optional[str]) -> Tuple[object, str]:
+    """``cfg`` with its root from ``--root``, else the data roots file, else its default; and where it came from."""
     if root is not None:
-        cfg = dataclasses.replace(cfg, root=root)
-    return label, DATASETS.get(registered), cfg
+        return dataclasses.replace(cfg, root=root), "--root"
+    found = root_for(registered, cfg)
+    if found is not None:
+        return dataclasses.replace(cfg, root=found[0]), f"{roots_file()}: {found[1]}"
+    return cfg, "default"
 
 
 def cmd_list(args) -> int:
     rows = entries()
     width = max(len(label) for label, _, _ in rows)
+    print(f"data roots file: {roots_file()} ({'read' if roots_file().is_file() else 'none'}; "
+          f"${ENV_VAR} names another)")
     for label, registered, cfg in rows:
         entry = DATASETS.get(registered)
-        if args.root is not None:
-            cfg = dataclasses.replace(cfg, root=args.root)
+        cfg, origin = with_root(registered, cfg, args.root)
         state = "found" if entry.present(cfg) else "not found"
-        print(f"  {label:<{width}}  {state} under {cfg.root}")
+        print(f"  {label:<{width}}  {state} under {cfg.root} ({origin})")
         print(f"  {'':<{width}}  {entry.source(cfg)}")
     return 0
 

@@ -19,7 +19,7 @@ from bench.kb.backends import OfflineTemplateBackend, OpenAICompatibleBackend, R
 from bench.kb.knowledge import KnowledgeBase, build_kb, read_kb, write_kb
 from bench.plugins import load_all
 
-from .common import add_plugin_option
+from .common import add_plugin_option, protocol_sets
 
 
 def protocol_classes(spaces) -> List[str]:
@@ -57,7 +57,7 @@ def cmd_build(args) -> int:
     from bench.model.transforms import build_transforms
 
     load_all()
-    protocol = load_protocol(args.dataset)
+    protocol = load_protocol(args.dataset, protocol_sets(args.set))
     runner = Runner(protocol, RunOptions(device=args.device, data_root=args.data_root))
     spaces = runner.spaces(protocol.seeds[0])
     names = protocol_classes(spaces)
@@ -103,6 +103,9 @@ def add_parser(sub) -> None:
     q.add_argument("--words", type=int, default=25, help="target words per phrase (default 25, as the code's CLI)")
     q.add_argument("--max-retries", type=int, default=1, help="content retries after a rejected reply (default 1)")
     q.add_argument("--data-root", help="dataset folder (overrides the protocol's dataset.root)")
+    q.add_argument("--set", action="append", default=[], metavar="protocol.PATH=VALUE",
+                   help="the protocol with this override, e.g. protocol.backbone.model=RN50 (its zero-shot "
+                        "confusions pick the partners; repeatable)")
     q.add_argument("--device", default="auto", help="for the zero-shot confusions: auto, cpu, cuda, ...")
     q.add_argument("--verbose", action="store_true", help="one line per class")
     add_plugin_option(q)

@@ -3,34 +3,55 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Dict, List, Optional
 
-from bench.core.errors import BenchError
+from bench.core.errors import BenchError, warn
 
-from .common import add_plugin_option, whole, write_output
+from .common import add_plugin_option, protocol_sets, whole, write_output
 
 
-def protocol_view(name_or_path: str) -> dict:
-    """The protocol's view (bench.config.catalog), computed and cached on a miss."""
+def protocol_view(name_or_path: str, overrides: Optional[dict] = None) -> dict:
+    """The protocol's view (bench.config.catalog) with ``overrides`` in place, computed and cached on a miss."""
     from bench.config.catalog import load_view, locate, save_view
+    from bench.config.overrides import fingerprint as overrides_fingerprint
     from bench.plugins import fingerprint
 
     path, cell, plugins = *locate(name_or_path), fingerprint()  # the plugins' sources are read once
-    view = load_view(path, cell or "", plugins)
+    changed = overrides_fingerprint(overrides or {})
+    view = load_view(path, cell or "", plugins, changed)
     if view is None:
         from bench.config.protocol import load_protocol
 
-        view = load_protocol(name_or_path).view()
-        save_view(path, view, cell or "", plugins)
+        view = load_protocol(name_or_path, overrides).view()
+        save_view(path, view, cell or "", plugins, changed)
     return view
 
 
-def protocol_rows(name_or_path: str, args, version: str) -> tuple:
-    """(view, rows of the current configuration, records of other configurations) of one protocol."""
-    from bench.reporting.leaderboard import aggregate, config_label, split_by_config
+def folder_records(folders: List[str], protocol: str) -> List[dict]:
+    """Every readable record of ``protocol`` under the results folders: a cell found in several is kept
+    once when its metrics agree, and left out with a warning when they do not."""
     from bench.engine.store import ResultStore
 
-    view = protocol_view(name_or_path)
-    records = ResultStore(args.results_dir).records(view["name"])
+    cells: Dict[tuple, List[dict]] = {}
+    for folder in folders:
+        for record in ResultStore(folder).records(protocol):
+            cells.setdefault((record["method"], record["key"], record["seed"]), []).append(record)
+    kept = []
+    for (method, key, seed), copies in cells.items():
+        if any(c["metrics"] != copies[0]["metrics"] for c in copies[1:]):
+            warn(f"left out {protocol} / {method} [{key[:12]}] / seed {seed}: its copies in the results folders "
+                 "have different metrics")
+            continue
+        kept.append(copies[0])
+    return kept
+
+
+def protocol_rows(name_or_path: str, args, version: str, overrides: Optional[dict] = None) -> tuple:
+    """(view, rows of the current configuration, records of other configurations) of one protocol."""
+    from bench.reporting.leaderboard import aggregate, config_label, split_by_config
+
+    view = protocol_view(name_or_path, overrides)
+    records = folder_records(args.results_dir, view["name"])
     current, other = split_by_config(records, view["identity"], version, view.get("code_versions"))
     shown = records if args.all_configs else current
     labels = {r["key"]: config_label(r, view["identity"], version, view["references"], view.get("code_versions"))
@@ -43,32 +64,41 @@ def cmd_leaderboard(args) -> int:
     from bench.config.catalog import match_protocols
     from bench.reporting.leaderboard import across_protocols, markdown_table
 
+    from bench.config.overrides import describe, reference
+
     names = match_protocols(args.protocol)
-    tables, views, others = {}, {}, 0
+    sets = protocol_sets(args.set)
+    tables, views, others = {}, {}, []
     for name in names:
-        view, rows, other = protocol_rows(name, args, __version__)
+        view, rows, other = protocol_rows(name, args, __version__, sets)
         if rows:
             tables[view["name"]], views[view["name"]] = rows, view
-        others += len(other)
+        others += other
+    shown = reference(args.protocol, sets)
     if not tables:
-        hint = f" ({others} of other configurations: --all-configs shows them)" if others else ""
-        raise BenchError(f"no results for protocol '{args.protocol}' as configured now under "
-                         f"'{args.results_dir}'{hint}; run: bench run --protocol {args.protocol} --method all")
+        from bench.reporting.leaderboard import why_not_current
+
+        every = {view["name"]: view for view in (protocol_view(n, sets) for n in names)}
+        hint = f"; {why_not_current(others, every, __version__)}" if others else ""
+        run = f"bench run --protocol {args.protocol} --method all" + "".join(f" --set {s}" for s in args.set)
+        raise BenchError(f"no results for protocol '{shown}' as configured now under "
+                         f"{', '.join(map(repr, args.results_dir))}{hint}; run: {run}")
+    changed = f" ({describe(sets)})" if sets else ""
     if len(names) > 1:
         table = across_protocols(tables, digits=args.digits)
-        title = f"## {args.protocol}\n\n{len(tables)} of {len(names)} protocols have results.\n\n"
+        title = f"## {args.protocol}{changed}\n\n{len(tables)} of {len(names)} protocols have results.\n\n"
     else:
         (name, rows), = tables.items()
         table = markdown_table(rows, digits=args.digits)
-        title = f"## {name}\n\n{views[name]['description']}\n\n"
+        title = f"## {name}{changed}\n\n{views[name]['description']}\n\n"
     text = (title if args.title else "") + table + "\n"
     if args.output is not None:
         if not args.output.strip():
             raise BenchError("--output: must not be empty")
-        write_output(Path(args.output), text, Path(args.results_dir))
+        write_output(Path(args.output), text, Path(args.results_dir[0]))
     print(text, end="")
     if others and not args.all_configs:
-        print(f"bench: note: {others} result(s) of other configurations or code versions of "
+        print(f"bench: note: {len(others)} result(s) of other configurations or code versions of "
               f"'{args.protocol}' are not shown; --all-configs shows them", file=sys.stderr)
     return 0
 
@@ -76,7 +106,10 @@ def cmd_leaderboard(args) -> int:
 def add_parser(sub) -> None:
     p = sub.add_parser("leaderboard", help="markdown table of mean ± std across seeds")
     p.add_argument("--protocol", required=True, help="protocol name, YAML path, or a table (b2n_cpt, a glob): one row per method, its average")
-    p.add_argument("--results-dir", default="results")
+    p.add_argument("--results-dir", nargs="+", default=["results"],
+                   help="results folders to merge, e.g. one per machine (default: results)")
+    p.add_argument("--set", action="append", default=[], metavar="protocol.PATH=VALUE",
+                   help="the protocol as run with this override, e.g. protocol.backbone.model=RN50 (repeatable)")
     p.add_argument("--output", help="also write the table to this file (e.g. reports/smoke.md)")
     p.add_argument("--digits", type=whole(0, 10), default=2, help="decimal places (default: 2)")
     p.add_argument("--title", action="store_true", help="precede the table with the protocol's name and description")

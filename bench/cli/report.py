@@ -7,7 +7,7 @@ from pathlib import Path
 from bench.core.errors import BenchError
 from bench.core.registry import METHODS
 
-from .common import add_plugin_option, write_output
+from .common import add_plugin_option, protocol_sets, write_output
 from .leaderboard import protocol_view
 
 
@@ -30,7 +30,12 @@ def cmd_report(args) -> int:
         warn(f"{len(results.problems)} unreadable file(s) and {len(results.conflicts)} conflict(s) in all")
     load_all()
     cards = {name: METHODS.get(name).card for name in METHODS.names()}
-    report = build_report(spec, results, protocol_view, __version__, cards)
+    report = build_report(spec, results, protocol_view, __version__, cards, protocol_sets(args.set))
+    if not any(cell.values for cell in report.cells.values()):
+        raise BenchError(f"report '{args.spec}' has no numbers: " + "; ".join(report.unmatched or [
+            "no result matches its rows and columns"]))
+    for line in report.unmatched:
+        warn(line)
     if args.plots is not None:
         from bench.reporting.plots import write_plots
 
@@ -73,6 +78,9 @@ def add_parser(sub) -> None:
     p.add_argument("spec", help="a report in reports/ (e.g. leaderboard, mdpr_cifar100_lt) or a YAML path")
     p.add_argument("--results-dir", nargs="+", default=["results"],
                    help="results folders to merge, e.g. one per machine (default: results)")
+    p.add_argument("--set", action="append", default=[], metavar="protocol.PATH=VALUE",
+                   help="every column's protocol as run with this override, e.g. protocol.backbone.model=ViT-B-32 "
+                        "(repeatable; a column's own `set:` wins)")
     p.add_argument("--format", choices=["md", "latex", "html"], default="md")
     p.add_argument("--output", help="write the main table to this file (or FOLDER/, or a stem) and each companion "
                                     "table (paired tests, Friedman, intervals) to <stem>-<name> beside it")

@@ -9,7 +9,7 @@ from bench import plugins
 from bench.core.errors import BenchError
 from bench.core.registry import METHODS
 
-from .common import add_plugin_option, parse_overrides, whole
+from .common import SET_HELP, add_plugin_option, parse_sets, whole
 
 
 def select(args) -> tuple:
@@ -21,7 +21,8 @@ def select(args) -> tuple:
     from bench.config.protocol import load_protocol
     from bench.engine.runner import RunOptions, Runner
 
-    protocols = [load_protocol(name) for name in names]
+    protocol_sets, method_sets = parse_sets(args.set)
+    protocols = [load_protocol(name, protocol_sets) for name in names]
     methods = METHODS.names() if args.method == ["all"] else list(dict.fromkeys(args.method))
     for name in methods:
         METHODS.get(name)
@@ -33,7 +34,7 @@ def select(args) -> tuple:
         data_root=getattr(args, "data_root", None),
         progress=not getattr(args, "no_progress", True) and sys.stderr.isatty(),
         threads=getattr(args, "threads", None),
-        overrides=with_feature_cache(parse_overrides(args.set), methods, getattr(args, "feature_cache", 0)),
+        overrides=with_feature_cache(method_sets, methods, getattr(args, "feature_cache", 0)),
         retry_failed=getattr(args, "retry_failed", False),
         lease_timeout=args.lease_timeout,
     )
@@ -78,10 +79,12 @@ def finish(names, runners, outcome: Counter) -> int:
     code 1 if a cell failed."""
     from bench.config.catalog import locate, save_view
 
+    from bench.config.overrides import fingerprint
+
     code = plugins.fingerprint()  # read once: a table has dozens of protocols
     for name, runner in zip(names, runners):
         path, cell = locate(name)
-        save_view(path, runner.protocol.view(), cell or "", code)
+        save_view(path, runner.protocol.view(), cell or "", code, fingerprint(runner.protocol.overrides))
     print(summary(outcome), flush=True)
     return 1 if outcome["failed"] else 0
 
@@ -94,7 +97,8 @@ def launched(args, names, runners, methods):
     for runner in runners:
         runner.check_data()
     plugins.export()
-    return Selection(names, methods, args.seeds, runners[0].options, args.method == ["all"])
+    return Selection(names, methods, args.seeds, runners[0].options, args.method == ["all"],
+                     runners[0].protocol.overrides)
 
 
 def run_with_workers(args, names, runners, methods) -> int:
@@ -147,9 +151,7 @@ def add_selection(p, method_required: bool = True) -> None:
     p.add_argument("--method", required=method_required, nargs="+", default=["all"],
                    help="method names, or 'all'" + ("" if method_required else " (default)"))
     p.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the protocol's)")
-    p.add_argument("--set", action="append", default=[], metavar="METHOD.FIELD=VALUE",
-                   help="override a method option or training field, e.g. coop.n_ctx=4, "
-                        "coop.train.lr=0.01 (repeatable)")
+    p.add_argument("--set", action="append", default=[], metavar="METHOD.FIELD=VALUE", help=SET_HELP)
     p.add_argument("--results-dir", default="results", help="where result JSON files go (default: results)")
     p.add_argument("--device", default="auto", help="auto (GPU when available), cpu, cuda, cuda:1, ... "
                                                     "(it decides the precision, which is part of the key)")

@@ -12,11 +12,12 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Dict, List, Optional
 
+from bench.config.overrides import describe as describe_overrides
 from bench.config.recipes import FAMILIES, recipe_table
 from bench.core.errors import BenchError
 from bench.core.registry import METHODS, describe
 
-from .common import add_plugin_option, parse_overrides
+from .common import SET_HELP, add_plugin_option, parse_sets
 
 if TYPE_CHECKING:  # the command imports torch only once the protocol name is known to exist
     from bench.config.protocol import Protocol
@@ -34,6 +35,7 @@ def protocol_lines(protocol: Protocol) -> List[str]:
     train_tf, test_tf = build_transforms(protocol.transforms, planned["image_size"])
     return [
         f"protocol    {protocol.name}: {protocol.description}",
+        *([f"overrides   {describe_overrides(protocol.overrides)}"] if protocol.overrides else []),
         f"family      {protocol.family}: {FAMILIES[protocol.family]}",
         f"dataset     {protocol.dataset_name}  {_fields(protocol.dataset)}",
         f"backbone    {protocol.backbone_name}  {_fields(protocol.backbone)}  "
@@ -99,9 +101,9 @@ def cmd_show(args) -> int:
     locate(args.protocol)  # an unknown name is reported before torch is imported
     from bench.config.protocol import load_protocol
 
-    protocol = load_protocol(args.protocol)
+    protocol_sets, overrides = parse_sets(args.set)
+    protocol = load_protocol(args.protocol, protocol_sets)
     methods = METHODS.names() if not args.method or args.method == ["all"] else list(dict.fromkeys(args.method))
-    overrides = parse_overrides(args.set)
     for name in [*methods, *overrides]:
         METHODS.get(name)
         if name not in methods:
@@ -115,6 +117,7 @@ def add_parser(sub) -> None:
     p.add_argument("protocol", help="protocol name (see `bench list`) or YAML path")
     p.add_argument("--method", nargs="+", help="methods to show (default: all)")
     p.add_argument("--set", action="append", default=[], metavar="METHOD.FIELD=VALUE",
-                   help="show the recipe with this override, as `bench run --set` would run it")
+                   help="show the protocol and recipes with this override, as `bench run --set` would run them: "
+                        + SET_HELP)
     add_plugin_option(p)
     p.set_defaults(func=cmd_show)

@@ -80,11 +80,34 @@ def available_protocols() -> List[str]:
     return names
 
 
+def split_grid_path(name_or_path: str) -> Optional[Tuple[Path, str]]:
+    """``("my/grid.yaml", "grid/eurosat/imb10")`` for a cell of a grid file outside protocols/
+    (``my/grid.yaml/eurosat/imb10``), else None."""
+    for suffix in (".yaml/", ".yml/"):
+        head, sep, rest = name_or_path.partition(suffix)
+        if sep and rest:
+            path = Path(head + suffix[:-1])
+            return path, f"{path.stem}/{rest}"
+    return None
+
+
 def locate(name_or_path: str) -> Tuple[Path, Optional[str]]:
-    """``(YAML file, grid cell name or None)`` of a protocol name from protocols/ or a path."""
+    """``(YAML file, grid cell name or None)`` of a protocol name from protocols/, a path, or a cell
+    of a grid file given by path (``my/grid.yaml/eurosat/imb10``)."""
     candidate = Path(name_or_path)
     if candidate.is_dir():
         raise BenchError(f"protocol '{name_or_path}' is a folder; give a protocol name or a .yaml file")
+    in_file = split_grid_path(name_or_path)
+    if in_file is not None:
+        path, cell = in_file
+        if not path.is_file():
+            raise BenchError(f"protocol file '{path}' does not exist")
+        cells = list(grid_cells(path))
+        if cell not in cells:
+            shown = [cell_reference(path, c) for c in cells]
+            raise BenchError(f"'{path}' has no grid cell '{cell}'{suggest(name_or_path, shown)}"
+                             f"{' (its cells: ' + ', '.join(shown[:3]) + ', ...)' if shown else ' (it is not a grid file)'}")
+        return path, cell
     if candidate.suffix in (".yaml", ".yml") or candidate.is_file():
         if not candidate.is_file():
             raise BenchError(f"protocol file '{name_or_path}' does not exist")
@@ -101,22 +124,36 @@ def locate(name_or_path: str) -> Tuple[Path, Optional[str]]:
                      f"(see `bench list protocols`; a whole table runs with a glob, e.g. 'b2n_lamp/*/imb10')")
 
 
+def cell_reference(path: Path, cell: str) -> str:
+    """How a command names a cell of a grid file given by path: the file, then the cell's labels."""
+    return f"{path}/{cell.partition('/')[2]}"
+
+
 def resolve_path(name_or_path: str) -> Path:
     """The YAML file of a protocol name from protocols/ or a path to a YAML file."""
     return locate(name_or_path)[0]
 
 
 def match_protocols(pattern: str) -> List[str]:
-    """What ``bench run --protocol`` runs: one protocol, every cell of a grid file (its name), or
-    the protocols a glob matches ('b2n_lamp/*/imb10', 'cifar100_lt_ir*')."""
+    """What ``bench run --protocol`` runs: one protocol, every cell of a grid file (shipped or given
+    by path), or the protocols a glob matches ('b2n_lamp/*/imb10', 'cifar100_lt_ir*',
+    'my/grid.yaml/*/imb10')."""
+    in_file = split_grid_path(pattern)
     if any(c in pattern for c in "*?["):
-        hits = [n for n in available_protocols() if fnmatch.fnmatchcase(n, pattern)]
+        names = available_protocols()
+        if in_file is not None and in_file[0].is_file():
+            names = [cell_reference(in_file[0], c) for c in grid_cells(in_file[0])]
+        hits = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
         if not hits:
             raise BenchError(f"no protocol matches '{pattern}' (see `bench list protocols`)")
         return hits
     path, cell = locate(pattern)
-    cells = list(grid_cells(path)) if cell is None and path.parent == protocols_dir() else []
-    return cells or [pattern]
+    if cell is not None:
+        return [pattern]
+    cells = list(grid_cells(path))
+    if path.parent.resolve() == protocols_dir().resolve():
+        return cells or [pattern]
+    return [cell_reference(path, c) for c in cells] or [pattern]
 
 
 def source_files() -> List[Path]:
@@ -200,25 +237,27 @@ def code_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def view_path(protocol_file: Path, name: str = "", plugins: str = "") -> Path:
+def view_path(protocol_file: Path, name: str = "", plugins: str = "", overrides: str = "") -> Path:
     """Where the view of protocol ``name`` (a grid cell; "" for a plain file) of this YAML text is cached;
-    ``plugins`` names the plugins' code (bench.plugins.fingerprint), which the view depends on too."""
-    blob = protocol_file.read_bytes() + name.encode() + code_fingerprint().encode() + plugins.encode()
+    ``plugins`` names the plugins' code (bench.plugins.fingerprint) and ``overrides`` the protocol
+    overrides (bench.config.overrides.fingerprint), which the view depends on too."""
+    blob = (protocol_file.read_bytes() + name.encode() + code_fingerprint().encode() + plugins.encode()
+            + b"\0" + overrides.encode())
     digest = hashlib.sha256(blob).hexdigest()
     return cache_root() / "protocol-views" / f"{digest[:32]}.json"
 
 
-def load_view(protocol_file: Path, name: str = "", plugins: str = "") -> Optional[dict]:
+def load_view(protocol_file: Path, name: str = "", plugins: str = "", overrides: str = "") -> Optional[dict]:
     """The cached view of this exact YAML text and code, or None (a damaged cache is a miss)."""
     try:
-        view = json.loads(view_path(protocol_file, name, plugins).read_text())
+        view = json.loads(view_path(protocol_file, name, plugins, overrides).read_text())
     except (OSError, ValueError):
         return None
     return view if isinstance(view, dict) and {"name", "description", "identity", "references", "seeds"} <= set(view) else None
 
 
-def save_view(protocol_file: Path, view: dict, name: str = "", plugins: str = "") -> None:
+def save_view(protocol_file: Path, view: dict, name: str = "", plugins: str = "", overrides: str = "") -> None:
     try:
-        write_json(view_path(protocol_file, name, plugins), view)
+        write_json(view_path(protocol_file, name, plugins, overrides), view)
     except OSError:  # a read-only cache only costs speed
         pass

@@ -21,8 +21,10 @@ import yaml
 from bench.core.coerce import ENV, check_fields, from_dict, identity
 from bench.core.errors import BenchError, ConfigError, reason
 from bench.core.registry import BACKBONES, BUILT_IN, DATASETS, METHODS, fill_registries, suggest
+from .dataroots import root_for
 from .catalog import available_protocols, locate, protocols_dir, resolve_path  # noqa: F401  (re-exported)
 from .grid import expand
+from .overrides import apply_overrides, describe
 from .recipes import FAMILIES, Resolved, TrainRecipe, resolve
 from .transforms import TransformConfig, transform_identity
 
@@ -101,6 +103,7 @@ class Protocol:
     # own average, e.g. LAMP Table 3's "Avg. (w/o Source)", which includes the source)
     means: Dict[str, List[str]] = field(default_factory=dict)
     label: str = ""  # how tables head its column ("CIFAR-100-LT, IR 100"); empty: its name
+    overrides: Dict[str, Any] = field(default_factory=dict)  # dotted path -> value, from --set protocol.PATH=VALUE
 
     def identity(self) -> dict:
         """Everything protocol-wide that determines results (no paths, no worker
@@ -129,6 +132,7 @@ class Protocol:
             references[name] = {"": dataclasses.asdict(resolved.options), "train": resolved.train_identity()}
         plugins = [name for name in METHODS.names() if METHODS.origin(name) != BUILT_IN]
         view = {"name": self.name, "label": self.label, "description": self.description, "identity": self.identity(),
+                "overrides": self.overrides,
                 "references": references, "seeds": list(self.seeds),
                 "code_versions": {name: METHODS.code_version(name) for name in plugins}}
         return json.loads(json.dumps(view))
@@ -161,8 +165,10 @@ _TOP_LEVEL = ("name", "label", "description", "family", "dataset", "backbone", "
 _EVALUATION_FIELDS = ("name", "dataset", "classes", "group")
 
 
-def load_protocol(name_or_path: str) -> Protocol:
-    """A protocol by name (``cifar100_lt_ir100``, a grid cell ``b2n_lamp/eurosat/imb10``) or YAML path."""
+def load_protocol(name_or_path: str, overrides: Optional[Dict[str, Any]] = None) -> Protocol:
+    """A protocol by name (``cifar100_lt_ir100``, a grid cell ``b2n_lamp/eurosat/imb10``) or YAML path
+    (``my/grid.yaml/eurosat/imb10`` for a cell of a grid file), with ``overrides`` ({dotted path:
+    value}, :mod:`bench.config.overrides`) put in place before it is checked."""
     path, cell = locate(name_or_path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -178,10 +184,17 @@ def load_protocol(name_or_path: str) -> Protocol:
     if isinstance(data, dict) and "grid" in data:
         cells = expand(data, path.stem)
         if cell is None:
-            raise BenchError(f"protocol file '{path}' is a grid of {len(cells)} protocols ({', '.join(list(cells)[:3])}, "
-                             f"...); name one, or run them all with bench run --protocol {path.stem}")
+            shipped = path.parent.resolve() == protocols_dir().resolve()
+            shown = list(cells)[:3] if shipped else [f"{path}/{c.partition('/')[2]}" for c in list(cells)[:3]]
+            raise BenchError(f"protocol file '{path}' is a grid of {len(cells)} protocols ({', '.join(shown)}, "
+                             f"...); name one, or run them all with bench run --protocol {path.stem if shipped else path}")
         data = cells[cell]
-    return parse_protocol(data, path)
+    if overrides:
+        if not isinstance(data, dict):
+            raise BenchError(f"protocol file '{path}': expected a mapping at the top level, got {type(data).__name__}")
+        data = apply_overrides(data, overrides)
+    protocol = parse_protocol(data, path, overrides)
+    return protocol
 
 
 def _component(data: Any, section: str, registry) -> tuple:
@@ -198,6 +211,9 @@ def _component(data: Any, section: str, registry) -> tuple:
             f"unknown {registry.kind} {name!r}{hint} (available: {', '.join(registry.names())})",
         )
     cfg = from_dict(registry.get(name).Config, options, f"protocol.{section}")
+    if registry is DATASETS and "root" not in options:
+        found = root_for(name, cfg)  # the user's data roots file, where the block names no root
+        cfg = dataclasses.replace(cfg, root=found[0]) if found else cfg
     return name, cfg
 
 
@@ -254,9 +270,11 @@ def _evaluations(raw: Any, training: Any) -> List[EvaluationSpec]:
     return specs
 
 
-def parse_protocol(data: Any, path: Optional[Path] = None) -> Protocol:
+def parse_protocol(data: Any, path: Optional[Path] = None, overrides: Optional[Dict[str, Any]] = None) -> Protocol:
     fill_registries()
     where = f"protocol file '{path}'" if path else "protocol"
+    if overrides:
+        where += f" with --set {describe(overrides)}"
     if not isinstance(data, dict):
         raise BenchError(f"{where}: expected a mapping at the top level, got {type(data).__name__}")
     for key in data:
@@ -297,6 +315,7 @@ def parse_protocol(data: Any, path: Optional[Path] = None) -> Protocol:
         backbone_name=backbone_name, backbone=backbone, transforms=transforms, train=train, eval=evaluation,
         seeds=list(seeds), methods={m: dict(block or {}) for m, block in raw_methods.items()}, path=path,
         evaluations=evaluations, means=_means(data.get("means"), evaluations), label=label,
+        overrides=dict(overrides or {}),
     )
     planned = protocol.planned_setup()["image_size"]
     if transforms.size and planned and transforms.size != planned:

@@ -27,6 +27,11 @@ class MissingInput(ConfigError):
     """An option only the user can supply (a knowledge-base file): ``--method all`` leaves the method out."""
 
 
+class Unfit(BenchError):
+    """A method that cannot run on a protocol as configured (a ViT-only method on a ResNet backbone, classes
+    it cannot name): ``--method all`` leaves it out with a note; naming it is this one error."""
+
+
 def one_line(message: str) -> str:
     """``message`` with control characters (newlines, separators) escaped: it prints as one line."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)

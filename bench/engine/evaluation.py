@@ -24,7 +24,7 @@ from bench.config.protocol import Classes, EvalPlan
 from bench.core.errors import BenchError
 from bench.data import DatasetBundle
 from bench.model.method import ClassInfo
-from bench.records.headline import harmonic_mean
+from bench.records.headline import F1, harmonic_mean
 
 
 
@@ -135,6 +135,7 @@ def summarise(spaces: LabelSpaces, results: List[dict], means: Optional[Dict[str
         return results[0]
     evs = spaces.evaluations
     metrics: Dict[str, Optional[float]] = {ev.name: res["metrics"]["all"] for ev, res in zip(evs, results)}
+    f1 = {f"{ev.name}{F1}": res["metrics"]["macro_f1"] for ev, res in zip(evs, results)}
     kinds = {ev.kind: res["metrics"] for ev, res in zip(evs, results)}
     if "base" in kinds and "new" in kinds and [ev.kind for ev in evs].count("base") == 1:
         base, new = kinds["base"], kinds["new"]
@@ -142,14 +143,22 @@ def summarise(spaces: LabelSpaces, results: List[dict], means: Optional[Dict[str
                         "base_macro_f1": base["macro_f1"], "new_macro_f1": new["macro_f1"],
                         "hm_macro_f1": harmonic_mean(base["macro_f1"], new["macro_f1"])})
     for group in dict.fromkeys(ev.group for ev in evs if ev.group):
-        metrics[f"{group}_mean"] = statistics.fmean(
-            res["metrics"]["all"] for ev, res in zip(evs, results) if ev.group == group)
+        members = [ev.name for ev in evs if ev.group == group]
+        metrics[f"{group}_mean"] = statistics.fmean(metrics[m] for m in members)
+        f1[f"{group}_mean{F1}"] = mean_or_none([f1[f"{m}{F1}"] for m in members])
     for name, members in (means or {}).items():  # a protocol's own averages (protocol.means)
         metrics[name] = statistics.fmean(metrics[m] for m in members)
+        f1[f"{name}{F1}"] = mean_or_none([f1[f"{m}{F1}"] for m in members])
+    if not any(ev.kind == "new" for ev in evs):  # base-to-new records keep their base/new/HM F1s alone
+        metrics.update(f1)
     first = results[0]
     metrics.update({g: first["metrics"].get(g) for g in ("many", "medium", "few")})
     return {"metrics": metrics, "per_class_accuracy": per_class(evs, results),
             "group_sizes": first["group_sizes"], "num_test": sum(res["num_test"] for res in results)}
+
+
+def mean_or_none(values: List[Optional[float]]) -> Optional[float]:
+    return None if any(v is None for v in values) else statistics.fmean(values)
 
 
 def per_class_counts(evs: List[Evaluation]) -> List[int]:

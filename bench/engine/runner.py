@@ -25,10 +25,11 @@ import open_clip
 import torch
 
 from bench.config.catalog import cache_root
+from bench.config.overrides import reference
 from bench.config.protocol import Protocol, check_seeds
 from bench.config.recipes import EVAL_FIELDS, Resolved
 from bench.core.coerce import identity
-from bench.core.errors import BenchError, MissingInput, one_line
+from bench.core.errors import BenchError, MissingInput, Unfit, one_line
 from bench.core.registry import BACKBONES, DATASETS, METHODS
 from bench.data import DatasetBundle, TransformedDataset
 from bench.model.transforms import build_transforms, describe
@@ -85,6 +86,12 @@ def method_identity(name: str, options) -> dict:
     fields = identity(options)
     inputs = METHODS.get(name).key_inputs(options)
     return {**fields, "inputs": inputs} if inputs else fields
+
+
+def describe_evaluation(ev: Evaluation) -> str:
+    """What an evaluation is, for a line that says why a method cannot run it."""
+    kinds = {"xd": "a cross-dataset target", "dg": "a domain-generalization target"}
+    return kinds.get(ev.group, f"{ev.kind} classes" + (f", group {ev.group}" if ev.group else ""))
 
 
 def seed_everything(seed: int) -> None:
@@ -150,17 +157,27 @@ class Runner:
             method = METHODS.get(cell.method)(backbone, spaces.train_info, cell.resolved.options)
         except MissingInput as err:
             return self.left_out(cell, str(err), err, skip_unfit)
+        except Unfit as err:
+            return self.left_out(cell, str(err), Unfit(f"{cell.method} cannot run on {self.shown_name}: {err}"),
+                                 skip_unfit)
         for ev in spaces.evaluations:
             try:
                 method.use_label_space(ev.info)
             except BenchError as err:
-                return self.left_out(cell, f"evaluation '{ev.name}': {err}", err, skip_unfit)
+                why = f"evaluation '{ev.name}' ({describe_evaluation(ev)}): {err}"
+                return self.left_out(cell, why, Unfit(f"{cell.method} cannot run on {self.shown_name}: {why}"),
+                                     skip_unfit)
         return True
+
+    @property
+    def shown_name(self) -> str:
+        """The protocol as logs name it: with its overrides (``places_lt [backbone.model=RN50]``)."""
+        return reference(self.protocol.name, self.protocol.overrides)
 
     def left_out(self, cell: Cell, why: str, err: BenchError, skip_unfit: bool) -> bool:
         if not skip_unfit:
             raise err
-        self.log(f"bench: note: {cell.method} is left out of {self.protocol.name}: {why}")
+        self.log(f"bench: note: {cell.method} is left out of {self.shown_name}: {why}")
         return False
 
     def run(self, methods: List[str], seeds: Optional[List[int]] = None, skip_unfit: bool = False) -> List[dict]:

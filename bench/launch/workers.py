@@ -11,7 +11,7 @@ from __future__ import annotations
 import concurrent.futures
 import multiprocessing
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, Iterable, List, Optional
 
 POLL = 5.0  # seconds between looks at cells other workers hold
@@ -26,6 +26,7 @@ class Selection:
     seeds: Optional[List[int]]
     options: object  # bench.engine.runner.RunOptions
     skip_unfit: bool = False
+    protocol_overrides: Dict[str, object] = field(default_factory=dict)  # --set protocol.PATH=VALUE
 
 
 def device_list(devices: str, workers: int) -> List[str]:
@@ -80,7 +81,7 @@ def work(selection: Selection, device: str, index: int, workers: int) -> List[tu
     for name in selection.names:
         options = replace(selection.options, device=device, wait=POLL, threads=threads, start=index / workers,
                           cpu_share=workers)
-        runner = Runner(load_protocol(name), options, log=lambda line, i=index: print(f"[w{i}] {line}", flush=True))
+        runner = Runner(load_protocol(name, selection.protocol_overrides), options, log=lambda line, i=index: print(f"[w{i}] {line}", flush=True))
         runner.run(selection.methods, selection.seeds, skip_unfit=selection.skip_unfit)
         outcome += runner.cell_outcomes.items()
     return outcome

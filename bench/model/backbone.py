@@ -42,10 +42,15 @@ class OpenClipConfig:
     # MLP activation: null takes the pretrained tag's (QuickGELU for every openai
     # tag); a checkpoint file must say (OpenAI-trained weights need true).
     quick_gelu: Optional[bool] = None
+    # Random weights (pretrained: null) are drawn from this seed, so equal result keys mean equal weights.
+    init_seed: int = field(default=0, metadata={"min": 0, "max": 2**63 - 1})
     cache_dir: Optional[str] = field(default=None, metadata=ENV)
 
     def validate(self, where: str) -> None:
         check_model_name(self.model, f"{where}.model")
+        if self.pretrained and self.init_seed:
+            raise ConfigError(f"{where}.init_seed", "seeds random weights only (pretrained: null); "
+                              f"'{self.pretrained}' weights are loaded, not drawn")
         if not self.pretrained or ":" in self.model:  # random weights, or hf-hub:/local-dir: names
             return
         tag = open_clip.pretrained.get_pretrained_cfg(self.model, self.pretrained)
@@ -197,20 +202,22 @@ def check_model_name(name: str, where: str = "") -> None:
 
 
 def create_open_clip(name: str, pretrained: Optional[str], device: str = "cpu", cache_dir: Optional[str] = None,
-                     quick_gelu: Optional[bool] = None):
-    """``(model, tokenizer)`` with the activation the weights were trained with; load failures as BenchError."""
+                     quick_gelu: Optional[bool] = None, init_seed: int = 0):
+    """``(model, tokenizer)`` with the activation the weights were trained with; random weights
+    (``pretrained`` None) drawn from ``init_seed``; load failures as one BenchError line."""
     check_model_name(name)
     quick_gelu = quick_gelu if quick_gelu is not None else needs_quick_gelu(name, pretrained)
     logger = logging.getLogger()
     level = logger.level
-    if pretrained is None:  # random weights on purpose: skip open_clip's warning
-        logger.setLevel(logging.ERROR)
+    logger.setLevel(logging.CRITICAL)  # random weights warn; missing weights log an ERROR: our one line says it
     try:
-        model = open_clip.create_model(
-            name, pretrained=pretrained, cache_dir=cache_dir, device=device, force_quick_gelu=quick_gelu
-        )
+        with torch.random.fork_rng(devices=[]):  # the global generator is left as it was
+            torch.manual_seed(init_seed)
+            model = open_clip.create_model(
+                name, pretrained=pretrained, cache_dir=cache_dir, device="cpu", force_quick_gelu=quick_gelu
+            ).to(device)
     except Exception as err:  # weights download/load failures come in many types
-        raise BenchError(f"could not load open_clip '{name}' with pretrained={pretrained!r}: {reason(err)}") from None
+        raise load_error(name, pretrained, cache_dir, err) from None
     finally:
         logger.setLevel(level)
     # False defers to the config, so a "-quickgelu" model name keeps its QuickGELU.
@@ -218,6 +225,31 @@ def create_open_clip(name: str, pretrained: Optional[str], device: str = "cpu", 
     if expected and activation_of(model) != expected:  # e.g. open_clip ignored force_quick_gelu
         raise BenchError(f"open_clip built '{name}' with {activation_of(model)}, but '{pretrained}' needs {expected}")
     return model, open_clip.get_tokenizer(name)
+
+
+def load_error(name: str, pretrained: Optional[str], cache_dir: Optional[str], err: Exception) -> BenchError:
+    """One complete line: what failed, where the weights are looked for, how to point at a local file."""
+    tag = open_clip.pretrained.get_pretrained_cfg(name, pretrained) if pretrained else {}
+    if not tag:  # random weights, or a checkpoint file
+        return BenchError(f"could not load open_clip '{name}' with pretrained={pretrained!r}: {reason(err)}")
+    hub = tag.get("hf_hub", "").rstrip("/")
+    where = (f"the Hugging Face cache ({hf_cache(cache_dir)}) as '{hub}'" if hub
+             else f"{cache_dir or '~/.cache/clip'} (from {tag.get('url') or 'its URL'})")
+    return BenchError(f"open_clip '{name}' weights '{pretrained}' are not in {where} and could not be downloaded "
+                      f"({type(err).__name__}); download them once with network access, or point the protocol at "
+                      f"a local copy{f' of open_clip_model.safetensors from huggingface.co/{hub}' if hub else ''}: "
+                      f"--set protocol.backbone.pretrained=/path/to/open_clip_model.safetensors "
+                      f"--set protocol.backbone.quick_gelu={'true' if tag.get('quick_gelu') else 'false'}")
+
+
+def hf_cache(cache_dir: Optional[str]) -> str:
+    if cache_dir:
+        return cache_dir
+    import os
+
+    home = os.environ.get("HF_HUB_CACHE") or os.path.join(
+        os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface"), "hub")
+    return home
 
 
 @BACKBONES.register("open_clip")
@@ -228,7 +260,8 @@ class OpenClip:
 
     @staticmethod
     def build(cfg: OpenClipConfig, device: str = "cpu") -> ClipBackbone:
-        return ClipBackbone(*create_open_clip(cfg.model, cfg.pretrained, device, cfg.cache_dir, cfg.quick_gelu))
+        return ClipBackbone(*create_open_clip(cfg.model, cfg.pretrained, device, cfg.cache_dir, cfg.quick_gelu,
+                                              cfg.init_seed))
 
     @staticmethod
     def planned_setup(cfg: OpenClipConfig) -> dict:

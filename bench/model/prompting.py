@@ -30,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from open_clip.transformer import VisionTransformer
 
-from bench.core.errors import BenchError, ConfigError
+from bench.core.errors import BenchError, ConfigError, Unfit
 from .shortcuts import ACTIVE as SHORTCUTS
 
 
@@ -50,10 +50,10 @@ def vision_tower(backbone) -> VisionTransformer:
     """The image tower, if deep prompts can enter it: a ViT that pools its class token."""
     visual = backbone.model.visual
     if not isinstance(visual, VisionTransformer):
-        raise BenchError(f"vision prompts need an open_clip VisionTransformer image tower, "
-                         f"not {type(visual).__name__}; use a ViT backbone")
+        raise Unfit(f"its vision prompts need an open_clip VisionTransformer image tower, "
+                    f"not {type(visual).__name__}; use a ViT backbone (e.g. ViT-B-16)")
     if visual.attn_pool is not None or visual.pool_type != "tok":
-        raise BenchError("vision prompts need a ViT that pools its class token (OpenAI CLIP ViTs do); "
+        raise Unfit("vision prompts need a ViT that pools its class token (OpenAI CLIP ViTs do); "
                          f"this one pools '{visual.pool_type or visual.attn_pool_type}'")
     return visual
 

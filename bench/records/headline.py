@@ -18,6 +18,13 @@ HEADLINES = ("all", "hm")  # what a table ranks by and a log line shows: All, or
 
 
 HIDDEN = ("base_macro_f1", "new_macro_f1")  # in the record, summarised by HM-F1 in tables
+F1 = "_macro_f1"  # an evaluation's (or a mean's) macro-F1: "<name>_macro_f1"; leaderboards show accuracy only
+
+
+def shown_by_default(metric: str) -> bool:
+    """Whether a leaderboard shows ``metric`` as a column: not the per-evaluation macro-F1s (report
+    specs name them: LAMP Tables 3-4 print accuracy and macro-F1)."""
+    return metric not in HIDDEN and (metric in ("macro_f1", "hm_macro_f1") or not metric.endswith(F1))
 
 
 def headline_metric(metrics: Dict[str, Any], order: Sequence[str] = ()) -> Optional[str]:

@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from bench.records.headline import COSTS, HIDDEN, harmonic_mean, headline_metric
+from bench.records.headline import COSTS, F1, harmonic_mean, headline_metric, shown_by_default
 
 # (record key, column title) in display order; a column shows if any row has it.
 COLUMNS: List[Tuple[str, str]] = [
@@ -83,7 +83,7 @@ def table_columns(rows: List[Row]) -> List[Tuple[str, str]]:
     present = list(dict.fromkeys(k for r in rows for k in r.values if r.stat(k)))
     known = dict(COLUMNS)
     order = list(dict.fromkeys(name for r in rows for name in r.order))
-    extra = sorted((k for k in present if k not in known and k not in HIDDEN),
+    extra = sorted((k for k in present if k not in known and shown_by_default(k)),
                    key=lambda k: (order.index(k) if k in order else len(order), k))
     extra = [(k, metric_title(k)) for k in extra]
     static = [(k, title) for k, title in COLUMNS if k in present]
@@ -95,6 +95,8 @@ def metric_title(metric: str) -> str:
     known = {**dict(COLUMNS), **COSTS}
     if metric in known:
         return known[metric]
+    if metric.endswith(F1):  # an evaluation's macro-F1: "XD mean F1", "eurosat F1"
+        return f"{metric_title(metric[:-len(F1)])} F1"
     if metric.endswith("_with_source"):  # a protocol's own average over its groups and the source
         return f"{metric[:-12].upper()} mean with source"
     return f"{metric[:-5].upper()} mean" if metric.endswith("_mean") else metric
@@ -218,3 +220,28 @@ def across_protocols(tables: Dict[str, List[Row]], digits: int = 2) -> str:
         cells += [format_value(a, digits) for a in averages]
         lines.append("| " + " | ".join([label] + cells) + " |")
     return "\n".join(lines)
+
+
+def why_not_current(records: List[dict], views: Dict[str, dict], version: Optional[str] = None,
+                    shown: int = 3) -> str:
+    """Why results found for the protocols of ``views`` are not the current ones: how many differ in
+    which protocol fields (with the ``--set`` that selects them) or carry another code version."""
+    from collections import Counter
+
+    reasons: Counter = Counter()
+    for record in records:
+        view = views.get(record["protocol"]) or next(iter(views.values()))
+        changed = differences(record.get("config", {}).get("protocol", {}), view["identity"])
+        if changed:
+            reasons["protocol " + ", ".join(changed)] += 1
+        elif version is not None and record.get("code_version") != current_version(
+                record["method"], version, view.get("code_versions")):
+            reasons[f"code version {record.get('code_version')} (this is {version}: run them again)"] += 1
+        else:
+            reasons["another code version or method setting"] += 1
+    parts = [f"{n} with {why}" for why, n in reasons.most_common(shown)]
+    more = len(reasons) - shown
+    return (f"found {len(records)} result(s) of other configurations: {'; '.join(parts)}"
+            + (f"; and {more} other difference(s)" if more > 0 else "")
+            + ("; select a protocol configuration with --set protocol.PATH=VALUE" if any(
+                w.startswith("protocol ") for w in reasons) else ""))

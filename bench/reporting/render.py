@@ -61,7 +61,7 @@ def column_titles(report: Report) -> List[Tuple[str, str]]:
 def caption(report: Report, fmt: str) -> str:
     """The short caption: the spec's title and what the numbers and marks are."""
     seeds = sorted({s for p in report.protocols for s in report.seeds[p]})
-    return CAPTION.render(title=plain_text(fmt)(report.spec.title), s=SYMBOLS[fmt],
+    return CAPTION.render(title=plain_text(fmt)(report.title), s=SYMBOLS[fmt],
                           seeds=f"{len(seeds)} seeds ({', '.join(map(str, seeds))})")
 
 
@@ -257,7 +257,7 @@ def render_files(report: Report, fmt: str, fit: Optional[str] = None, standalone
         return render_latex(report, text, style, extra, notes, caption(report, "latex"), table_notes(report, "latex"),
                             fit, standalone, split)
     if fmt == "html":
-        page = [report.spec.title, text, style]
+        page = [report.title, text, style]
         tail = [notes, caption(report, "html"), table_notes(report, "html", "rows")]
         if not split:
             return {"": render_html(*page, extra, *tail)}
@@ -288,7 +288,7 @@ def render_markdown(report: Report, text, style, extra, notes) -> str:
     if shown.columns.nlevels > 1:
         shown.columns = [" ".join(filter(None, c)) for c in shown.columns]
     shown.columns = [escape_markdown(title) for title in shown.columns]
-    parts = [f"## {escape_markdown(report.spec.title)}", "", shown.to_markdown(disable_numparse=True), "",
+    parts = [f"## {escape_markdown(report.title)}", "", shown.to_markdown(disable_numparse=True), "",
              caption(report, "md"), "", table_notes(report, "md")]
     parts += ["\n" + markdown_companion(title, frame) for title, frame in extra.items()]
     if notes:

@@ -11,11 +11,13 @@ protocol is *incomplete*: its numbers are shown but it is not ranked, marked or 
 """
 from __future__ import annotations
 
+import re
 import statistics
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 from bench.config.catalog import match_protocols
+from bench.config.overrides import reference
 from bench.core.errors import BenchError
 from bench.records.headline import LOWER_IS_BETTER, headline_metric
 from .leaderboard import current_version, differences, flatten, mean_std
@@ -36,6 +38,7 @@ class Column:
     metrics: Optional[List[str]] = None  # None: the spec's
     pattern: str = ""  # a mean's glob: the paper's own Avg is filed under it on method cards
     label: str = ""  # its header: the spec's label, or the protocol's (empty: a part of its name)
+    sources: Dict[str, Tuple[str, dict]] = field(default_factory=dict)  # member -> (protocol, overrides)
 
     @property
     def is_mean(self) -> bool:
@@ -81,6 +84,8 @@ class Report:
     paper_notes: List[str] = field(default_factory=list)  # the method cards' notes on the paper numbers shown
     row_labels: Dict[str, str] = field(default_factory=dict)  # row name -> how tables name it
     empty: set = field(default_factory=set)  # (protocol, metric) with no number by construction (IR10's few)
+    unmatched: List[str] = field(default_factory=list)  # why columns without a number have none
+    title: str = ""  # the spec's title, naming the backbones that ran (:func:`titled`)
 
     @property
     def protocols(self) -> List[str]:  # the column groups' names, in order
@@ -135,16 +140,23 @@ def check_settings(row: RowSpec, views: List[dict]) -> None:
                     raise BenchError(f"report row '{row.name}': {key} takes a number, got {value!r}") from None
 
 
-def expand_columns(spec: ReportSpec) -> List[Column]:
-    """The column groups of a spec: a group per matched protocol, one per ``mean_of``."""
+def expand_columns(spec: ReportSpec, sets: Optional[dict] = None) -> List[Column]:
+    """The column groups of a spec: a group per matched protocol, one per ``mean_of``; a protocol run
+    with overrides (the column's ``set``, on top of ``sets`` from the command line) is its own member,
+    named ``places_lt [backbone.model=RN50]``."""
     groups: Dict[str, Column] = {}
     for column in spec.columns:
-        names = match_protocols(column.pattern)
-        if column.mean_of is None and column.label and len(names) > 1:
+        found = match_protocols(column.pattern)
+        if column.mean_of is None and column.label and len(found) > 1:
             raise BenchError(f"report column '{column.pattern}': a label heads one protocol; the columns of a glob "
                              "are headed by each protocol's own label")
-        made = ([Column(column.name, names, column.metrics, column.mean_of)] if column.mean_of is not None
-                else [Column(name, [name], column.metrics, label=column.label or "") for name in names])
+        overrides = {**(sets or {}), **column.set}
+        sources = {reference(name, overrides): (name, overrides) for name in found}
+        names = list(sources)
+        made = ([Column(column.name, names, column.metrics, column.mean_of, sources=sources)]
+                if column.mean_of is not None else
+                [Column(name, [name], column.metrics, label=column.label or "", sources={name: sources[name]})
+                 for name in names])
         for group in made:
             if group.name in groups and (group.is_mean or groups[group.name].is_mean) or group.name == MEAN:
                 raise BenchError(f"report column '{group.name}' is named twice (give the mean_of column a label)")
@@ -165,42 +177,74 @@ def needed_metrics(groups: List[Column], metrics: Dict[str, List[str]]) -> Dict[
     return needed
 
 
-def build_report(spec: ReportSpec, results, view_of: Callable[[str], dict], version: str,
-                 cards: Mapping[str, object]) -> Report:
+def build_report(spec: ReportSpec, results, view_of: Callable[..., dict], version: str,
+                 cards: Mapping[str, object], sets: Optional[dict] = None) -> Report:
+    """The report of ``spec`` over ``results``; ``view_of(protocol, overrides)`` gives a protocol's view,
+    ``sets`` are protocol overrides for every column (``bench report --set protocol.PATH=VALUE``)."""
     table = results.table
     if table.empty:
         raise BenchError("the results folder holds no readable results; run `bench run` first")
-    groups = expand_columns(spec)
+    groups = expand_columns(spec, sets)
+    sources = {p: source for group in groups for p, source in group.sources.items()}
     protocols = list(dict.fromkeys(p for group in groups for p in group.members))
-    views = {p: view_of(p) for p in protocols}
+    views = {p: view_of(*sources[p]) for p in protocols}
+    by_name = {views[p]["name"]: views[p] for p in protocols}  # results name protocols by name
     seeds = {p: list(spec.seeds or views[p]["seeds"]) for p in protocols}
-    ours = table[table["protocol"].isin(protocols)]
-    current = ours[ours["code_version"] == [current_version(m, version, views[p].get("code_versions"))
+    ours = table[table["protocol"].isin(list(by_name))]
+    current = ours[ours["code_version"] == [current_version(m, version, by_name[p].get("code_versions"))
                                             for p, m in zip(ours["protocol"], ours["method"])]]
     if current.empty:
         raise BenchError(f"no results of {', '.join(protocols[:3])}{', ...' if len(protocols) > 3 else ''} "
-                         f"at code version {version}; run them with `bench run`")
+                         f"at code version {version}{found_elsewhere(ours, by_name, version)}; run them with `bench run`")
     # only the report's seeds count (a spec's `seeds`, or the protocol's), for ranking rows and for cells
-    allowed = {p: set(s) for p, s in seeds.items()}
+    allowed: Dict[str, set] = {}
+    for p, s in seeds.items():
+        allowed.setdefault(views[p]["name"], set()).update(s)
     current = current[[seed in allowed[p] for p, seed in zip(current["protocol"], current["seed"])]]
-    records = dict(iter(current.groupby(["protocol", "method"], sort=False)))  # (protocol, method) -> frame
-    metrics = {g.name: pick_metrics(g.metrics or spec.metrics, current[current["protocol"].isin(g.members)], g.name)
+    records = dict(iter(current.groupby(["protocol", "method"], sort=False)))  # (protocol name, method) -> frame
+    metrics = {g.name: pick_metrics(g.metrics or spec.metrics,
+                                    current[current["protocol"].isin([views[p]["name"] for p in g.members])], g.name)
                for g in groups}
     needed = needed_metrics(groups, metrics)
-    rows = select_rows(spec, records, views, cards, needed)
+    rows = select_rows(spec, records, views, cards, needed, lambda: found_elsewhere(ours, by_name, version))
     if spec.reference is not None and spec.reference not in [r.name for r in rows]:
         raise BenchError(f"reference '{spec.reference}' is not one of the report's rows")
     seeds.update({g.name: sorted({s for p in g.members for s in seeds[p]}) for g in groups if g.is_mean})
-    report = Report(spec, rows, groups, metrics, needed, seeds, {}, {})
+    report = Report(spec, rows, groups, metrics, needed, seeds, {}, {}, title=titled(spec.title, views))
     for group in groups:  # headers: the spec's label, else the protocol's own
         group.label = group.label or (group.name if group.is_mean else views[group.name].get("label", ""))
     report.row_labels = {row.name: row_label(row, cards.get(row.method)) for row in rows}
     fill_cells(report, records, views, cards)
+    report.unmatched = unmatched_columns(report, ours, views, version)
     fill_mean_columns(report, views, cards)
     report.paper_notes = paper_notes(report, views, cards)
     add_means(report)
     rank_and_test(report)
     return report
+
+
+PAPERS_BACKBONE = "CLIP ViT-B/16"  # what the papers' tables ran; a title says so only when it differs
+
+
+def backbone_name(identity: dict) -> str:
+    """``CLIP ViT-B/16`` (OpenAI weights), ``ViT-B/32 (laion2b_s34b_b79k)``, ``RN50, random weights``."""
+    block = identity.get("backbone")
+    if not isinstance(block, dict):
+        return ""
+    model = re.sub(r"^(ViT-[A-Za-z]+)-(\d+)", r"\1/\2", str(block.get("model", block.get("name", "?"))))
+    if block.get("name") != "open_clip":
+        return f"{str(block.get('name', '?')).replace('_', ' ')} {model}"
+    tag = block.get("pretrained")
+    return f"CLIP {model}" if tag == "openai" else f"{model}, random weights" if tag is None else f"{model} ({tag})"
+
+
+def titled(title: str, views: Dict[str, dict]) -> str:
+    """``title`` with ``{backbone}`` replaced by the backbones its protocols ran; a title without the
+    placeholder names them at its end when they are not the papers' CLIP ViT-B/16."""
+    names = ", ".join(dict.fromkeys(filter(None, (backbone_name(v["identity"]) for v in views.values()))))
+    if "{backbone}" in title:
+        return title.replace("{backbone}", names or "?")
+    return title if names in ("", PAPERS_BACKBONE) else f"{title} ({names})"
 
 
 def row_label(row: RowSpec, card) -> str:
@@ -212,13 +256,13 @@ def row_label(row: RowSpec, card) -> str:
     return f"{method} ({settings})" if settings else method
 
 
-def select_rows(spec: ReportSpec, records, views: Dict[str, dict], cards, metrics) -> List[RowSpec]:
+def select_rows(spec: ReportSpec, records, views: Dict[str, dict], cards, metrics,
+                elsewhere: Callable[[], str] = str) -> List[RowSpec]:
     if spec.rows == "all":
         found = rows_with_results(records, views, metrics)
         if not found:
             raise BenchError(f"no method has results of the current configuration of {', '.join(list(views)[:3])}"
-                             f"{', ...' if len(views) > 3 else ''}; `bench leaderboard --protocol P --all-configs` "
-                             "lists results of other configurations")
+                             f"{', ...' if len(views) > 3 else ''}{elsewhere()}")
         return found
     for row in spec.rows:
         if row.method not in cards:
@@ -235,10 +279,12 @@ def rows_with_results(records, views: Dict[str, dict], metrics) -> List[RowSpec]
     """``rows: all``: each method with results of the current configuration somewhere, best first
     by the mean of each protocol's first metric."""
     scores: Dict[str, List[float]] = {}
-    for (protocol, method), frame in records.items():
-        values = list(seed_values(selected(frame, views[protocol], RowSpec(method)), metrics[protocol][0]).values())
-        if values:
-            scores.setdefault(method, []).append(statistics.fmean(values))
+    for protocol, view in views.items():
+        for (name, method), frame in records.items():
+            values = list(seed_values(selected(frame, view, RowSpec(method)), metrics[protocol][0]).values()) \
+                if name == view["name"] else []
+            if values:
+                scores.setdefault(method, []).append(statistics.fmean(values))
     return [RowSpec(m) for m in sorted(scores, key=lambda m: (-statistics.fmean(scores[m]), m))]
 
 
@@ -258,11 +304,11 @@ def pick_metrics(wanted: Optional[List[str]], records, column: str) -> List[str]
 
 
 def fill_cells(report: Report, records, views: Dict[str, dict], cards) -> None:
-    report.empty = empty = empty_metrics(report, records)
+    report.empty = empty = empty_metrics(report, records, views)
     for row in report.rows:
         lacking = []
         for protocol, metrics in report.read.items():
-            chosen = selected(records.get((protocol, row.method)), views[protocol], row)
+            chosen = selected(records.get((views[protocol]["name"], row.method)), views[protocol], row)
             paths = {} if chosen is None else dict(zip(chosen["seed"].tolist(), chosen["path"].tolist()))
             for metric in metrics:
                 cell = Cell(seed_values(chosen, metric),
@@ -278,12 +324,41 @@ def fill_cells(report: Report, records, views: Dict[str, dict], cards) -> None:
             report.incomplete[row.name] = lacking
 
 
-def empty_metrics(report: Report, records) -> set:
+def empty_metrics(report: Report, records, views: Dict[str, dict]) -> set:
     """``(protocol, metric)`` pairs no record of the protocol has a number for (IR10's few): a cell
     there is empty by construction, not a missing seed."""
     return {(protocol, metric) for protocol, metrics in report.read.items() for metric in metrics
             if not any(frame[metric].notna().any() for (p, _), frame in records.items()
-                       if p == protocol and metric in frame.columns)}
+                       if p == views[protocol]["name"] and metric in frame.columns)}
+
+
+def found_elsewhere(frame, views: Dict[str, dict], version: str) -> str:
+    """``"; found 12 result(s) of other configurations: ..."`` for results of these protocols that a
+    report does not read, or ""."""
+    from .leaderboard import why_not_current
+
+    if frame.empty:
+        return ""
+    records = [{"protocol": p, "method": m, "code_version": v, "config": c}
+               for p, m, v, c in zip(frame["protocol"], frame["method"], frame["code_version"], frame["config"])]
+    return "; " + why_not_current(records, views, version)
+
+
+def unmatched_columns(report: Report, ours, views: Dict[str, dict], version: str) -> List[str]:
+    """A line for each protocol of the report no row has a number for although results of it exist
+    (another configuration, another code version): why they do not match."""
+    lines = []
+    for protocol in report.read:
+        if any(report.cells[(row.name, protocol, m)].values for row in report.rows for m in report.read[protocol]):
+            continue
+        name = views[protocol]["name"]
+        frame = ours[ours["protocol"] == name]
+        view = views[protocol]
+        frame = frame[[not (matches(c, view, RowSpec(m)) and v == current_version(m, version, view.get("code_versions")))
+                       for c, m, v in zip(frame["config"], frame["method"], frame["code_version"])]]
+        lines.append(f"{protocol}: no numbers{found_elsewhere(frame, {name: views[protocol]}, version)}" if len(frame)
+                     else f"{protocol}: no numbers; the results folders hold no result of protocol '{name}'")
+    return lines
 
 
 def selected(frame, view: dict, row: RowSpec):

@@ -13,7 +13,9 @@ A column may instead average protocols, seed by seed, as papers' "Avg" columns d
 
     columns: [{mean_of: 'b2n_cpt/*/tau0.25', metrics: [hm], label: B2N HM}, xd_dg_cpt/tau0.25]
 
-and any column may name its own ``metrics``.  ``rows: all`` takes every method with results.  A row's ``set`` selects the results run with
+and any column may name its own ``metrics``, and protocol overrides as ``--set protocol.PATH=VALUE`` gives
+them (``{protocols: places_lt, set: {backbone.model: RN50}, label: RN50}``; the column reads the
+results run with them).  A protocol may be a YAML path, or a cell of a grid file given by path.  ``rows: all`` takes every method with results.  A row's ``set`` selects the results run with
 those ``--set`` values (``lamp.use_lbo=false`` is ``{use_lbo: false}``, ``coop.train.lr=0.01`` is
 ``{train.lr: 0.01}``).  The paper's numbers of such a row come from the method card's ablation
 table named by ``reported_from`` (``reported_from: "LAMP Table 7"``), or from its own ``reported``.
@@ -39,10 +41,18 @@ class ColumnSpec:
     mean_of: Optional[str] = None  # a glob or table: one column group, the per-seed mean of its protocols
     metrics: Optional[List[str]] = None  # default: the spec's metrics
     label: Optional[str] = None  # the header: of one protocol (default: its label), of a mean_of ("mean of <glob>")
+    set: Dict[str, object] = field(default_factory=dict)  # protocol overrides: {backbone.model: RN50}
 
     def validate(self, where: str) -> None:
+        from bench.config.overrides import check_path
+
         if (self.protocols is None) == (self.mean_of is None):
             raise ConfigError(where or "columns", "give a column either 'protocols' or 'mean_of'")
+        for path in self.set:
+            try:
+                check_path(path)
+            except BenchError as err:
+                raise ConfigError(f"{where}.set", str(err).replace("--set 'protocol.", "'")) from None
         if self.metrics is not None and not self.metrics:
             raise ConfigError(where or "columns", "name at least one metric, or leave 'metrics' out")
 

@@ -1,0 +1,78 @@
+"""Where the datasets live on this machine: one user file maps dataset names to folders, so every
+protocol finds ImageNet, the CoOp datasets and Places wherever they are, without ``--data-root``.
+
+The file is ``$BENCH_DATA_ROOTS`` if set, else ``$XDG_CONFIG_HOME/lt-prompt-bench/data.yaml``
+(``~/.config/lt-prompt-bench/data.yaml``)::
+
+    coop: /datasets/coop                 # every CoOp dataset (CoOp's $DATA layout: imagenet/, eurosat/, ...)
+    imagenet: /fast/imagenet-coop        # one CoOp dataset elsewhere (a name of `bench data list`)
+    imagenet_lt: /datasets/ILSVRC2012
+    places_lt: /datasets/places365_standard
+    cifar100_lt: /datasets/cifar
+
+A dataset block's own ``root`` (in the YAML, or ``--set protocol.dataset.root=...``) and ``--data-root``
+win over the file; the file wins over the dataset's default::
+
+    root_for("coop", CoOpConfig(dataset="eurosat"))   # ("/datasets/coop", "coop") with the file above
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+
+import yaml
+
+from bench.core.errors import BenchError, reason
+
+ENV_VAR = "BENCH_DATA_ROOTS"
+_read: Dict[Tuple[str, int, int], Dict[str, str]] = {}  # (path, mtime, size) -> its mapping
+
+
+def roots_file() -> Path:
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR]).expanduser()
+    config = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    return Path(config) / "lt-prompt-bench" / "data.yaml"
+
+
+def data_roots() -> Dict[str, str]:
+    """The file's ``{dataset name: folder}``; {} when there is none (a named file that is missing is an error)."""
+    path = roots_file()
+    try:
+        stat = path.stat()
+    except OSError:
+        if os.environ.get(ENV_VAR):
+            raise BenchError(f"${ENV_VAR} names '{path}', which does not exist; create it (dataset: folder per line) "
+                             f"or unset ${ENV_VAR}") from None
+        return {}
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    if key not in _read:
+        _read[key] = parse_roots(path)
+    return _read[key]
+
+
+def parse_roots(path: Path) -> Dict[str, str]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as err:
+        raise BenchError(f"data roots file '{path}' cannot be read: {reason(err)}; it must be YAML, "
+                         "e.g. 'places_lt: /datasets/places365_standard'") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) and v for k, v in data.items()):
+        raise BenchError(f"data roots file '{path}': expected a mapping of dataset name to folder, "
+                         "e.g. 'places_lt: /datasets/places365_standard'")
+    return {name: os.path.expanduser(folder) for name, folder in data.items()}
+
+
+def root_for(registered: str, cfg) -> Optional[Tuple[str, str]]:
+    """``(folder, the file's key that gave it)`` for a dataset config: its own name (a CoOp dataset's
+    ``dataset``) first, then the registered dataset's; None when the file names neither."""
+    if not hasattr(cfg, "root"):
+        return None
+    roots = data_roots()
+    for key in (getattr(cfg, "dataset", None), registered):
+        if isinstance(key, str) and key in roots:
+            return roots[key], key
+    return None
