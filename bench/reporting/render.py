@@ -31,10 +31,11 @@ SYMBOLS = {  # how each format writes ±, the dagger and alpha
               "no_dagger": r"\phantom{$^\dagger$}", "small": r" {{\scriptsize ({})}}"},
 }
 CAPTION = jinja2.Template(
-    "{{ title }}. Mean {{ s.pm }} std over {{ seeds }}; bold: best, underlined: second best; "
+    "{{ title }}. Mean{% if std %} {{ s.pm }} std{% endif %} over {{ seeds }}; bold: best, underlined: second best; "
     "{{ s.dagger }}: not significantly below the best.")
 NOTES = jinja2.Template(
-    "Std: sample standard deviation (n {{ s.minus }} 1); a seed fixes the few-shot draw, the prompt "
+    "{% if std %}Std: sample standard deviation (n {{ s.minus }} 1){% else %}Means only, for width (the spec's "
+    "std: false){% endif %}; a seed fixes the few-shot draw, the prompt "
     "initialisation and the data order, the same for every method. Marks among rows with every seed of every "
     "protocol. {{ s.dagger }}: {{ test }}, Holm-corrected within the column, {{ s.alpha }} = {{ alpha }}."
     "{% if reported %} Paper: the number the paper reports on this protocol{% if gap %}; gap: ours {{ s.minus }} "
@@ -61,7 +62,7 @@ def column_titles(report: Report) -> List[Tuple[str, str]]:
 def caption(report: Report, fmt: str) -> str:
     """The short caption: the spec's title and what the numbers and marks are."""
     seeds = sorted({s for p in report.protocols for s in report.seeds[p]})
-    return CAPTION.render(title=plain_text(fmt)(report.title), s=SYMBOLS[fmt],
+    return CAPTION.render(title=plain_text(fmt)(report.title), s=SYMBOLS[fmt], std=report.spec.std,
                           seeds=f"{len(seeds)} seeds ({', '.join(map(str, seeds))})")
 
 
@@ -69,7 +70,7 @@ def table_notes(report: Report, fmt: str, paper_rows: Optional[str] = None) -> s
     """The notes under the table: the statistics, the paper numbers and the report's own notes (which
     name protocols: ``b2n_cpt/*/tau0.25``), escaped for LaTeX and HTML."""
     plain, paper_rows = plain_text(fmt), paper_rows or report.spec.paper_rows
-    return NOTES.render(s=SYMBOLS[fmt], test=tests_used(report), alpha=report.spec.alpha,
+    return NOTES.render(s=SYMBOLS[fmt], std=report.spec.std, test=tests_used(report), alpha=report.spec.alpha,
                         incomplete=bool(report.incomplete), reported=has_reported(report) and paper_rows != "none",
                         gap={"rows": True, "inline": "inline"}.get(paper_rows, False),
                         notes=[plain(n) for n in report.notes],
@@ -186,7 +187,8 @@ def cell_text(report: Report, row: str, column, cell, group: str, s: Dict[str, s
         return "" if cell.gap is None else f"{cell.gap:+.{digits}f}".replace("-", s["minus"])
     if cell.mean is None:
         return "–"
-    text = f"{cell.mean:.{digits}f}" + (f" {s['pm']} {cell.std:.{digits}f}" if len(cell.values) > 1 else "")
+    shown = len(cell.values) > 1 and report.spec.std
+    text = f"{cell.mean:.{digits}f}" + (f" {s['pm']} {cell.std:.{digits}f}" if shown else "")
     if (row, *column) in report.daggers:
         return text + s["dagger"]
     daggered = any((other.name, *column) in report.daggers for other in report.rows)

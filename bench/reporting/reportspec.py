@@ -100,6 +100,7 @@ class ReportSpec:
     alpha: float = field(default=ALPHA, metadata={"min": 0.0, "max": 0.5})
     digits: int = field(default=2, metadata={"min": 0, "max": 6})
     average: bool = True  # a Mean column over the protocols (more than one)
+    std: bool = True  # false: cells show the mean only (wide paper tables), the caption says so
     label: Optional[str] = None  # LaTeX \label
 
     def validate(self, where: str) -> None:
