@@ -322,7 +322,7 @@ def test_bad_inputs_around_the_spec(folder, tmp_path, capsys):
              (["report", str(tmp_path / "no.yaml")], "does not exist"),
              (["report", "smoke", "--results-dir", str(tmp_path / "empty")], "does not exist")]
     (tmp_path / "bad.yaml").write_text("title: [unclosed")
-    cases.append((["report", str(tmp_path / "bad.yaml")], "not valid YAML"))
+    cases.append((["report", str(tmp_path / "bad.yaml")], "malformed YAML"))
     (tmp_path / "empty").mkdir()
     cases[2] = (cases[2][0], "holds no readable results")
     for argv, message in cases:

@@ -78,7 +78,7 @@ def test_overwrite_is_atomic(tmp_path, monkeypatch):
     ("{not json", "is not valid JSON"),
     ("", "is not valid JSON"),
     ('{"metrics": {"all": 1}, "schema": %d, "key": "k"}' % SCHEMA, "lacks valid protocol, method, seed, code_version"),
-    (json.dumps({**record(), "schema": SCHEMA, "metrics": {"all": 1, "few": "high"}}), "has metrics that are not percentages: few"),
+    (json.dumps({**record(), "schema": SCHEMA, "metrics": {"all": 1, "few": "high"}}), "has metrics that are not numbers of their range: few"),
     (json.dumps({**record(), "schema": SCHEMA, "config": [1]}), "lacks valid config"),
     ("[1, 2]", "is not a benchmark result"),
 ])

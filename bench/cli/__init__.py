@@ -8,11 +8,12 @@ packages below, print.  Nothing imports this package (``bench = bench.cli:main``
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import List, Optional
 
 from bench import plugins
-from bench.core.errors import BenchError, one_line
+from bench.core.errors import BenchError, message_of, one_line
 
 from . import data, kb, leaderboard, listing, new, plan, report, run, show, speed, status
 from .common import Parser
@@ -37,8 +38,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         plugins.use(getattr(args, "plugin", []))
         return args.func(args)
     except BenchError as err:
-        print(f"bench: error: {one_line(str(err))}", file=sys.stderr)
+        print(f"bench: error: {one_line(message_of(err))}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (bench data list | head): nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush is quiet too
+        return 0
     except KeyboardInterrupt:
         print("bench: interrupted; finished results are saved and a re-run resumes", file=sys.stderr)
         return 130

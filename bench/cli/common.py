@@ -8,8 +8,26 @@ from typing import Any, Dict, List, Tuple
 from bench.core.errors import BenchError, one_line
 
 
+class OnceStore(argparse._StoreAction):
+    """An option that takes its value(s) once: ``--seeds 1 --seeds 2`` is refused, not read as ``--seeds 2``
+    (repeatable options say so: ``action="append"``)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = namespace.__dict__.setdefault("_given", set())
+        if option_string is not None and self.dest in given:
+            parser.error(f"{option_string} is given twice; give all its values after one {option_string}"
+                         + (f" ({option_string} A B ...)" if self.nargs in ("+", "*") else ""))
+        given.add(self.dest)
+        super().__call__(parser, namespace, values, option_string)
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse, with usage errors as one line (exit code 2)."""
+    """argparse, with usage errors as one line (exit code 2) and options that take values once."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register("action", None, OnceStore)
+        self.register("action", "store", OnceStore)
 
     def error(self, message):
         self.exit(2, f"bench: error: {one_line(message)} (see '{self.prog} --help')\n")

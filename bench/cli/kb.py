@@ -11,15 +11,16 @@ nearest text embedding for classes without labelled images (base-to-new, other d
 """
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-from bench.core.errors import BenchError
+from bench.core.errors import BenchError, reason
 from bench.kb.backends import OfflineTemplateBackend, OpenAICompatibleBackend, ResponseCache
 from bench.kb.knowledge import KnowledgeBase, build_kb, read_kb, write_kb
 from bench.plugins import load_all
 
-from .common import add_plugin_option, protocol_sets
+from .common import add_plugin_option, protocol_sets, whole
 
 
 def protocol_classes(spaces) -> List[str]:
@@ -39,6 +40,19 @@ def partners(runner, spaces, train_images) -> Tuple[Dict[str, str], str]:
     for ev in spaces.evaluations:
         found = extend_partners(runner.backbone(), found, ev.info.classnames)
     return found, source
+
+
+def writable_file(path: Path, option: str) -> Path:
+    """``path``, checked before any work: not a folder, and its folder can be written."""
+    if path.is_dir():
+        raise BenchError(f"{option} '{path}' is a folder; give a file name, e.g. {path / 'kb.json'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as err:
+        raise BenchError(f"{option} '{path}': cannot write in '{path.parent}' ({reason(err)})") from None
+    return path
 
 
 def backend_for(args, out: Path):
@@ -61,7 +75,7 @@ def cmd_build(args) -> int:
     runner = Runner(protocol, RunOptions(device=args.device, data_root=args.data_root))
     spaces = runner.spaces(protocol.seeds[0])
     names = protocol_classes(spaces)
-    out = Path(args.out or Path("kb") / f"{protocol.name.replace('/', '_')}.json")
+    out = writable_file(Path(args.out or Path("kb") / f"{protocol.name.replace('/', '_')}.json"), "--out")
     if args.backend == "file":
         kb = imported(args, names, protocol.name)
     else:
@@ -70,7 +84,10 @@ def cmd_build(args) -> int:
         kb = build_kb(protocol.name, names, found, backend_for(args, out), words=args.words,
                       max_retries=args.max_retries, confusion_source=source,
                       progress=lambda line: print(f"kb {protocol.name}: {line}", flush=True) if args.verbose else None)
-    write_kb(kb, out)
+    try:
+        write_kb(kb, out)
+    except OSError as err:
+        raise BenchError(f"--out '{out}': cannot write it ({reason(err)})") from None
     fallbacks = sum(e["fallback"] for c in kb.entries.values() for e in c.values() if "fallback" in e)
     print(f"kb {protocol.name}: {len(names)} classes, {fallbacks} fallback phrase(s) -> {out}")
     return 0
@@ -100,8 +117,10 @@ def add_parser(sub) -> None:
     q.add_argument("--cache", help="llm replies, one JSON line each (default: <out>.responses.jsonl)")
     q.add_argument("--strict-cache", action="store_true", help="replay cached replies only; a miss is an error")
     q.add_argument("--model", help="with --strict-cache: the model the cached replies came from")
-    q.add_argument("--words", type=int, default=25, help="target words per phrase (default 25, as the code's CLI)")
-    q.add_argument("--max-retries", type=int, default=1, help="content retries after a rejected reply (default 1)")
+    q.add_argument("--words", type=whole(1, 500), default=25,
+                   help="target words per phrase, 1 to 500 (default 25, as the code's CLI)")
+    q.add_argument("--max-retries", type=whole(0, 20), default=1,
+                   help="content retries after a rejected reply, 0 to 20 (default 1)")
     q.add_argument("--data-root", help="dataset folder (overrides the protocol's dataset.root)")
     q.add_argument("--set", action="append", default=[], metavar="protocol.PATH=VALUE",
                    help="the protocol with this override, e.g. protocol.backbone.model=RN50 (its zero-shot "

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Dict, List, Tuple
 
-import yaml
+from bench.core.errors import BenchError
+from bench.core.safeyaml import load_yaml
 
 from .common import add_plugin_option
 
@@ -63,8 +64,8 @@ def report_titles() -> List[tuple]:
     rows = []
     for name in available_reports():
         try:
-            title = yaml.safe_load((reports_dir() / f"{name}.yaml").read_text()).get("title", "")
-        except (OSError, yaml.YAMLError, AttributeError):
+            title = load_yaml((reports_dir() / f"{name}.yaml").read_text(), name).get("title", "")
+        except (OSError, UnicodeDecodeError, BenchError, AttributeError):
             title = "(not a readable report spec)"
         rows.append((name, f"{title}  (bench report {name})"))
     return rows

@@ -11,7 +11,21 @@ from .common import add_plugin_option, protocol_sets, write_output
 from .leaderboard import protocol_view
 
 
+REPORT_EXTRA = ("pandas", "scipy", "jinja2", "tabulate")  # and matplotlib for --plots
+
+
+def require_report_extra(plots: bool) -> None:
+    """One line, before anything is read, when the ``report`` extra is not installed."""
+    import importlib.util
+
+    missing = [m for m in (*REPORT_EXTRA, *(["matplotlib"] if plots else [])) if importlib.util.find_spec(m) is None]
+    if missing:
+        raise BenchError(f"bench report needs the report extra (missing: {', '.join(missing)}): "
+                         "pip install 'lt-prompt-bench[report]' (from a checkout: pip install -e '.[report]')")
+
+
 def cmd_report(args) -> int:
+    require_report_extra(args.plots is not None)
     from bench import __version__
     from bench.core.errors import warn
     from bench.plugins import load_all

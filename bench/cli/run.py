@@ -150,7 +150,7 @@ def add_selection(p, method_required: bool = True) -> None:
     p.add_argument("--protocol", required=True, help="protocol name (see `bench list`), YAML path, table name or glob")
     p.add_argument("--method", required=method_required, nargs="+", default=["all"],
                    help="method names, or 'all'" + ("" if method_required else " (default)"))
-    p.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the protocol's)")
+    p.add_argument("--seeds", type=whole(0, 2**32 - 1), nargs="+", help="seeds (default: the protocol's)")
     p.add_argument("--set", action="append", default=[], metavar="METHOD.FIELD=VALUE", help=SET_HELP)
     p.add_argument("--results-dir", default="results", help="where result JSON files go (default: results)")
     p.add_argument("--device", default="auto", help="auto (GPU when available), cpu, cuda, cuda:1, ... "

@@ -18,18 +18,17 @@ import ast
 import fnmatch
 import functools
 import hashlib
-import json
 import os
 import re
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-import yaml
 
 from bench import __version__
-from bench.core.atomic import write_json
-from bench.core.errors import BenchError
+from bench.core.atomic import set_aside_note, write_json
+from bench.core.errors import BenchError, reason, warn
 from bench.core.registry import suggest
+from bench.core.safeyaml import load_json, load_yaml
 from .grid import expand
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout, or site-packages: bench/, methods/, protocols/, reports/
@@ -56,8 +55,8 @@ def _natural(name: str) -> list:
 def _yaml(path: Path) -> Any:
     """The parsed file, or None when it cannot be read (loading it later gives the error)."""
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
+        return load_yaml(path.read_text(encoding="utf-8"), str(path))
+    except (OSError, UnicodeDecodeError, BenchError):
         return None
 
 
@@ -249,9 +248,13 @@ def view_path(protocol_file: Path, name: str = "", plugins: str = "", overrides:
 
 def load_view(protocol_file: Path, name: str = "", plugins: str = "", overrides: str = "") -> Optional[dict]:
     """The cached view of this exact YAML text and code, or None (a damaged cache is a miss)."""
+    path = view_path(protocol_file, name, plugins, overrides)
     try:
-        view = json.loads(view_path(protocol_file, name, plugins, overrides).read_text())
-    except (OSError, ValueError):
+        view = load_json(path.read_text())
+    except OSError:
+        return None
+    except ValueError as err:
+        warn(f"protocol view cache '{path}' is damaged ({reason(err)}); {set_aside_note(path)}, computing it again")
         return None
     return view if isinstance(view, dict) and {"name", "description", "identity", "references", "seeds"} <= set(view) else None
 

@@ -21,9 +21,8 @@ import os
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
-import yaml
-
 from bench.core.errors import BenchError, reason
+from bench.core.safeyaml import load_yaml
 
 ENV_VAR = "BENCH_DATA_ROOTS"
 _read: Dict[Tuple[str, int, int], Dict[str, str]] = {}  # (path, mtime, size) -> its mapping
@@ -54,10 +53,11 @@ def data_roots() -> Dict[str, str]:
 
 def parse_roots(path: Path) -> Dict[str, str]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as err:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
         raise BenchError(f"data roots file '{path}' cannot be read: {reason(err)}; it must be YAML, "
                          "e.g. 'places_lt: /datasets/places365_standard'") from None
+    data = load_yaml(text, f"data roots file '{path}'")
     if data is None:
         return {}
     if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) and v for k, v in data.items()):

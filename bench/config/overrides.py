@@ -14,9 +14,8 @@ import copy
 import json
 from typing import Any, Dict, List, Tuple
 
-import yaml
-
 from bench.core.errors import BenchError
+from bench.core.safeyaml import load_yaml, shorten
 
 PREFIX = "protocol."
 FIXED = ("name", "grid", "display")  # what a protocol is, not how it runs: never overridden
@@ -26,13 +25,8 @@ ROOTS = ("label", "description", "family", "dataset", "backbone", "transforms", 
 
 def read_value(raw: str, target: str) -> Any:
     """A ``--set`` value read as YAML (``4`` a number, ``null`` None, ``[1, 2]`` a list); text that
-    is not YAML stays text."""
-    try:
-        return yaml.safe_load(raw) if raw else ""
-    except yaml.YAMLError:
-        return raw
-    except RecursionError:
-        raise BenchError(f"--set '{target}': the value is nested too deeply") from None
+    is not YAML stays text; a value too deep or too large once expanded is refused."""
+    return load_yaml(raw, f"--set '{shorten(target, 100)}'", malformed_as_text=True) if raw else ""
 
 
 def split_sets(items: List[str]) -> Tuple[Dict[str, Any], List[str]]:

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional, Tuple
 
-import yaml
 
 from bench.core.coerce import ENV, check_fields, from_dict, identity
 from bench.core.errors import BenchError, ConfigError, reason
+from bench.core.safeyaml import load_yaml
 from bench.core.registry import BACKBONES, BUILT_IN, DATASETS, METHODS, fill_registries, suggest
 from .dataroots import root_for
 from .catalog import available_protocols, locate, protocols_dir, resolve_path  # noqa: F401  (re-exported)
@@ -171,16 +171,10 @@ def load_protocol(name_or_path: str, overrides: Optional[Dict[str, Any]] = None)
     value}, :mod:`bench.config.overrides`) put in place before it is checked."""
     path, cell = locate(name_or_path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise BenchError(f"cannot read protocol file '{path}': {reason(err)}; it must be a YAML text file") from None
-    except RecursionError:
-        raise BenchError(f"protocol file '{path}': nested too deeply") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise BenchError(f"protocol file '{path}': malformed YAML{at}: {problem}") from None
+    data = load_yaml(text, f"protocol file '{path}'")
     if isinstance(data, dict) and "grid" in data:
         cells = expand(data, path.stem)
         if cell is None:

@@ -32,9 +32,34 @@ class Unfit(BenchError):
     it cannot name): ``--method all`` leaves it out with a note; naming it is this one error."""
 
 
-def one_line(message: str) -> str:
-    """``message`` with control characters (newlines, separators) escaped: it prints as one line."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+LINE_LIMIT = 1000  # characters of an error or warning line: a user's value is quoted, never dumped
+
+
+def shorten(text: str, limit: int = 300) -> str:
+    """``text``, or its start and end around "...(N characters left out)..." when longer than ``limit``."""
+    text = str(text)
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]}...({len(text) - 2 * half:,} characters left out)...{text[-half:]}"
+
+
+def one_line(message: str, limit: int = LINE_LIMIT) -> str:
+    """``message`` with control characters (newlines, separators) escaped, so it prints as one line,
+    and at most about ``limit`` characters long (a 60 MB value in a message is cut in the middle)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in shorten(message, limit))
+
+
+def message_of(err: BaseException) -> str:
+    """An exception's own message.  One raised in a DataLoader worker comes back with the worker's whole
+    traceback in its message ("Caught ... in DataLoader worker process 0. Original Traceback ..."): its
+    last line is the message, without the exception's module path."""
+    text = str(err)
+    if "Original Traceback" not in text:
+        return text
+    last = [line for line in text.splitlines() if line.strip()][-1].strip()
+    name, sep, rest = last.partition(": ")
+    return rest if sep and all(part.isidentifier() for part in name.split(".")) else last
 
 
 def warn(message: str) -> None:

@@ -25,12 +25,12 @@ copies are not needed.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
+from bench.core.safeyaml import load_json
 from bench.core.errors import BenchError
 from .files import SplitFile, read_text
 from .folder_lt import imagenet_classes
@@ -204,7 +204,7 @@ def _split_text(layout: Layout, root: Path) -> str:
 def _read_split(layout: Layout, root: Path) -> Lists:
     where = layout.split.name
     try:
-        data = json.loads(_split_text(layout, root))
+        data = load_json(_split_text(layout, root))
         rows = {part: [(str(p), int(y), str(c)) for p, y, c in data[part]] for part in ("train", "test")}
     except (ValueError, KeyError, TypeError) as err:
         raise BenchError(f"{layout.name}: split file {where} is not a split_zhou file ({err})") from None
@@ -247,9 +247,18 @@ def _read_fgvc(layout: Layout, root: Path) -> Lists:
 
 
 def image_names(folder: Path) -> List[str]:
-    """Sorted names of the non-hidden files in ``folder`` (Dassl skips names starting with '.')."""
+    """Sorted names of the non-hidden files in ``folder`` (Dassl skips names starting with '.'); an entry
+    that cannot be followed (a symlink loop) is listed, as Dassl's os.listdir does, so that checking
+    and loading name it."""
     with os.scandir(folder) as entries:
-        return sorted(e.name for e in entries if not e.name.startswith(".") and e.is_file())
+        return sorted(e.name for e in entries if not e.name.startswith(".") and _file_or_broken(e))
+
+
+def _file_or_broken(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_file()
+    except OSError:
+        return True
 
 
 def _folder_listing(layout: Layout, root: Path, image_root: Path, folders: List[str]) -> Listing:

@@ -24,6 +24,7 @@ would change the text classifier the published Places-LT numbers were measured w
 """
 from __future__ import annotations
 
+import errno
 import os
 import urllib.request
 from collections import defaultdict
@@ -123,17 +124,29 @@ def missing_files(root: str, paths: List[str]) -> List[str]:
         by_folder[folder].append(name)
     missing = []
     for folder, names in by_folder.items():
-        present = _files_in(os.path.join(root, folder))
-        missing.extend(os.path.join(root, folder, name) for name in names if name not in present)
+        present, broken = _files_in(os.path.join(root, folder))
+        missing.extend(os.path.join(root, folder, name) + (f" ({broken[name]})" if name in broken else "")
+                       for name in names if name not in present)
     return missing
 
 
-def _files_in(folder: str) -> Set[str]:
+def _files_in(folder: str) -> Tuple[Set[str], Dict[str, str]]:
+    """The regular files of ``folder``, and what is wrong with each entry that cannot be followed
+    (a symlink loop names itself; the other files are still found)."""
+    present: Set[str] = set()
+    broken: Dict[str, str] = {}
     try:
         with os.scandir(folder) as entries:
-            return {entry.name for entry in entries if entry.is_file()}
+            listed = list(entries)
     except OSError:
-        return set()
+        return present, broken
+    for entry in listed:
+        try:
+            if entry.is_file():
+                present.add(entry.name)
+        except OSError as err:
+            broken[entry.name] = "a symlink loop" if err.errno == errno.ELOOP else reason(err)
+    return present, broken
 
 
 class _FolderLT:

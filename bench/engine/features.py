@@ -25,7 +25,7 @@ from typing import Callable, Dict, Optional, Tuple
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from bench.core.atomic import save_torch, set_aside
+from bench.core.atomic import save_torch, set_aside_note
 from bench.core.errors import reason, warn
 from bench.core.registry import DATASETS
 from bench.data import TransformedDataset
@@ -118,8 +118,8 @@ class FeatureCache:
                 raise ValueError(f"shape {tuple(features.shape)}, expected {shape} and a feature size")
             return features
         except Exception as err:  # truncated, not a torch file, wrong content: many exception types
-            warn(f"feature cache '{path}' cannot be used ({reason(err)}); set aside as "
-                 f"'{set_aside(path).name}', encoding again")
+            warn(f"feature cache '{path}' cannot be used ({reason(err)}); "
+                 f"{set_aside_note(path)}, encoding again")
             return None
 
     @torch.no_grad()

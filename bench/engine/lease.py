@@ -24,6 +24,7 @@ import uuid
 from pathlib import Path
 from typing import Optional
 
+from bench.core.safeyaml import load_json
 from bench.core.atomic import write_atomic
 from bench.core.errors import warn
 
@@ -47,7 +48,7 @@ def holder() -> dict:
 def read_lease(path: Path) -> Optional[dict]:
     """The lease's holder, or None for a damaged file (it is then judged by its age alone)."""
     try:
-        data = json.loads(path.read_text())
+        data = load_json(path.read_text())
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) and isinstance(data.get("token"), str) else None

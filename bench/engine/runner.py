@@ -29,7 +29,7 @@ from bench.config.overrides import reference
 from bench.config.protocol import Protocol, check_seeds
 from bench.config.recipes import EVAL_FIELDS, Resolved
 from bench.core.coerce import identity
-from bench.core.errors import BenchError, MissingInput, Unfit, one_line
+from bench.core.errors import BenchError, MissingInput, Unfit, message_of, one_line
 from bench.core.registry import BACKBONES, DATASETS, METHODS
 from bench.data import DatasetBundle, TransformedDataset
 from bench.model.transforms import build_transforms, describe
@@ -250,7 +250,7 @@ class Runner:
         return done
 
     def failed(self, cell: Cell, tag: str, err: Exception) -> None:
-        error = one_line(f"{type(err).__name__}: {err}")
+        error = one_line(f"{type(err).__name__}: {message_of(err)}")
         path = self.store.write_failure(self.protocol.name, cell.method, cell.key, cell.seed, error,
                                         traceback.format_exc())
         self.log(f"{tag}: failed: {error} (traceback: {path.with_name(path.stem + '.traceback.txt')})")

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import json
 import os
 import tempfile
 from pathlib import Path
 from typing import List, Optional
 
-from bench.core.atomic import set_aside, write_atomic, write_json
+from bench.core.safeyaml import load_json
+from bench.core.atomic import set_aside_note, write_atomic, write_json
 from bench.core.errors import BenchError, warn
 from bench.records.schema import SCHEMA, read_placed, read_record, result_name
 from .lease import holder
@@ -56,7 +56,7 @@ class ResultStore:
         if not path.exists():
             return None
         try:
-            data = json.loads(path.read_text())
+            data = load_json(path.read_text())
         except (OSError, ValueError):
             data = None
         return data if isinstance(data, dict) else {"error": f"(unreadable failure record '{path.name}')"}
@@ -76,7 +76,7 @@ class ResultStore:
         if problem is None and record["key"] != key:
             problem = f"holds another cell's result (key {record['key'][:16]}...)"
         if problem is not None:
-            warn(f"result file '{path}' {problem}; set aside as '{set_aside(path).name}', the cell runs again")
+            warn(f"result file '{path}' {problem}; {set_aside_note(path)}, the cell runs again")
             return None
         return record
 

@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from bench.config.recipes import TrainRecipe, lr_for_epoch
-from bench.core.atomic import save_torch, set_aside
+from bench.core.atomic import save_torch, set_aside_note
 from bench.core.errors import BenchError, reason, warn
 from bench.model.method import Method
 from .loading import TrainLoader, epoch_seed, eval_loader, loader_workers
@@ -97,7 +97,7 @@ def restore(state: dict, optimizer, scaler, method: Method, path: Path) -> bool:
 
 
 def _discard(path: Path, problem: str) -> None:
-    warn(f"checkpoint '{path}' {problem}; set aside as '{set_aside(path).name}', training starts over")
+    warn(f"checkpoint '{path}' {problem}; {set_aside_note(path)}, training starts over")
     return None
 
 

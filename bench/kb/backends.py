@@ -19,13 +19,16 @@ import hashlib
 import json
 import os
 import random
+import re
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Optional
 
+from bench.core.safeyaml import load_json
 from bench.core.errors import BenchError
 
 KEY_ENV, URL_ENV, MODEL_ENV = "MDPR_LLM_API_KEY", "MDPR_LLM_BASE_URL", "MDPR_LLM_MODEL"
@@ -77,6 +80,10 @@ class OpenAICompatibleBackend:
 
     def __init__(self, base_url: str, model: str, api_key: Optional[str], retries: int = 6,
                  wait: float = 1.0, max_wait: float = 60.0, timeout: float = 120.0):
+        parts = urllib.parse.urlsplit(base_url)
+        if parts.username or parts.password or "@" in parts.netloc:
+            raise BenchError(f"{URL_ENV} holds credentials ({redact_url(base_url)}); give the endpoint without "
+                             f"them and the key in {KEY_ENV}")
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model, self._key = model, api_key
         self.retries, self.wait, self.max_wait, self.timeout = retries, wait, max_wait, timeout
@@ -91,6 +98,11 @@ class OpenAICompatibleBackend:
 
     def __repr__(self) -> str:  # never shows the key
         return f"OpenAICompatibleBackend(url={self.url!r}, model={self.model!r})"
+
+    def redact(self, text: str) -> str:
+        """``text`` with the key, and any credentials of a URL, masked."""
+        text = redact_url(text)
+        return text.replace(self._key, "***") if self._key else text
 
     def generate(self, req: KBRequest) -> str:
         problem = ""
@@ -112,16 +124,39 @@ class OpenAICompatibleBackend:
             headers["Authorization"] = f"Bearer {self._key}"
         request = urllib.request.Request(self.url, json.dumps(body).encode(), headers, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as reply:
+            with NO_REDIRECTS.open(request, timeout=self.timeout) as reply:
                 raw = reply.read(1_000_000)
+        except Redirected as err:
+            raise BenchError(f"LLM endpoint {self.url} answered with a redirect to {redact_url(str(err.reason))}; it is not "
+                             f"followed, so the key never leaves for another address: set {URL_ENV} to the final "
+                             "endpoint") from None
         except urllib.error.HTTPError as err:
             if err.code in (401, 403):
                 raise BenchError(f"LLM endpoint {self.url} refused the request (HTTP {err.code}); "
                                  f"check {KEY_ENV}") from None
             raise _Retry(f"HTTP {err.code}") from None
-        except (urllib.error.URLError, OSError) as err:
-            raise _Retry(f"cannot reach it ({getattr(err, 'reason', err)})") from None
+        except (urllib.error.URLError, OSError, ValueError) as err:
+            raise _Retry(f"cannot reach it ({self.redact(str(getattr(err, 'reason', err)))})") from None
         return reply_text(raw)
+
+
+class Redirected(urllib.error.URLError):
+    """The endpoint answered with a redirect (its target in the message)."""
+
+
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """urllib would follow a POST's 301/302/303 with the same headers, the key included, to any host."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        raise Redirected(newurl)
+
+
+NO_REDIRECTS = urllib.request.build_opener(_RefuseRedirects)
+
+
+def redact_url(text: str) -> str:
+    """``text`` with the credentials of every URL in it masked: ``http://user:KEY@host`` -> ``http://***@host``."""
+    return re.sub(r"(?<=//)[^/@\s]+@", "***@", str(text))
 
 
 class _Retry(Exception):
@@ -131,7 +166,7 @@ class _Retry(Exception):
 def reply_text(raw: bytes) -> str:
     """``choices[0].message.content`` of a chat-completions reply, checked for shape."""
     try:
-        content = json.loads(raw)["choices"][0]["message"]["content"]
+        content = load_json(raw)["choices"][0]["message"]["content"]
     except (ValueError, KeyError, IndexError, TypeError):
         raise _Retry("the reply is not a chat-completions JSON object with choices[0].message.content") from None
     if not isinstance(content, str):
@@ -162,7 +197,7 @@ class ResponseCache:
         replies = {}
         for number, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
             try:
-                entry = json.loads(line)
+                entry = load_json(line)
                 replies[str(entry["key"])] = str(entry["text"])
             except (ValueError, KeyError, TypeError):  # a line cut short by a crash: drop it, refetch
                 if self.strict:

@@ -13,11 +13,11 @@ names the file and how to rebuild it.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional
 
+from bench.core.safeyaml import load_json
 from bench.core.atomic import write_json
 from bench.core.errors import BenchError
 from .backends import KBRequest, OfflineTemplateBackend
@@ -104,7 +104,7 @@ def read_kb(path: Path) -> KnowledgeBase:
     """An ``mdpr-kb/v1`` file, or the official code's ``{class: "s1; s2; s3; s4; s5"}`` file."""
     path = require_file(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = load_json(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as err:
         raise BenchError(f"knowledge base '{path}' is not valid JSON ({err}); {REBUILD}") from None
     if isinstance(data, dict) and data.get("format") == FORMAT:

@@ -17,10 +17,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Dict, List, Optional
 
-import yaml
 
+from bench.core.safeyaml import load_json
 from bench.core.coerce import from_dict
-from bench.core.errors import BenchError, ConfigError, one_line
+from bench.core.errors import BenchError, ConfigError, one_line, reason
+from bench.core.safeyaml import load_yaml
 from .workers import Selection, work
 
 INSTALL = "--launcher slurm needs submitit: pip install -e '.[slurm]' (or pip install submitit)"
@@ -46,11 +47,10 @@ def load_profile(path: Optional[str], overrides: Dict[str, object]) -> SlurmProf
     data: Dict[str, object] = {}
     if path is not None:
         try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except OSError as err:
-            raise BenchError(f"--slurm-profile '{path}': cannot read it ({err.strerror})") from None
-        except yaml.YAMLError as err:
-            raise BenchError(f"--slurm-profile '{path}': not valid YAML ({one_line(str(err))})") from None
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise BenchError(f"--slurm-profile '{path}': cannot read it ({reason(err)})") from None
+        data = load_yaml(text, f"--slurm-profile '{path}'") or {}
         if not isinstance(data, dict):
             raise BenchError(f"--slurm-profile '{path}': expected a mapping of {', '.join(f.name for f in fields(SlurmProfile))}")
     data = {**data, **{k: v for k, v in overrides.items() if v is not None}}
@@ -136,7 +136,7 @@ def launches(results: Path, last: int = 3) -> List[str]:
     lines = []
     for path in notes:
         try:
-            note = json.loads(path.read_text())
+            note = load_json(path.read_text())
         except (OSError, ValueError):
             continue
         lines.append(f"slurm {note.get('submitted')}: {len(note.get('jobs', []))} task(s) of job "

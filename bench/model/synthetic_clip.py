@@ -22,7 +22,7 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 
 from bench import __version__
 from bench.config.catalog import cache_root as default_cache_root
-from bench.core.atomic import save_torch, set_aside
+from bench.core.atomic import save_torch, set_aside_note
 from bench.core.coerce import ENV, identity
 from bench.core.errors import BenchError, ConfigError, reason, warn
 from bench.core.registry import BACKBONES
@@ -104,8 +104,8 @@ def load_cached(model, path: Path) -> bool:
         return True
     except Exception as err:  # truncated, empty, or another model's weights
         model.load_state_dict(initial)  # pretraining starts from the seeded init, not from a partial load
-        warn(f"backbone cache '{path}' cannot be used ({reason(err)}); set aside as "
-             f"'{set_aside(path).name}', pretraining again")
+        warn(f"backbone cache '{path}' cannot be used ({reason(err)}); "
+             f"{set_aside_note(path)}, pretraining again")
         return False
 
 

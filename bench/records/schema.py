@@ -14,6 +14,7 @@ import os
 from typing import Optional, Tuple
 
 from bench import __version__
+from bench.core.safeyaml import load_json
 from .headline import headline_metric
 
 # Layout of a record; bumped when fields move (2: config.train, config.sources, setup; 3: evaluations).
@@ -61,7 +62,7 @@ def read_record(path) -> Tuple[Optional[dict], Optional[str]]:
         return None, "is not a regular file"
     try:
         with open(path, encoding="utf-8") as f:
-            data = json.loads(f.read())
+            data = load_json(f.read())
     except (OSError, UnicodeDecodeError) as err:
         return None, f"cannot be read ({err})"
     except ValueError as err:
@@ -70,10 +71,18 @@ def read_record(path) -> Tuple[Optional[dict], Optional[str]]:
         return None, "is not a benchmark result"
     if data.get("schema") != SCHEMA:
         return None, f"has result schema {data.get('schema')!r}, this bench reads {SCHEMA}; re-run to replace it"
-    wrong = [k for k, tp in REQUIRED.items() if not isinstance(data.get(k), tp)]
+    wrong = [k for k, tp in REQUIRED.items() if not isinstance(data.get(k), tp) or isinstance(data.get(k), bool)]
     if wrong or headline_metric(data["metrics"]) is None:
         return None, f"lacks valid {', '.join(wrong) or 'metrics.all (or metrics.hm)'}"
-    bad = [k for k, v in data["metrics"].items() if v is not None and not (isinstance(v, (int, float)) and 0 <= v <= 100)]
+    bad = [str(k)[:40] for k, v in data["metrics"].items() if v is not None and not is_metric(k, v)]
     if bad:
-        return None, f"has metrics that are not percentages: {', '.join(bad)}"
+        return None, f"has metrics that are not numbers of their range: {', '.join(bad[:5])}"
     return data, None
+
+
+def is_metric(name: str, value) -> bool:  # noqa: ARG001 (the name: a range per metric, should one differ)
+    """A percentage: a number (not true or false, not NaN) in [0, 100].  (Costs are not stored as
+    metrics: :func:`bench.records.headline.cost_metrics` derives them when a record is read.)"""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        return False
+    return 0 <= value <= 100

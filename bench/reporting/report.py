@@ -22,7 +22,7 @@ from bench.core.errors import BenchError
 from bench.records.headline import LOWER_IS_BETTER, headline_metric
 from .leaderboard import current_version, differences, flatten, mean_std
 from .papers import paper_notes, reported_value
-from .reportspec import ColumnSpec, ReportSpec, RowSpec
+from .reportspec import ReportSpec, RowSpec
 from .results import CELL, INFO
 from .stats import Comparison, Friedman, against, friedman, holm, mean_interval, paired
 

@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Literal, Optional, Union
 
-import yaml
 
 from bench.config.catalog import available_reports, reports_dir
 from bench.core.coerce import from_dict
-from bench.core.errors import BenchError, ConfigError
+from bench.core.errors import BenchError, ConfigError, reason
+from bench.core.safeyaml import load_yaml
 from bench.core.registry import suggest
 from .stats import ALPHA
 
@@ -129,11 +129,10 @@ def load_spec(name_or_path: str) -> ReportSpec:
     if not path.is_file():
         raise BenchError(f"report spec '{path}' does not exist")
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
-        raise BenchError(f"report spec '{path}' cannot be read ({err})") from None
-    except yaml.YAMLError as err:
-        raise BenchError(f"report spec '{path}' is not valid YAML ({str(err).splitlines()[0]})") from None
+        raise BenchError(f"report spec '{path}' cannot be read ({reason(err)})") from None
+    data = load_yaml(text, f"report spec '{path}'")
     if not isinstance(data, dict):
         raise BenchError(f"report spec '{path}': expected a mapping with title, columns and rows")
     try:

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import gc
 import hashlib
-import json
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from bench.core.errors import BenchError
+from bench.core.safeyaml import load_json
+from bench.core.errors import BenchError, reason
 from bench.records.headline import cost_metrics
 
 CELL = ["protocol", "method", "key", "seed"]
@@ -157,9 +157,16 @@ def read_index(folder: str) -> dict:
     from bench import __version__
     from bench.records.schema import SCHEMA
 
+    path = index_path(folder)
     try:
-        index = json.loads(index_path(folder).read_text())
-    except (OSError, ValueError):
+        index = load_json(path.read_text())
+    except OSError:
+        return {}
+    except ValueError as err:
+        from bench.core.atomic import set_aside_note
+        from bench.core.errors import warn
+
+        warn(f"results index '{path}' is damaged ({reason(err)}); {set_aside_note(path)}, reading every result again")
         return {}
     ok = isinstance(index, dict) and index.get("version") == [__version__, SCHEMA, INDEX_VERSION]
     return index if ok and isinstance(index.get("files"), dict) and isinstance(index.get("configs"), dict) else {}
