@@ -20,24 +20,12 @@ from bench.config.protocol import load_protocol
 from bench.core.errors import BenchError, message_of
 from bench.core.safeyaml import MAX_DEPTH, load_json, load_yaml
 from bench.records.schema import SCHEMA, read_record
+from test_overrides import one_error, run  # noqa: E402  (the CLI helpers)
 
 DEEP = 200_000
 BOMB = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"a{i}: &a{i} [*a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}]\n"
     for i in range(1, 9))  # 10**9 strings once expanded, 600 bytes written
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_error(capsys, *argv) -> str:
-    code, _, err = run(capsys, *argv)
-    assert code == 2 and err.count("\n") == 1 and err.startswith("bench: error: "), err[:2000]
-    assert len(err) < 2000 and "Traceback" not in err
-    return err
 
 
 def smoke_text() -> str:
