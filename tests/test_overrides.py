@@ -78,6 +78,7 @@ def test_a_backbone_override_runs_and_the_leaderboard_selects_it(capsys, tmp_pat
     assert "1 with protocol backbone.seed=0" in err and "1 with protocol backbone.seed=7" in err
     assert "run: bench run --protocol smoke --method all --set protocol.backbone.seed=8" in err
     assert "takes protocol fields only" in one_error(capsys, "leaderboard", "--protocol", "smoke", "--set", "coop.n_ctx=2")
+    assert "--set takes method fields only" in one_error(capsys, "bench", "--set", "protocol.backbone.model=RN50")
 
 
 def test_leaderboard_merges_several_results_folders(capsys, tmp_path):

@@ -10,6 +10,8 @@ import json
 import platform
 from pathlib import Path
 
+from bench.core.errors import BenchError
+
 from .common import add_plugin_option, parse_overrides, whole, write_output
 
 
@@ -64,6 +66,9 @@ def cmd_bench(args) -> int:
     device = resolve_device(args.device)
     torch.set_num_threads(args.threads or usable_cpus())  # nothing else of ours runs meanwhile
     gpu = device.type == "cuda"
+    if any(item.startswith("protocol.") for item in args.set):
+        raise BenchError("bench bench takes the model from --model and recipes from --protocol; "
+                         "its --set takes method fields only (coop.n_ctx=4)")
     overrides = parse_overrides(args.set)
     setup = SpeedSetup(model=args.model, classes=args.classes, batch_size=args.batch_size or (128 if gpu else 4),
                        steps=args.steps or (20 if gpu else 2), warmup=args.warmup if args.warmup is not None else

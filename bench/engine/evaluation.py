@@ -112,6 +112,12 @@ def label_space(train: DatasetBundle, trained: List[int], train_info: ClassInfo,
     return Evaluation(plan.name, info, test, classes, plan.group, plan.classes)
 
 
+def describe_evaluation(ev: Evaluation) -> str:
+    """What an evaluation is, for a line that says why a method cannot run it."""
+    kinds = {"xd": "a cross-dataset target", "dg": "a domain-generalization target"}
+    return kinds.get(ev.group, f"{ev.kind} classes" + (f", group {ev.group}" if ev.group else ""))
+
+
 def label_spaces(train: DatasetBundle, others: Sequence[Tuple[EvalPlan, DatasetBundle]] = ()) -> LabelSpaces:
     """The training label space and every evaluation; ``others`` pairs each declared evaluation with
     its dataset (``train`` itself for its own test set).  Nothing declared: :func:`default_plans`."""

@@ -36,7 +36,7 @@ from bench.model.transforms import build_transforms, describe
 from bench.records.headline import headline_metric
 from bench.records.schema import cell_key
 from .features import FeatureCache, images_id
-from .evaluation import Evaluation, LabelSpaces, label_spaces, per_class_counts, summarise
+from .evaluation import Evaluation, LabelSpaces, describe_evaluation, label_spaces, per_class_counts, summarise
 from .loading import loader_workers
 from .lease import STALE_AFTER, acquire, holder_label, read_lease
 from .metrics import evaluate, group_counts
@@ -86,12 +86,6 @@ def method_identity(name: str, options) -> dict:
     fields = identity(options)
     inputs = METHODS.get(name).key_inputs(options)
     return {**fields, "inputs": inputs} if inputs else fields
-
-
-def describe_evaluation(ev: Evaluation) -> str:
-    """What an evaluation is, for a line that says why a method cannot run it."""
-    kinds = {"xd": "a cross-dataset target", "dg": "a domain-generalization target"}
-    return kinds.get(ev.group, f"{ev.kind} classes" + (f", group {ev.group}" if ev.group else ""))
 
 
 def seed_everything(seed: int) -> None:
