@@ -301,7 +301,11 @@ def test_a_key_in_the_endpoint_url_is_never_printed(capsys, monkeypatch):
     monkeypatch.setenv("MDPR_LLM_MODEL", "m")
     err = one_error(capsys, "kb", "build", "--dataset", "smoke", "--backend", "llm", "--out", "/tmp/unused-kb.json")
     assert "SECRET-KEY" not in err and "http://***@127.0.0.1:9/v1" in err
-    assert redact_url("see http://a:b@h/x and https://k@h2") == "see http://***@h/x and https://***@h2"
+    for url in ("http://user:p@ss@host/v1", "http://tok:se cret@host/v1", "http://user:pa/ss@host/v1"):
+        assert redact_url(url) == "http://***@host/v1"
+        monkeypatch.setenv("MDPR_LLM_BASE_URL", url)
+        assert "holds credentials (http://***@host/v1)" in one_error(capsys, "kb", "build", "--dataset", "smoke",
+                                                                     "--backend", "llm", "--out", "/tmp/unused.json")
 
 
 # --- optional extras ----------------------------------------------------------------------------
@@ -371,3 +375,74 @@ def test_property_any_report_spec_loads_or_is_one_error(tmp_path, spec):
         load_spec(str(path))
     except BenchError:
         pass
+
+
+# --- found in review ----------------------------------------------------------------------------
+
+def test_a_yaml_value_yaml_cannot_build_is_one_line(capsys, tmp_path):
+    protocol = tmp_path / "date.yaml"
+    protocol.write_text(smoke_text() + "seeds_note: 2024-13-45\n")
+    assert "a value YAML cannot build (month must be in 1..12)" in one_error(capsys, "show", str(protocol))
+    code, out, _ = run(capsys, "show", "smoke", "--method", "coop", "--set", "protocol.label=2024-13-45")
+    assert code == 0  # a --set value YAML cannot build stays text
+
+
+def test_the_same_set_path_twice_is_refused(capsys):
+    assert "set the same field" in one_error(capsys, "show", "smoke", "--set", "protocol.backbone.seed=1",
+                                             "--set", "protocol.backbone.seed=2")
+    assert "set the same field" in one_error(capsys, "show", "smoke", "--set", "protocol.backbone={name: x}",
+                                             "--set", "protocol.backbone.seed=2")
+    assert "is given twice" in one_error(capsys, "show", "smoke", "--method", "coop", "--set", "coop.n_ctx=2",
+                                         "--set", "coop.n_ctx=4")
+
+
+def test_an_endpoint_that_answers_garbage_is_retried_then_one_error():
+    import socketserver
+
+    from bench.kb.backends import KBRequest, OpenAICompatibleBackend
+
+    class Garbage(socketserver.BaseRequestHandler):
+        def handle(self):
+            self.request.recv(65536)
+            self.request.sendall(b"garbage\r\n\r\n")
+
+    server = socketserver.TCPServer(("127.0.0.1", 0), Garbage)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        backend = OpenAICompatibleBackend(f"http://127.0.0.1:{server.server_address[1]}/v1", "m", "K", retries=2,
+                                          wait=0.01)
+        with pytest.raises(BenchError, match="failed 2 times .* cannot reach it"):
+            backend.generate(KBRequest("apple", "GA", None, "prompt"))
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_two_columns_of_one_protocol_read_their_own_seeds(capsys, tmp_path):
+    results = str(tmp_path / "results")
+    assert run(capsys, "run", "--protocol", "smoke", "--method", "coop", "--seeds", "1", "2", "--results-dir",
+               results, "--no-progress")[0] == 0
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(json.dumps({"title": "T", "rows": ["coop"], "average": False, "metrics": ["all"], "columns": [
+        {"protocols": "smoke", "label": "two"}, {"protocols": "smoke", "set": {"seeds": [1]}, "label": "one"}]}))
+    code, out, err = run(capsys, "report", str(spec), "--results-dir", results)
+    row = next(line for line in out.splitlines() if line.startswith("| CoOp"))
+    two, one = [cell.strip() for cell in row.split("|")[3:5]]
+    assert code == 0 and "±" in two and "±" not in one, row
+
+
+def test_a_kb_built_for_an_override_gets_its_own_file(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run(capsys, "kb", "build", "--dataset", "smoke")
+    assert code == 0 and (tmp_path / "kb" / "smoke.json").exists()
+    code, out, _ = run(capsys, "kb", "build", "--dataset", "smoke", "--set", "protocol.backbone.seed=7")
+    assert code == 0 and len(list((tmp_path / "kb").glob("smoke.*.json"))) == 1
+
+
+def test_relative_data_roots_are_relative_to_their_file(tmp_path, monkeypatch):
+    (tmp_path / "conf").mkdir()
+    roots = tmp_path / "conf" / "data.yaml"
+    roots.write_text("places_lt: ../places\n")
+    monkeypatch.setenv("BENCH_DATA_ROOTS", str(roots))
+    monkeypatch.chdir("/")
+    assert load_protocol("places_lt").dataset.root == str(tmp_path / "conf" / "../places")

@@ -166,6 +166,7 @@ def test_missing_weights_are_one_complete_line(capfd, monkeypatch, tmp_path):
         create_open_clip("ViT-B-16", "openai")
     message = str(info.value)
     assert f"not in the Hugging Face cache ({tmp_path / 'hub'})" in message
+    assert "--set protocol.backbone.cache_dir=DIR" in message and "(the result key stays the same)" in message
     assert message.endswith("--set protocol.backbone.quick_gelu=true") and "\n" not in message
     assert "ERROR" not in capfd.readouterr().err  # open_clip's own log line is not printed
 

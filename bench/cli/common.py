@@ -73,6 +73,8 @@ def parse_overrides(items: List[str]) -> Dict[str, dict]:
         block = out.setdefault(parts[0], {})
         if nested:
             block = block.setdefault("train", {})
+        if parts[-1] in block:
+            raise BenchError(f"--set '{target}' is given twice; give it once")
         block[parts[-1]] = value
     return out
 

@@ -42,6 +42,18 @@ def partners(runner, spaces, train_images) -> Tuple[Dict[str, str], str]:
     return found, source
 
 
+def default_name(protocol) -> str:
+    """``kb/<protocol>.json``; with protocol overrides, a name of their own (``smoke.3fa4c1d2.json``), so a
+    build for another backend never replaces the plain protocol's file."""
+    import hashlib
+
+    from bench.config.overrides import fingerprint
+
+    name = protocol.name.replace("/", "_")
+    changed = fingerprint(protocol.overrides)
+    return f"{name}.{hashlib.sha256(changed.encode()).hexdigest()[:8]}.json" if changed else f"{name}.json"
+
+
 def writable_file(path: Path, option: str) -> Path:
     """``path``, checked before any work: not a folder, and its folder can be written."""
     if path.is_dir():
@@ -75,7 +87,7 @@ def cmd_build(args) -> int:
     runner = Runner(protocol, RunOptions(device=args.device, data_root=args.data_root))
     spaces = runner.spaces(protocol.seeds[0])
     names = protocol_classes(spaces)
-    out = writable_file(Path(args.out or Path("kb") / f"{protocol.name.replace('/', '_')}.json"), "--out")
+    out = writable_file(Path(args.out or Path("kb") / default_name(protocol)), "--out")
     if args.backend == "file":
         kb = imported(args, names, protocol.name)
     else:

@@ -241,7 +241,7 @@ def view_path(protocol_file: Path, name: str = "", plugins: str = "", overrides:
     ``plugins`` names the plugins' code (bench.plugins.fingerprint) and ``overrides`` the protocol
     overrides (bench.config.overrides.fingerprint), which the view depends on too."""
     blob = (protocol_file.read_bytes() + name.encode() + code_fingerprint().encode() + plugins.encode()
-            + b"\0" + overrides.encode())
+            + b"\0" + overrides.encode() + b"\0" + protocol_file.stem.encode())  # a file without name: is its stem
     digest = hashlib.sha256(blob).hexdigest()
     return cache_root() / "protocol-views" / f"{digest[:32]}.json"
 

@@ -41,6 +41,9 @@ def split_sets(items: List[str]) -> Tuple[Dict[str, Any], List[str]]:
             continue
         path = target[len(PREFIX):]
         check_path(path, sep)
+        clash = [p for p in protocol if p == path or p.startswith(path + ".") or path.startswith(p + ".")]
+        if clash:
+            raise BenchError(f"--set 'protocol.{path}' and 'protocol.{clash[0]}' set the same field; give one")
         protocol[path] = read_value(raw, target)
     return protocol, rest
 

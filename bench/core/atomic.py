@@ -11,6 +11,7 @@ that died mid-write (SIGKILL) are removed the next time their folder is written:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -20,7 +21,16 @@ import time
 from pathlib import Path
 from typing import IO, Any, Callable, Optional, Set
 
-HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40] or "host"
+def writer_space() -> str:
+    """This host and process-id namespace (containers on one node share a host name, not their pids)."""
+    try:
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        namespace = 0
+    return f"{hashlib.sha256(socket.gethostname().encode()).hexdigest()[:12]}-{namespace}"
+
+
+HOST = writer_space()
 # ".<name>.<host>~<pid>.<random>.tmp": whose temp file it is, so a later writer can tell a dead one's
 TEMP = re.compile(r"^\..+\.(?P<host>[A-Za-z0-9-]+)~(?P<pid>\d+)\.[^.]+\.tmp$")
 LEGACY_TEMP = re.compile(r"^\..+\.json\.[A-Za-z0-9_]{8}\.tmp$")  # before the writer was named (code < 0.4.0)
@@ -56,8 +66,8 @@ def write_atomic(path: Path, write: Callable[[IO], Any], binary: bool = False) -
 
 
 def writer_is_dead(name: str, now: float, mtime: float) -> bool:
-    """Whether the temp file ``name`` belongs to a writer that is gone: one of this host whose process
-    no longer exists, another host's (or an unnamed one) not touched for :data:`STALE_AFTER` seconds."""
+    """Whether the temp file ``name`` belongs to a writer that is gone: one of this host and pid namespace
+    whose process no longer exists, another's (or an unnamed one) not touched for :data:`STALE_AFTER` seconds."""
     match = TEMP.match(name)
     if match is None:
         return LEGACY_TEMP.match(name) is not None and now - mtime > 3600

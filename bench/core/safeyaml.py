@@ -17,7 +17,7 @@ from typing import Any, Dict
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from .errors import BenchError, shorten  # noqa: F401  (shorten: re-exported)
+from .errors import BenchError, reason, shorten  # noqa: F401  (shorten: re-exported)
 
 MAX_DEPTH = 100  # levels of nesting: protocols use about 5
 MAX_NODES = 100_000  # nodes once aliases are expanded: the largest shipped file has about 600
@@ -82,6 +82,10 @@ def load_yaml(text: str, where: str, malformed_as_text: bool = False) -> Any:
         return loader.construct_document(node)
     except YAMLLimit as err:
         raise BenchError(f"{where}: {err}") from None
+    except (ValueError, TypeError, OverflowError) as err:  # a date that is no date, a bad !!float tag
+        if malformed_as_text:
+            return text
+        raise BenchError(f"{where}: a value YAML cannot build ({shorten(reason(err), 200)})") from None
     except yaml.YAMLError as err:
         if malformed_as_text:
             return text

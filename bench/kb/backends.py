@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import random
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Callable, Dict, Optional
 
 from bench.core.safeyaml import load_json
-from bench.core.errors import BenchError
+from bench.core.errors import BenchError, reason
 
 KEY_ENV, URL_ENV, MODEL_ENV = "MDPR_LLM_API_KEY", "MDPR_LLM_BASE_URL", "MDPR_LLM_MODEL"
 
@@ -80,10 +81,16 @@ class OpenAICompatibleBackend:
 
     def __init__(self, base_url: str, model: str, api_key: Optional[str], retries: int = 6,
                  wait: float = 1.0, max_wait: float = 60.0, timeout: float = 120.0):
-        parts = urllib.parse.urlsplit(base_url)
-        if parts.username or parts.password or "@" in parts.netloc:
+        if "@" in base_url:
             raise BenchError(f"{URL_ENV} holds credentials ({redact_url(base_url)}); give the endpoint without "
                              f"them and the key in {KEY_ENV}")
+        try:
+            parts = urllib.parse.urlsplit(base_url)
+            parts.port  # noqa: B018  (a port that is not a number raises here, not mid-build)
+        except ValueError as err:
+            raise BenchError(f"{URL_ENV} is not a URL ({reason(err)}); e.g. http://localhost:8000/v1") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise BenchError(f"{URL_ENV} must be an http(s) URL with a host, e.g. http://localhost:8000/v1")
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model, self._key = model, api_key
         self.retries, self.wait, self.max_wait, self.timeout = retries, wait, max_wait, timeout
@@ -135,7 +142,7 @@ class OpenAICompatibleBackend:
                 raise BenchError(f"LLM endpoint {self.url} refused the request (HTTP {err.code}); "
                                  f"check {KEY_ENV}") from None
             raise _Retry(f"HTTP {err.code}") from None
-        except (urllib.error.URLError, OSError, ValueError) as err:
+        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as err:
             raise _Retry(f"cannot reach it ({self.redact(str(getattr(err, 'reason', err)))})") from None
         return reply_text(raw)
 
@@ -155,8 +162,10 @@ NO_REDIRECTS = urllib.request.build_opener(_RefuseRedirects)
 
 
 def redact_url(text: str) -> str:
-    """``text`` with the credentials of every URL in it masked: ``http://user:KEY@host`` -> ``http://***@host``."""
-    return re.sub(r"(?<=//)[^/@\s]+@", "***@", str(text))
+    """``text`` with the credentials of every URL in it masked: ``http://user:KEY@host`` -> ``http://***@host``
+    (everything from ``//`` to the line's last ``@``: a password may hold '@', '/' or spaces, and masking
+    too much is the safe side)."""
+    return re.sub(r"(?<=//).*@", "***@", str(text))
 
 
 class _Retry(Exception):

@@ -235,11 +235,13 @@ def load_error(name: str, pretrained: Optional[str], cache_dir: Optional[str], e
     hub = tag.get("hf_hub", "").rstrip("/")
     where = (f"the Hugging Face cache ({hf_cache(cache_dir)}) as '{hub}'" if hub
              else f"{cache_dir or '~/.cache/clip'} (from {tag.get('url') or 'its URL'})")
+    quick = "true" if tag.get("quick_gelu") else "false"
     return BenchError(f"open_clip '{name}' weights '{pretrained}' are not in {where} and could not be downloaded "
-                      f"({type(err).__name__}); download them once with network access, or point the protocol at "
-                      f"a local copy{f' of open_clip_model.safetensors from huggingface.co/{hub}' if hub else ''}: "
-                      f"--set protocol.backbone.pretrained=/path/to/open_clip_model.safetensors "
-                      f"--set protocol.backbone.quick_gelu={'true' if tag.get('quick_gelu') else 'false'}")
+                      f"({type(err).__name__}); fetch them once where there is network and copy that cache here, or "
+                      "point --set protocol.backbone.cache_dir=DIR at a copy (the result key stays the same); a "
+                      f"checkpoint file{f' (open_clip_model.safetensors of huggingface.co/{hub})' if hub else ''} "
+                      "also works, as another configuration with its own key: --set protocol.backbone.pretrained=FILE "
+                      f"--set protocol.backbone.quick_gelu={quick}")
 
 
 def hf_cache(cache_dir: Optional[str]) -> str:

@@ -255,6 +255,8 @@ def fill_cells(report: Report, records, views: Dict[str, dict], cards) -> None:
         lacking = []
         for protocol, metrics in report.read.items():
             chosen = selected(records.get((views[protocol]["name"], row.method)), views[protocol], row)
+            if chosen is not None:  # two columns of one protocol (other overrides) may read other seeds
+                chosen = chosen[chosen["seed"].isin(report.seeds[protocol])]
             paths = {} if chosen is None else dict(zip(chosen["seed"].tolist(), chosen["path"].tolist()))
             for metric in metrics:
                 cell = Cell(seed_values(chosen, metric),
