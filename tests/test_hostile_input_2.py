@@ -273,7 +273,7 @@ class Recorder(http.server.BaseHTTPRequestHandler):
 
 def serve():
     server = http.server.HTTPServer(("127.0.0.1", 0), Recorder)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     return server
 
 
@@ -332,7 +332,7 @@ yaml_texts = st.one_of(
     st.integers(2, 30).map(lambda n: "x: &a [1]\n" + "".join(f"y{i}: *a\n" for i in range(n)) + "x: 2\n"))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=yaml_texts)
 def test_property_any_protocol_text_is_a_protocol_or_one_error(tmp_path, text):
     path = tmp_path / "p.yaml"
@@ -343,7 +343,7 @@ def test_property_any_protocol_text_is_a_protocol_or_one_error(tmp_path, text):
         assert str(err).startswith(("protocol", "unknown protocol")), str(err)[:200]
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(raw=st.one_of(st.text(max_size=40), yaml_texts), target=st.sampled_from(
     ["coop.n_ctx", "coop.train.lr", "protocol.eval.batch_size", "protocol.backbone.seed", "protocol.seeds"]))
 def test_property_any_set_value_shows_or_is_one_error(raw, target):
@@ -351,7 +351,7 @@ def test_property_any_set_value_shows_or_is_one_error(raw, target):
     assert code in (0, 2)
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(metrics=st.dictionaries(st.sampled_from(["all", "many", "few", "hm", "x"]), trees, max_size=4),
        extra=st.dictionaries(st.sampled_from(["seed", "key", "config", "schema"]), trees, max_size=2))
 def test_property_a_record_is_read_with_numeric_metrics_or_refused(tmp_path, metrics, extra):
@@ -363,7 +363,7 @@ def test_property_a_record_is_read_with_numeric_metrics_or_refused(tmp_path, met
         assert all(v is None or (type(v) in (int, float) and 0 <= v <= 100) for v in data["metrics"].values())
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(spec=st.one_of(yaml_texts, st.fixed_dictionaries({"title": trees, "columns": trees}, optional={
     "rows": trees, "metrics": trees, "reference": trees, "digits": trees, "std": trees}).map(yaml.safe_dump)))
 def test_property_any_report_spec_loads_or_is_one_error(tmp_path, spec):
@@ -407,7 +407,7 @@ def test_an_endpoint_that_answers_garbage_is_retried_then_one_error():
             self.request.sendall(b"garbage\r\n\r\n")
 
     server = socketserver.TCPServer(("127.0.0.1", 0), Garbage)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     try:
         backend = OpenAICompatibleBackend(f"http://127.0.0.1:{server.server_address[1]}/v1", "m", "K", retries=2,
                                           wait=0.01)

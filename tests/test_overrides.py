@@ -119,7 +119,8 @@ def test_a_users_grid_file_runs_cell_by_cell(capsys, tmp_path):
 
 def test_vit_only_methods_are_left_out_on_a_resnet_and_refused_by_name(capsys, tmp_path):
     results = str(tmp_path / "results")
-    rn = ["--set", "protocol.backbone.model=bench-tiny-rn", "--seeds", "1", "--results-dir", results, "--no-progress"]
+    rn = ["--set", "protocol.backbone.model=bench-tiny-rn", "--set", "protocol.train.epochs=2", "--seeds", "1",
+          "--results-dir", results, "--no-progress"]
     code, out, _ = run(capsys, "run", "--protocol", "smoke", "--method", "all", *rn)
     assert code == 0
     left_out = {line.split()[2] for line in out.splitlines() if "vision prompts need an open_clip VisionTransformer" in line}
@@ -128,7 +129,7 @@ def test_vit_only_methods_are_left_out_on_a_resnet_and_refused_by_name(capsys, t
     assert {"zeroshot", "coop", "coop_la", "la_posthoc", "candle", "cocoop", "mdpr_coop_offlinekb"} <= ran
     assert not ran & left_out
     err = one_error(capsys, "run", "--protocol", "smoke", "--method", "maple", *rn)
-    assert "maple cannot run on smoke [backbone.model=bench-tiny-rn]: its vision prompts need" in err
+    assert "maple cannot run on smoke [backbone.model=bench-tiny-rn, train.epochs=2]: its vision prompts need" in err
 
 
 def test_candle_refuses_a_cross_dataset_target_by_name(capsys, tmp_path):
