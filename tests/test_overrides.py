@@ -67,6 +67,10 @@ def test_a_backbone_override_runs_and_the_leaderboard_selects_it(capsys, tmp_pat
     code, out, _ = run(capsys, "run", "--protocol", "smoke", *common, "--set", "protocol.eval.batch_size=7")
     assert code == 0 and "1 done before" in out  # the same results
     assert len(list((tmp_path / "results" / "smoke" / "zeroshot").iterdir())) == 2
+    for command in ("plan", "status"):  # the same cells, as bench run would key them
+        code, out, _ = run(capsys, command, "--protocol", "smoke", "--method", "zeroshot", "--seeds", "1", "2",
+                           "--results-dir", results, "--set", "protocol.backbone.seed=7")
+        assert code == 0 and "| smoke | zeroshot | 1 |" in out, out
     code, out, err = run(capsys, "leaderboard", "--protocol", "smoke", "--results-dir", results,
                          "--set", "protocol.backbone.seed=7", "--title")
     assert code == 0 and out.startswith("## smoke (backbone.seed=7)") and "| zeroshot | 1 |" in out

@@ -187,8 +187,7 @@ def load_protocol(name_or_path: str, overrides: Optional[Dict[str, Any]] = None)
         if not isinstance(data, dict):
             raise BenchError(f"protocol file '{path}': expected a mapping at the top level, got {type(data).__name__}")
         data = apply_overrides(data, overrides)
-    protocol = parse_protocol(data, path, overrides)
-    return protocol
+    return parse_protocol(data, path, overrides)
 
 
 def _component(data: Any, section: str, registry) -> tuple:
