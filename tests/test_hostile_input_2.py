@@ -145,6 +145,7 @@ def test_a_key_given_twice_is_an_error_naming_both_lines(capsys, tmp_path):
     first = next(i for i, line in enumerate(smoke_text().splitlines(), 1) if line.startswith("train:"))
     assert f"(lines {first} and {smoke_text().count(chr(10)) + 1})" in err
     assert load_yaml("a: 1\n<<: {b: 2}\nb: 3\n", "x") == {"a": 1, "b": 3}  # a merge key may be overridden
+    assert load_yaml('1: a\n"1": b\n', "x") == {1: "a", "1": "b"}  # a number and a text are two keys
 
 
 def test_an_option_given_twice_is_refused_and_numbers_have_ranges(capsys):

@@ -43,14 +43,14 @@ class _Loader(yaml.SafeLoader):
 
     def construct_mapping(self, node, deep=False):
         if isinstance(node, MappingNode):
-            seen: Dict[str, int] = {}
+            seen: Dict[tuple, int] = {}
             for key_node, _ in node.value:
                 if isinstance(key_node, ScalarNode) and key_node.tag != MERGE:
-                    line = key_node.start_mark.line + 1
-                    if key_node.value in seen:
+                    key, line = (key_node.tag, key_node.value), key_node.start_mark.line + 1  # 1 and "1" differ
+                    if key in seen:
                         raise YAMLLimit(f"key '{shorten(key_node.value, 80)}' appears twice in one mapping "
-                                        f"(lines {seen[key_node.value]} and {line}); keep one")
-                    seen[key_node.value] = line
+                                        f"(lines {seen[key]} and {line}); keep one")
+                    seen[key] = line
         return super().construct_mapping(node, deep)
 
 
