@@ -92,6 +92,14 @@ def test_leaderboard_merges_several_results_folders(capsys, tmp_path):
     code, out, _ = run(capsys, "leaderboard", "--protocol", "smoke", "--results-dir", str(tmp_path / "a"),
                        str(tmp_path / "b"))
     assert code == 0 and "| zeroshot | 2 |" in out
+    first = next((tmp_path / "a").glob("smoke/zeroshot/*/seed-1.json"))
+    copy = tmp_path / "b" / first.relative_to(tmp_path / "a")
+    record = json.loads(first.read_text())
+    record["metrics"]["all"] = 1.0  # the same cell, other numbers
+    copy.write_text(json.dumps(record))
+    code, out, err = run(capsys, "leaderboard", "--protocol", "smoke", "--results-dir", str(tmp_path / "a"),
+                         str(tmp_path / "b"))
+    assert code == 0 and "| zeroshot | 1 |" in out and "left out, conflicting copies: smoke / zeroshot" in err
 
 
 def test_a_users_grid_file_runs_cell_by_cell(capsys, tmp_path):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 from bench.core.errors import BenchError, warn
 
@@ -29,21 +29,15 @@ def protocol_view(name_or_path: str, overrides: Optional[dict] = None) -> dict:
 
 def folder_records(folders: List[str], protocol: str) -> List[dict]:
     """Every readable record of ``protocol`` under the results folders: a cell found in several is kept
-    once when its metrics agree, and left out with a warning when they do not."""
+    once when its metrics agree, and left out with a warning when they do not (as ``bench report`` merges)."""
     from bench.engine.store import ResultStore
+    from bench.reporting.results import merge
 
-    cells: Dict[tuple, List[dict]] = {}
-    for folder in folders:
-        for record in ResultStore(folder).records(protocol):
-            cells.setdefault((record["method"], record["key"], record["seed"]), []).append(record)
-    kept = []
-    for (method, key, seed), copies in cells.items():
-        if any(c["metrics"] != copies[0]["metrics"] for c in copies[1:]):
-            warn(f"left out {protocol} / {method} [{key[:12]}] / seed {seed}: its copies in the results folders "
-                 "have different metrics")
-            continue
-        kept.append(copies[0])
-    return kept
+    found = [(folder, record) for folder in folders for record in ResultStore(folder).records(protocol)]
+    kept, conflicts, _ = merge(found)
+    for conflict in conflicts:
+        warn(f"left out, conflicting copies: {conflict}")
+    return [record for _, record in kept]
 
 
 def protocol_rows(name_or_path: str, args, version: str, overrides: Optional[dict] = None) -> tuple:

@@ -63,9 +63,8 @@ def parse_roots(path: Path) -> Dict[str, str]:
     if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) and v for k, v in data.items()):
         raise BenchError(f"data roots file '{path}': expected a mapping of dataset name to folder, "
                          "e.g. 'places_lt: /datasets/places365_standard'")
-    # a relative folder is relative to the file, wherever the command runs
-    return {name: os.path.join(path.parent, os.path.expanduser(folder)) if not os.path.isabs(os.path.expanduser(folder))
-            else os.path.expanduser(folder) for name, folder in data.items()}
+    # a relative folder is relative to the file, wherever the command runs (join keeps an absolute one)
+    return {name: os.path.join(path.parent, os.path.expanduser(folder)) for name, folder in data.items()}
 
 
 def root_for(registered: str, cfg) -> Optional[Tuple[str, str]]:
