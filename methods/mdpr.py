@@ -6,7 +6,9 @@ with the REC choices of methods_spec §7 and §13 (A1-A12).  A plug-in on a base
 each class ``c`` has five knowledge sentences (GA, FT, FA, DF, CI; :mod:`bench.kb`) encoded once by the
 frozen text encoder, ``F_p[c] (5, d)`` raw, ``f_avg[c]`` their mean (Eq. 3) and the prior
 ``M[c, v] = cos(F_p[c, v], E_t("a photo of a {c}."))`` (Eq. 4).  With ``f`` the normalised (prompted) image
-feature and ``s`` a learnable scale shared by both heads (clamped at 100)::
+feature and ``s`` a learnable scale shared by both heads, capped at 100 as the code caps it: the
+parameter's data is clamped in place before each forward pass and used unclamped in the graph, so its
+gradient flows at the cap and the scale can fall below 100 (``MDPRPluginMaPLe.forward``)::
 
     ŷ_cb = s · f T̂ᵀ                                     base tuner's logits
     f_rb[b, c], W_r[b, c] = C-MHA(query f[b], keys/values F_p[c])   one shared MHA, per class (Eq. 5)
@@ -42,7 +44,7 @@ from bench.api import (DIMENSIONS, ENV, BenchError, ConfigError, MissingInput, O
                        extend_partners, file_sha256, la_loss, la_offsets, pool_partners, read_kb, require_file,
                        template_features)
 
-MAX_SCALE = 100.0  # the code clamps logit_scale at log(100) every forward pass
+MAX_SCALE = 100.0  # the code clamps logit_scale's data at log(100) before every forward pass
 
 
 @dataclass
@@ -113,6 +115,9 @@ class MDPR:
     """Mixin over a base tuner with ``image_features(images)`` and ``text_features()`` (CoOp, MaPLe)."""
 
     offline_kb = False
+    # 1: the logit scale learns at its cap (its data clamped before the forward pass, as the code does;
+    # before, a clamp in the graph gave it no gradient), and MDPR-MaPLe starts from MDPR's own init.
+    code_revision = "mdpr.1"
 
     def __init__(self, backbone, data, cfg):
         super().__init__(backbone, data, cfg)
@@ -128,8 +133,8 @@ class MDPR:
         if width % cfg.heads:
             raise ConfigError(f"{where}.heads", f"must divide the embedding width {width}, got {cfg.heads}")
         self.router = PromptRouter(width, cfg.heads, cfg.proj_dim, cfg.attn_dropout, backbone.device)
-        start = math.log(min(MAX_SCALE, float(backbone.logit_scale)))
-        self.log_scale = nn.Parameter(torch.tensor(start, device=backbone.device), requires_grad=cfg.learn_scale)
+        start = backbone.log_logit_scale.float().clone()  # CLIP's value; scale() caps it as the code does
+        self.log_scale = nn.Parameter(start, requires_grad=cfg.learn_scale)
         offsets = la_offsets(data.train_counts, add_one=True, eps=0.0)  # CLA as loss.py: (n + 1) / (N + C)
         self.register_buffer("cla_offsets", offsets.to(backbone.device), persistent=False)
         self.partners: Dict[str, str] = {}  # offline KB: confusing class of each class, set in prepare
@@ -201,7 +206,11 @@ class MDPR:
         return self.cache[tuple(names)]
 
     def scale(self) -> torch.Tensor:
-        return self.log_scale.clamp(max=math.log(MAX_SCALE)).exp()
+        """``s = exp(log_scale)``, with the cap applied to the data first (a clamp in the graph would
+        give the scale no gradient at the cap, where CLIP's value starts it)."""
+        with torch.no_grad():
+            self.log_scale.clamp_(max=math.log(MAX_SCALE))
+        return self.log_scale.exp()
 
     def start_epoch(self, epoch: int, epochs: int, steps: int) -> None:
         super().start_epoch(epoch, epochs, steps)

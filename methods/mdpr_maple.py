@@ -3,7 +3,12 @@
 MaPLe's coupled prompts (``methods/maple.py``) give the prompted image feature ``f`` (the router's query,
 with gradient) and ``ŷ_cb``; MDPR's router, losses and fusion are in ``methods/mdpr.py`` (methods_spec §7).
 MDPR-MaPLe loss weights (App. A.1.4): λ = (1, 1.0, 0.05, 0.005), T = 2; n_ctx 2 (paper; the code's
-default is 16, spec A5).  Trainable at ViT-B/16: MaPLe 3,555,072 + 1,116,288 + the logit scale
+default is 16, spec A5).  ``init: mdpr`` (default) draws the prompt learner as MDPR's own
+``MultiModalPromptLearner`` does (``module_maple.py`` lines 73-96): the first and every deep coupling a
+Linear of its own with weights N(0, 0.02) and zero bias, the deep text prompts N(0, 0.01); ``init: maple``
+keeps MaPLe's (one default Linear cloned into every deep coupling, deep text prompts N(0, 0.02)).  The
+context follows ``init_text`` either way (MDPR's code: random N(0, 0.02), as the lt recipe sets it).
+Trainable at ViT-B/16: MaPLe 3,555,072 + 1,116,288 + the logit scale
 (paper Table 6: 4.7 M).
 
     bench run --protocol smoke --method mdpr_maple_offlinekb
@@ -12,10 +17,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn as nn
 
 from bench.api import METHODS, Ablation, MethodCard
 
-from .maple import CARD as MAPLE_CARD, MaPLe, MaPLeConfig
+from .maple import CARD as MAPLE_CARD, MaPLe, MaPLeConfig, MaPLePrompts
 from .mdpr import MDPR, MDPROptions
 from .mdpr_coop import CODE, mdpr_lt, mdpr_table6, recipes
 
@@ -40,6 +49,7 @@ ABLATIONS = [
 class MDPRMaPLeConfig(MaPLeConfig, MDPROptions):
     lambda_sem: float = dataclasses.field(default=1.0, metadata={"min": 0})
     lambda_ka: float = dataclasses.field(default=0.005, metadata={"min": 0})
+    init: Literal["mdpr", "maple"] = "mdpr"  # the prompt learner's initial draw: MDPR's code or MaPLe's
 
     def validate(self, where: str) -> None:
         MaPLeConfig.validate(self, where)
@@ -51,7 +61,7 @@ CARD = MethodCard(
     paper="Jia et al. MDPR: an LLM knowledge base with multi-dimensional dynamic prompt routing for long-tailed "
           "prompt tuning of CLIP. Findings of EMNLP 2025; on MaPLe (Khattak et al., CVPR 2023)",
     code=CODE,
-    spec="methods_spec §7, §13 A1-A12",
+    spec="methods_spec §7, §13 A1-A12; init: module_maple.py MultiModalPromptLearner (init: maple is MaPLe's)",
     recipes=recipes(MAPLE_CARD, MAPLE_WEIGHTS, "MaPLe"),
     reported={
         "cifar100_lt_ir10": mdpr_lt(84.73, 86.32, 81.19),
@@ -71,12 +81,28 @@ OFFLINE_CARD = MethodCard(
     code=CARD.code, spec=CARD.spec, recipes=CARD.recipes)
 
 
+@torch.no_grad()
+def draw_like_mdpr(prompts: MaPLePrompts) -> None:
+    """MDPR's ``MultiModalPromptLearner`` init: couplings N(0, 0.02) with zero bias, each its own draw;
+    deep text prompts N(0, 0.01)."""
+    for coupling in [prompts.proj, *prompts.deep_proj]:
+        nn.init.normal_(coupling.weight, std=0.02)
+        nn.init.zeros_(coupling.bias)
+    for prompt in prompts.deep_text:
+        nn.init.normal_(prompt, std=0.01)
+
+
 @METHODS.register("mdpr_maple")
 class MDPRMaPLe(MDPR, MaPLe):
     """MDPR on MaPLe: knowledge-base routing + CLA semantic head, from a KB file (Jia et al., 2025)."""
 
     Config = MDPRMaPLeConfig
     card = CARD
+
+    def __init__(self, backbone, data, cfg: MDPRMaPLeConfig):
+        super().__init__(backbone, data, cfg)
+        if cfg.init == "mdpr":
+            draw_like_mdpr(self.prompt_learner)
 
 
 @METHODS.register("mdpr_maple_offlinekb")

@@ -124,13 +124,53 @@ def test_knowledge_tensors(backbone, class_info):
     assert torch.allclose(kn.prior[2, 1], F.normalize(direct, dim=0) @ anchor, atol=1e-5)  # Eq. 4
 
 
-def test_logit_scale_is_learned_and_clamped_at_100(backbone, class_info):
+OPENAI_LOG_SCALE = 4.6052  # CLIP's stored logit_scale in the OpenAI checkpoints: exp() = 100.003, above the cap
+
+
+def test_logit_scale_starts_at_clips_value_and_its_data_is_capped_at_100(backbone, class_info):
     method = MDPRCoOpOfflineKB(backbone, class_info, MDPRCoOpConfig())
+    assert method.log_scale.item() == backbone.log_logit_scale.item()
     with torch.no_grad():
         method.log_scale.fill_(math.log(500))
     assert method.scale().item() == pytest.approx(100)
+    assert method.log_scale.item() == pytest.approx(math.log(100))  # the parameter itself, as the code clamps it
     fixed = MDPRCoOpOfflineKB(backbone, class_info, MDPRCoOpConfig(learn_scale=False))
     assert all(p is not fixed.log_scale for p in fixed.trainable_parameters())
+
+
+def scale_gradient_reference(method, out, labels):
+    """d loss / d log s by the chain rule: both heads are s times a scale-free term, so each logit's
+    derivative in log s is the logit itself."""
+    base, semantic = out.base.detach().requires_grad_(), out.semantic.detach().requires_grad_()
+    loss = method.loss(out._replace(base=base, semantic=semantic), labels)
+    d_base, d_semantic = torch.autograd.grad(loss, [base, semantic], retain_graph=True)
+    return (d_base * out.base).sum() + (d_semantic * out.semantic).sum()
+
+
+@pytest.mark.parametrize("build", [
+    lambda b, info: MDPRCoOpOfflineKB(b, info, MDPRCoOpConfig(attn_dropout=0.0)),
+    lambda b, info: MDPRMaPLeOfflineKB(b, info, MDPRMaPLeConfig(attn_dropout=0.0, depth=2, init_text=None)),
+], ids=["coop", "maple"])
+def test_logit_scale_learns_from_clips_value_at_the_cap(backbone, class_info, build):
+    """module_maple.py clamps the data before the forward pass, so the gradient flows at the cap (a clamp in
+    the graph gave 0 here) and one AdamW step moves the scale."""
+    torch.manual_seed(0)
+    method = build(backbone, class_info).train()
+    with torch.no_grad():
+        method.log_scale.fill_(OPENAI_LOG_SCALE)
+    labels = torch.tensor([0, 3, 9, 3])
+    out = method(images())
+    cap = torch.tensor(math.log(100)).item()  # float32's log(100): where the forward pass left the data
+    assert method.log_scale.item() == cap
+    expected = scale_gradient_reference(method, out, labels)
+    method.loss(out, labels).backward()
+    grad = method.log_scale.grad.item()
+    assert abs(grad) > 1e-3 and grad == pytest.approx(expected.item(), rel=1e-4)
+    torch.optim.AdamW([method.log_scale], lr=1e-3, weight_decay=1e-4).step()
+    step = 1e-3 * math.copysign(1, grad) + 1e-3 * 1e-4 * cap  # Adam's first step is lr·sign(g), AdamW's decay
+    assert method.log_scale.item() == pytest.approx(cap - step, abs=1e-6)
+    if grad > 0:
+        assert method.scale().item() == pytest.approx(100 * math.exp(-step), rel=1e-6)  # below the cap
 
 
 def test_kb_file_method_reads_sentences_and_hashes_the_file(backbone, class_info, tmp_path):
@@ -174,3 +214,53 @@ def test_figure3_rows_are_on_the_card_and_the_full_row_is_table3():
     for (protocol, *_), metrics in rows.items():
         if _ != [0.0, 0.0]:
             assert all(CARD.reported[protocol].metrics[k] == v for k, v in metrics.items())
+
+
+def moments(tensor):
+    """(std, kurtosis E[x⁴]/E[x²]²: 3 for a normal draw, 1.8 for torch's default uniform Linear init)."""
+    x = tensor.detach().double().flatten()
+    return x.std().item(), (x.pow(4).mean() / x.pow(2).mean() ** 2).item()
+
+
+def test_mdpr_maple_starts_from_mdprs_prompt_learner_init(vit_b16):
+    """module_maple.py MultiModalPromptLearner: couplings N(0, 0.02) with zero bias, each drawn on its own; deep
+    text prompts N(0, 0.01); context N(0, 0.02).  Tolerances are several standard errors at these sizes."""
+    torch.manual_seed(0)
+    info = ClassInfo(["cat", "dog"], [5, 1])
+    prompts = MDPRMaPLeOfflineKB(vit_b16, info, MDPRMaPLeConfig(init_text=None)).prompt_learner
+    for coupling in [prompts.proj, *prompts.deep_proj]:
+        std, kurtosis = moments(coupling.weight)  # 393,216 values: std within 1%
+        assert std == pytest.approx(0.02, rel=0.01) and kurtosis == pytest.approx(3, abs=0.05)
+        assert not coupling.bias.any()
+    for prompt in prompts.deep_text:  # 1,024 values: std within 10%
+        assert moments(prompt)[0] == pytest.approx(0.01, rel=0.1)
+    assert moments(prompts.text.ctx)[0] == pytest.approx(0.02, rel=0.1)
+    first, *others = [layer.weight for layer in prompts.deep_proj]
+    assert all((first - other).abs().max() > 0.01 for other in others)
+
+
+def test_maple_init_is_a_named_option_of_mdpr_maple_and_maples_own(vit_b16):
+    """init: maple (and maple itself) keep MaPLe's draw: one default Linear cloned into every deep coupling
+    (uniform, std 1/sqrt(3·512), non-zero bias), deep text prompts N(0, 0.02)."""
+    from methods.maple import MaPLe, MaPLeConfig
+
+    info = ClassInfo(["cat", "dog"], [5, 1])
+    for prompts in [MDPRMaPLeOfflineKB(vit_b16, info, MDPRMaPLeConfig(init="maple")).prompt_learner,
+                    MaPLe(vit_b16, info, MaPLeConfig()).prompt_learner]:
+        first, *others = prompts.deep_proj
+        assert all(torch.equal(first.weight, o.weight) and torch.equal(first.bias, o.bias) for o in others)
+        std, kurtosis = moments(first.weight)
+        assert std == pytest.approx(1 / math.sqrt(3 * 512), rel=0.01) and kurtosis == pytest.approx(1.8, abs=0.05)
+        assert first.bias.abs().max() > 0
+        assert moments(prompts.deep_text[0])[0] == pytest.approx(0.02, rel=0.1)
+
+
+def test_mdpr_results_have_their_own_code_version(smoke):
+    """Results made before the scale and init fix are of another code version; other methods' stay current."""
+    from bench import __version__
+    from bench.core.registry import METHODS
+
+    assert METHODS.code_version("mdpr_maple") == METHODS.code_version("mdpr_coop_offlinekb") == f"{__version__}+mdpr.1"
+    assert METHODS.code_version("coop") == METHODS.code_version("maple") == __version__
+    versions = smoke.view()["code_versions"]
+    assert versions["mdpr_coop"] == f"{__version__}+mdpr.1" and "coop" not in versions

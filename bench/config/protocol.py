@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional, Tuple
 
 
+from bench import __version__
 from bench.core.coerce import ENV, check_fields, from_dict, identity
 from bench.core.errors import BenchError, ConfigError, reason
 from bench.core.safeyaml import load_yaml
-from bench.core.registry import BACKBONES, BUILT_IN, DATASETS, METHODS, fill_registries, suggest
+from bench.core.registry import BACKBONES, DATASETS, METHODS, fill_registries, suggest
 from .dataroots import root_for
 from .catalog import available_protocols, locate, protocols_dir, resolve_path  # noqa: F401  (re-exported)
 from .grid import expand
@@ -122,7 +123,8 @@ class Protocol:
     def view(self) -> dict:
         """What the leaderboard needs, as plain JSON (``bench.config.catalog`` caches it): name,
         description, identity, each method's current options and recipe here, and the code version of
-        each plugin's method (results of other versions of its code are not current)."""
+        each method whose version is not bench's own (a plugin's, or a built-in's with a
+        ``code_revision``; results of other versions of its code are not current)."""
         references = {}
         for name in METHODS.names():
             try:
@@ -130,11 +132,11 @@ class Protocol:
             except BenchError:  # a card that does not fit this protocol: its rows keep bare labels
                 continue
             references[name] = {"": dataclasses.asdict(resolved.options), "train": resolved.train_identity()}
-        plugins = [name for name in METHODS.names() if METHODS.origin(name) != BUILT_IN]
+        own = [name for name in METHODS.names() if METHODS.code_version(name) != __version__]
         view = {"name": self.name, "label": self.label, "description": self.description, "identity": self.identity(),
                 "overrides": self.overrides,
                 "references": references, "seeds": list(self.seeds),
-                "code_versions": {name: METHODS.code_version(name) for name in plugins}}
+                "code_versions": {name: METHODS.code_version(name) for name in own}}
         return json.loads(json.dumps(view))
 
     def planned_setup(self) -> dict:

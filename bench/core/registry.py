@@ -44,10 +44,12 @@ def origin_label(origin: Dict[str, str]) -> str:
     return "built-in" if origin.get("from") == "built-in" else f"plugin {origin.get('plugin')}"
 
 
-def code_version(origin: Dict[str, str]) -> str:
+def code_version(origin: Dict[str, str], revision: str = "") -> str:
     """The code version results are filed under: bench's, and for a plugin's entry the hash of the
-    plugin's source as well, so an edited plugin's results are new cells, kept apart from the old."""
-    return __version__ if origin.get("from") == "built-in" else f"{__version__}+plugin.{origin['sha256'][:12]}"
+    plugin's source as well, so an edited plugin's results are new cells, kept apart from the old;
+    then the entry's own ``code_revision`` if it has one (a change to one method's results only)."""
+    own = __version__ if origin.get("from") == "built-in" else f"{__version__}+plugin.{origin['sha256'][:12]}"
+    return f"{own}+{revision}" if revision else own
 
 
 class Registry:
@@ -93,7 +95,7 @@ class Registry:
         return self._origins[name]
 
     def code_version(self, name: str) -> str:
-        return code_version(self.origin(name))
+        return code_version(self.origin(name), getattr(self._entries[name], "code_revision", ""))
 
     def names(self) -> list:
         return sorted(self._entries)

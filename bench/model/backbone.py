@@ -124,6 +124,11 @@ class ClipBackbone(nn.Module):
     def logit_scale(self) -> torch.Tensor:
         return self.model.logit_scale.exp()
 
+    @property
+    def log_logit_scale(self) -> torch.Tensor:
+        """The stored log temperature, as the checkpoint holds it (a method that learns it starts here)."""
+        return self.model.logit_scale.detach()
+
     def tokenize(self, texts: List[str]) -> torch.Tensor:
         tokens = self.tokenizer(texts)
         return tokens.to(self.device)

@@ -122,6 +122,9 @@ class Method(nn.Module):
     card: ClassVar[Optional[MethodCard]] = None
     trains: ClassVar[bool] = True  # False: no training recipe, evaluated as built
     registry_name: ClassVar[str] = "method"  # set by METHODS.register
+    # Set (or bumped) when a change alters this method's results and no other's: its code version,
+    # and so its keys, change ("0.4.0+mdpr.1") while every other method's results stay current.
+    code_revision: ClassVar[str] = ""
     # Whether the class prompts' text features depend on the images (CoCoOp's meta-net, LAMP's
     # routing, Candle's fusion).  When they do not, ``text_features()`` is computed once per
     # prediction over a label space instead of once per test batch (see :meth:`one_label_space`).
