@@ -3,7 +3,8 @@
 Follows ``shijxcs/Candle:trainers/candle.py`` (``Fusion``, ``Head``, ``Candle``) and
 ``trainers/losses.py`` (``CompensatingLogitAdjustedLoss``) at d285eb35d3af45c3db060377add15930c4ff2b78
 (methods_spec §2, §6).  CLIP is a frozen black box; only feature-space modules are trained.
-With ``T`` the raw text features of ``template(c)`` for base ∪ new classes, ``V`` the base
+With ``T`` the raw text features of ``template(c)`` for base ∪ new classes (the new classes' rows are
+the virtual prototypes' current values with ``virtual_init: text``, as the code's shared storage makes them), ``V`` the base
 visual prototypes (per-class means of raw image features, test transform, in :meth:`prepare`)
 followed by learnable virtual prototypes for the new classes, and ``I`` the raw image features::
 
@@ -50,6 +51,9 @@ class CandleConfig:
     # Vision-vision logit scale is s · scale: official run_example.sh 1.0 (train.py default 0.5).
     scale: float = field(default=1.0, metadata={"min": 0})
     virtual_init: Literal["text", "visual"] = "text"  # new-class prototypes: their text features, or mean V + noise
+    # virtual_init text: "shared" (official) makes the new classes' text rows the virtual prototypes' current
+    # values (its Parameter is a view of those rows); "fixed" keeps the template text (spec §6's frozen T_all).
+    virtual_text: Literal["shared", "fixed"] = "shared"
     # "images": at test time mask image→other-image and class-token→image attention (spec A31).
     test_mask: Literal["none", "images"] = "none"
     fusion_ratio_init: float = 0.1  # learned weight of the attention output in the residual
@@ -83,7 +87,8 @@ CARD = MethodCard(
     paper="Shi, Zhang, Wei, Li. Efficient and Long-Tailed Generalization for Pre-trained Vision-Language "
           "Model. KDD 2024 (arXiv:2406.12638). Class-name transductive: uses the new class names in training",
     code="shijxcs/Candle:trainers/candle.py@d285eb35d3af45c3db060377add15930c4ff2b78",
-    spec="methods_spec §2, §6",
+    spec="methods_spec §2, §6 (virtual_text: shared follows the code, whose new-class text rows share the "
+         "virtual prototypes' storage; fixed is §6's frozen T_all)",
     recipes={
         "lt": Recipe(source=f"{B2N_SOURCE} (MDPR gives none for its Candle rows; spec §11)", **RECIPE),
         "b2n_lt100": Recipe(source=B2N_SOURCE, **RECIPE),
@@ -110,6 +115,7 @@ class Candle(Method):
     text_depends_on_image = True  # text and image features are fused over the test batch
     card = CARD
     frozen_image_tower = True  # raw frozen image features (prepare() still reads the images)
+    code_revision = "candle.1"  # 1: the new classes' text rows follow the virtual prototypes (virtual_text)
 
     def __init__(self, backbone, data, cfg: CandleConfig):
         super().__init__(backbone, data, cfg)
@@ -191,7 +197,7 @@ class Candle(Method):
         feats = self.raw_image_features(images)
         prototypes = torch.cat([self.base_prototypes, self.virtual_prototypes])
         img, proto = feats @ self.proj_image, prototypes @ self.proj_image
-        text = self.text_features @ self.proj_text
+        text = self.class_text() @ self.proj_text
         batch, n = img.shape[0], proto.shape[0]
         mask = None if self.training or self.cfg.test_mask == "none" else self.isolating_mask(batch, n, img.device)
         fused = self.fusion(torch.cat([img, proto, text]), mask)
@@ -201,6 +207,15 @@ class Candle(Method):
             return (vt + vv)[:, self.columns]
         z0 = self.similarities(torch.cat([img, proto]), proto, text)[0]
         return torch.stack([z0, *self.similarities(torch.cat([img2, proto2]), proto2, text2)])
+
+    def class_text(self) -> torch.Tensor:
+        """Raw text features of every class.  With ``virtual_init: text`` the official ``Head`` builds the
+        virtual prototypes as a Parameter over the new classes' rows of the text buffer, which it reads
+        through ``.data``: each step that moves the prototypes moves those rows, with no gradient through
+        the text path.  ``virtual_text: shared`` does the same without sharing storage."""
+        if self.cfg.virtual_init == "text" and self.cfg.virtual_text == "shared" and self.n_new:
+            return torch.cat([self.text_features[:self.n_base], self.virtual_prototypes.detach()])
+        return self.text_features
 
     def similarities(self, queries, prototypes, text):
         """``(s · cos(queries, text), s · scale · cos(queries, prototypes))``."""

@@ -157,3 +157,35 @@ def test_faithful_fusion_fixes_the_test_batch_size(backbone, class_info):
     assert Candle(backbone, class_info, CandleConfig()).eval_batch_size == 100
     assert Candle(backbone, class_info, CandleConfig(test_batch_size=7)).eval_batch_size == 7
     assert Candle(backbone, class_info, CandleConfig(test_mask="images")).eval_batch_size is None
+
+
+def aliased_like_the_official_head(method):
+    """The official Head's arrangement, built independently: the virtual prototypes are a Parameter over the
+    new classes' rows of the text buffer (one storage), and the text enters the forward pass as plain data."""
+    method.virtual_prototypes = torch.nn.Parameter(method.text_features[method.n_base:])
+    assert method.virtual_prototypes.data_ptr() == method.text_features[method.n_base:].data_ptr()
+    return method
+
+
+@pytest.mark.parametrize("virtual_text, moves", [("shared", True), ("fixed", False)])
+def test_new_class_text_follows_the_virtual_prototypes_as_in_the_official_code(backbone, info, virtual_text, moves):
+    """shijxcs/Candle trainers/candle.py Head: the text rows of the new classes are the trained prototypes."""
+    ours = prepared(backbone, info, dropout=0.0, virtual_text=virtual_text).train()
+    official = aliased_like_the_official_head(prepared(backbone, info, dropout=0.0, virtual_text="fixed")).train()
+    template_text = ours.text_features[ours.n_base:].clone()
+    x, y = images(), torch.tensor([0, 1, 2, 0])
+    runs = []
+    for method in (ours, official):
+        optimizer = torch.optim.SGD(method.trainable_parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+        for _ in range(4):
+            optimizer.zero_grad()
+            method.loss(method(x), y).backward()
+            optimizer.step()
+        method.eval()
+        method.columns = slice(None)
+        with torch.no_grad():
+            runs.append(method(images(4, seed=2)))
+    assert torch.allclose(runs[0], runs[1], atol=1e-5) == moves
+    assert torch.equal(ours.class_text()[ours.n_base:], ours.virtual_prototypes.detach()) == moves
+    assert not torch.equal(ours.virtual_prototypes.detach(), template_text)
+    assert torch.equal(ours.text_features[ours.n_base:], template_text)  # the buffer itself never moves
