@@ -21,6 +21,7 @@ from bench.engine.store import ResultStore
 from bench.model.method import MethodCard, Reported
 from bench.plugins import load_builtins
 from bench.records.schema import SCHEMA
+from bench.reporting.leaderboard import current_version
 from bench.reporting.render import render, render_files
 from bench.reporting.report import MEAN, build_report, expand_columns
 from bench.reporting.reportspec import ReportSpec, RowSpec, load_spec
@@ -449,7 +450,8 @@ def fabricate(root, spec, view_of, rng) -> int:
                     path = store.result_path(protocol, row.method, key, seed)
                     earlier = json.loads(path.read_text())["metrics"] if path.exists() else {}  # another group's
                     rec = {"schema": SCHEMA, "key": key, "protocol": protocol, "method": row.method, "seed": seed,
-                           "code_version": VERSION, "config": config,
+                           "code_version": current_version(row.method, VERSION, view.get("code_versions")),
+                           "config": config,
                            "metrics": {**earlier, **{m: round(rng.uniform(20, 90), 2) for m in metrics}}}
                     path.parent.mkdir(parents=True, exist_ok=True)
                     path.write_text(json.dumps(rec))
