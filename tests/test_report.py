@@ -16,6 +16,7 @@ from scipy import stats as sps
 import bench
 from bench.cli import main
 from bench.core.coerce import from_dict
+from bench.core.errors import ConfigError
 from bench.core.registry import METHODS
 from bench.engine.store import ResultStore
 from bench.model.method import MethodCard, Reported
@@ -207,7 +208,7 @@ def test_a_row_with_settings_takes_only_those_results(folder):
 
 def test_markdown_shows_marks_paper_rows_and_caption(folder):
     text = render(report_of(folder), "md")
-    assert "**81.00 ± 1.00**" in text and "<u>75.00 ± 1.00" in text
+    assert "**81.00 ± 1.00**" in text and "<ins>75.00 ± 1.00" in text
     assert "| coop (paper)" in text and "| 79.00" in text and "+2.00" not in text  # a paper block, no gap row
     assert text.index("| coop (paper)") > text.index("| zeroshot")  # under all of ours
     assert "over 3 seeds (1, 2, 3)" in text and "Holm" in text and "α = 0.05" in text
@@ -275,6 +276,33 @@ def test_latex_compiles_and_fit_keeps_it_inside_the_line(folder, tmp_path):
     assert compile_problems(render(report, "latex", fit="textwidth", standalone=True), tmp_path / "fit.tex") == []
     sideways = render(report, "latex", fit="landscape", standalone=True)
     assert "\\begin{sidewaystable}" in sideways and compile_problems(sideways, tmp_path / "side.tex") == []
+
+
+FONT_PT = {"normalsize": 10, "small": 9, "footnotesize": 8, "scriptsize": 7}  # the sizes of a 10 pt article
+# A two-column page of a CVPR-sized paper: text 6.875 in (497 pt), columns 3.28 in (237 pt).
+PAGE = r"""\documentclass[twocolumn]{article}
+\usepackage[textwidth=6.875in,columnsep=0.3125in]{geometry}
+\usepackage{booktabs}
+\usepackage{multirow}
+\newsavebox{\measured}
+\begin{document}
+%s
+\end{document}
+"""
+
+
+def printed_size(report, tex: str, path: Path):
+    """The size the numbers print at (pt) when ``tex`` is pasted as it is into a two-column paper: the
+    spec's font, scaled down by as much as the tabular is wider than what its float spans (a column,
+    or the page with table*); and pdflatex's complaints (an overfull line, a float taller than the page)."""
+    box = "\\begin{lrbox}{\\measured}\\begin{tabular}"
+    shown = "\\end{tabular}\\end{lrbox}\\typeout{MEASURED:\\the\\wd\\measured:\\the\\columnwidth:\\the\\textwidth}"
+    tex = tex.replace("\\begin{tabular}", box, 1).replace("\\end{tabular}", shown + "\\usebox{\\measured}", 1)
+    problems = compile_problems(PAGE % tex, path)
+    width, column, text = map(float, re.search(r"MEASURED:([\d.]+)pt:([\d.]+)pt:([\d.]+)pt",
+                                               path.with_suffix(".log").read_text(errors="replace")).groups())
+    target = text if report.spec.float_env == "table*" else column
+    return round(FONT_PT[report.spec.font] * min(1.0, target / width), 1), problems
 
 
 def compile_problems(tex: str, path: Path) -> list:
@@ -404,9 +432,9 @@ def test_latex_rules_each_protocol_group(folder):
     tex = render(report_of(folder, metrics=["all", "many"]), "latex")
     lines = tex.splitlines()
     header = next(i for i, line in enumerate(lines) if "\\multicolumn{2}{c}{smoke}" in line)
-    # columns: method, ours/paper/gap, n, then two per protocol and two for the mean
-    assert lines[header + 1] == "\\cmidrule(lr){4-5} \\cmidrule(lr){6-7} \\cmidrule(lr){8-9}"
-    assert lines[header + 2].split("&")[3].strip() == "All"
+    # columns: method, ours/paper, then two per protocol and two for the mean (no n: every row has 3 seeds)
+    assert lines[header + 1] == "\\cmidrule(lr){3-4} \\cmidrule(lr){5-6} \\cmidrule(lr){7-8}"
+    assert lines[header + 2].split("&")[2].strip() == "All"
 
 
 def test_mean_of_columns_average_their_protocols_seed_by_seed(folder):
@@ -469,6 +497,7 @@ def test_every_shipped_spec_renders_well_formed_tables(tmp_path):
 
     load_builtins()
     cards = {name: METHODS.get(name).card for name in METHODS.names()}
+    sizes = {}
     for name in available_reports():
         spec, root = load_spec(name), tmp_path / name
         assert fabricate(root, spec, protocol_view, random.Random(name)) > 0, name
@@ -478,8 +507,14 @@ def test_every_shipped_spec_renders_well_formed_tables(tmp_path):
         assert latex_problems(render(report, "latex")) == [], name
         assert render(report, "md").startswith(f"## {report.title}") and "{" not in report.title, name
         if shutil.which("pdflatex"):  # .ci/run installs TeX where apt is available
+            main, *companions = render_files(report, "latex", split=True).items()
+            size, problems = printed_size(report, main[1], tmp_path / f"{name}-page.tex")
+            sizes[name] = size
+            assert size >= 7 and problems == [], (name, size, problems)
             for part, tex in render_files(report, "latex", fit="textwidth", standalone=True, split=True).items():
-                assert compile_problems(tex, tmp_path / f"{name}-{part or 'main'}.tex") == [], (name, part)
+                if part:
+                    assert compile_problems(tex, tmp_path / f"{name}-{part}.tex") == [], (name, part)
+    print("printed size of the numbers (pt):", sizes)
 
 
 def test_a_metric_empty_by_construction_renders_as_the_papers_print_it(tmp_path, bench_cache, capsys, monkeypatch):
@@ -507,7 +542,7 @@ def test_a_metric_empty_by_construction_renders_as_the_papers_print_it(tmp_path,
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith(("| Zero-shot CLIP", "| Zero-shot + post-hoc LA"))
             and " ± " in line]  # the cards' labels
-    assert len(rows) == 2 and all(row.rstrip(" |").endswith("–") and "| 2 " in row for row in rows), out
+    assert len(rows) == 2 and all(row.rstrip(" |").endswith("–") for row in rows) and "over 2 seeds (1, 2)" in out
     assert any("**" in row for row in rows) and "incomplete" not in out  # ranked: the best All is bold
     assert main(["report", str(spec), "--results-dir", results, "--format", "latex"]) == 0
     assert capsys.readouterr().out.count("–") >= 2
@@ -630,7 +665,7 @@ def test_stacked_layout_puts_each_protocol_in_a_block_of_rows(folder, tmp_path):
     assert "| smoke / coop " in text and "| smoke\\_b2n / maple " in text and "| Mean / zeroshot " in text
     assert "| smoke / coop (paper) " in text  # the paper's number inside its dataset's block
     header = next(line for line in text.splitlines() if line.startswith("|") and "All" in line)
-    assert [c.strip() for c in header.strip("|").split("|")][1:] == ["n", "All", "Many"]
+    assert [c.strip() for c in header.strip("|").split("|")][1:] == ["All", "Many"]
     assert "**81.00 ± 1.00**" in text  # marks per (dataset, metric) as in the wide layout
     tex = render(report, "latex", fit="textwidth", standalone=True)
     assert tex.split("\\end{table}")[0].count("\\midrule") == 3  # under the header, above blocks 2 and 3
@@ -730,4 +765,107 @@ def test_printed_averages_on_the_cards_agree_with_the_papers_columns():
 def test_latex_options_without_latex_are_one_error_line(capsys):
     assert main(["report", "smoke", "--fit", "textwidth"]) == 2
     err = capsys.readouterr().err
-    assert err == "bench: error: --fit and --standalone shape LaTeX; add --format latex\n"
+    assert err == "bench: error: --fit, --standalone, --float and --font shape LaTeX; add --format latex\n"
+
+
+def test_page_shape_fields_shape_the_latex(folder):
+    """float, std, panels, notes, font, colsep and caption as a paper prints its table."""
+    tex = render(report_of(folder, float_env="table*", std="subscript", font="scriptsize", colsep=3.0,
+                           caption="Accuracy on the smoke twins"), "latex")
+    assert "\\begin{table*}" in tex and "\\end{table*}" in tex and "\\begin{table}\n" not in tex.split("% ")[0]
+    assert "\\caption{Accuracy on the smoke twins. Mean (sample std in small type)" in tex
+    assert "\\scriptsize\n\\setlength{\\tabcolsep}{3pt}\n\\begin{tabular}" in tex
+    assert "\\textbf{81.00$_{\\pm 1.00}$}" in tex and " $\\pm$ " not in tex.split("\\end{table*}")[0]
+    assert "81.00<sub>±1.00</sub>" in render(report_of(folder, std="subscript"), "md")
+    main = render_files(report_of(folder), "latex", split=True)[""]
+    assert "\\footnotesize\n\\begin{tabular}" in main and "\\setlength" not in main  # LaTeX's 6 pt stays
+    assert main.index("\\end{table}") < main.index("Std: sample standard deviation")  # notes: below
+    inside = render_files(report_of(folder, notes="inside"), "latex", split=True)[""]
+    assert inside.index("Std: sample standard deviation") < inside.index("\\end{table}")
+    assert "Std: sample" not in render_files(report_of(folder, notes="none"), "latex", split=True)[""]
+
+
+def test_panels_stack_column_groups_in_one_tabular(folder):
+    """LAMP Table 1's shape: the datasets in stacked panels, each with its own header."""
+    tex = render_files(report_of(folder, panels=2), "latex", split=True)[""]
+    assert tex.count("\\begin{tabular}") == 1 and tex.count("\\toprule") == 1 and "\\midrule\\midrule" in tex
+    first, second = tex.split("\\begin{tabular}")[1].split("\\midrule\\midrule")
+    assert "smoke\\_b2n" in first and "Mean" not in first and "Mean" in second
+    assert latex_problems(tex) == []
+    md = render(report_of(folder, panels=2), "md")
+    main_md = md.split("\n\n### ")[0]  # before the companion tables
+    assert main_md.count("\n|:--") == 2 and "| Mean" in main_md.split("\n\n")[2]
+    with pytest.raises(ConfigError, match="panels"):
+        report_of(folder, panels=2, layout="stacked")
+
+
+def test_the_seed_count_column_only_where_rows_differ(folder):
+    """Papers print no n: the caption names the seeds; a row with fewer seeds brings the column back."""
+    header = lambda report: render(report, "md").split("\n")[2]  # noqa: E731  (the main table's)
+    assert header(report_of(folder)).split("|")[2].strip() == "smoke"
+    put(folder, "smoke", "zeroshot", 4, {"all": 60.0})
+    assert header(report_of(folder, seeds=[1, 2, 3, 4])).split("|")[2].strip() == "n"
+
+
+def test_landscape_keeps_the_notes(folder):
+    for notes in ("below", "inside"):
+        tex = render(report_of(folder, notes=notes), "latex", fit="landscape")
+        assert "\\begin{sidewaystable}" in tex and "Std: sample standard deviation" in tex, notes
+
+
+def test_shipped_specs_have_unique_whole_word_labels():
+    from types import SimpleNamespace
+
+    from bench.config.catalog import available_reports
+    from bench.reporting.render_latex import label_of
+
+    labels = {name: label_of(SimpleNamespace(spec=load_spec(name), title="")) for name in available_reports()}
+    assert len(set(labels.values())) == len(labels)
+    assert labels["cpt_b2n_tau0.25"] == "tab:cpt-b2n-tau0.25" and labels["cpt_b2n_tau0.06"] == "tab:cpt-b2n-tau0.06"
+
+
+def test_output_folder_is_made_and_keeps_the_whole_spec_name(twin_results, tmp_path, capsys):
+    for tau in ("0.25", "0.06"):
+        (tmp_path / f"mine_tau{tau}.yaml").write_text(f"title: tau {tau}\ncolumns: [smoke]\nrows: [zeroshot, coop]\n")
+        out = tmp_path / "paper" / "tables"
+        assert main(["report", str(tmp_path / f"mine_tau{tau}.yaml"), "--format", "latex", "--output", f"{out}/",
+                     "--results-dir", str(twin_results)]) == 0
+    written = sorted(p.name for p in out.iterdir())
+    assert "mine_tau0.25.tex" in written and "mine_tau0.06.tex" in written
+    assert "\\label{tab:mine-tau0.25}" in (out / "mine_tau0.25.tex").read_text()
+    from bench.cli.report import output_paths
+
+    assert [p.name for p in output_paths("x/cpt_b2n_tau0.25", "s", "latex", {"": ""})] == ["cpt_b2n_tau0.25.tex"]
+    assert [p.name for p in output_paths("x/t.txt", "s", "md", {"": "", "friedman": ""})] == ["t.txt",
+                                                                                             "t-friedman.txt"]
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="needs a TeX engine (pdflatex; .ci/run installs it)")
+def test_the_readability_gate_measures_what_a_paper_would_print(tmp_path):
+    """LAMP Table 1 as one panel in one column would print its numbers at about 2 pt: the gate says so."""
+    import dataclasses
+    import random
+
+    from bench.cli.leaderboard import protocol_view
+
+    load_builtins()
+    cards = {name: METHODS.get(name).card for name in METHODS.names()}
+    shipped = load_spec("lamp_b2n_imb10")
+    fabricate(tmp_path, shipped, protocol_view, random.Random(0))
+    for spec, expected in [(shipped, 8.0), (dataclasses.replace(shipped, panels=1, float_env="table"), None)]:
+        report = build_report(spec, load_results([tmp_path]), protocol_view, VERSION, cards)
+        size, problems = printed_size(report, render_files(report, "latex", split=True)[""], tmp_path / "page.tex")
+        if expected:
+            assert size == expected and problems == []
+        else:
+            assert size < 3 and problems and float(problems[0]) > 500  # overfull by more than a page's width
+
+
+def test_page_options_on_the_command_line(twin_results, capsys):
+    code = main(["report", "smoke", "--format", "latex", "--float", "table*", "--std", "subscript", "--font",
+                 "scriptsize", "--notes", "none", "--results-dir", str(twin_results)])
+    out = capsys.readouterr().out
+    assert code == 0 and "\\begin{table*}" in out and "\\scriptsize" in out and "$_{\\pm" in out
+    assert "Std: sample" not in out.split("\\end{table*}")[1].split("\\begin{table}")[0]
+    assert main(["report", "smoke", "--font", "small", "--results-dir", str(twin_results)]) == 2
+    assert "--font shape LaTeX; add --format latex" in capsys.readouterr().err

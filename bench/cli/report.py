@@ -7,7 +7,7 @@ from pathlib import Path
 from bench.core.errors import BenchError
 from bench.core.registry import METHODS
 
-from .common import add_plugin_option, protocol_sets, write_output
+from .common import add_plugin_option, protocol_sets, whole, write_output
 from .leaderboard import protocol_view
 
 
@@ -34,9 +34,9 @@ def cmd_report(args) -> int:
     from bench.reporting.reportspec import load_spec
     from bench.reporting.results import load_results
 
-    if args.format != "latex" and (args.fit or args.standalone):
-        raise BenchError("--fit and --standalone shape LaTeX; add --format latex")
-    spec = load_spec(args.spec)
+    if args.format != "latex" and (args.fit or args.standalone or args.float or args.font):
+        raise BenchError("--fit, --standalone, --float and --font shape LaTeX; add --format latex")
+    spec = with_page_options(load_spec(args.spec), args)
     results = load_results(args.results_dir)
     for line in results.problems[:5] + [f"left out, conflicting copies: {c}" for c in results.conflicts[:5]]:
         warn(line)
@@ -62,29 +62,50 @@ def cmd_report(args) -> int:
     if not args.output.strip():
         raise BenchError("--output: must not be empty")
     files = render_files(report, args.format, args.fit, args.standalone, split=True)
-    for path, text in output_paths(Path(args.output), spec_name(args.spec), args.format, files).items():
+    for path, text in output_paths(args.output, spec.name, args.format, files).items():
+        make_folder(path.parent)
         write_output(path, text, Path(args.results_dir[0]))
         print(f"bench: wrote '{path}'", file=sys.stderr)
     return 0
 
 
 SUFFIX = {"md": ".md", "latex": ".tex", "html": ".html"}
+STD = {"true": True, "false": False, "subscript": "subscript"}
 
 
-def spec_name(spec: str) -> str:
-    return Path(spec).stem
+def with_page_options(spec, args):
+    """The spec with the page options given on the command line in place of its own."""
+    import dataclasses
+
+    given = {"float_env": args.float, "panels": args.panels, "notes": args.notes, "font": args.font,
+             "std": STD.get(args.std)}
+    spec = dataclasses.replace(spec, **{k: v for k, v in given.items() if v is not None})
+    spec.validate("")
+    return spec
 
 
-def output_paths(output: Path, name: str, fmt: str, files: dict) -> dict:
+def output_paths(output: str, name: str, fmt: str, files: dict) -> dict:
     """Where each file goes: ``--output`` a folder (ends with '/' or exists as one) holds ``<spec>.tex``
-    and ``<spec>-<companion>.tex``; a file ``out/table.tex`` (or a stem ``out/table``) is the main table,
-    with ``out/table-<companion>.tex`` beside it."""
-    if str(output).endswith(("/", "\\")) or output.is_dir():
-        output = output / name
-    suffix = output.suffix or SUFFIX[fmt]
-    stem = output.stem if output.suffix else output.name
-    return {output.with_name(f"{stem}-{part}{suffix}" if part else f"{stem}{suffix}"): text
-            for part, text in files.items()}
+    and ``<spec>-<companion>.tex`` (the spec's whole name: ``cpt_b2n_tau0.25.tex``); a file
+    ``out/table.tex`` (or a stem ``out/table``) is the main table, with ``out/table-<companion>.tex``
+    beside it."""
+    output, suffix = str(output), SUFFIX[fmt]
+    if output.endswith(("/", "\\")) or Path(output).is_dir():
+        folder, stem = Path(output), name
+    else:  # a suffix of letters is the file's (table.tex, table.txt); '.25' of 'tau0.25' is the name's
+        path = Path(output)
+        named = path.suffix[1:].isalpha()
+        folder, stem, suffix = path.parent, path.stem if named else path.name, path.suffix if named else suffix
+    return {folder / (f"{stem}-{part}{suffix}" if part else f"{stem}{suffix}"): text for part, text in files.items()}
+
+
+def make_folder(folder: Path) -> None:
+    """``--output DIR/`` creates the folder (and its parents) when it is not there."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise BenchError(f"--output: cannot create the folder '{folder}' ({err.strerror or type(err).__name__})") \
+            from None
 
 
 def add_parser(sub) -> None:
@@ -101,6 +122,14 @@ def add_parser(sub) -> None:
     p.add_argument("--fit", choices=["textwidth", "landscape"],
                    help="LaTeX: shrink a table wider than the line (or taller than the page) to fit (adjustbox); "
                         "landscape also turns the main table sideways (rotating)")
+    p.add_argument("--float", choices=["table", "table*"],
+                   help="LaTeX: one column (table) or both columns of a two-column page (table*); default: the spec's")
+    p.add_argument("--panels", type=whole(1, 12), help="split the columns into N stacked panels (default: the spec's)")
+    p.add_argument("--std", choices=list(STD), help="mean ± std (true), the std as a small subscript, or means only")
+    p.add_argument("--notes", choices=["below", "inside", "none"],
+                   help="the statistics notes: after the table, inside its float, or left out")
+    p.add_argument("--font", choices=["normalsize", "small", "footnotesize", "scriptsize"],
+                   help="LaTeX: the table's type size (10, 9, 8, 7 pt in a 10 pt paper); default: the spec's")
     p.add_argument("--standalone", action="store_true",
                    help="LaTeX: complete documents (preamble included) that compile as they are")
     p.add_argument("--plots", metavar="DIR", help="also draw the long-tail curves, Many/Medium/Few bars and "

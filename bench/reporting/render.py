@@ -24,18 +24,19 @@ from .stats import wilcoxon_pairs_needed
 
 FORMATS = ("md", "latex", "html")
 SYMBOLS = {  # how each format writes ±, the dagger and alpha
-    "md": {"pm": "±", "dagger": "†", "alpha": "α", "minus": "−", "small": " ({})"},
-    "html": {"pm": "±", "dagger": "†", "alpha": "α", "minus": "−", "small": " ({})"},
+    "md": {"pm": "±", "dagger": "†", "alpha": "α", "minus": "−", "small": " ({})", "sub": "<sub>±{}</sub>"},
+    "html": {"pm": "±", "dagger": "†", "alpha": "α", "minus": "−", "small": " ({})", "sub": " ± {}"},
     "latex": {"pm": r"$\pm$", "dagger": r"$^\dagger$", "alpha": r"$\alpha$", "minus": "$-$",
               # a phantom dagger keeps a column's numbers aligned beside its daggers
-              "no_dagger": r"\phantom{$^\dagger$}", "small": r" {{\scriptsize ({})}}"},
+              "no_dagger": r"\phantom{$^\dagger$}", "small": r" {{\scriptsize ({})}}", "sub": r"$_{{\pm {}}}$"},
 }
 CAPTION = jinja2.Template(
-    "{{ title }}. Mean{% if std %} {{ s.pm }} std{% endif %} over {{ seeds }}; bold: best, underlined: second best; "
+    "{{ title }}. Mean{% if std == 'subscript' %} (sample std in small type){% elif std %} {{ s.pm }} std{% endif %}"
+    " over {{ seeds }}; bold: best, underlined: second best; "
     "{{ s.dagger }}: not significantly below the best.")
 NOTES = jinja2.Template(
-    "{% if std %}Std: sample standard deviation (n {{ s.minus }} 1){% else %}Means only, for width (the spec's "
-    "std: false){% endif %}; a seed fixes the few-shot draw, the prompt "
+    "{% if std %}Std: sample standard deviation (n {{ s.minus }} 1){% else %}Means only, for width{% endif %}; "
+    "a seed fixes the few-shot draw, the prompt "
     "initialisation and the data order, the same for every method. Marks among rows with every seed of every "
     "protocol. {{ s.dagger }}: {{ test }}, Holm-corrected within the column, {{ s.alpha }} = {{ alpha }}."
     "{% if reported %} Paper: the number the paper reports on this protocol{% if gap %}; gap: ours {{ s.minus }} "
@@ -62,7 +63,8 @@ def column_titles(report: Report) -> List[Tuple[str, str]]:
 def caption(report: Report, fmt: str) -> str:
     """The short caption: the spec's title and what the numbers and marks are."""
     seeds = sorted({s for p in report.protocols for s in report.seeds[p]})
-    return CAPTION.render(title=plain_text(fmt)(report.title), s=SYMBOLS[fmt], std=report.spec.std,
+    lead = plain_text(fmt)(report.spec.caption or report.title)
+    return CAPTION.render(title=lead, s=SYMBOLS[fmt], std=report.spec.std,
                           seeds=f"{len(seeds)} seeds ({', '.join(map(str, seeds))})")
 
 
@@ -187,8 +189,10 @@ def cell_text(report: Report, row: str, column, cell, group: str, s: Dict[str, s
         return "" if cell.gap is None else f"{cell.gap:+.{digits}f}".replace("-", s["minus"])
     if cell.mean is None:
         return "–"
-    shown = len(cell.values) > 1 and report.spec.std
-    text = f"{cell.mean:.{digits}f}" + (f" {s['pm']} {cell.std:.{digits}f}" if shown else "")
+    text = f"{cell.mean:.{digits}f}"
+    if len(cell.values) > 1 and report.spec.std:
+        std = f"{cell.std:.{digits}f}"
+        text += s["sub"].format(std) if report.spec.std == "subscript" else f" {s['pm']} {std}"
     if (row, *column) in report.daggers:
         return text + s["dagger"]
     daggered = any((other.name, *column) in report.daggers for other in report.rows)
@@ -255,8 +259,9 @@ def render_files(report: Report, fmt: str, fit: Optional[str] = None, standalone
         text, style = main_frames(report, fmt, "rows" if fmt == "html" else None)  # a page sorts whole methods
     extra = companion_frames(report)
     notes = [f"* {row}: lacks {'; '.join(gaps)}" for row, gaps in report.incomplete.items()]
+    panels = panel_frames(*without_seed_counts(report, text, style), report.spec.panels)
     if fmt == "latex":
-        return render_latex(report, text, style, extra, notes, caption(report, "latex"), table_notes(report, "latex"),
+        return render_latex(report, panels, extra, notes, caption(report, "latex"), table_notes(report, "latex"),
                             fit, standalone, split)
     if fmt == "html":
         page = [report.title, text, style]
@@ -266,8 +271,8 @@ def render_files(report: Report, fmt: str, fit: Optional[str] = None, standalone
         return {"": render_html(*page, {}, *tail),
                 **{slug(title): companion_page(title, frame) for title, frame in extra.items()}}
     if not split:
-        return {"": render_markdown(report, text, style, extra, notes)}
-    return {"": render_markdown(report, text, style, {}, notes),
+        return {"": render_markdown(report, panels, extra, notes)}
+    return {"": render_markdown(report, panels, {}, notes),
             **{slug(title): markdown_companion(title, frame) + "\n" for title, frame in extra.items()}}
 
 
@@ -276,8 +281,55 @@ def escape_markdown(text) -> str:
     return re.sub(r"([\\`*_\[\]<>|])", r"\\\1", str(text))
 
 
-def render_markdown(report: Report, text, style, extra, notes) -> str:
-    wrap = {"bold": "**{}**", "underline": "<u>{}</u>", "": "{}"}
+def without_seed_counts(report: Report, text, style):
+    """The ``n`` column only where it tells something: when every row has the same seeds, the
+    caption names them, as papers do."""
+    if text.columns[0] in ("n", ("", "n")) and len(set(text.iloc[:, 0]) - {""}) == 1 and not report.incomplete:
+        return text.iloc[:, 1:], style.iloc[:, 1:]
+    return text, style
+
+
+def panel_frames(text, style, panels: int) -> List[Tuple[object, object]]:
+    """The main table's (text, style) split into ``panels`` stacked panels, as even as they go: of
+    whole column groups (protocols), or of columns when there are fewer groups than panels; each
+    keeps the ``n`` column, and the last is padded with blank columns to the same count, so that the
+    panels share one tabular."""
+    lead = [c for c in text.columns[:1] if c in ("n", ("", "n"))]
+    data = list(text.columns[len(lead):])
+    groups = list(dict.fromkeys(group_of(c) for c in data))
+    units = groups if len(groups) >= panels else data
+    per = -(-len(units) // panels)
+    chunks = [units[i:i + per] for i in range(0, len(units), per)]
+    if len(chunks) < 2:
+        return [(text, style)]
+    out = []
+    for chunk in chunks:
+        columns = [*lead, *(c for c in data if (group_of(c) if units is groups else c) in chunk)]
+        out.append((text[columns].copy(), style[columns].copy()))
+    width = max(len(t.columns) for t, _ in out)
+    for t, st in out:
+        for k in range(len(t.columns), width):
+            blank = (" " * k, "") if t.columns.nlevels > 1 else " " * k
+            t[blank], st[blank] = "", ""
+    return out
+
+
+def group_of(column) -> str:
+    return column[0] if isinstance(column, tuple) else column
+
+
+def render_markdown(report: Report, panels, extra, notes) -> str:
+    tables = [markdown_table(report, text, style) for text, style in panels]
+    parts = [f"## {escape_markdown(report.title)}", "", "\n\n".join(tables), "",
+             caption(report, "md"), "", table_notes(report, "md")]
+    parts += ["\n" + markdown_companion(title, frame) for title, frame in extra.items()]
+    if notes:
+        parts += ["", *map(escape_markdown, notes)]
+    return "\n".join(parts) + "\n"
+
+
+def markdown_table(report: Report, text, style) -> str:
+    wrap = {"bold": "**{}**", "underline": "<ins>{}</ins>", "": "{}"}  # GitHub's sanitiser strips <u>
     shown = text.copy()
     for i in range(len(text)):
         for j in range(len(text.columns)):
@@ -290,12 +342,7 @@ def render_markdown(report: Report, text, style, extra, notes) -> str:
     if shown.columns.nlevels > 1:
         shown.columns = [" ".join(filter(None, c)) for c in shown.columns]
     shown.columns = [escape_markdown(title) for title in shown.columns]
-    parts = [f"## {escape_markdown(report.title)}", "", shown.to_markdown(disable_numparse=True), "",
-             caption(report, "md"), "", table_notes(report, "md")]
-    parts += ["\n" + markdown_companion(title, frame) for title, frame in extra.items()]
-    if notes:
-        parts += ["", *map(escape_markdown, notes)]
-    return "\n".join(parts) + "\n"
+    return shown.to_markdown(disable_numparse=True)
 
 
 def markdown_companion(title: str, frame) -> str:

@@ -10,7 +10,7 @@ rotating) with ``fit`` (see :func:`preamble`)::
 from __future__ import annotations
 
 import re
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from .report import Report
 
@@ -36,7 +36,10 @@ def escape(text) -> str:
 
 
 def label_of(report: Report) -> str:
-    return report.spec.label or "tab:" + re.sub(r"[^A-Za-z0-9]+", "-", report.title).strip("-").lower()[:40]
+    """The spec's ``label``, else ``tab:<spec name>`` (unique among shipped specs), else the title's words."""
+    if report.spec.label or report.spec.name:
+        return report.spec.label or "tab:" + report.spec.name.replace("_", "-")
+    return "tab:" + "-".join(re.findall(r"[a-z0-9]+", report.title.lower())[:8])
 
 
 def with_cmidrules(body: str, text) -> str:
@@ -60,15 +63,15 @@ def with_cmidrules(body: str, text) -> str:
     return "\n".join(lines[:header + 1] + [" ".join(rules)] + lines[header + 1:])
 
 
-def render_latex(report: Report, text, style, companions: Dict[str, object], notes: List[str], caption: str,
-                 footnote: str = "", fit: Optional[str] = None, standalone: bool = False,
-                 split: bool = False) -> Dict[str, str]:
+def render_latex(report: Report, panels: List[Tuple[object, object]], companions: Dict[str, object],
+                 notes: List[str], caption: str, footnote: str = "", fit: Optional[str] = None,
+                 standalone: bool = False, split: bool = False) -> Dict[str, str]:
     """The report as LaTeX: ``{"": main table, companion slug: its table}`` with ``split``, else one
-    entry holding them all.  ``fit="textwidth"`` shrinks a table wider than the line (or taller than
-    the page) to fit; ``fit="landscape"`` turns the main table sideways (``sidewaystable``, rotating)
-    and shrinks it to the page's length; ``standalone`` makes each entry a document that compiles as
-    it is."""
-    main = main_table(report, text, style, caption, footnote, fit)
+    entry holding them all.  ``panels`` are the main table's (text, style) frames, stacked in one
+    tabular.  ``fit="textwidth"`` shrinks a table wider than the line (or taller than the page) to
+    fit; ``fit="landscape"`` turns the main table sideways (``sidewaystable``, rotating) and shrinks
+    it to the page's length; ``standalone`` makes each entry a document that compiles as it is."""
+    main = main_table(report, panels, caption, footnote, fit)
     if notes:
         main += "\n% " + "\n% ".join(notes)
     tables = {"": main}
@@ -84,26 +87,48 @@ def render_latex(report: Report, text, style, companions: Dict[str, object], not
     return {name: document(body, fit) if standalone else head + body for name, body in tables.items()}
 
 
-def main_table(report: Report, text, style, caption: str, footnote: str, fit: Optional[str]) -> str:
+def main_table(report: Report, panels, caption: str, footnote: str, fit: Optional[str]) -> str:
+    """The float: caption and label on top, then the panels in one tabular at the spec's font size and
+    column separation; the notes inside it, after it, or nowhere (the spec's ``notes``)."""
+    spec = report.spec
+    body = fitted(stack_panels([tabular(report, text, style) for text, style in panels]), fit,
+                  turned=fit == "landscape")
+    env = "sidewaystable" if fit == "landscape" else spec.float_env  # a wide table gets the page's length
+    size = [f"\\{spec.font}"] + ([f"\\setlength{{\\tabcolsep}}{{{spec.colsep:g}pt}}"] if spec.colsep != 6 else [])
+    lines = [f"\\begin{{{env}}}", "\\centering", f"\\caption{{{caption}}}", f"\\label{{{label_of(report)}}}",
+             "\\smallskip", *size, body.rstrip("\n")]  # the article class sets no skip under a top caption
+    if footnote and spec.notes == "inside":  # under the tabular, inside the float
+        lines.append(f"\\par\\smallskip{{\\footnotesize\\raggedright {footnote}\\par}}")
+    lines.append(f"\\end{{{env}}}")
+    if footnote and spec.notes == "below":  # a paragraph of its own after the float, in the text's flow
+        lines.append(f"{{\\footnotesize\\noindent {footnote}\\par}}")
+    return "\n".join(lines) + "\n"
+
+
+def tabular(report: Report, text, style) -> str:
+    """One panel as a booktabs tabular (Styler), with its header rules and block rules."""
     styler = text.style.apply(lambda _: style.map(PROPS.get), axis=None)
     styler = styler.format_index(escape, axis=0).format_index(escape, axis=1)
-    body = styler.to_latex(hrules=True, caption=caption, label=label_of(report), position_float="centering",
-                           multicol_align="c", multirow_align="t", column_format="l" * text.index.nlevels
-                           + "r" * len(text.columns))
-    body = fitted(with_cmidrules(body, text), fit, turned=fit == "landscape")
-    if fit == "landscape":  # a wide table gets the page's length
-        body = body.replace("\\begin{table}", "\\begin{sidewaystable}", 1).replace(
-            "\\end{table}", "\\end{sidewaystable}", 1)
+    body = styler.to_latex(hrules=True, multicol_align="c", multirow_align="t",
+                           column_format="l" * text.index.nlevels + "r" * len(text.columns))
+    body = with_cmidrules(body, text)
     if report.spec.layout == "stacked":  # a rule between the datasets' blocks
         body = re.sub(r"^(\\multirow\[t\]\{\d+\}\{\*\}\{)", r"\\midrule\n\1", body, flags=re.M).replace(
             "\\midrule\n\\midrule", "\\midrule", 1)
     elif report.spec.paper_rows == "separate":  # a rule above the block of paper rows
         body = re.sub(r"^(\\multirow\[t\]\{\d+\}\{\*\}\{Paper\}|Paper &)", r"\\midrule\n\1", body, count=1,
                       flags=re.M)
-    if footnote:  # under the tabular, inside the float: the statistics and the papers' notes
-        notes = f"\\par\\smallskip{{\\footnotesize\\raggedright {footnote}\\par}}\n"
-        body = body.replace("\\end{table}", notes + "\\end{table}")
     return body
+
+
+def stack_panels(tabulars: List[str]) -> str:
+    """Panels in one tabular, each with its own header, a double rule between them (as LAMP prints its
+    Table 1); the panels have equal column counts (render pads the last)."""
+    if len(tabulars) == 1:
+        return tabulars[0]
+    inner = [t.split("\\toprule\n", 1)[1].rsplit("\\bottomrule", 1)[0] for t in tabulars]
+    head = tabulars[0].split("\\toprule\n", 1)[0]
+    return head + "\\toprule\n" + "\\midrule\\midrule\n".join(inner) + "\\bottomrule\n\\end{tabular}\n"
 
 
 def fitted(body: str, fit: Optional[str], turned: bool = False) -> str:

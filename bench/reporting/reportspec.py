@@ -100,8 +100,19 @@ class ReportSpec:
     alpha: float = field(default=ALPHA, metadata={"min": 0.0, "max": 0.5})
     digits: int = field(default=2, metadata={"min": 0, "max": 6})
     average: bool = True  # a Mean column over the protocols (more than one)
-    std: bool = True  # false: cells show the mean only (wide paper tables), the caption says so
-    label: Optional[str] = None  # LaTeX \label
+    # true: "71.20 ± 0.45"; subscript: the std small under the mean's baseline, so a column is as wide as
+    # its mean; false: the mean only (the caption says so)
+    std: Union[bool, Literal["subscript"]] = True
+    label: Optional[str] = None  # LaTeX \label (default: tab:<the spec's name>)
+    caption: Optional[str] = None  # the caption's lead sentence (default: the title)
+    # The page shape, as the paper prints it (LaTeX; panels also in markdown):
+    # YAML `float:` (a field named float would shadow the type in this class's annotations)
+    float_env: Literal["table", "table*"] = "table"  # one column, or both columns of a two-column page
+    panels: int = field(default=1, metadata={"min": 1, "max": 12})  # the columns split into stacked panels
+    notes: Literal["below", "inside", "none"] = "below"  # after the float, under the tabular in it, or left out
+    font: Literal["normalsize", "small", "footnotesize", "scriptsize"] = "footnotesize"  # 10, 9, 8, 7 pt
+    colsep: float = field(default=6.0, metadata={"min": 0.0, "max": 20.0})  # \tabcolsep in pt (LaTeX's: 6)
+    name: str = ""  # the spec's file name without .yaml (set by load_spec; not a YAML field)
 
     def validate(self, where: str) -> None:
         if not self.columns:
@@ -109,6 +120,9 @@ class ReportSpec:
         self.columns = [ColumnSpec(protocols=c) if isinstance(c, str) else c for c in self.columns]
         if self.metrics is not None and not self.metrics:
             raise ConfigError("metrics", "name at least one metric, or leave it out for the headline")
+        if self.panels > 1 and self.layout == "stacked":
+            raise ConfigError("panels", "split a wide table's columns; a stacked table is already a block per "
+                                        "protocol (leave panels out, or use layout: wide)")
         if self.rows != "all":
             self.rows = [RowSpec(r) if isinstance(r, str) else r for r in self.rows]
             names = [r.name for r in self.rows]
@@ -135,7 +149,20 @@ def load_spec(name_or_path: str) -> ReportSpec:
     data = load_yaml(text, f"report spec '{path}'")
     if not isinstance(data, dict):
         raise BenchError(f"report spec '{path}': expected a mapping with title, columns and rows")
+    for own in ("name", "float_env"):
+        if own in data:
+            raise BenchError(f"report spec '{path}': unknown field '{own}'"
+                             + (" (a spec is named by its file)" if own == "name" else "; did you mean 'float'?"))
+    data = {("float_env" if key == "float" else key): value for key, value in data.items()}
     try:
-        return from_dict(ReportSpec, data, "")  # field errors name the field: "columns: expected a list"
+        spec = from_dict(ReportSpec, data, "")  # field errors name the field: "columns: expected a list"
     except ConfigError as err:
-        raise BenchError(f"report spec '{path}': {err}") from None
+        raise BenchError(f"report spec '{path}': {str(err).replace('float_env', 'float')}") from None
+    spec.name = spec_name(path)
+    return spec
+
+
+def spec_name(path) -> str:
+    """A spec's name: its file name without .yaml (``cpt_b2n_tau0.25``, whose stem would lose ``.25``)."""
+    name = Path(path).name
+    return name[: -len(Path(name).suffix)] if Path(name).suffix in (".yaml", ".yml") else name
