@@ -425,7 +425,8 @@ def test_shipped_ablation_specs_find_a_paper_number_for_every_cell():
                 card = METHODS.get(row.method).card
                 missing += [(name, row.name, group.name, m) for m in group.metrics or spec.metrics
                             if reported_value(row, group.pattern or group.name, m, card, True, view) is None]
-    assert missing == [("mdpr_figure3", "+ semantic head", "imagenet_lt", "many")]  # the paper quotes none
+    assert missing == [("mdpr_figure3", "+ semantic head", "imagenet_lt", "many")] + [  # the paper quotes none
+        ("mdpr_table6", method, "imagenet_lt", "train_img_s") for method in ("coop", "mdpr_coop", "maple", "mdpr_maple")]
 
 
 def test_latex_rules_each_protocol_group(folder):
@@ -869,3 +870,43 @@ def test_page_options_on_the_command_line(twin_results, capsys):
     assert "Std: sample" not in out.split("\\end{table*}")[1].split("\\begin{table}")[0]
     assert main(["report", "smoke", "--font", "small", "--results-dir", str(twin_results)]) == 2
     assert "--font shape LaTeX; add --format latex" in capsys.readouterr().err
+
+
+def test_paper_rows_show_only_what_the_paper_printed(folder):
+    """A Mean over paper cells the paper never printed is marked as computed; a printed "–" stays a dash,
+    with the card's reason in the notes; a printed average filed under the spec's glob is the Mean's."""
+    cards = {**CARDS, "coop": MethodCard("p", "c", reported={
+        "smoke": Reported("Table 1", {"all": 79.0}), "smoke_b2n": Reported("Table 1", {"all": 69.0}),
+        "smoke_xd_dg": Reported("Table 1", {"all": None}, note="the paper prints '–': out of memory")})}
+    build = lambda **spec: build_report(from_dict(ReportSpec, {  # noqa: E731
+        "title": "T", "rows": ["coop", "maple", "zeroshot"], "reference": "zeroshot", **spec}, ""),
+        load_results([folder]), VIEWS.get, VERSION, cards)
+    report = build(columns=["smoke", "smoke_b2n"])
+    mean = report.cells[("coop", MEAN, "all")]
+    assert (mean.reported, mean.paper) == (74.0, "computed")
+    md = render(report, "md")
+    assert "74.00‡" in md and "‡: the mean of the paper's numbers in the row, which the paper does not print" in md
+    assert "74.00$^\\ddagger$" in render(report, "latex")
+    for (protocol, method), values in ALL.items():
+        if protocol == "smoke":
+            for seed, value in zip((1, 2, 3), values):
+                put(folder, "smoke_xd_dg", method, seed, {"all": value})
+    dashed = build(columns=["smoke", "smoke_xd_dg"])
+    assert dashed.cells[("coop", "smoke_xd_dg", "all")].paper == "dash"
+    assert dashed.cells[("coop", MEAN, "all")].reported is None  # no mean over a dash
+    md = render(dashed, "md")
+    paper_row = next(line for line in md.splitlines() if "(paper)" in line)
+    assert [c.strip() for c in paper_row.split("|")][2:5] == ["79.00", "–", ""] and "out of memory" in md
+    cards["coop"].reported["smoke*"] = Reported("Table 1", {"all": 70.5})  # the paper's printed Avg, under the glob
+    printed = build(columns=["smoke*"]).cells[("coop", MEAN, "all")]
+    assert (printed.reported, printed.paper) == (70.5, "")
+
+
+def test_latex_escapes_a_bar_and_titles_keep_one_pair_of_brackets():
+    from bench.reporting.render_latex import escape
+    from bench.reporting.selection import titled
+
+    assert escape("a|b <c>") == "a\\textbar{}b \\textless{}c\\textgreater{}"  # OT1 prints '|' as an em dash
+    views = {"smoke": {"identity": {"backbone": {"name": "synthetic_clip", "model": "bench-tiny-vit"}}}}
+    title = titled("Smoke protocol (synthetic data, tiny CLIP)", views)
+    assert title.count("(") == 1 and title.endswith("; synthetic clip bench-tiny-vit)"), title

@@ -68,7 +68,7 @@ def card_lines(card: Optional[MethodCard], protocol: Protocol) -> List[str]:
     lines = [f"  paper       {card.paper}", f"  code        {card.code}"]
     reported = card.reported.get(protocol.name)
     if reported is not None:
-        numbers = ", ".join(f"{k} {v:.2f}" for k, v in reported.metrics.items())
+        numbers = ", ".join(f"{k} {v:.2f}" if v is not None else f"{k} –" for k, v in reported.metrics.items())
         note = f" ({reported.note})" if reported.note else ""
         lines.append(f"  reported    {reported.source}: {numbers}{note}")
     if protocol.family not in card.recipes:

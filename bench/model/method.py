@@ -57,8 +57,8 @@ class Reported:
     """Numbers a paper reports for a method on one of our protocols (percent)."""
 
     source: str  # e.g. "MDPR Table 2"
-    metrics: Mapping[str, float]  # our metric names: all, many, medium, few, ...
-    note: str = ""  # how the paper's setup differs from ours, where known
+    metrics: Mapping[str, Optional[float]]  # our metric names: all, many, ...; None: the paper printed "–"
+    note: str = ""  # how the paper's setup differs from ours, where known (and why a "–")
 
 
 @dataclass(frozen=True)
@@ -288,8 +288,10 @@ def method_problems(cls) -> List[str]:
     for protocol, reported in dict(card.reported).items():
         if not isinstance(reported, Reported):
             problems.append(f"card.reported.{protocol} must be a Reported(source, metrics)")
-        elif any(not isinstance(v, (int, float)) or not 0 <= v <= 100 for v in reported.metrics.values()):
-            problems.append(f"card.reported.{protocol}: metrics must be percentages from 0 to 100")
+        elif any(v is not None and (not isinstance(v, (int, float)) or not 0 <= v <= 100)
+                 for v in reported.metrics.values()):
+            problems.append(f"card.reported.{protocol}: metrics must be percentages from 0 to 100 "
+                            "(None: the paper printed '–', which the note explains)")
     problems += [f"card.ablations[{i}] must be an Ablation(...)" for i, row in enumerate(card.ablations)
                  if not isinstance(row, Ablation)]
     return problems

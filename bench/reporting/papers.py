@@ -24,6 +24,14 @@ def reported_value(row: RowSpec, protocol: str, metric: str, card, show: bool, v
     return None if value is None else float(value)
 
 
+def prints_dash(row: RowSpec, protocol: str, metric: str, card, show: bool, view: dict) -> bool:
+    """Whether the paper printed "–" in this cell (a card's number ``None``: MDPR's CoCoOp on ImageNet-LT)."""
+    if not show or row.reported:
+        return False
+    entry = card_entry(row, protocol, card, view)
+    return entry is not None and metric in entry.metrics and entry.metrics[metric] is None
+
+
 def card_entry(row: RowSpec, protocol: str, card, view: dict):
     """The card's ``Reported`` (or ``Ablation``, for a row ``reported_from`` a table) that holds the
     paper's numbers of ``row`` on ``protocol``; None when it has none (a row with other settings)."""

@@ -24,11 +24,13 @@ from .stats import wilcoxon_pairs_needed
 
 FORMATS = ("md", "latex", "html")
 SYMBOLS = {  # how each format writes ±, the dagger and alpha
-    "md": {"pm": "±", "dagger": "†", "alpha": "α", "minus": "−", "small": " ({})", "sub": "<sub>±{}</sub>"},
-    "html": {"pm": "±", "dagger": "†", "alpha": "α", "minus": "−", "small": " ({})", "sub": " ± {}"},
+    "md": {"pm": "±", "dagger": "†", "alpha": "α", "minus": "−", "small": " ({})", "sub": "<sub>±{}</sub>",
+           "computed": "‡"},
+    "html": {"pm": "±", "dagger": "†", "alpha": "α", "minus": "−", "small": " ({})", "sub": " ± {}", "computed": "‡"},
     "latex": {"pm": r"$\pm$", "dagger": r"$^\dagger$", "alpha": r"$\alpha$", "minus": "$-$",
               # a phantom dagger keeps a column's numbers aligned beside its daggers
-              "no_dagger": r"\phantom{$^\dagger$}", "small": r" {{\scriptsize ({})}}", "sub": r"$_{{\pm {}}}$"},
+              "no_dagger": r"\phantom{$^\dagger$}", "small": r" {{\scriptsize ({})}}", "sub": r"$_{{\pm {}}}$",
+              "computed": r"$^\ddagger$"},
 }
 CAPTION = jinja2.Template(
     "{{ title }}. Mean{% if std == 'subscript' %} (sample std in small type){% elif std %} {{ s.pm }} std{% endif %}"
@@ -40,7 +42,8 @@ NOTES = jinja2.Template(
     "initialisation and the data order, the same for every method. Marks among rows with every seed of every "
     "protocol. {{ s.dagger }}: {{ test }}, Holm-corrected within the column, {{ s.alpha }} = {{ alpha }}."
     "{% if reported %} Paper: the number the paper reports on this protocol{% if gap %}; gap: ours {{ s.minus }} "
-    "paper{% if gap == 'inline' %} (in brackets){% endif %}{% endif %}.{% endif %}{% if incomplete %} Rows marked * lack results and are not ranked or tested.{% endif %}"
+    "paper{% if gap == 'inline' %} (in brackets){% endif %}{% endif %}.{% if computed %} {{ s.computed }}: the mean "
+    "of the paper's numbers in the row, which the paper does not print.{% endif %}{% endif %}{% if incomplete %} Rows marked * lack results and are not ranked or tested.{% endif %}"
     "{% for note in notes %} {{ note }}.{% endfor %}"
     "{% if paper_notes %} Paper numbers: {{ paper_notes | join('; ') }}.{% endif %}")
 TESTS = {"auto": "paired by seed: a t-test below {need} seeds, Wilcoxon signed-rank from {need} (where it can "
@@ -75,6 +78,8 @@ def table_notes(report: Report, fmt: str, paper_rows: Optional[str] = None) -> s
     return NOTES.render(s=SYMBOLS[fmt], std=report.spec.std, test=tests_used(report), alpha=report.spec.alpha,
                         incomplete=bool(report.incomplete), reported=has_reported(report) and paper_rows != "none",
                         gap={"rows": True, "inline": "inline"}.get(paper_rows, False),
+                        computed=any(report.cells[(r.name, *c)].paper == "computed" and report.cells[
+                            (r.name, *c)].reported is not None for r in report.rows for c in report.columns),
                         notes=[plain(n) for n in report.notes],
                         paper_notes=[plain(n.rstrip(".")) for n in report.paper_notes])
 
@@ -89,8 +94,9 @@ def tests_used(report: Report) -> str:
 
 
 def has_paper_numbers(report: Report, row: str) -> bool:
-    """Whether a shown cell of ``row`` has the paper's number (a mean_of column's protocols are not shown)."""
-    return any(report.cells[(row, *column)].reported is not None for column in report.columns)
+    """Whether a shown cell of ``row`` has the paper's number or dash (a mean_of column's protocols are not shown)."""
+    return any(report.cells[(row, *column)].reported is not None or report.cells[(row, *column)].paper == "dash"
+               for column in report.columns)
 
 
 def has_reported(report: Report) -> bool:
@@ -183,10 +189,11 @@ def seed_count(report: Report, row: str) -> str:
 def cell_text(report: Report, row: str, column, cell, group: str, s: Dict[str, str], digits: int) -> str:
     if cell is None:
         return ""
+    computed = s["computed"] if cell.paper == "computed" else ""
     if group == "paper":
-        return "" if cell.reported is None else f"{cell.reported:.{digits}f}"
+        return "–" if cell.paper == "dash" else "" if cell.reported is None else f"{cell.reported:.{digits}f}{computed}"
     if group == "gap":
-        return "" if cell.gap is None else f"{cell.gap:+.{digits}f}".replace("-", s["minus"])
+        return "" if cell.gap is None else f"{cell.gap:+.{digits}f}".replace("-", s["minus"]) + computed
     if cell.mean is None:
         return "–"
     text = f"{cell.mean:.{digits}f}"

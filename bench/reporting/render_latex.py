@@ -27,12 +27,12 @@ PROPS = {"bold": "textbf:--rwrap;", "underline": "underline:--rwrap;", "": ""}
 
 
 def escape(text) -> str:
-    """Plain text in LaTeX: the ten special characters made literal, and < > (which the default
-    OT1 font encoding prints as ¡ ¿)."""
+    """Plain text in LaTeX: the ten special characters made literal, and < > | (which the default
+    OT1 font encoding prints as ¡ ¿ and an em dash)."""
     table = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
              "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-             "<": r"\textless{}", ">": r"\textgreater{}"}
-    return re.sub(r"[\\&%$#_{}~^<>]", lambda m: table[m.group()], str(text))
+             "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}"}
+    return re.sub(r"[\\&%$#_{}~^<>|]", lambda m: table[m.group()], str(text))
 
 
 def label_of(report: Report) -> str:

@@ -20,7 +20,7 @@ from bench.config.overrides import reference
 from bench.core.errors import BenchError
 from bench.records.headline import LOWER_IS_BETTER, headline_metric
 from .leaderboard import current_version, mean_std
-from .papers import paper_notes, reported_value
+from .papers import paper_notes, prints_dash, reported_value
 from .selection import check_settings, found_elsewhere, seed_values, selected, titled, unmatched_columns
 from .reportspec import ReportSpec, RowSpec
 from .results import CELL, INFO
@@ -50,6 +50,9 @@ class Cell:
     values: Dict[int, float] = field(default_factory=dict)  # seed -> value
     reported: Optional[float] = None  # the paper's number
     paths: Dict[int, str] = field(default_factory=dict)  # seed -> its result file (for figures)
+    # where the paper's number comes from: "" printed (or none), "dash" the paper printed "–" (its card's
+    # note says why), "computed" the mean of the paper's numbers in the row, which the paper does not print
+    paper: str = ""
 
     @property
     def mean(self) -> Optional[float]:  # on every ranking comparison: the mean alone
@@ -188,7 +191,7 @@ def build_report(spec: ReportSpec, results, view_of: Callable[..., dict], versio
     report.unmatched = unmatched_columns(report, ours, views, version)
     fill_mean_columns(report, views, cards)
     report.paper_notes = paper_notes(report, views, cards)
-    add_means(report)
+    add_means(report, views, cards)
     rank_and_test(report)
     return report
 
@@ -259,9 +262,10 @@ def fill_cells(report: Report, records, views: Dict[str, dict], cards) -> None:
                 chosen = chosen[chosen["seed"].isin(report.seeds[protocol])]
             paths = {} if chosen is None else dict(zip(chosen["seed"].tolist(), chosen["path"].tolist()))
             for metric in metrics:
+                card, show = cards.get(row.method), report.spec.reported
                 cell = Cell(seed_values(chosen, metric),
-                            reported_value(row, protocol, metric, cards.get(row.method), report.spec.reported,
-                                           views[protocol]), paths)
+                            reported_value(row, protocol, metric, card, show, views[protocol]), paths,
+                            "dash" if prints_dash(row, protocol, metric, card, show, views[protocol]) else "")
                 report.cells[(row.name, protocol, metric)] = cell
                 # a seed lacks a result when it has no record; a record without this metric (few: null
                 # where no class is few-shot, no epochs for a method that does not train) is empty
@@ -282,12 +286,13 @@ def empty_metrics(report: Report, records, views: Dict[str, dict]) -> set:
 
 def mean_cell(cells: List[Cell], reported: Optional[float] = None) -> Cell:
     """Per seed, the average of ``cells`` over the seeds they share (so it can be tested paired by seed);
-    the paper's value is ``reported``, or else the mean of theirs when each has one."""
+    the paper's value is ``reported`` (its printed average), or else the mean of theirs when each has
+    one, marked as computed."""
     common = set.intersection(*(set(c.values) for c in cells))
     papers = [c.reported for c in cells]
-    if reported is None and all(p is not None for p in papers):
-        reported = statistics.fmean(papers)
-    return Cell({s: statistics.fmean(c.values[s] for c in cells) for s in sorted(common)}, reported)
+    computed = reported is None and all(p is not None for p in papers)
+    return Cell({s: statistics.fmean(c.values[s] for c in cells) for s in sorted(common)},
+                statistics.fmean(papers) if computed else reported, paper="computed" if computed else "")
 
 
 def fill_mean_columns(report: Report, views: Dict[str, dict], cards) -> None:
@@ -303,15 +308,21 @@ def fill_mean_columns(report: Report, views: Dict[str, dict], cards) -> None:
                             f"{group.pattern}")
 
 
-def add_means(report: Report) -> None:
-    """The Mean column: per seed, the average over the column groups."""
+def add_means(report: Report, views: Dict[str, dict], cards) -> None:
+    """The Mean column: per seed, the average over the column groups; the paper's number is its printed
+    average where the card files one under the spec's one glob (LAMP Table 1's Average)."""
     if not report.has_mean:
         return
     report.empty |= {(MEAN, m) for m in report.mean_metrics if any((p, m) in report.empty for p in report.protocols)}
+    columns = report.spec.columns
+    glob = columns[0].protocols if len(columns) == 1 and columns[0].protocols and "*" in columns[0].protocols else None
+    view = views[report.groups[0].members[0]]
     for row in report.rows:
         for metric in report.mean_metrics:
+            printed = reported_value(row, glob, metric, cards.get(row.method), report.spec.reported, view) \
+                if glob else None
             report.cells[(row.name, MEAN, metric)] = mean_cell([report.cells[(row.name, p, metric)]
-                                                                for p in report.protocols])
+                                                                for p in report.protocols], printed)
         first = report.mean_metrics[0]
         samples = [list(report.cells[(row.name, p, first)].values.values()) for p in report.protocols]
         seed_means = list(report.cells[(row.name, MEAN, first)].values.values())

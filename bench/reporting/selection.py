@@ -116,4 +116,6 @@ def titled(title: str, views: Dict[str, dict]) -> str:
     names = ", ".join(dict.fromkeys(filter(None, (backbone_name(v["identity"]) for v in views.values()))))
     if "{backbone}" in title:
         return title.replace("{backbone}", names or "?")
-    return title if names in ("", PAPERS_BACKBONE) else f"{title} ({names})"
+    if names in ("", PAPERS_BACKBONE):
+        return title
+    return f"{title[:-1]}; {names})" if title.endswith(")") else f"{title} ({names})"  # one pair of brackets
