@@ -519,9 +519,10 @@ def test_every_shipped_spec_renders_well_formed_tables(tmp_path):
 
 
 def test_a_metric_empty_by_construction_renders_as_the_papers_print_it(tmp_path, bench_cache, capsys, monkeypatch):
-    """CIFAR-100-LT IR10 has no few-shot class, so real records write ``few: null``: the report prints
-    – there (and ranks the rows on what they have) instead of failing (issue 21).  Real `bench run`
-    cells on the smoke twin with no class below the few-shot threshold."""
+    """CIFAR-100-LT IR10 has no few-shot class, so real records write ``few: null``: the report leaves the
+    column out with a note, as MDPR Table 2 prints IR10 without Few (and ranks the rows on what they have),
+    instead of failing or printing a column of dashes.  Real `bench run` cells on the smoke twin with no
+    class below the few-shot threshold."""
     import bench.config.catalog as catalog
 
     shipped = catalog.protocols_dir()
@@ -543,10 +544,11 @@ def test_a_metric_empty_by_construction_renders_as_the_papers_print_it(tmp_path,
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith(("| Zero-shot CLIP", "| Zero-shot + post-hoc LA"))
             and " ± " in line]  # the cards' labels
-    assert len(rows) == 2 and all(row.rstrip(" |").endswith("–") for row in rows) and "over 2 seeds (1, 2)" in out
+    assert len(rows) == 2 and all(row.count("|") == 5 for row in rows) and "over 2 seeds (1, 2)" in out
+    assert "Few: left out, no result has a number" in out and "| Few" not in out
     assert any("**" in row for row in rows) and "incomplete" not in out  # ranked: the best All is bold
     assert main(["report", str(spec), "--results-dir", results, "--format", "latex"]) == 0
-    assert capsys.readouterr().out.count("–") >= 2
+    assert "Few: left out" in capsys.readouterr().out
     spec.write_text(spec.read_text().replace("- few", "- fwe"))  # a metric no result names is still an error
     code = main(["report", str(spec), "--results-dir", results])
     assert code == 2 and "metric 'fwe' does not exist" in capsys.readouterr().err
@@ -570,6 +572,10 @@ def test_cost_columns_come_from_the_records_and_the_fewest_seconds_is_best(tmp_p
     assert report.best[("smoke", "epoch_s")]["coop"] == "bold" and report.best[("smoke", "params_m")]["coop"] == "bold"
     assert report.best[("smoke", "train_img_s")]["coop"] == "bold"  # images/s: the most is best
     assert "Params (M)" in render(report, "md") and "s/epoch" in render(report, "md")
+    row = next(line for line in render(report, "md").splitlines() if line.startswith("| maple"))
+    params, epoch, evaluation, images = [re.sub(r"\*\*|</?ins>", "", c).strip() for c in row.split("|")[2:6]]
+    assert (params, epoch, evaluation, images) == ("3.555", "21.0 ± 0.0", "0.5 ± 0.0", "5 ± 0")  # digits per cost
+    assert ("smoke", "params_m") not in report.versus and not any(d[-1] == "params_m" for d in report.daggers)
 
 
 def test_card_notes_on_shown_paper_numbers_become_table_notes(folder):
@@ -906,7 +912,7 @@ def test_latex_escapes_a_bar_and_titles_keep_one_pair_of_brackets():
     from bench.reporting.render_latex import escape
     from bench.reporting.selection import titled
 
-    assert escape("a|b <c>") == "a\\textbar{}b \\textless{}c\\textgreater{}"  # OT1 prints '|' as an em dash
+    assert escape("a|b <c> −1") == "a\\textbar{}b \\textless{}c\\textgreater{} $-$1"  # OT1 prints | as an em dash
     views = {"smoke": {"identity": {"backbone": {"name": "synthetic_clip", "model": "bench-tiny-vit"}}}}
     title = titled("Smoke protocol (synthetic data, tiny CLIP)", views)
     assert title.count("(") == 1 and title.endswith("; synthetic clip bench-tiny-vit)"), title

@@ -15,6 +15,7 @@ from typing import Dict, List, Optional, Tuple
 
 import jinja2
 
+from bench.records.headline import COST_DIGITS, DETERMINISTIC
 from .leaderboard import metric_title, varying_parts
 from .render_html import companion_page, render_html
 from .render_latex import escape as escape_latex, render_latex, slug
@@ -51,16 +52,24 @@ TESTS = {"auto": "paired by seed: a t-test below {need} seeds, Wilcoxon signed-r
          "t": "paired t-test by seed", "wilcoxon": "Wilcoxon signed-rank test paired by seed"}
 
 
-def column_titles(report: Report) -> List[Tuple[str, str]]:
-    """(group header, metric title) per column: a group's label, else the part of its protocol's name
-    that varies between the columns (``b2n_lamp/eurosat/imb10`` among datasets: ``eurosat``)."""
+def column_titles(report: Report, columns: Optional[List[Tuple[str, str]]] = None) -> List[Tuple[str, str]]:
+    """(group header, metric title) per column (default: the columns shown): a group's label, else the
+    part of its protocol's name that varies between the columns (``b2n_lamp/eurosat/imb10`` among
+    datasets: ``eurosat``)."""
     plain = [group.name for group in report.groups if not group.label]
     short = dict(zip(plain, varying_parts(plain))) if len(plain) > 1 else {}
     labels = {group.name: group.label for group in report.groups if group.label}
     for label in {v for v in labels.values() if list(labels.values()).count(v) > 1}:  # ImageNet at two taus
         same = [name for name, v in labels.items() if v == label and name in report.read]
         labels.update({name: f"{label} ({part})" for name, part in zip(same, varying_parts(same))})
-    return [(labels.get(p) or short.get(p, p), metric_title(m)) for p, m in report.columns]
+    return [(labels.get(p) or short.get(p, p), metric_title(m)) for p, m in columns or report.columns]
+
+
+def left_out(report: Report) -> List[str]:
+    """A note per column left out because no record has a number there (no class in the group)."""
+    dropped = [c for c in report.all_columns if c in report.empty]
+    return [f"{' '.join(filter(None, title))}: left out, no result has a number (no class falls in the group)"
+            for title in column_titles(report, dropped)] if dropped else []
 
 
 def caption(report: Report, fmt: str) -> str:
@@ -80,7 +89,7 @@ def table_notes(report: Report, fmt: str, paper_rows: Optional[str] = None) -> s
                         gap={"rows": True, "inline": "inline"}.get(paper_rows, False),
                         computed=any(report.cells[(r.name, *c)].paper == "computed" and report.cells[
                             (r.name, *c)].reported is not None for r in report.rows for c in report.columns),
-                        notes=[plain(n) for n in report.notes],
+                        notes=[plain(n) for n in report.notes + left_out(report)],
                         paper_notes=[plain(n.rstrip(".")) for n in report.paper_notes])
 
 
@@ -174,7 +183,8 @@ def row_cells(report: Report, row: str, kind: str, fmt: str, inline: bool = Fals
         cell = report.cells.get((row, *column))
         text = cell_text(report, row, column, cell, kind, s, digits)
         if inline and cell is not None and cell.gap is not None:
-            text += s["small"].format(f"{cell.gap:+.{digits}f}".replace("-", s["minus"]))
+            gap = COST_DIGITS.get(column[-1], digits)
+            text += s["small"].format(f"{cell.gap:+.{gap}f}".replace("-", s["minus"]))
         values.append(text)
         marks.append(mark(report, row, column) if kind == "ours" else "")
     return values, marks
@@ -189,6 +199,7 @@ def seed_count(report: Report, row: str) -> str:
 def cell_text(report: Report, row: str, column, cell, group: str, s: Dict[str, str], digits: int) -> str:
     if cell is None:
         return ""
+    digits = COST_DIGITS.get(column[-1], digits)  # seconds and parameters keep their own precision
     computed = s["computed"] if cell.paper == "computed" else ""
     if group == "paper":
         return "–" if cell.paper == "dash" else "" if cell.reported is None else f"{cell.reported:.{digits}f}{computed}"
@@ -197,7 +208,7 @@ def cell_text(report: Report, row: str, column, cell, group: str, s: Dict[str, s
     if cell.mean is None:
         return "–"
     text = f"{cell.mean:.{digits}f}"
-    if len(cell.values) > 1 and report.spec.std:
+    if len(cell.values) > 1 and report.spec.std and column[-1] not in DETERMINISTIC:
         std = f"{cell.std:.{digits}f}"
         text += s["sub"].format(std) if report.spec.std == "subscript" else f" {s['pm']} {std}"
     if (row, *column) in report.daggers:
@@ -243,7 +254,7 @@ def companion_frames(report: Report) -> Dict[str, object]:
 
 def diff(report: Report, row: str, column, digits: int) -> str:
     a, b = report.cells[(row, *column)].mean, report.cells[(report.spec.reference, *column)].mean
-    return "" if a is None or b is None else f"{a - b:+.{digits}f}"
+    return "" if a is None or b is None else f"{a - b:+.{digits}f}".replace("-", "−")  # a true minus sign
 
 
 def pval(p: Optional[float]) -> str:

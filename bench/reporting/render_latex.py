@@ -31,8 +31,8 @@ def escape(text) -> str:
     OT1 font encoding prints as ¡ ¿ and an em dash)."""
     table = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
              "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-             "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}"}
-    return re.sub(r"[\\&%$#_{}~^<>|]", lambda m: table[m.group()], str(text))
+             "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}", "−": r"$-$"}
+    return re.sub(r"[\\&%$#_{}~^<>|−]", lambda m: table[m.group()], str(text))
 
 
 def label_of(report: Report) -> str:

@@ -18,7 +18,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Tuple
 from bench.config.catalog import match_protocols
 from bench.config.overrides import reference
 from bench.core.errors import BenchError
-from bench.records.headline import LOWER_IS_BETTER, headline_metric
+from bench.records.headline import COST_DIGITS, DETERMINISTIC, LOWER_IS_BETTER, headline_metric
 from .leaderboard import current_version, mean_std
 from .papers import paper_notes, prints_dash, reported_value
 from .selection import check_settings, found_elsewhere, seed_values, selected, titled, unmatched_columns
@@ -96,6 +96,11 @@ class Report:
 
     @property
     def columns(self) -> List[Tuple[str, str]]:
+        """The columns shown: a column no record has a number for (IR10's few) is left out."""
+        return [c for c in self.all_columns if c not in self.empty]
+
+    @property
+    def all_columns(self) -> List[Tuple[str, str]]:
         cols = [(p, m) for p in self.protocols for m in self.metrics[p]]
         if self.has_mean:
             cols += [(MEAN, m) for m in self.mean_metrics]
@@ -335,9 +340,12 @@ def rank_and_test(report: Report) -> None:
         cells = {r: report.cells[(r, *column)] for r in ranked}
         sign = 1 if column[-1] in LOWER_IS_BETTER else -1  # seconds and parameters: the fewest is best
         order = sorted((r for r in ranked if cells[r].mean is not None), key=lambda r: sign * cells[r].mean)
-        printed = {r: round(cells[r].mean, spec.digits) for r in order}  # ties as printed share a mark
+        digits = COST_DIGITS.get(column[-1], spec.digits)
+        printed = {r: round(cells[r].mean, digits) for r in order}  # ties as printed share a mark
         top = sorted(set(printed.values()), key=lambda v: sign * v)[:2]
         report.best[column] = {r: "bold" if printed[r] == top[0] else "underline" for r in order if printed[r] in top}
+        if column[-1] in DETERMINISTIC:  # a parameter count has no seed-to-seed spread to test
+            continue
         if order:
             mark_not_below_best(report, column, order, cells)
         if spec.reference in ranked:
