@@ -165,8 +165,8 @@ CPT_DG = {"tau1": (71.40, 64.23, 49.40, 50.66, 77.70, 60.50),
           "tau0.25": (69.89, 63.74, 49.35, 50.64, 76.89, 60.16),
           "tau0.06": (69.58, 63.43, 49.02, 48.56, 75.46, 59.12)}
 B2N_NOTE = "tau = min/max class size with a 16-shot cap (tau1: balanced 16 shots); HM of base and new accuracy"
-XD_NOTE = ("the paper says the XD source is 'the full ImageNet-1K' yet prints tau columns (spec A29); "
-           "xd_mean / dg_mean are the printed Avg of Tables 3 / 4")
+XD_NOTE = ("the paper says the cross-dataset source is 'the full ImageNet-1K' yet prints a column per tau; "
+           "the XD and DG means are its printed Avg of Tables 3 and 4")
 
 
 def reported_rows(b2n, xd, dg, note: str = "") -> dict:
@@ -188,7 +188,7 @@ def reported_rows(b2n, xd, dg, note: str = "") -> dict:
 LAMBDAS = ("lambda_tetf", "lambda_cc", "lambda_rs")
 TABLE1 = {"tau0.25": {(0.0, 0.0, 0.0): (70.35, 63.89, 57.99), (0.25, 0.15, 0.10): (73.58, 66.76, 60.16)},
           "tau0.06": {(0.0, 0.0, 0.0): (69.99, 63.84, 57.03), (0.25, 0.15, 0.10): (72.47, 65.97, 59.12)}}
-TABLE1_NOTE = "row ({}) of Table 1; the paper's 11-dataset mean is filed under the protocol glob"
+TABLE1_NOTE = "row ({}) of Table 1, whose base-to-new columns are the paper's 11-dataset means"
 
 # CPT Table 5: the clustering choice, HM on ImageNet base-to-new (supp 7.2; the caption says a mean over
 # datasets with M = 16, but the cosine k-means values are the ImageNet results), std over seeds in the note.

@@ -32,7 +32,7 @@ NPT_XD = {"tau1": (70.70, 94.50, 90.64, 66.73, 72.62, 86.21, 25.23, 68.37, 47.63
 NPT_DG = {"tau1": (70.70, 64.23, 48.10, 49.70, 76.89, 59.73),
           "tau0.25": (69.40, 63.10, 47.83, 49.10, 76.20, 59.06),
           "tau0.06": (68.70, 62.83, 47.53, 48.07, 74.70, 58.28)}
-NPT_NOTE = ("NPT as run by CPT's authors (setup not published); our global_etf is an unverified NPT-style "
+NPT_NOTE = ("NPT as run by CPT's authors (setup not published); our Global ETF is an unverified NPT-style "
             "stand-in, not NPT")
 
 

@@ -116,7 +116,7 @@ def check_layers(backbone, cfg: LampConfig, where: str) -> None:
 
 @METHODS.register("lamp")
 class Lamp(Method):
-    """LAMP: prompt pool + shared prompts + load balancing, with the transductive new-class bias pass (spec §8)."""
+    """LAMP: prompt pool + shared prompts + load balancing, with the transductive new-class bias pass."""
 
     Config = LampConfig
     text_depends_on_image = True  # each image's routing picks the prompt entries its text runs with
@@ -315,7 +315,7 @@ class Lamp(Method):
 
 @METHODS.register("lamp@no_newbias")
 class LampNoNewBias(Lamp):
-    """LAMP without the new-class bias pass: the non-transductive report (spec A21: report it beside lamp)."""
+    """LAMP without the new-class bias pass: the non-transductive result, to report beside lamp's."""
 
     Config = LampNoNewBiasConfig
     card = NO_NEWBIAS_CARD

@@ -44,7 +44,7 @@ def recipes(base: MethodCard, weights: dict, tuner: str) -> dict:
 
 def mdpr_lt(all_, many, medium, few=None, table="MDPR Table 2") -> Reported:
     metrics = {"all": all_, "many": many, "medium": medium, **({"few": few} if few is not None else {})}
-    return Reported(table, metrics, note="MDPR keeps the best test epoch (spec A11); ours is the last epoch")
+    return Reported(table, metrics, note="MDPR keeps the epoch with the best test accuracy; ours are of the last epoch")
 
 
 # MDPR Table 4: Places-LT with CLIP ResNet backbones, MDPR-CoOp (places_lt run with

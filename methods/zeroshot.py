@@ -23,7 +23,7 @@ from bench.api import METHODS, ConfigError, Method, MethodCard, Recipe, Reported
 MDPR_NOTE = "MDPR normalises with CIFAR mean/std, not CLIP's; expect our numbers to be higher"
 MDPR_T3_NOTE = "MDPR normalises with ImageNet mean/std, not CLIP's (open_clip gives 68.34 on ImageNet val)"
 MDPR_T4_NOTE = ("MDPR Table 4 labels this row CLIP-ViT-B/16 and prints All 33.37 under both ResNets, with different "
-                "Many/Medium/Few (methods_spec §7.10)")
+                "Many/Medium/Few")
 DATASET_TEMPLATE = Recipe(source="CoOp CUSTOM_TEMPLATES (the dataset's template)", options={"templates": []})
 
 CARD = MethodCard(

@@ -23,7 +23,7 @@ from bench.model.method import MethodCard, Reported
 from bench.plugins import load_builtins
 from bench.records.schema import SCHEMA
 from bench.reporting.leaderboard import current_version
-from bench.reporting.render import render, render_files
+from bench.reporting.render import escape_markdown, render, render_files
 from bench.reporting.report import MEAN, build_report, expand_columns
 from bench.reporting.reportspec import ReportSpec, RowSpec, load_spec
 from bench.reporting.results import load_results
@@ -456,7 +456,7 @@ def test_mean_of_columns_average_their_protocols_seed_by_seed(folder):
     assert report.incomplete == {"zeroshot": ["smoke_xd_dg all: seed 3"]}
     assert report.best[("Avg", "all")] == {"coop": "bold", "maple": "underline"}
     text = render(report, "md")
-    assert "| Avg" in text and "Avg: per seed, the mean over the 3 protocols smoke\\*" in text
+    assert "| Avg" in text and "Avg: per seed, the mean over its 3 protocols." in text
 
 
 def fabricate(root, spec, view_of, rng) -> int:
@@ -506,7 +506,11 @@ def test_every_shipped_spec_renders_well_formed_tables(tmp_path):
         assert not report.incomplete and all(report.best.values()), name
         assert any(c.reported is not None for c in report.cells.values()) or name == "smoke", name
         assert latex_problems(render(report, "latex")) == [], name
-        assert render(report, "md").startswith(f"## {report.title}") and "{" not in report.title, name
+        md = render_files(report, "md", split=True)[""]
+        assert md.startswith(f"## {escape_markdown(report.title)}") and "{" not in report.title, name
+        notes = md.split("\n\n", 3)[3]  # the caption and notes under the table, for readers of the paper
+        assert not re.search(r"spec A\d|§|methods_spec|over 1 tests|\\\*|xd\\_mean|dg\\_mean|with\\_source|"
+                             r"macro\\_f1|global\\_etf", notes), (name, notes)
         if shutil.which("pdflatex"):  # .ci/run installs TeX where apt is available
             main, *companions = render_files(report, "latex", split=True).items()
             size, problems = printed_size(report, main[1], tmp_path / f"{name}-page.tex")
@@ -583,9 +587,12 @@ def test_card_notes_on_shown_paper_numbers_become_table_notes(folder):
         "smoke": Reported("Table 1", {"all": 79.0}, note="the paper keeps the best test epoch")})}
     spec = from_dict(ReportSpec, {"title": "T", "columns": ["smoke", "smoke_b2n"], "rows": ["coop", "maple"]}, "")
     report = build_report(spec, load_results([folder]), VIEWS.get, VERSION, cards)
-    assert report.paper_notes == ["coop (Table 1: the paper keeps the best test epoch)"]
+    assert report.paper_notes == ["Table 1: the paper keeps the best test epoch"]  # every row with paper numbers
     md = render(report, "md")
-    assert "Paper numbers: coop (Table 1: the paper keeps the best test epoch)." in md
+    assert "Paper numbers: Table 1: the paper keeps the best test epoch." in md
+    cards["maple"] = MethodCard("p", "c", reported={"smoke": Reported("Table 1", {"all": 75.0}, note="maple")})
+    both = build_report(spec, load_results([folder]), VIEWS.get, VERSION, cards).paper_notes
+    assert both == ["Table 1, coop: the paper keeps the best test epoch"]  # a note restating its row is left out
     assert md.index("Paper numbers") > md.index("| coop")  # under the table, not in the caption
     assert "Paper numbers" not in render(build_report(from_dict(ReportSpec, {**dict(
         title="T", columns=["smoke"], rows=["coop"]), "reported": False}, ""), load_results([folder]), VIEWS.get,
@@ -916,3 +923,15 @@ def test_latex_escapes_a_bar_and_titles_keep_one_pair_of_brackets():
     views = {"smoke": {"identity": {"backbone": {"name": "synthetic_clip", "model": "bench-tiny-vit"}}}}
     title = titled("Smoke protocol (synthetic data, tiny CLIP)", views)
     assert title.count("(") == 1 and title.endswith("; synthetic clip bench-tiny-vit)"), title
+
+
+def test_a_method_without_results_but_with_paper_numbers_is_a_paper_row(folder):
+    """Candle where it cannot run: the paper's row with a note, not an incomplete row of dashes."""
+    cards = {**CARDS, "candle": MethodCard("p", "c", label="Candle", reported={"smoke": Reported("T", {"all": 77.0})})}
+    spec = from_dict(ReportSpec, {"title": "T", "columns": ["smoke"], "rows": ["coop", "maple", "candle"]}, "")
+    report = build_report(spec, load_results([folder]), VIEWS.get, VERSION, cards)
+    assert report.paper_only == ["candle"] and "candle" not in report.incomplete
+    assert report.complete() == ["coop", "maple"]
+    md = render(report, "md")
+    assert "| Candle (paper) | 77.00" in md and "| Candle " not in md.replace("| Candle (paper)", "")
+    assert "Candle: the paper's numbers only, with no result of ours." in md and "Candle \\*" not in md

@@ -3,10 +3,11 @@ number on a protocol (its own ``reported``, or an ablation table the row names),
 notes on the numbers shown, for the table's notes::
 
     reported_value(RowSpec("coop"), "cifar100_lt_ir100", "all", card, True, view)   # 64.34
-    paper_notes(report, views, cards)   # ["coop (MDPR Table 2: MDPR keeps the best test epoch ...)"]
+    paper_notes(report, views, cards)   # ["MDPR Table 2, CoOp: MDPR keeps the best test epoch ..."]
 """
 from __future__ import annotations
 
+import re
 from typing import Dict, List, Mapping, Optional
 
 from .leaderboard import flatten
@@ -44,19 +45,39 @@ def card_entry(row: RowSpec, protocol: str, card, view: dict):
 
 
 def paper_notes(report, views: Dict[str, dict], cards) -> List[str]:
-    """The cards' notes on the paper numbers a :class:`bench.reporting.report.Report` shows (how a paper's setup differs, what it printed),
-    once each: ``"coop, MDPR Table 2: MDPR keeps the best test epoch ..."``."""
+    """The cards' notes on the paper numbers a :class:`bench.reporting.report.Report` shows (how a
+    paper's setup differs, what it printed), once each, naming the rows only when a note is not about
+    every row with paper numbers: ``"MDPR Table 2, MDPR (CoOp): MDPR keeps the best test epoch ..."``.
+    A note that only restates its row's label (an ablation row's description) is left out, and so is
+    one that another note of the same rows contains."""
     if not report.spec.reported:
         return []
     notes: Dict[str, List[str]] = {}
+    with_numbers: List[str] = []
     for row in report.rows:
+        label = report.row_labels.get(row.name, row.name)
         for group in report.groups:
             entry = None if row.reported else card_entry(row, group.pattern if group.is_mean else group.name,
                                                          cards.get(row.method), views[group.members[0]])
-            if entry is not None and entry.note:
+            if entry is None:
+                continue
+            with_numbers.append(label)
+            if entry.note and not restates(entry.note, label):
                 where = getattr(entry, "source", None) or getattr(entry, "table", "")
-                notes.setdefault(f"{where}: {entry.note}", []).append(report.row_labels.get(row.name, row.name))
-    return [f"{', '.join(dict.fromkeys(rows))} ({note})" for note, rows in notes.items()]
+                notes.setdefault(f"{where}: {entry.note}", []).append(label)
+    kept = {note: list(dict.fromkeys(rows)) for note, rows in notes.items()
+            if not any(other != note and other.startswith(note.rstrip(".")) and set(rows) <= set(notes[other])
+                       for other in notes)}
+    everyone = set(with_numbers)
+    return [note if set(rows) >= everyone else note.replace(": ", f", {' and '.join(rows)}: ", 1)
+            for note, rows in kept.items()]
+
+
+def restates(note: str, label: str) -> bool:
+    """Whether a note only says what its row's label says ("all five dimensions" on "all five")."""
+    a, b = re.sub(r"\s*\([^)]*\)", "", note).strip().lower(), label.strip().lower()  # the note's asides aside
+    short, long = sorted((a, b), key=len)
+    return bool(short) and (a == b or (long.startswith(short + " ") and len(short.split()) >= 2))
 
 
 def same_settings(settings: Mapping[str, object], row: RowSpec, view: dict) -> bool:

@@ -18,7 +18,7 @@ import jinja2
 from bench.records.headline import COST_DIGITS, DETERMINISTIC
 from .leaderboard import metric_title, varying_parts
 from .render_html import companion_page, render_html
-from .render_latex import escape as escape_latex, render_latex, slug
+from .render_latex import escape as escape_latex, greek, render_latex, slug
 from .report import MEAN, Report
 from .results import require_pandas
 from .stats import wilcoxon_pairs_needed
@@ -48,7 +48,7 @@ NOTES = jinja2.Template(
     "{% for note in notes %} {{ note }}.{% endfor %}"
     "{% if paper_notes %} Paper numbers: {{ paper_notes | join('; ') }}.{% endif %}")
 TESTS = {"auto": "paired by seed: a t-test below {need} seeds, Wilcoxon signed-rank from {need} (where it can "
-                 "still reach significance after Holm's correction over {m} tests)",
+                 "still reach significance after Holm's correction over {m})",
          "t": "paired t-test by seed", "wilcoxon": "Wilcoxon signed-rank test paired by seed"}
 
 
@@ -94,12 +94,13 @@ def table_notes(report: Report, fmt: str, paper_rows: Optional[str] = None) -> s
 
 
 def plain_text(fmt: str):
-    return {"md": escape_markdown, "latex": escape_latex, "html": str}[fmt]  # the HTML template escapes
+    return {"md": escape_markdown, "latex": escape_latex, "html": greek}[fmt]  # the HTML template escapes
 
 
 def tests_used(report: Report) -> str:
     family = max(len(report.complete()) - 1, 1)  # the tests in one column: every other row against one
-    return TESTS[report.spec.test].format(need=wilcoxon_pairs_needed(report.spec.alpha, family), m=family)
+    m = f"{family} test{'s' if family > 1 else ''}"
+    return TESTS[report.spec.test].format(need=wilcoxon_pairs_needed(report.spec.alpha, family), m=m)
 
 
 def has_paper_numbers(report: Report, row: str) -> bool:
@@ -122,6 +123,8 @@ def main_frames(report: Report, fmt: str, paper_rows: Optional[str] = None):
     for row in report.rows:
         label = report.row_labels.get(row.name, row.name) + (" *" if row.name in report.incomplete else "")
         kinds = ["ours", "paper", "gap"] if mode == "rows" and has_paper_numbers(report, row.name) else ["ours"]
+        if row.name in report.paper_only:  # no result of ours: the paper's row alone (none without paper rows)
+            kinds = ["paper"] if mode == "rows" else []
         for kind in kinds:
             index.append((label, kind) if mode == "rows" else ("Ours", label) if mode == "separate" else label)
             values, marks = row_cells(report, row.name, kind, fmt, inline=mode == "inline")
@@ -155,7 +158,7 @@ def stacked_frames(report: Report, fmt: str):
     for block in blocks:
         shown = [(block, m) if (block, m) in titles else None for m in metrics]
         header = next(titles[c][0] for c in shown if c is not None)
-        for row in report.rows:
+        for row in [r for r in report.rows if r.name not in report.paper_only]:
             label = report.row_labels.get(row.name, row.name) + (" *" if row.name in report.incomplete else "")
             cells = [report.cells.get((row.name, *c)) if c else None for c in shown]
             index.append((header, label))
@@ -296,7 +299,7 @@ def render_files(report: Report, fmt: str, fit: Optional[str] = None, standalone
 
 def escape_markdown(text) -> str:
     """Plain text in markdown: a '|' would split a table cell, '*' '_' would start emphasis."""
-    return re.sub(r"([\\`*_\[\]<>|])", r"\\\1", str(text))
+    return re.sub(r"([\\`*_\[\]<>|])", r"\\\1", greek(str(text)))
 
 
 def without_seed_counts(report: Report, text, style):

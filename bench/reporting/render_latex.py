@@ -31,8 +31,14 @@ def escape(text) -> str:
     OT1 font encoding prints as ¡ ¿ and an em dash)."""
     table = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
              "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-             "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}", "−": r"$-$"}
-    return re.sub(r"[\\&%$#_{}~^<>|−]", lambda m: table[m.group()], str(text))
+             "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}", "−": r"$-$", "τ": r"$\tau$",
+             "β": r"$\beta$"}
+    return re.sub(r"[\\&%$#_{}~^<>|−τβ]", lambda m: table[m.group()], greek(str(text)))
+
+
+def greek(text: str) -> str:
+    """The papers' symbols for their hyper-parameters: "tau = 0.25" is "τ = 0.25", "beta = 2" "β = 2"."""
+    return re.sub(r"\b(tau|beta)\b(?=\s*=)", lambda m: {"tau": "τ", "beta": "β"}[m.group(1)], text)
 
 
 def label_of(report: Report) -> str:

@@ -87,6 +87,8 @@ class Report:
     paper_notes: List[str] = field(default_factory=list)  # the method cards' notes on the paper numbers shown
     row_labels: Dict[str, str] = field(default_factory=dict)  # row name -> how tables name it
     empty: set = field(default_factory=set)  # (protocol, metric) with no number by construction (IR10's few)
+    # rows with no result of ours at all but the paper's numbers (Candle where it cannot run): paper rows only
+    paper_only: List[str] = field(default_factory=list)
     unmatched: List[str] = field(default_factory=list)  # why columns without a number have none
     title: str = ""  # the spec's title, naming the backbones that ran (:func:`titled`)
 
@@ -115,7 +117,7 @@ class Report:
         return self.spec.average and len(self.protocols) > 1 and bool(self.mean_metrics)
 
     def complete(self) -> List[str]:
-        return [r.name for r in self.rows if r.name not in self.incomplete]
+        return [r.name for r in self.rows if r.name not in self.incomplete and r.name not in self.paper_only]
 
 
 def expand_columns(spec: ReportSpec, sets: Optional[dict] = None) -> List[Column]:
@@ -193,6 +195,7 @@ def build_report(spec: ReportSpec, results, view_of: Callable[..., dict], versio
         group.label = group.label or (group.name if group.is_mean else views[group.name].get("label", ""))
     report.row_labels = {row.name: row_label(row, cards.get(row.method)) for row in rows}
     fill_cells(report, records, views, cards)
+    mark_paper_only(report)
     report.unmatched = unmatched_columns(report, ours, views, version)
     fill_mean_columns(report, views, cards)
     report.paper_notes = paper_notes(report, views, cards)
@@ -281,6 +284,18 @@ def fill_cells(report: Report, records, views: Dict[str, dict], cards) -> None:
             report.incomplete[row.name] = lacking
 
 
+def mark_paper_only(report: Report) -> None:
+    """A row without a single result of ours but with the paper's numbers is shown as the paper's row
+    only (not as an incomplete row of dashes)."""
+    for row in report.rows:
+        cells = [c for (name, *_), c in report.cells.items() if name == row.name]
+        if not any(c.paths for c in cells) and any(c.reported is not None or c.paper == "dash" for c in cells):
+            report.paper_only.append(row.name)
+            report.incomplete.pop(row.name, None)
+            report.notes.append(f"{report.row_labels.get(row.name, row.name)}: the paper's numbers only, "
+                                "with no result of ours")
+
+
 def empty_metrics(report: Report, records, views: Dict[str, dict]) -> set:
     """``(protocol, metric)`` pairs no record of the protocol has a number for (IR10's few): a cell
     there is empty by construction, not a missing seed."""
@@ -309,8 +324,7 @@ def fill_mean_columns(report: Report, views: Dict[str, dict], cards) -> None:
                                          views[group.members[0]])
                 cells = [report.cells[(row.name, p, metric)] for p in group.members]
                 report.cells[(row.name, group.name, metric)] = mean_cell(cells, printed)
-        report.notes.append(f"{group.name}: per seed, the mean over the {len(group.members)} protocols "
-                            f"{group.pattern}")
+        report.notes.append(f"{group.name}: per seed, the mean over its {len(group.members)} protocols")
 
 
 def add_means(report: Report, views: Dict[str, dict], cards) -> None:
