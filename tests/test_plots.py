@@ -79,3 +79,24 @@ def test_critical_difference_diagram_draws_ranks_and_cliques(tmp_path):
     path = tmp_path / "cd.png"
     draw_cd(pyplot(), {"lamp": 1.4, "maple": 2.1, "coop": 2.5}, [["maple", "coop"]], "Friedman p = 0.01", path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_nothing_tested_is_one_line_not_a_table_of_dashes_or_one_bar(tmp_path):
+    """Five protocols cannot give a Holm-corrected signed-rank test at 0.05: the Friedman line says so,
+    no pairwise table of '–' and no critical-difference diagram whose one bar would join every method."""
+    from types import SimpleNamespace
+
+    from bench.reporting.render import companion_frames
+    from bench.reporting.stats import friedman
+
+    fr = friedman({"A": [80, 81, 82, 83, 84], "B": [70, 71, 72, 73, 74], "C": [60, 61, 62, 63, 64]})
+    said = []
+    report = SimpleNamespace(friedman=fr, protocols=list("pqrst"), rows=[], spec=SimpleNamespace(alpha=0.05, digits=2,
+                             reference=None), columns=[], versus={}, intervals={}, row_labels={}, groups=[])
+    frames = companion_frames(report)
+    assert [t for t in frames if t.startswith("Friedman")][0].endswith("(that needs 7 protocols)")
+    assert not any(t.startswith("Pairwise") for t in frames)
+    from bench.reporting import plots
+
+    assert plots.write_plots(report, tmp_path, log=said.append) == []
+    assert said == [f"no critical-difference diagram: {fr.note}"]

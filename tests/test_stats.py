@@ -110,9 +110,11 @@ def test_friedman_by_hand():
     assert result.statistic == pytest.approx(10.0) and result.p == pytest.approx(math.exp(-5))
     assert result.mean_ranks == {"A": 1.0, "B": 2.0, "C": 3.0}
     # Holm over 3 pairs multiplies the smallest p by 3: 2/2^n <= 0.05/3 first holds at n = 7
-    assert all(p is None for p in result.pairwise.values()) and "3 pairs, Holm-corrected, need 7" in result.note
+    assert all(p is None for p in result.pairwise.values()) and result.note == (
+        "no pair is tested: over 5 protocols a signed-rank test's smallest p is 0.0625, which Holm's correction "
+        "over 3 pairs cannot bring to 0.05 (that needs 7 protocols)")
     six = friedman({m: v + [v[-1] + 1] for m, v in means.items()})
-    assert all(p is None for p in six.pairwise.values()) and "need 7" in six.note
+    assert all(p is None for p in six.pairwise.values()) and "needs 7 protocols" in six.note
     seven = friedman({m: v + [v[-1] + 1, v[-1] + 2] for m, v in means.items()})
     # every pair differs the same way on all 7: raw p = 2/128 each, Holm over 3 pairs: 3 * 2/128
     assert seven.pairwise == pytest.approx({("A", "B"): 3 / 64, ("A", "C"): 3 / 64, ("B", "C"): 3 / 64})

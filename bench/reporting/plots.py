@@ -180,6 +180,8 @@ def write_plots(report: Report, folder, fmt: str = "png", log=lambda line: None)
     if fr is not None and len(fr.mean_ranks) >= 2 and len(report.protocols) < CD_PROTOCOLS:
         log(f"no critical-difference diagram: it ranks methods over protocols, and {len(report.protocols)} "
             f"protocol(s) are too few (it needs {CD_PROTOCOLS})")
+    elif fr is not None and len(fr.mean_ranks) >= 2 and not any(p is not None for p in fr.pairwise.values()):
+        log(f"no critical-difference diagram: {fr.note or 'no pair of methods was tested'}")  # not one bar over all
     elif fr is not None and len(fr.mean_ranks) >= 2:
         written.append(out / f"critical-difference.{fmt}")
         note = f"Friedman p = {fr.p:.3g}" if fr.p is not None else fr.note

@@ -240,11 +240,13 @@ def companion_frames(report: Report) -> Dict[str, object]:
     if fr is not None:
         head = (f"Friedman over {fr.n_protocols} protocols: chi2 = {fr.statistic:.3f}, p = {pval(fr.p)}"
                 if fr.p is not None else f"Friedman: {fr.note}")
+        if fr.p is not None and fr.note:  # one line instead of a table of untested pairs
+            head += f"; {fr.note}"
         ranks = [[name(m), f"{r:.2f}"] for m, r in sorted(fr.mean_ranks.items(), key=lambda kv: kv[1])]
         if ranks:
             out[head] = pandas.DataFrame(ranks, columns=["Method", "Mean rank"])
         pairs = [[name(a), name(b), pval(p)] for (a, b), p in fr.pairwise.items()]
-        if pairs:
+        if pairs and any(p is not None for p in fr.pairwise.values()):
             out["Pairwise Wilcoxon signed-rank tests over protocols (Holm)"] = pandas.DataFrame(
                 pairs, columns=["Method", "Method ", "p (Holm)"])
     ci = [[name(row), f"{lo:.{d}f}", f"{hi:.{d}f}", how] for row, v in report.intervals.items() if v

@@ -142,8 +142,9 @@ def friedman(means: Mapping[str, Sequence[float]], alpha: float = ALPHA) -> Frie
     raw = [paired(dict(enumerate(means[a])), dict(enumerate(means[b])), "wilcoxon", alpha, len(pairs)).p
            for a, b in pairs]
     note = "" if wilcoxon_can_reach(n, alpha, len(pairs)) else (
-        f"{n} protocols: signed-rank tests of {len(pairs)} pairs, Holm-corrected, need "
-        f"{wilcoxon_pairs_needed(alpha, len(pairs))} to reach {alpha}")
+        f"no pair is tested: over {n} protocols a signed-rank test's smallest p is {2 / 2 ** n:.4g}, which "
+        f"Holm's correction over {len(pairs)} pairs cannot bring to {alpha} (that needs "
+        f"{wilcoxon_pairs_needed(alpha, len(pairs))} protocols)")
     return Friedman(n, float(result.statistic), float(result.pvalue), dict(zip(pairs, holm(raw))), mean_ranks, note)
 
 
