@@ -211,7 +211,7 @@ def test_report_on_results_of_another_configuration_says_why_it_is_empty(capsys,
     assert "no method has results of the current configuration of smoke; found 2 result(s) of other " \
            "configurations: 2 with protocol backbone.seed=7" in err
     code, out, err = run(capsys, "report", "smoke", "--results-dir", results, "--set", "protocol.backbone.seed=7")
-    assert code == 0 and "(synthetic clip bench-tiny-vit)" in out.splitlines()[0]
+    assert code == 0 and "; synthetic clip bench-tiny-vit)" in out.splitlines()[0]
     spec = tmp_path / "mine.yaml"
     spec.write_text(json.dumps({"title": "Seven ({backbone})", "rows": ["zeroshot", "coop"], "columns": [
         {"protocols": "smoke", "set": {"backbone.seed": 7}, "label": "seed 7"},
@@ -274,6 +274,6 @@ def test_fake_coop_trees_in_two_places_run_a_real_grid_cell_on_a_tiny_backbone(c
     code, out, _ = run(capsys, "leaderboard", "--protocol", "b2n_lamp/eurosat/imb10", "--results-dir", results, *tiny)
     assert code == 0 and "| zeroshot | 1 |" in out
     code, out, err = run(capsys, "report", "lamp_b2n_imb10", "--results-dir", results, *tiny)
-    assert code == 0 and out.startswith("## Long-tailed base-to-new, imbalance 10 (LAMP Table 1) "
-                                        "(bench-tiny-vit, random weights)")
+    assert code == 0 and out.startswith("## Long-tailed base-to-new, imbalance 10 (LAMP Table 1; "
+                                        "bench-tiny-vit, random weights)")
     assert "coop_la" not in err  # rows without results are incomplete, not an error

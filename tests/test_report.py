@@ -935,3 +935,25 @@ def test_a_method_without_results_but_with_paper_numbers_is_a_paper_row(folder):
     md = render(report, "md")
     assert "| Candle (paper) | 77.00" in md and "| Candle " not in md.replace("| Candle (paper)", "")
     assert "Candle: the paper's numbers only, with no result of ours." in md and "Candle \\*" not in md
+
+
+def test_headers_in_the_papers_words(tmp_path):
+    """Dataset names from the protocol's evaluation labels (not ids), the spec's headers (LAMP's HM-A),
+    and Greek letters for tau and beta; an evaluation's label is not part of the protocol's identity."""
+    import random
+
+    from bench.cli.leaderboard import protocol_view
+
+    load_builtins()
+    view = protocol_view("xd_dg_lamp/imb100")
+    assert view["metric_labels"]["oxford_flowers"] == "Flowers102" and "label" not in str(view["identity"])
+    cards = {name: METHODS.get(name).card for name in METHODS.names()}
+    for name, wanted, unwanted in [("xd_dg_lamp_f1", "| Flowers102", "oxford"), ("lamp_b2n_imb10", "HM-M", "HM F1")]:
+        spec = load_spec(name)
+        fabricate(tmp_path / name, spec, protocol_view, random.Random(0))
+        md = render(build_report(spec, load_results([tmp_path / name]), protocol_view, VERSION, cards), "md")
+        head = md.split("\n")[2]
+        assert wanted in head and unwanted not in head, head
+    from bench.reporting.render_latex import escape
+
+    assert escape("B2N, tau = 0.25; beta = 2; tau0.25") == "B2N, $\\tau$ = 0.25; $\\beta$ = 2; tau0.25"

@@ -47,6 +47,7 @@ class EvalPlan:
     name: str
     classes: Classes = "all"
     group: str = ""  # evaluations of a group are averaged into "<group>_mean" (xd, dg)
+    label: str = field(default="", metadata={"identity": False})  # what tables head its column (Caltech101)
 
 
 @dataclass
@@ -78,7 +79,7 @@ class EvaluationSpec:
     inherits: bool = False
 
     def identity(self) -> dict:
-        out = dataclasses.asdict(self.plan)
+        out = identity(self.plan)  # a label changes how tables head it, not what it scores
         if self.dataset_name is not None:
             out["dataset"] = {"name": self.dataset_name, **identity(self.dataset)}
         return out
@@ -135,6 +136,7 @@ class Protocol:
         own = [name for name in METHODS.names() if METHODS.code_version(name) != __version__]
         view = {"name": self.name, "label": self.label, "description": self.description, "identity": self.identity(),
                 "overrides": self.overrides,
+                "metric_labels": {e.plan.name: e.plan.label for e in self.evaluations if e.plan.label},
                 "references": references, "seeds": list(self.seeds),
                 "code_versions": {name: METHODS.code_version(name) for name in own}}
         return json.loads(json.dumps(view))
@@ -164,7 +166,7 @@ def check_seeds(seeds: Any, where: str) -> List[int]:
 
 _TOP_LEVEL = ("name", "label", "description", "family", "dataset", "backbone", "transforms", "train", "eval",
               "evaluations", "means", "seeds", "methods", "grid")
-_EVALUATION_FIELDS = ("name", "dataset", "classes", "group")
+_EVALUATION_FIELDS = ("name", "dataset", "classes", "group", "label")
 
 
 def load_protocol(name_or_path: str, overrides: Optional[Dict[str, Any]] = None) -> Protocol:

@@ -62,7 +62,19 @@ def column_titles(report: Report, columns: Optional[List[Tuple[str, str]]] = Non
     for label in {v for v in labels.values() if list(labels.values()).count(v) > 1}:  # ImageNet at two taus
         same = [name for name, v in labels.items() if v == label and name in report.read]
         labels.update({name: f"{label} ({part})" for name, part in zip(same, varying_parts(same))})
-    return [(labels.get(p) or short.get(p, p), metric_title(m)) for p, m in columns or report.columns]
+    return [(labels.get(p) or short.get(p, p), metric_header(report, p, m)) for p, m in columns or report.columns]
+
+
+def metric_header(report: Report, group: str, metric: str) -> str:
+    """A metric's column header: the spec's ``headers``, else the evaluation's label (its macro-F1:
+    the label and F1), else the metric's title."""
+    if metric in report.spec.headers:
+        return report.spec.headers[metric]
+    labels = report.metric_labels.get(group) or {}
+    if metric in labels:
+        return labels[metric]
+    base = metric[:-len("_macro_f1")] if metric.endswith("_macro_f1") else None
+    return f"{labels[base]} F1" if base in labels else metric_title(metric)
 
 
 def left_out(report: Report) -> List[str]:
@@ -173,7 +185,7 @@ def stacked_frames(report: Report, fmt: str):
                 index.append((header, report.row_labels.get(row.name, row.name) + " (paper)"))
                 text.append(["", *values])
                 style.append([""] * (len(values) + 1))
-    columns = ["n", *(metric_title(m) for m in metrics)]
+    columns = ["n", *(metric_header(report, "", m) for m in metrics)]
     rows = pandas.MultiIndex.from_tuples(index)
     return pandas.DataFrame(text, index=rows, columns=columns), pandas.DataFrame(style, index=rows, columns=columns)
 
@@ -362,8 +374,9 @@ def markdown_table(report: Report, text, style) -> str:
         shown.index = [f"{a} / {b}" if stacked else (b if a == "Ours" else f"{b} (paper)") if separate
                        else (a if b == "ours" else f"{a} ({b})") for a, b in shown.index]
     shown.index = [escape_markdown(label) for label in shown.index]
-    if shown.columns.nlevels > 1:
-        shown.columns = [" ".join(filter(None, c)) for c in shown.columns]
+    if shown.columns.nlevels > 1:  # one protocol's columns: its name is the title's, not every header's
+        single = len({c[0] for c in shown.columns if c[0] and c[1] != "n"}) == 1
+        shown.columns = [c[1] if single and c[1] else " ".join(filter(None, c)) for c in shown.columns]
     shown.columns = [escape_markdown(title) for title in shown.columns]
     return shown.to_markdown(disable_numparse=True)
 

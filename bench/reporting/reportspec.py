@@ -105,6 +105,7 @@ class ReportSpec:
     std: Union[bool, Literal["subscript"]] = True
     label: Optional[str] = None  # LaTeX \label (default: tab:<the spec's name>)
     caption: Optional[str] = None  # the caption's lead sentence (default: the title)
+    headers: Dict[str, str] = field(default_factory=dict)  # a metric's column header, as the paper prints it
     # The page shape, as the paper prints it (LaTeX; panels also in markdown):
     # YAML `float:` (a field named float would shadow the type in this class's annotations)
     float_env: Literal["table", "table*"] = "table"  # one column, or both columns of a two-column page
