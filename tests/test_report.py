@@ -957,3 +957,22 @@ def test_headers_in_the_papers_words(tmp_path):
     from bench.reporting.render_latex import escape
 
     assert escape("B2N, tau = 0.25; beta = 2; tau0.25") == "B2N, $\\tau$ = 0.25; $\\beta$ = 2; tau0.25"
+
+
+def test_rendering_from_results_never_imports_torch(twin_results, tmp_path):
+    """The method cards come from a cache of this code's cards: a report is pandas and scipy only."""
+    import os
+    import sys
+
+    probe = ("import sys; from bench.cli import main; code = main(['report', 'smoke', '--results-dir', sys.argv[1]]); "
+             "print('torch' in sys.modules, 'open_clip' in sys.modules, code, file=sys.stderr)")
+    env = {**os.environ, "BENCH_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
+    runs = [subprocess.run([sys.executable, "-c", probe, str(twin_results)], capture_output=True, text=True, env=env)
+            for _ in range(2)]
+    first, second = [r.stderr.strip().splitlines()[-1] for r in runs]
+    assert first == "True True 0" and second == "False False 0", [r.stderr[-500:] for r in runs]
+    assert runs[0].stdout == runs[1].stdout  # the same table from the cards' cache
+    (card_file,) = (tmp_path / "cache" / "method-cards").glob("*.json")
+    card_file.write_text("{")  # a damaged cache is read again from the methods, with a warning
+    damaged = subprocess.run([sys.executable, "-c", probe, str(twin_results)], capture_output=True, text=True, env=env)
+    assert damaged.stdout == runs[0].stdout and "method card cache" in damaged.stderr

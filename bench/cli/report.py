@@ -28,7 +28,6 @@ def cmd_report(args) -> int:
     require_report_extra(args.plots is not None)
     from bench import __version__
     from bench.core.errors import warn
-    from bench.plugins import load_all
     from bench.reporting.render import render, render_files
     from bench.reporting.report import build_report
     from bench.reporting.reportspec import load_spec
@@ -42,8 +41,7 @@ def cmd_report(args) -> int:
         warn(line)
     if len(results.problems) > 5 or len(results.conflicts) > 5:
         warn(f"{len(results.problems)} unreadable file(s) and {len(results.conflicts)} conflict(s) in all")
-    load_all()
-    cards = {name: METHODS.get(name).card for name in METHODS.names()}
+    cards = method_cards()
     report = build_report(spec, results, protocol_view, __version__, cards, protocol_sets(args.set))
     if not any(cell.values for cell in report.cells.values()):
         raise BenchError(f"report '{args.spec}' has no numbers: " + "; ".join(report.unmatched or [
@@ -67,6 +65,21 @@ def cmd_report(args) -> int:
         write_output(path, text, Path(args.results_dir[0]))
         print(f"bench: wrote '{path}'", file=sys.stderr)
     return 0
+
+
+def method_cards() -> dict:
+    """Every method's card, from the cache of this code and these plugins (torch is not imported), or
+    read from the methods and cached on a miss."""
+    from bench.config.catalog import load_cards, save_cards
+    from bench.plugins import fingerprint, load_all
+
+    plugins = fingerprint()
+    cards = load_cards(plugins)
+    if cards is None:
+        load_all()
+        cards = {name: METHODS.get(name).card for name in METHODS.names()}
+        save_cards(cards, plugins)
+    return cards
 
 
 SUFFIX = {"md": ".md", "latex": ".tex", "html": ".html"}

@@ -264,3 +264,34 @@ def save_view(protocol_file: Path, view: dict, name: str = "", plugins: str = ""
         write_json(view_path(protocol_file, name, plugins, overrides), view)
     except OSError:  # a read-only cache only costs speed
         pass
+
+
+def cards_path(plugins: str = "") -> Path:
+    """Where the method cards of this code (and these plugins' code) are cached, as JSON."""
+    digest = hashlib.sha256(code_fingerprint().encode() + b"\0" + plugins.encode()).hexdigest()
+    return cache_root() / "method-cards" / f"{digest[:32]}.json"
+
+
+def load_cards(plugins: str = "") -> Optional[Dict[str, Any]]:
+    """The cached cards (method -> :class:`bench.config.cards.MethodCard`, or None for a method without
+    one), or None on a miss: reports read them without importing the methods (and torch)."""
+    from .cards import card_from_json
+
+    path = cards_path(plugins)
+    try:
+        data = load_json(path.read_text())
+        return {name: None if card is None else card_from_json(card) for name, card in data.items()}
+    except OSError:
+        return None
+    except (ValueError, KeyError, TypeError, AttributeError, AssertionError) as err:
+        warn(f"method card cache '{path}' is damaged ({reason(err)}); {set_aside_note(path)}, reading the cards again")
+        return None
+
+
+def save_cards(cards: Dict[str, Any], plugins: str = "") -> None:
+    from .cards import card_to_json
+
+    try:
+        write_json(cards_path(plugins), {name: None if card is None else card_to_json(card) for name, card in cards.items()})
+    except OSError:  # a read-only cache only costs speed
+        pass

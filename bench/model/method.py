@@ -31,13 +31,14 @@ import contextlib
 import dataclasses
 import functools
 from dataclasses import dataclass, field
-from typing import ClassVar, Dict, List, Mapping, Optional, Sequence
+from typing import ClassVar, Dict, List, Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from bench.config.cards import Ablation, MethodCard, Reported  # noqa: F401  (re-exported)
 from bench.config.recipes import FAMILIES, Recipe, TrainRecipe
 from bench.core.coerce import check_fields
 from bench.core.errors import BenchError, ConfigError
@@ -50,40 +51,6 @@ from .shortcuts import ACTIVE as SHORTCUTS
 @dataclass
 class NoOptions:
     pass
-
-
-@dataclass(frozen=True)
-class Reported:
-    """Numbers a paper reports for a method on one of our protocols (percent)."""
-
-    source: str  # e.g. "MDPR Table 2"
-    metrics: Mapping[str, Optional[float]]  # our metric names: all, many, ...; None: the paper printed "–"
-    note: str = ""  # how the paper's setup differs from ours, where known (and why a "–")
-
-
-@dataclass(frozen=True)
-class Ablation:
-    """A paper's ablation or sensitivity row: its numbers for a run of ``protocol`` with
-    ``--set <method>.<field>=<value>`` for each of ``settings`` (report specs find it by table)."""
-
-    table: str  # e.g. "LAMP Table 7"
-    protocol: str  # a protocol name; a glob when the paper reports a mean over protocols
-    settings: Mapping[str, object]
-    metrics: Mapping[str, float]
-    note: str = ""
-
-
-@dataclass(frozen=True)
-class MethodCard:
-    """What a method is, which code it follows, how its papers train it, what they report."""
-
-    paper: str  # citation of the paper that defines the method
-    code: str  # the official code followed: owner/repo:path at a commit
-    label: str = ""  # how tables name it ("CoOp+LA"); empty: its registry name
-    spec: str = ""  # the section of shared/docs that writes down what the code and paper do
-    recipes: Mapping[str, Recipe] = field(default_factory=dict)  # protocol family -> recipe
-    reported: Mapping[str, Reported] = field(default_factory=dict)  # protocol name -> numbers
-    ablations: Sequence[Ablation] = ()  # the paper's ablation and sensitivity rows
 
 
 @dataclass
