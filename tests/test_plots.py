@@ -100,3 +100,14 @@ def test_nothing_tested_is_one_line_not_a_table_of_dashes_or_one_bar(tmp_path):
 
     assert plots.write_plots(report, tmp_path, log=said.append) == []
     assert said == [f"no critical-difference diagram: {fr.note}"]
+
+
+def test_figures_for_a_paper_column():
+    """Many/Medium/Few boundaries where the counts cross the protocol's thresholds, the std band inside
+    [0, 100], ten methods with ten different colour and line-style pairs, text at 7 pt or more."""
+    from bench.reporting.plots import FONT, WIDTHS, band, boundaries, style
+
+    assert boundaries([150, 120, 100, 50, 20, 19, 5], many=100, few=20) == [(1.5, "Medium"), (4.5, "Few")]
+    assert boundaries([50, 30], many=100, few=20) == []  # all medium: no boundary to mark
+    assert band([95.0, 3.0], [10.0, 5.0]) == ([85.0, 0.0], [100.0, 8.0])
+    assert len({tuple(style(i).values()) for i in range(10)}) == 10 and FONT >= 7 and WIDTHS["column"] == 3.3

@@ -51,7 +51,7 @@ def cmd_report(args) -> int:
     if args.plots is not None:
         from bench.reporting.plots import write_plots
 
-        written = write_plots(report, args.plots, args.plot_format,
+        written = write_plots(report, args.plots, args.plot_format, width=args.plot_width,
                               log=lambda line: print(f"bench: note: {line}", file=sys.stderr))
         print(f"bench: wrote {len(written)} figure(s) to '{args.plots}'", file=sys.stderr)
     if args.output is None:
@@ -148,5 +148,7 @@ def add_parser(sub) -> None:
     p.add_argument("--plots", metavar="DIR", help="also draw the long-tail curves, Many/Medium/Few bars and "
                                                    "a critical-difference diagram into DIR")
     p.add_argument("--plot-format", choices=["png", "pdf"], default="png")
+    p.add_argument("--plot-width", choices=["column", "text"], default="column",
+                   help="figures drawn at one column's width (3.3 in) or the text's (6.9 in), text at 7.5 pt")
     add_plugin_option(p)
     p.set_defaults(func=cmd_report)

@@ -88,6 +88,7 @@ class Report:
     row_labels: Dict[str, str] = field(default_factory=dict)  # row name -> how tables name it
     # column group -> evaluation -> how tables head it (the protocol's evaluation labels: caltech101 -> Caltech101)
     metric_labels: Dict[str, Dict[str, str]] = field(default_factory=dict)
+    thresholds: Dict[str, Tuple[int, int]] = field(default_factory=dict)  # column group -> (many, few) thresholds
     empty: set = field(default_factory=set)  # (protocol, metric) with no number by construction (IR10's few)
     # rows with no result of ours at all but the paper's numbers (Candle where it cannot run): paper rows only
     paper_only: List[str] = field(default_factory=list)
@@ -197,6 +198,8 @@ def build_report(spec: ReportSpec, results, view_of: Callable[..., dict], versio
         group.label = group.label or (group.name if group.is_mean else views[group.name].get("label", ""))
     report.row_labels = {row.name: row_label(row, cards.get(row.method)) for row in rows}
     report.metric_labels = {g.name: views[g.members[0]].get("metric_labels", {}) for g in groups}
+    report.thresholds = {g.name: (ev["many_threshold"], ev["few_threshold"]) for g in groups
+                         for ev in [views[g.members[0]].get("identity", {}).get("eval", {})] if "few_threshold" in ev}
     fill_cells(report, records, views, cards)
     mark_paper_only(report)
     report.unmatched = unmatched_columns(report, ours, views, version)
