@@ -321,7 +321,7 @@ def test_html_escapes_labels(folder):
     html = render(report_of(folder, rows=["coop", {"method": "maple", "label": "maple <&>"}, "zeroshot"]), "html")
     assert "maple &lt;&amp;&gt;" in html and "font-weight: bold" in html and "text-decoration: underline" in html
     html = render(report_of(folder, title="CIFAR <i>LT</i>"), "html")
-    assert "<i>" not in html and html.count("CIFAR &lt;i&gt;LT&lt;/i&gt;") == 3  # the page title, heading, caption
+    assert "<i>" not in html and html.count("CIFAR &lt;i&gt;LT&lt;/i&gt;") == 2  # the page title and heading, once each
 
 
 @pytest.mark.parametrize("spec, message", [
@@ -976,3 +976,16 @@ def test_rendering_from_results_never_imports_torch(twin_results, tmp_path):
     card_file.write_text("{")  # a damaged cache is read again from the methods, with a warning
     damaged = subprocess.run([sys.executable, "-c", probe, str(twin_results)], capture_output=True, text=True, env=env)
     assert damaged.stdout == runs[0].stdout and "method card cache" in damaged.stderr
+
+
+def test_html_shows_its_title_once_and_links_its_companion_pages(twin_results, folder, tmp_path, capsys):
+    out = tmp_path / "site"
+    assert main(["report", "smoke", "--format", "html", "--output", f"{out}/", "--results-dir", str(twin_results)]) == 0
+    page = (out / "smoke.html").read_text()
+    title = re.search(r"<h1>(.*)</h1>", page).group(1)
+    assert page.count(title) == 2  # the window's <title> and the heading, not the caption again
+    links = re.findall(r'<a href="([^"]+)">', page)
+    written = sorted(p.name for p in out.iterdir())
+    assert "{stem}" not in page and sorted(links) == [name for name in written if name != "smoke.html"]
+    pages = render_files(report_of(folder), "html", split=True)  # three companion tables: three links
+    assert re.findall(r'<a href="([^"]+)">', pages[""]) == [f"{{stem}}-{name}.html" for name in list(pages)[1:]]

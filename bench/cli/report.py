@@ -60,7 +60,11 @@ def cmd_report(args) -> int:
     if not args.output.strip():
         raise BenchError("--output: must not be empty")
     files = render_files(report, args.format, args.fit, args.standalone, split=True)
-    for path, text in output_paths(args.output, spec.name, args.format, files).items():
+    paths = output_paths(args.output, spec.name, args.format, files)
+    main = next(iter(paths))  # companions are <stem>-<name> beside it
+    stem = main.stem if main.suffix[1:].isalpha() else main.name
+    for path, text in paths.items():
+        text = text.replace("{stem}-", f"{escape(stem)}-") if args.format == "html" else text
         make_folder(path.parent)
         write_output(path, text, Path(args.results_dir[0]))
         print(f"bench: wrote '{path}'", file=sys.stderr)
@@ -95,6 +99,12 @@ def with_page_options(spec, args):
     spec = dataclasses.replace(spec, **{k: v for k, v in given.items() if v is not None})
     spec.validate("")
     return spec
+
+
+def escape(text: str) -> str:
+    import html
+
+    return html.escape(text, quote=True)
 
 
 def output_paths(output: str, name: str, fmt: str, files: dict) -> dict:

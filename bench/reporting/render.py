@@ -84,12 +84,13 @@ def left_out(report: Report) -> List[str]:
             for title in column_titles(report, dropped)] if dropped else []
 
 
-def caption(report: Report, fmt: str) -> str:
-    """The short caption: the spec's title and what the numbers and marks are."""
+def caption(report: Report, fmt: str, lead: bool = True) -> str:
+    """The short caption: the spec's title (``lead``) and what the numbers and marks are."""
     seeds = sorted({s for p in report.protocols for s in report.seeds[p]})
-    lead = plain_text(fmt)(report.spec.caption or report.title)
-    return CAPTION.render(title=lead, s=SYMBOLS[fmt], std=report.spec.std,
+    title = plain_text(fmt)(report.spec.caption or report.title) if lead else ""
+    text = CAPTION.render(title=title, s=SYMBOLS[fmt], std=report.spec.std,
                           seeds=f"{len(seeds)} seeds ({', '.join(map(str, seeds))})")
+    return text if lead else text[2:]  # without the title's ". "
 
 
 def table_notes(report: Report, fmt: str, paper_rows: Optional[str] = None) -> str:
@@ -298,12 +299,13 @@ def render_files(report: Report, fmt: str, fit: Optional[str] = None, standalone
     if fmt == "latex":
         return render_latex(report, panels, extra, notes, caption(report, "latex"), table_notes(report, "latex"),
                             fit, standalone, split)
-    if fmt == "html":
+    if fmt == "html":  # the heading is the title: the caption says only what the numbers are
         page = [report.title, text, style]
-        tail = [notes, caption(report, "html"), table_notes(report, "html", "rows")]
+        tail = [notes, caption(report, "html", lead=False), table_notes(report, "html", "rows")]
         if not split:
             return {"": render_html(*page, extra, *tail)}
-        return {"": render_html(*page, {}, *tail),
+        links = [(title, f"{{stem}}-{slug(title)}.html") for title in extra]  # bench report fills in the stem
+        return {"": render_html(*page, {}, *tail, links),
                 **{slug(title): companion_page(title, frame) for title, frame in extra.items()}}
     if not split:
         return {"": render_markdown(report, panels, extra, notes)}

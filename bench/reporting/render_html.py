@@ -8,7 +8,7 @@ click (each method's ours/paper/gap rows move together), opened in any browser::
 from __future__ import annotations
 
 import itertools
-from typing import Dict, List
+from typing import Dict, List, Sequence, Tuple
 
 import jinja2
 
@@ -38,6 +38,7 @@ p.notes { font-size: 0.9em; color: #444; max-width: 60rem; }
 </head>
 <body>
 <h1>{{ title }}</h1>
+{% if links %}<p class="notes">Companion tables: {% for name, href in links %}<a href="{{ href }}">{{ name }}</a>{% if not loop.last %} · {% endif %}{% endfor %}</p>{% endif %}
 {% for table in tables %}
 {% if table.heading %}<h2>{{ table.heading }}</h2>{% endif %}
 <table class="sortable">
@@ -121,10 +122,12 @@ def companion_table(title: str, frame) -> dict:
 
 
 def render_html(title: str, text, style, companions: Dict[str, object], notes: List[str], caption: str,
-                table_notes: str) -> str:
+                table_notes: str, links: Sequence[Tuple[str, str]] = ()) -> str:
+    """The page: its title once (the heading; the caption says what the numbers are), the main table,
+    and the companion tables on it, or ``links`` (name, file) to their pages of their own."""
     tables = [main_table(text, style, caption, [table_notes, *notes])]
     tables += [companion_table(name, frame) for name, frame in companions.items()]
-    return PAGE.render(title=title, tables=tables)
+    return PAGE.render(title=title, tables=tables, links=list(links))
 
 
 def companion_page(title: str, frame) -> str:
