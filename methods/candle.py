@@ -4,9 +4,10 @@ Follows ``shijxcs/Candle:trainers/candle.py`` (``Fusion``, ``Head``, ``Candle``)
 ``trainers/losses.py`` (``CompensatingLogitAdjustedLoss``) at d285eb35d3af45c3db060377add15930c4ff2b78
 (methods_spec §2, §6).  CLIP is a frozen black box; only feature-space modules are trained.
 With ``T`` the raw text features of ``template(c)`` for base ∪ new classes (the new classes' rows are
-the virtual prototypes' current values with ``virtual_init: text``, as the code's shared storage makes them), ``V`` the base
-visual prototypes (per-class means of raw image features, test transform, in :meth:`prepare`)
-followed by learnable virtual prototypes for the new classes, and ``I`` the raw image features::
+the virtual prototypes' current values with ``virtual_init: text``, as the code's shared storage makes
+them), ``V`` the base visual prototypes (per-class means of raw image features, test transform, in
+:meth:`prepare`) followed by learnable virtual prototypes for the new classes, and ``I`` the raw image
+features::
 
     I, P, T  = f(x) W_img,  [V; V_virt] W_img,  T W_txt            (W_* start at identity)
     z0       = s · norm([I; P]) norm(T)ᵀ                              (pre-fusion)

@@ -52,7 +52,6 @@ class CoOpConfig:
 B2N_CTXV1 = dict(options={"init_text": "a photo of a"}, train={"epochs": 200, "batch_size": 32, "lr": 0.002})
 
 
-
 def mdpr_table6(params_m: float, epoch_s: float) -> Ablation:
     """A method's row of MDPR Table 6: trainable parameters (M) and seconds per ImageNet-LT training
     epoch on one RTX 3090, as printed (the images/s they imply, 115,846 / seconds, the paper does not print)."""

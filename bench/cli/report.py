@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Tuple
 
 from bench.core.errors import BenchError
 from bench.core.registry import METHODS
@@ -59,12 +60,9 @@ def cmd_report(args) -> int:
         return 0
     if not args.output.strip():
         raise BenchError("--output: must not be empty")
-    files = render_files(report, args.format, args.fit, args.standalone, split=True)
-    paths = output_paths(args.output, spec.name, args.format, files)
-    main = next(iter(paths))  # companions are <stem>-<name> beside it
-    stem = main.stem if main.suffix[1:].isalpha() else main.name
-    for path, text in paths.items():
-        text = text.replace("{stem}-", f"{escape(stem)}-") if args.format == "html" else text
+    stem = output_place(args.output, spec.name, args.format)[1]
+    files = render_files(report, args.format, args.fit, args.standalone, split=True, stem=stem)
+    for path, text in output_paths(args.output, spec.name, args.format, files).items():
         make_folder(path.parent)
         write_output(path, text, Path(args.results_dir[0]))
         print(f"bench: wrote '{path}'", file=sys.stderr)
@@ -101,25 +99,22 @@ def with_page_options(spec, args):
     return spec
 
 
-def escape(text: str) -> str:
-    import html
-
-    return html.escape(text, quote=True)
-
-
 def output_paths(output: str, name: str, fmt: str, files: dict) -> dict:
     """Where each file goes: ``--output`` a folder (ends with '/' or exists as one) holds ``<spec>.tex``
     and ``<spec>-<companion>.tex`` (the spec's whole name: ``cpt_b2n_tau0.25.tex``); a file
     ``out/table.tex`` (or a stem ``out/table``) is the main table, with ``out/table-<companion>.tex``
     beside it."""
-    output, suffix = str(output), SUFFIX[fmt]
-    if output.endswith(("/", "\\")) or Path(output).is_dir():
-        folder, stem = Path(output), name
-    else:  # a suffix of letters is the file's (table.tex, table.txt); '.25' of 'tau0.25' is the name's
-        path = Path(output)
-        named = path.suffix[1:].isalpha()
-        folder, stem, suffix = path.parent, path.stem if named else path.name, path.suffix if named else suffix
+    folder, stem, suffix = output_place(output, name, fmt)
     return {folder / (f"{stem}-{part}{suffix}" if part else f"{stem}{suffix}"): text for part, text in files.items()}
+
+
+def output_place(output: str, name: str, fmt: str) -> Tuple[Path, str, str]:
+    """``--output``'s (folder, file stem, suffix) for the main table."""
+    output = str(output)
+    if output.endswith(("/", "\\")) or Path(output).is_dir():
+        return Path(output), name, SUFFIX[fmt]
+    path = Path(output)  # a suffix of letters is the file's (table.tex, table.txt); '.25' of 'tau0.25' is the name's
+    return (path.parent, path.stem, path.suffix) if path.suffix[1:].isalpha() else (path.parent, path.name, SUFFIX[fmt])
 
 
 def make_folder(folder: Path) -> None:

@@ -292,6 +292,7 @@ def save_cards(cards: Dict[str, Any], plugins: str = "") -> None:
     from .cards import card_to_json
 
     try:
-        write_json(cards_path(plugins), {name: None if card is None else card_to_json(card) for name, card in cards.items()})
+        data = {name: None if card is None else card_to_json(card) for name, card in cards.items()}
+        write_json(cards_path(plugins), data)
     except OSError:  # a read-only cache only costs speed
         pass

@@ -8,29 +8,26 @@ notes on the numbers shown, for the table's notes::
 from __future__ import annotations
 
 import re
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, List, Mapping, Optional, Tuple
 
 from .leaderboard import flatten
 from .reportspec import RowSpec
 
 
 def reported_value(row: RowSpec, protocol: str, metric: str, card, show: bool, view: dict) -> Optional[float]:
+    return paper_number(row, protocol, metric, card, show, view)[0]
+
+
+def paper_number(row: RowSpec, protocol: str, metric: str, card, show: bool,
+                 view: dict) -> Tuple[Optional[float], bool]:
+    """(the paper's number for the cell, whether the paper printed "–" there: a card's ``None``, as
+    MDPR's CoCoOp on ImageNet-LT)."""
     if not show:
-        return None
-    if row.reported:
-        value = row.reported.get(protocol, {}).get(metric)
-    else:
-        entry = card_entry(row, protocol, card, view)
-        value = entry.metrics.get(metric) if entry is not None else None
-    return None if value is None else float(value)
-
-
-def prints_dash(row: RowSpec, protocol: str, metric: str, card, show: bool, view: dict) -> bool:
-    """Whether the paper printed "–" in this cell (a card's number ``None``: MDPR's CoCoOp on ImageNet-LT)."""
-    if not show or row.reported:
-        return False
-    entry = card_entry(row, protocol, card, view)
-    return entry is not None and metric in entry.metrics and entry.metrics[metric] is None
+        return None, False
+    metrics = row.reported.get(protocol, {}) if row.reported else getattr(
+        card_entry(row, protocol, card, view), "metrics", {})
+    value = metrics.get(metric)
+    return (None if value is None else float(value)), metric in metrics and value is None and not row.reported
 
 
 def card_entry(row: RowSpec, protocol: str, card, view: dict):

@@ -34,7 +34,7 @@ SYMBOLS = {  # how each format writes ±, the dagger and alpha
               "computed": r"$^\ddagger$"},
 }
 CAPTION = jinja2.Template(
-    "{{ title }}. Mean{% if std == 'subscript' %} (sample std in small type){% elif std %} {{ s.pm }} std{% endif %}"
+    "{% if title %}{{ title }}. {% endif %}Mean{% if std == 'subscript' %} (sample std in small type){% elif std %} {{ s.pm }} std{% endif %}"
     " over {{ seeds }}; bold: best, underlined: second best; "
     "{{ s.dagger }}: not significantly below the best.")
 NOTES = jinja2.Template(
@@ -88,9 +88,8 @@ def caption(report: Report, fmt: str, lead: bool = True) -> str:
     """The short caption: the spec's title (``lead``) and what the numbers and marks are."""
     seeds = sorted({s for p in report.protocols for s in report.seeds[p]})
     title = plain_text(fmt)(report.spec.caption or report.title) if lead else ""
-    text = CAPTION.render(title=title, s=SYMBOLS[fmt], std=report.spec.std,
+    return CAPTION.render(title=title, s=SYMBOLS[fmt], std=report.spec.std,
                           seeds=f"{len(seeds)} seeds ({', '.join(map(str, seeds))})")
-    return text if lead else text[2:]  # without the title's ". "
 
 
 def table_notes(report: Report, fmt: str, paper_rows: Optional[str] = None) -> str:
@@ -100,8 +99,8 @@ def table_notes(report: Report, fmt: str, paper_rows: Optional[str] = None) -> s
     return NOTES.render(s=SYMBOLS[fmt], std=report.spec.std, test=tests_used(report), alpha=report.spec.alpha,
                         incomplete=bool(report.incomplete), reported=has_reported(report) and paper_rows != "none",
                         gap={"rows": True, "inline": "inline"}.get(paper_rows, False),
-                        computed=any(report.cells[(r.name, *c)].paper == "computed" and report.cells[
-                            (r.name, *c)].reported is not None for r in report.rows for c in report.columns),
+                        computed=any(report.cells[(r.name, *c)].paper == "computed"
+                                     for r in report.rows for c in report.columns),
                         notes=[plain(n) for n in report.notes + left_out(report)],
                         paper_notes=[plain(n.rstrip(".")) for n in report.paper_notes])
 
@@ -285,10 +284,11 @@ def render(report: Report, fmt: str, fit: Optional[str] = None, standalone: bool
 
 
 def render_files(report: Report, fmt: str, fit: Optional[str] = None, standalone: bool = False,
-                 split: bool = False) -> Dict[str, str]:
+                 split: bool = False, stem: str = "") -> Dict[str, str]:
     """``{"": the report}``, or with ``split`` the main table under "" and each companion table (paired
-    tests, Friedman, intervals) under its own name, for files of their own.  ``fit`` and ``standalone``
-    act on LaTeX (see :func:`bench.reporting.render_latex.render_latex`)."""
+    tests, Friedman, intervals) under its own name, for files of their own; an HTML main page links
+    them as ``<stem>-<name>.html``.  ``fit`` and ``standalone`` act on LaTeX (see
+    :func:`bench.reporting.render_latex.render_latex`)."""
     if report.spec.layout == "stacked" and fmt != "html":  # a page sorts methods: it keeps the wide layout
         text, style = stacked_frames(report, fmt)
     else:
@@ -304,7 +304,7 @@ def render_files(report: Report, fmt: str, fit: Optional[str] = None, standalone
         tail = [notes, caption(report, "html", lead=False), table_notes(report, "html", "rows")]
         if not split:
             return {"": render_html(*page, extra, *tail)}
-        links = [(title, f"{{stem}}-{slug(title)}.html") for title in extra]  # bench report fills in the stem
+        links = [(title, f"{stem}-{slug(title)}.html") for title in extra] if stem else []
         return {"": render_html(*page, {}, *tail, links),
                 **{slug(title): companion_page(title, frame) for title, frame in extra.items()}}
     if not split:
@@ -321,7 +321,7 @@ def escape_markdown(text) -> str:
 def without_seed_counts(report: Report, text, style):
     """The ``n`` column only where it tells something: when every row has the same seeds, the
     caption names them, as papers do."""
-    if text.columns[0] in ("n", ("", "n")) and len(set(text.iloc[:, 0]) - {""}) == 1 and not report.incomplete:
+    if is_seed_count(text.columns[0]) and len(set(text.iloc[:, 0]) - {""}) == 1 and not report.incomplete:
         return text.iloc[:, 1:], style.iloc[:, 1:]
     return text, style
 
@@ -331,7 +331,7 @@ def panel_frames(text, style, panels: int) -> List[Tuple[object, object]]:
     whole column groups (protocols), or of columns when there are fewer groups than panels; each
     keeps the ``n`` column, and the last is padded with blank columns to the same count, so that the
     panels share one tabular."""
-    lead = [c for c in text.columns[:1] if c in ("n", ("", "n"))]
+    lead = [c for c in text.columns[:1] if is_seed_count(c)]
     data = list(text.columns[len(lead):])
     groups = list(dict.fromkeys(group_of(c) for c in data))
     units = groups if len(groups) >= panels else data
@@ -349,6 +349,10 @@ def panel_frames(text, style, panels: int) -> List[Tuple[object, object]]:
             blank = (" " * k, "") if t.columns.nlevels > 1 else " " * k
             t[blank], st[blank] = "", ""
     return out
+
+
+def is_seed_count(column) -> bool:
+    return column in ("n", ("", "n"))  # main_frames' first column: one header row, or two
 
 
 def group_of(column) -> str:

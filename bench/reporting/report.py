@@ -20,7 +20,7 @@ from bench.config.overrides import reference
 from bench.core.errors import BenchError
 from bench.records.headline import COST_DIGITS, DETERMINISTIC, LOWER_IS_BETTER, headline_metric
 from .leaderboard import current_version, mean_std
-from .papers import paper_notes, prints_dash, reported_value
+from .papers import paper_notes, paper_number, reported_value
 from .selection import check_settings, found_elsewhere, seed_values, selected, titled, unmatched_columns
 from .reportspec import ReportSpec, RowSpec
 from .results import CELL, INFO
@@ -201,7 +201,6 @@ def build_report(spec: ReportSpec, results, view_of: Callable[..., dict], versio
     report.thresholds = {g.name: (ev["many_threshold"], ev["few_threshold"]) for g in groups
                          for ev in [views[g.members[0]].get("identity", {}).get("eval", {})] if "few_threshold" in ev}
     fill_cells(report, records, views, cards)
-    mark_paper_only(report)
     report.unmatched = unmatched_columns(report, ours, views, version)
     fill_mean_columns(report, views, cards)
     report.paper_notes = paper_notes(report, views, cards)
@@ -269,37 +268,30 @@ def pick_metrics(wanted: Optional[List[str]], records, column: str) -> List[str]
 def fill_cells(report: Report, records, views: Dict[str, dict], cards) -> None:
     report.empty = empty = empty_metrics(report, records, views)
     for row in report.rows:
-        lacking = []
+        lacking, ours, papers = [], False, False
         for protocol, metrics in report.read.items():
             chosen = selected(records.get((views[protocol]["name"], row.method)), views[protocol], row)
             if chosen is not None:  # two columns of one protocol (other overrides) may read other seeds
                 chosen = chosen[chosen["seed"].isin(report.seeds[protocol])]
             paths = {} if chosen is None else dict(zip(chosen["seed"].tolist(), chosen["path"].tolist()))
             for metric in metrics:
-                card, show = cards.get(row.method), report.spec.reported
-                cell = Cell(seed_values(chosen, metric),
-                            reported_value(row, protocol, metric, card, show, views[protocol]), paths,
-                            "dash" if prints_dash(row, protocol, metric, card, show, views[protocol]) else "")
+                paper, dash = paper_number(row, protocol, metric, cards.get(row.method), report.spec.reported,
+                                           views[protocol])
+                cell = Cell(seed_values(chosen, metric), paper, paths, "dash" if dash else "")
                 report.cells[(row.name, protocol, metric)] = cell
+                ours = ours or bool(paths)
+                papers = papers or paper is not None or dash
                 # a seed lacks a result when it has no record; a record without this metric (few: null
                 # where no class is few-shot, no epochs for a method that does not train) is empty
                 missing = [s for s in report.seeds[protocol] if s not in cell.values and s not in cell.paths]
                 if missing and (protocol, metric) not in empty:
                     lacking.append(f"{protocol} {metric}: seed {', '.join(map(str, missing))}")
-        if lacking:
-            report.incomplete[row.name] = lacking
-
-
-def mark_paper_only(report: Report) -> None:
-    """A row without a single result of ours but with the paper's numbers is shown as the paper's row
-    only (not as an incomplete row of dashes)."""
-    for row in report.rows:
-        cells = [c for (name, *_), c in report.cells.items() if name == row.name]
-        if not any(c.paths for c in cells) and any(c.reported is not None or c.paper == "dash" for c in cells):
+        if papers and not ours:  # no result of ours: the paper's row only, not an incomplete row of dashes
             report.paper_only.append(row.name)
-            report.incomplete.pop(row.name, None)
             report.notes.append(f"{report.row_labels.get(row.name, row.name)}: the paper's numbers only, "
                                 "with no result of ours")
+        elif lacking:
+            report.incomplete[row.name] = lacking
 
 
 def empty_metrics(report: Report, records, views: Dict[str, dict]) -> set:
