@@ -164,8 +164,8 @@ CPT_XD = {"tau1": (71.40, 95.42, 91.54, 67.38, 73.35, 87.09, 25.49, 69.03, 48.13
 CPT_DG = {"tau1": (71.40, 64.23, 49.40, 50.66, 77.70, 60.50),
           "tau0.25": (69.89, 63.74, 49.35, 50.64, 76.89, 60.16),
           "tau0.06": (69.58, 63.43, 49.02, 48.56, 75.46, 59.12)}
-B2N_NOTE = "tau = min/max class size with a 16-shot cap (tau1: balanced 16 shots); HM of base and new accuracy"
-XD_NOTE = ("the paper says the cross-dataset source is 'the full ImageNet-1K' yet prints a column per tau; "
+B2N_NOTE = "τ = min/max class size with a 16-shot cap (τ = 1: balanced 16 shots); HM of base and new accuracy"
+XD_NOTE = ("the paper says the cross-dataset source is 'the full ImageNet-1K' yet prints a column per τ; "
            "the XD and DG means are its printed Avg of Tables 3 and 4")
 
 

@@ -118,7 +118,7 @@ def _ablations() -> List[Ablation]:
     betas = "0:71.95/65.70 0.2:71.49/66.02 0.5:72.67/66.50 1:72.79/66.58 2:72.96/66.67 4:72.89/66.04 8:72.84/65.96"
     pools = "10:72.28/65.96 12:72.40/66.12 15:72.87/66.50 20:72.96/66.67 25:73.00/66.65 30:72.96/66.48"
     for table, name, text in [("LAMP Table 7", "beta", betas), ("LAMP Table 11", "pool_size", pools)]:
-        note = "beta 1 is the text's value; 2 reproduces Table 1" if name == "beta" else "K = 6"
+        note = "β = 1 is the text's value; β = 2 reproduces Table 1" if name == "beta" else "K = 6"
         for cell in text.split():
             value, metrics = cell.split(":")
             hm, f1 = _rows(metrics)[0]

@@ -29,8 +29,7 @@ SYMBOLS = {  # how each format writes ±, the dagger and alpha
            "computed": "‡"},
     "html": {"pm": "±", "dagger": "†", "alpha": "α", "minus": "−", "small": " ({})", "sub": " ± {}", "computed": "‡"},
     "latex": {"pm": r"$\pm$", "dagger": r"$^\dagger$", "alpha": r"$\alpha$", "minus": "$-$",
-              # a phantom dagger keeps a column's numbers aligned beside its daggers
-              "no_dagger": r"\phantom{$^\dagger$}", "small": r" {{\scriptsize ({})}}", "sub": r"$_{{\pm {}}}$",
+              "small": r" {{\scriptsize ({})}}", "sub": r"$_{{\pm {}}}$", "sub_dagger": r"$^\dagger_{{\pm {}}}$",
               "computed": r"$^\ddagger$"},
 }
 CAPTION = jinja2.Template(
@@ -57,12 +56,19 @@ def column_titles(report: Report, columns: Optional[List[Tuple[str, str]]] = Non
     part of its protocol's name that varies between the columns (``b2n_lamp/eurosat/imb10`` among
     datasets: ``eurosat``)."""
     plain = [group.name for group in report.groups if not group.label]
-    short = dict(zip(plain, varying_parts(plain))) if len(plain) > 1 else {}
+    short = dict(zip(plain, map(spelled, varying_parts(plain)))) if len(plain) > 1 else {}
     labels = {group.name: group.label for group in report.groups if group.label}
     for label in {v for v in labels.values() if list(labels.values()).count(v) > 1}:  # ImageNet at two taus
         same = [name for name, v in labels.items() if v == label and name in report.read]
-        labels.update({name: f"{label} ({part})" for name, part in zip(same, varying_parts(same))})
+        labels.update({name: f"{label} ({spelled(part)})" for name, part in zip(same, varying_parts(same))})
     return [(labels.get(p) or short.get(p, p), metric_header(report, p, m)) for p, m in columns or report.columns]
+
+
+def spelled(part: str) -> str:
+    """A grid label as the papers write it: "tau0.25" is "τ = 0.25", "beta2" "β = 2", "imb10" "imbalance 10"."""
+    if re.fullmatch(r"(tau|beta)\d[\d.]*", part):
+        return greek(re.sub(r"^(tau|beta)", r"\1 = ", part))
+    return re.sub(r"^imb(\d+)$", r"imbalance \1", part)
 
 
 def metric_header(report: Report, group: str, metric: str) -> str:
@@ -222,14 +228,14 @@ def cell_text(report: Report, row: str, column, cell, group: str, s: Dict[str, s
         return "" if cell.gap is None else f"{cell.gap:+.{digits}f}".replace("-", s["minus"]) + computed
     if cell.mean is None:
         return "–"
-    text = f"{cell.mean:.{digits}f}"
+    text, dagger = f"{cell.mean:.{digits}f}", (row, *column) in report.daggers
     if len(cell.values) > 1 and report.spec.std and column[-1] not in DETERMINISTIC:
         std = f"{cell.std:.{digits}f}"
-        text += s["sub"].format(std) if report.spec.std == "subscript" else f" {s['pm']} {std}"
-    if (row, *column) in report.daggers:
-        return text + s["dagger"]
-    daggered = any((other.name, *column) in report.daggers for other in report.rows)
-    return text + (s.get("no_dagger", "") if daggered else "")
+        if report.spec.std == "subscript":  # LaTeX sets a dagger over the small std, in no more room
+            return text + s["sub_dagger" if dagger and "sub_dagger" in s else "sub"].format(std) + (
+                s["dagger"] if dagger and "sub_dagger" not in s else "")
+        text += f" {s['pm']} {std}"
+    return text + s["dagger"] if dagger else text
 
 
 def mark(report: Report, row: str, column) -> str:
@@ -246,11 +252,11 @@ def companion_frames(report: Report) -> Dict[str, object]:
              "yes" if adj is not None and adj < report.spec.alpha else ("no" if adj is not None else comp.note)]
             for col, family in report.versus.items() for row, (comp, adj) in family.items()]
     if rows:
-        out[f"Paired tests against {name(report.spec.reference)}"] = pandas.DataFrame(
+        out[paired_title(report)] = pandas.DataFrame(
             rows, columns=["Column", "Method", "n", "Difference", "Test", "p", "p (Holm)", "Significant"])
     fr = report.friedman
     if fr is not None:
-        head = (f"Friedman over {fr.n_protocols} protocols: chi2 = {fr.statistic:.3f}, p = {pval(fr.p)}"
+        head = (f"Friedman over {fr.n_protocols} protocols: χ² = {fr.statistic:.3f}, p = {pval(fr.p)}"
                 if fr.p is not None else f"Friedman: {fr.note}")
         if fr.p is not None and fr.note:  # one line instead of a table of untested pairs
             head += f"; {fr.note}"
@@ -264,9 +270,42 @@ def companion_frames(report: Report) -> Dict[str, object]:
     ci = [[name(row), f"{lo:.{d}f}", f"{hi:.{d}f}", how] for row, v in report.intervals.items() if v
           for lo, hi, how in [v]]
     if ci:
-        out[f"95% intervals of the {MEAN.lower()} over protocols (bootstrap: seeds resampled within each "
-            "protocol; t: over the per-seed means)"] = pandas.DataFrame(ci, columns=["Method", "Low", "High", "How"])
+        title = (f"95% intervals of the {MEAN.lower()} over protocols (bootstrap: seeds resampled within each "
+                 "protocol; t: over the per-seed means)")
+        hows = {row[-1] for row in ci}
+        if len(hows) == 1:  # one way for every row: said once, in the title
+            title, ci = f"{title}; all by {hows.pop()}", [row[:-1] for row in ci]
+        out[title] = pandas.DataFrame(ci, columns=["Method", "Low", "High", "How"][:len(ci[0])])
     return out
+
+
+def paired_title(report: Report) -> str:
+    return f"Paired tests against {report.row_labels.get(report.spec.reference, report.spec.reference)}"
+
+
+def paired_caption(report: Report) -> str:
+    return (f"{paired_title(report)}: the Holm-adjusted p of each cell ({tests_used(report)}); bold: "
+            f"significant at α = {report.spec.alpha}; –: not tested")
+
+
+def paired_frames(report: Report):
+    """(text, style) of the tests against the reference in the main table's shape, for a paper page:
+    a row per tested method, a column per main-table column, each cell the Holm-adjusted p (bold:
+    significant; "–" untested); None when nothing was tested."""
+    if not report.versus:
+        return None
+    pandas = require_pandas()
+    columns = [c for c in report.columns if c in report.versus]
+    names = [r.name for r in report.rows if any(r.name in report.versus[c] for c in columns)]
+    text = [[pval(report.versus[c][n][1]).replace("< ", "$<$") if n in report.versus[c] else "" for c in columns]
+            for n in names]  # LaTeX
+    style = [["bold" if n in report.versus[c] and report.versus[c][n][1] is not None
+              and report.versus[c][n][1] < report.spec.alpha else "" for c in columns] for n in names]
+    titles = column_titles(report, columns)
+    heads = ([t[0] or t[1] for t in titles] if all(len(report.metrics[p]) == 1 for p in report.protocols)
+             else pandas.MultiIndex.from_tuples(titles))
+    index = [report.row_labels.get(n, n) for n in names]
+    return pandas.DataFrame(text, index=index, columns=heads), pandas.DataFrame(style, index=index, columns=heads)
 
 
 def diff(report: Report, row: str, column, digits: int) -> str:
@@ -294,9 +333,14 @@ def render_files(report: Report, fmt: str, fit: Optional[str] = None, standalone
     else:
         text, style = main_frames(report, fmt, "rows" if fmt == "html" else None)  # a page sorts whole methods
     extra = companion_frames(report)
-    notes = [f"* {row}: lacks {'; '.join(gaps)}" for row, gaps in report.incomplete.items()]
+    notes = [f"* {report.row_labels.get(row, row)}: lacks {'; '.join(gaps)}" for row, gaps in report.incomplete.items()]
     panels = panel_frames(*without_seed_counts(report, text, style), report.spec.panels)
     if fmt == "latex":
+        paired = paired_frames(report)
+        if paired is not None:  # on a paper page the tests take the main table's shape instead of a long list
+            extra = {(paired_caption(report) if title == paired_title(report) else title):
+                     (panel_frames(*paired, report.spec.panels) if title == paired_title(report) else frame)
+                     for title, frame in extra.items()}
         return render_latex(report, panels, extra, notes, caption(report, "latex"), table_notes(report, "latex"),
                             fit, standalone, split)
     if fmt == "html":  # the heading is the title: the caption says only what the numbers are

@@ -12,6 +12,8 @@ from typing import Dict, List, Sequence, Tuple
 
 import jinja2
 
+from .render_latex import greek
+
 PAGE = jinja2.Environment(autoescape=True).from_string("""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -89,7 +91,7 @@ if (wanted) { sortTable(document.querySelector("table.sortable"), Number(wanted[
 
 
 def cell(text, cls: str = "", span: int = 1) -> dict:
-    return {"text": "" if text is None else str(text), "cls": cls, "span": span}
+    return {"text": "" if text is None else greek(str(text)), "cls": cls, "span": span}
 
 
 def main_table(text, style, caption: str, notes: List[str]) -> dict:
@@ -127,9 +129,9 @@ def render_html(title: str, text, style, companions: Dict[str, object], notes: L
     and the companion tables on it, or ``links`` (name, file) to their pages of their own."""
     tables = [main_table(text, style, caption, [table_notes, *notes])]
     tables += [companion_table(name, frame) for name, frame in companions.items()]
-    return PAGE.render(title=title, tables=tables, links=list(links))
+    return PAGE.render(title=greek(title), tables=tables, links=[(greek(name), href) for name, href in links])
 
 
 def companion_page(title: str, frame) -> str:
     """One companion table as a page of its own."""
-    return PAGE.render(title=title, tables=[companion_table(title, frame)])
+    return PAGE.render(title=greek(title), tables=[companion_table(greek(title), frame)])

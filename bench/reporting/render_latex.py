@@ -23,7 +23,11 @@ def preamble(fit: Optional[str]) -> str:
     return PREAMBLE + ("\\usepackage{adjustbox}\n" if fit else "") + turn
 
 
-PROPS = {"bold": "textbf:--rwrap;", "underline": "underline:--rwrap;", "": ""}
+# A bold number over the room of its regular digits: the integer part (and point) grows left, the
+# fraction right, so the point stays where the column's points are and the column no wider.
+BOLD = "\\providecommand{\\benchbold}[2]{\\phantom{#1}\\llap{\\textbf{#1}}\\rlap{\\textbf{#2}}\\phantom{#2}}"
+NUMBER = re.compile(r"(?P<sign>\+|\$-\$|\$<\$)?(?P<int>\d+)(?P<point>\.)?(?P<frac>\d*)(?P<rest>.*)", re.S)
+STD = re.compile(r"(\$\\pm\$ )(\d+)")  # the std after "mean $\pm$ " (a small subscript std is left as it is)
 
 
 def escape(text) -> str:
@@ -32,8 +36,9 @@ def escape(text) -> str:
     table = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
              "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
              "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}", "−": r"$-$", "τ": r"$\tau$",
-             "β": r"$\beta$"}
-    return re.sub(r"[\\&%$#_{}~^<>|−τβ]", lambda m: table[m.group()], greek(str(text)))
+             "β": r"$\beta$", "α": r"$\alpha$",
+             "χ": r"$\chi$", "²": r"$^2$"}
+    return re.sub(r"[\\&%$#_{}~^<>|−τβαχ²]", lambda m: table[m.group()], greek(str(text)))
 
 
 def greek(text: str) -> str:
@@ -82,9 +87,13 @@ def render_latex(report: Report, panels: List[Tuple[object, object]], companions
         main += "\n% " + "\n% ".join(notes)
     tables = {"": main}
     for i, (title, frame) in enumerate(companions.items(), start=1):
+        label = f"{label_of(report)}-{i}"
+        if isinstance(frame, list):  # (text, style) panels in the main table's shape, at its width
+            tables[slug(title)] = main_table(report, frame, escape(title), "", fit, label)
+            continue
         table = frame.style.hide(axis="index").format(escape).format_index(escape, axis=1)
-        body = table.to_latex(hrules=True, caption=escape(title), label=f"{label_of(report)}-{i}",
-                              position_float="centering")
+        body = table.to_latex(hrules=True, caption=escape(title), label=label, position_float="centering")
+        body = body.replace("\\begin{tabular}", f"\\smallskip\n\\{report.spec.font}\n\\begin{{tabular}}", 1)
         tables[slug(title)] = fitted(body, fit)
     if not split:
         tables = {"": "\n".join(tables.values())}
@@ -93,16 +102,19 @@ def render_latex(report: Report, panels: List[Tuple[object, object]], companions
     return {name: document(body, fit) if standalone else head + body for name, body in tables.items()}
 
 
-def main_table(report: Report, panels, caption: str, footnote: str, fit: Optional[str]) -> str:
-    """The float: caption and label on top, then the panels in one tabular at the spec's font size and
-    column separation; the notes inside it, after it, or nowhere (the spec's ``notes``)."""
+def main_table(report: Report, panels, caption: str, footnote: str, fit: Optional[str],
+               label: Optional[str] = None) -> str:
+    """The float: caption and label (default the report's) on top, then the panels in one tabular at
+    the spec's font size and column separation; the notes inside it, after it, or nowhere (the
+    spec's ``notes``)."""
     spec = report.spec
     body = fitted(stack_panels([tabular(report, text, style) for text, style in panels]), fit,
                   turned=fit == "landscape")
     env = "sidewaystable" if fit == "landscape" else spec.float_env  # a wide table gets the page's length
     size = [f"\\{spec.font}"] + ([f"\\setlength{{\\tabcolsep}}{{{spec.colsep:g}pt}}"] if spec.colsep != 6 else [])
-    lines = [f"\\begin{{{env}}}", "\\centering", f"\\caption{{{caption}}}", f"\\label{{{label_of(report)}}}",
-             "\\smallskip", *size, body.rstrip("\n")]  # the article class sets no skip under a top caption
+    lines = [f"\\begin{{{env}}}", "\\centering", f"\\caption{{{caption}}}", f"\\label{{{label or label_of(report)}}}",
+             "\\smallskip", *size, *([BOLD] if "\\benchbold" in body else []),  # no skip under a top caption
+             body.rstrip("\n")]
     if footnote and spec.notes == "inside":  # under the tabular, inside the float
         lines.append(f"\\par\\smallskip{{\\footnotesize\\raggedright {footnote}\\par}}")
     lines.append(f"\\end{{{env}}}")
@@ -113,8 +125,11 @@ def main_table(report: Report, panels, caption: str, footnote: str, fit: Optiona
 
 def tabular(report: Report, text, style) -> str:
     """One panel as a booktabs tabular (Styler), with its header rules and block rules."""
-    styler = text.style.apply(lambda _: style.map(PROPS.get), axis=None)
-    styler = styler.format_index(escape, axis=0).format_index(escape, axis=1)
+    text = text.copy()
+    for j, column in enumerate(text.columns):
+        if column not in ("n", ("", "n")):  # a seed count ("2–3") is no decimal number
+            text.iloc[:, j] = aligned(list(text.iloc[:, j]), list(style.iloc[:, j]))
+    styler = text.style.format_index(escape, axis=0).format_index(escape, axis=1)
     body = styler.to_latex(hrules=True, multicol_align="c", multirow_align="t",
                            column_format="l" * text.index.nlevels + "r" * len(text.columns))
     body = with_cmidrules(body, text)
@@ -125,6 +140,54 @@ def tabular(report: Report, text, style) -> str:
         body = re.sub(r"^(\\multirow\[t\]\{\d+\}\{\*\}\{Paper\}|Paper &)", r"\\midrule\n\1", body, count=1,
                       flags=re.M)
     return body
+
+
+def aligned(cells: List[str], marks: List[str]) -> List[str]:
+    """A column's numbers aligned on the decimal point without a package: in a right-aligned column
+    the points line up when every cell's tail (point, fraction, std, marks) is as wide as the widest,
+    so each tail is padded with a phantom (the integer parts of stds after a ± alike); bold numbers
+    are drawn over the space of their regular-weight digits (``\\llap``/``\\rlap``), so a bold row is
+    no wider than the others."""
+    parsed = [NUMBER.fullmatch(c) if c else None for c in cells]
+    numbers = [m for m in parsed if m]
+    if not numbers:
+        return [wrapped(c, mark) for c, mark in zip(cells, marks)]
+    stds = [len(s[2]) for m in numbers for s in [STD.search(m["rest"])] if s]
+    tails = [padded_std(m["point"] or "", m["frac"], m["rest"], max(stds, default=0)) if m else None
+             for m in parsed]
+    shapes = list(dict.fromkeys(shape(t) for t in tails if t is not None))
+    longest = max(shapes, key=len)
+    out = []
+    for cell, m, tail, mark in zip(cells, parsed, tails, marks):
+        if m is None:  # a dash or a blank: where the integer parts end
+            out.append(f"{wrapped(cell, mark)}\\phantom{{{longest}}}" if cell else "")
+            continue
+        number, rest = (m["sign"] or "") + m["int"] + (m["point"] or ""), tail[len(m["point"] or "") + len(m["frac"]):]
+        head = (f"\\benchbold{{{number}}}{{{m['frac']}}}" if mark == "bold"
+                else wrapped(number + m["frac"], mark))
+        if all(longest.startswith(other) for other in shapes):  # the widest tail is the longest: pad to it
+            out.append(head + rest + (f"\\phantom{{{longest[len(shape(tail)):]}}}" if shape(tail) != longest else ""))
+        else:  # tails of other shapes: a box as wide as the widest of them
+            stack = "".join(f"{s}\\hfil\\cr " for s in shapes)
+            out.append(head + f"\\rlap{{{rest}}}\\phantom{{\\ooalign{{{stack}}}}}")
+    return out
+
+
+def padded_std(point: str, frac: str, rest: str, digits: int) -> str:
+    """The cell's tail (point, fraction and the rest) with its std's integer part padded to ``digits``."""
+    return point + frac + STD.sub(lambda s: s[1] + "\\phantom{" + "0" * (digits - len(s[2])) + "}" + s[2]
+                                  if len(s[2]) < digits else s[0], rest)
+
+
+def shape(tail: str) -> str:
+    """What a tail's width depends on: its digits all as wide as 0, a minus as wide as a plus, a
+    phantom as wide as what it hides."""
+    tail = re.sub(r"\\phantom\{((?:[^{}]|\{[^{}]*\})*)\}", r"\1", tail)
+    return re.sub(r"\d", "0", tail).replace("$-$", "+")
+
+
+def wrapped(cell: str, mark: str) -> str:
+    return {"bold": f"\\textbf{{{cell}}}", "underline": f"\\underline{{{cell}}}"}.get(mark, cell) if cell else cell
 
 
 def stack_panels(tabulars: List[str]) -> str:

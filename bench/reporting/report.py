@@ -19,7 +19,7 @@ from bench.config.catalog import match_protocols
 from bench.config.overrides import reference
 from bench.core.errors import BenchError
 from bench.records.headline import COST_DIGITS, DETERMINISTIC, LOWER_IS_BETTER, headline_metric
-from .leaderboard import current_version, mean_std
+from .leaderboard import current_version, mean_std, metric_title
 from .papers import paper_notes, paper_number, reported_value
 from .selection import check_settings, found_elsewhere, seed_values, selected, titled, unmatched_columns
 from .reportspec import ReportSpec, RowSpec
@@ -209,6 +209,12 @@ def build_report(spec: ReportSpec, results, view_of: Callable[..., dict], versio
     return report
 
 
+def column_name(view: dict, metric: str) -> str:
+    """A protocol's metric as a reader knows it: "EuroSAT HM", "CIFAR-100-LT, IR 10 Few"."""
+    label = (view.get("metric_labels") or {}).get(metric) or metric_title(metric)
+    return f"{view.get('label') or view['name']} {label}"
+
+
 def row_label(row: RowSpec, card) -> str:
     """A row as tables name it: its spec label, else the method card's label and the row's settings."""
     if row.label:
@@ -285,7 +291,8 @@ def fill_cells(report: Report, records, views: Dict[str, dict], cards) -> None:
                 # where no class is few-shot, no epochs for a method that does not train) is empty
                 missing = [s for s in report.seeds[protocol] if s not in cell.values and s not in cell.paths]
                 if missing and (protocol, metric) not in empty:
-                    lacking.append(f"{protocol} {metric}: seed {', '.join(map(str, missing))}")
+                    lacking.append(f"{column_name(views[protocol], metric)}: seed{'s' * (len(missing) > 1)} "
+                                   f"{', '.join(map(str, missing))}")
         if papers and not ours:  # no result of ours: the paper's row only, not an incomplete row of dashes
             report.paper_only.append(row.name)
             report.notes.append(f"{report.row_labels.get(row.name, row.name)}: the paper's numbers only, "
