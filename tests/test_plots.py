@@ -86,7 +86,7 @@ def test_nothing_tested_is_one_line_not_a_table_of_dashes_or_one_bar(tmp_path):
     no pairwise table of '–' and no critical-difference diagram whose one bar would join every method."""
     from types import SimpleNamespace
 
-    from bench.reporting.render import companion_frames
+    from bench.reporting.companions import companion_frames
     from bench.reporting.stats import friedman
 
     fr = friedman({"A": [80, 81, 82, 83, 84], "B": [70, 71, 72, 73, 74], "C": [60, 61, 62, 63, 64]})

@@ -16,12 +16,12 @@ from typing import Dict, List, Optional, Tuple
 import jinja2
 
 from bench.records.headline import COST_DIGITS, DETERMINISTIC
-from .leaderboard import metric_title, varying_parts
+from .companions import companion_frames, paired_caption, paired_frames, paired_title, tests_used
+from .headers import column_titles, left_out, metric_header
 from .render_html import companion_page, render_html
 from .render_latex import escape as escape_latex, greek, render_latex, slug
-from .report import MEAN, Report
+from .report import Report
 from .results import require_pandas
-from .stats import wilcoxon_pairs_needed
 
 FORMATS = ("md", "latex", "html")
 SYMBOLS = {  # how each format writes ±, the dagger and alpha
@@ -46,50 +46,6 @@ NOTES = jinja2.Template(
     "of the paper's numbers in the row, which the paper does not print.{% endif %}{% endif %}{% if incomplete %} Rows marked * lack results and are not ranked or tested.{% endif %}"
     "{% for note in notes %} {{ note }}.{% endfor %}"
     "{% if paper_notes %} Paper numbers: {{ paper_notes | join('; ') }}.{% endif %}")
-TESTS = {"auto": "paired by seed: a t-test below {need} seeds, Wilcoxon signed-rank from {need} (where it can "
-                 "still reach significance after Holm's correction over {m})",
-         "t": "paired t-test by seed", "wilcoxon": "Wilcoxon signed-rank test paired by seed"}
-
-
-def column_titles(report: Report, columns: Optional[List[Tuple[str, str]]] = None) -> List[Tuple[str, str]]:
-    """(group header, metric title) per column (default: the columns shown): a group's label, else the
-    part of its protocol's name that varies between the columns (``b2n_lamp/eurosat/imb10`` among
-    datasets: ``eurosat``)."""
-    plain = [group.name for group in report.groups if not group.label]
-    short = dict(zip(plain, map(spelled, varying_parts(plain)))) if len(plain) > 1 else {}
-    labels = {group.name: group.label for group in report.groups if group.label}
-    for label in {v for v in labels.values() if list(labels.values()).count(v) > 1}:  # ImageNet at two taus
-        same = [name for name, v in labels.items() if v == label and name in report.read]
-        labels.update({name: f"{label} ({spelled(part)})" for name, part in zip(same, varying_parts(same))})
-    return [(labels.get(p) or short.get(p, p), metric_header(report, p, m)) for p, m in columns or report.columns]
-
-
-def spelled(part: str) -> str:
-    """A grid label as the papers write it: "tau0.25" is "τ = 0.25", "beta2" "β = 2", "imb10" "imbalance 10"."""
-    if re.fullmatch(r"(tau|beta)\d[\d.]*", part):
-        return greek(re.sub(r"^(tau|beta)", r"\1 = ", part))
-    return re.sub(r"^imb(\d+)$", r"imbalance \1", part)
-
-
-def metric_header(report: Report, group: str, metric: str) -> str:
-    """A metric's column header: the spec's ``headers``, else the evaluation's label (its macro-F1:
-    the label and F1), else the metric's title."""
-    if metric in report.spec.headers:
-        return report.spec.headers[metric]
-    labels = report.metric_labels.get(group) or {}
-    if metric in labels:
-        return labels[metric]
-    base = metric[:-len("_macro_f1")] if metric.endswith("_macro_f1") else None
-    return f"{labels[base]} F1" if base in labels else metric_title(metric)
-
-
-def left_out(report: Report) -> List[str]:
-    """A note per column left out because no record has a number there (no class in the group)."""
-    dropped = [c for c in report.all_columns if c in report.empty]
-    return [f"{' '.join(filter(None, title))}: left out, no result has a number (no class falls in the group)"
-            for title in column_titles(report, dropped)] if dropped else []
-
-
 def caption(report: Report, fmt: str, lead: bool = True) -> str:
     """The short caption: the spec's title (``lead``) and what the numbers and marks are."""
     seeds = sorted({s for p in report.protocols for s in report.seeds[p]})
@@ -113,12 +69,6 @@ def table_notes(report: Report, fmt: str, paper_rows: Optional[str] = None) -> s
 
 def plain_text(fmt: str):
     return {"md": escape_markdown, "latex": escape_latex, "html": greek}[fmt]  # the HTML template escapes
-
-
-def tests_used(report: Report) -> str:
-    family = max(len(report.complete()) - 1, 1)  # the tests in one column: every other row against one
-    m = f"{family} test{'s' if family > 1 else ''}"
-    return TESTS[report.spec.test].format(need=wilcoxon_pairs_needed(report.spec.alpha, family), m=m)
 
 
 def has_paper_numbers(report: Report, row: str) -> bool:
@@ -240,81 +190,6 @@ def cell_text(report: Report, row: str, column, cell, group: str, s: Dict[str, s
 
 def mark(report: Report, row: str, column) -> str:
     return report.best.get(column, {}).get(row, "")
-
-
-def companion_frames(report: Report) -> Dict[str, object]:
-    """Titled DataFrames: tests against the reference, Friedman's pairwise tests, bootstrap intervals."""
-    pandas, d = require_pandas(), report.spec.digits
-    out = {}
-    titles = dict(zip(report.columns, (" ".join(t) for t in column_titles(report))))
-    name = lambda row: report.row_labels.get(row, row)  # noqa: E731
-    rows = [[titles[col], name(row), comp.n, diff(report, row, col, d), comp.test, pval(comp.p), pval(adj),
-             "yes" if adj is not None and adj < report.spec.alpha else ("no" if adj is not None else comp.note)]
-            for col, family in report.versus.items() for row, (comp, adj) in family.items()]
-    if rows:
-        out[paired_title(report)] = pandas.DataFrame(
-            rows, columns=["Column", "Method", "n", "Difference", "Test", "p", "p (Holm)", "Significant"])
-    fr = report.friedman
-    if fr is not None:
-        head = (f"Friedman over {fr.n_protocols} protocols: χ² = {fr.statistic:.3f}, p = {pval(fr.p)}"
-                if fr.p is not None else f"Friedman: {fr.note}")
-        if fr.p is not None and fr.note:  # one line instead of a table of untested pairs
-            head += f"; {fr.note}"
-        ranks = [[name(m), f"{r:.2f}"] for m, r in sorted(fr.mean_ranks.items(), key=lambda kv: kv[1])]
-        if ranks:
-            out[head] = pandas.DataFrame(ranks, columns=["Method", "Mean rank"])
-        pairs = [[name(a), name(b), pval(p)] for (a, b), p in fr.pairwise.items()]
-        if pairs and any(p is not None for p in fr.pairwise.values()):
-            out["Pairwise Wilcoxon signed-rank tests over protocols (Holm)"] = pandas.DataFrame(
-                pairs, columns=["Method", "Method ", "p (Holm)"])
-    ci = [[name(row), f"{lo:.{d}f}", f"{hi:.{d}f}", how] for row, v in report.intervals.items() if v
-          for lo, hi, how in [v]]
-    if ci:
-        title = (f"95% intervals of the {MEAN.lower()} over protocols (bootstrap: seeds resampled within each "
-                 "protocol; t: over the per-seed means)")
-        hows = {row[-1] for row in ci}
-        if len(hows) == 1:  # one way for every row: said once, in the title
-            title, ci = f"{title}; all by {hows.pop()}", [row[:-1] for row in ci]
-        out[title] = pandas.DataFrame(ci, columns=["Method", "Low", "High", "How"][:len(ci[0])])
-    return out
-
-
-def paired_title(report: Report) -> str:
-    return f"Paired tests against {report.row_labels.get(report.spec.reference, report.spec.reference)}"
-
-
-def paired_caption(report: Report) -> str:
-    return (f"{paired_title(report)}: the Holm-adjusted p of each cell ({tests_used(report)}); bold: "
-            f"significant at α = {report.spec.alpha}; –: not tested")
-
-
-def paired_frames(report: Report):
-    """(text, style) of the tests against the reference in the main table's shape, for a paper page:
-    a row per tested method, a column per main-table column, each cell the Holm-adjusted p (bold:
-    significant; "–" untested); None when nothing was tested."""
-    if not report.versus:
-        return None
-    pandas = require_pandas()
-    columns = [c for c in report.columns if c in report.versus]
-    names = [r.name for r in report.rows if any(r.name in report.versus[c] for c in columns)]
-    text = [[pval(report.versus[c][n][1]).replace("< ", "$<$") if n in report.versus[c] else "" for c in columns]
-            for n in names]  # LaTeX
-    style = [["bold" if n in report.versus[c] and report.versus[c][n][1] is not None
-              and report.versus[c][n][1] < report.spec.alpha else "" for c in columns] for n in names]
-    titles = column_titles(report, columns)
-    heads = ([t[0] or t[1] for t in titles] if all(len(report.metrics[p]) == 1 for p in report.protocols)
-             else pandas.MultiIndex.from_tuples(titles))
-    index = [report.row_labels.get(n, n) for n in names]
-    return pandas.DataFrame(text, index=index, columns=heads), pandas.DataFrame(style, index=index, columns=heads)
-
-
-def diff(report: Report, row: str, column, digits: int) -> str:
-    a, b = report.cells[(row, *column)].mean, report.cells[(report.spec.reference, *column)].mean
-    return "" if a is None or b is None else f"{a - b:+.{digits}f}".replace("-", "−")  # a true minus sign
-
-
-def pval(p: Optional[float]) -> str:
-    return "–" if p is None else ("< 0.001" if p < 0.001 else f"{p:.3f}")
 
 
 def render(report: Report, fmt: str, fit: Optional[str] = None, standalone: bool = False) -> str:
