@@ -106,6 +106,14 @@ def vit_b16():
     return ClipBackbone(*create_open_clip("ViT-B-16", None))
 
 
+LONGEST = ("test_readme_smoke_command_runs_as_written",)  # the whole smoke leaderboard: a third of the suite's time
+
+
+def pytest_collection_modifyitems(items):
+    """The longest test first, so that with several workers (-n) it does not run alone at the end."""
+    items.sort(key=lambda item: item.name not in LONGEST)
+
+
 def pytest_terminal_summary(terminalreporter):
     """Name what was tested (CI installs the newest versions pyproject.toml allows, so they move)."""
     import sys

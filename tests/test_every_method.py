@@ -1,6 +1,6 @@
 """Every registered method on every smoke protocol, driven by the registries: it trains (the loss on a
-fixed batch goes down), resumes bit-exactly from a checkpoint, and classifies every label space the
-protocol evaluates (new classes included).  (Each method's own numerical tests are in its test file.)  A new method or smoke protocol is covered by registering it."""
+fixed batch goes down), resumes bit-exactly from a checkpoint (on the smoke protocol), and classifies
+every label space the protocol evaluates (new classes included).  (Each method's own numerical tests are in its test file.)  A new method or smoke protocol is covered by registering it."""
 import dataclasses
 import functools
 import tempfile
@@ -106,7 +106,7 @@ def test_method_trains_resumes_and_classifies_every_label_space(protocol_name, n
         before, after = steps_on_a_fixed_batch(build(protocol_name, name, seed=0), protocol_name, recipe)
         assert after < before
     full = train(method, data, recipe, seed=1, device=CPU)
-    if method.trains:
+    if method.trains and protocol_name == "smoke":  # resuming is the method's own, whatever the label space
         ckpt = tmp_path / "cell.ckpt"
         train(build(protocol_name, name, seed=0), data, recipe, seed=1, device=CPU, checkpoint=ckpt, key="k",
               stop_after=1)
