@@ -209,7 +209,8 @@ def table1() -> List[Ablation]:
 
 ABLATIONS = [
     *table1(),
-    *(Ablation("CPT Table 5", f"b2n_cpt/imagenet/{tau}", {"clustering": choice}, {"hm": hm}, f"std over seeds {std}")
+    *(Ablation("CPT Table 5", f"b2n_cpt/imagenet/{tau}", {"clustering": choice}, {"hm": hm},
+               f"std over seeds {std} at τ = {tau[3:]}")
       for tau, values in TABLE5
       for choice, hm, std in zip(("cosine_kmeans", "euclidean_kmeans", "spectral_cosine", "kmedoids_cosine"),
                                  values[::2], values[1::2])),

@@ -309,10 +309,10 @@ def test_table5_clustering_rows_are_on_the_card():
     rows = {(a.protocol, a.settings["clustering"]): (a.metrics["hm"], a.note) for a in CARD.ablations
             if a.table == "CPT Table 5"}
     assert len(rows) == 8
-    assert rows[("b2n_cpt/imagenet/tau0.25", "cosine_kmeans")] == (72.62, "std over seeds 0.35")
-    assert rows[("b2n_cpt/imagenet/tau0.25", "spectral_cosine")] == (71.72, "std over seeds 0.74")
-    assert rows[("b2n_cpt/imagenet/tau0.06", "kmedoids_cosine")] == (71.49, "std over seeds 1.32")
-    assert rows[("b2n_cpt/imagenet/tau0.06", "euclidean_kmeans")] == (71.52, "std over seeds 0.66")
+    assert rows[("b2n_cpt/imagenet/tau0.25", "cosine_kmeans")] == (72.62, "std over seeds 0.35 at τ = 0.25")
+    assert rows[("b2n_cpt/imagenet/tau0.25", "spectral_cosine")] == (71.72, "std over seeds 0.74 at τ = 0.25")
+    assert rows[("b2n_cpt/imagenet/tau0.06", "kmedoids_cosine")] == (71.49, "std over seeds 1.32 at τ = 0.06")
+    assert rows[("b2n_cpt/imagenet/tau0.06", "euclidean_kmeans")] == (71.52, "std over seeds 0.66 at τ = 0.06")
 
 
 def test_table1_rows_are_on_the_card_and_row5_is_cpts_own_average():

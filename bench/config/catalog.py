@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import ast
+import copy
 import fnmatch
 import functools
 import hashlib
@@ -55,9 +56,14 @@ def _natural(name: str) -> list:
 def _yaml(path: Path) -> Any:
     """The parsed file, or None when it cannot be read (loading it later gives the error)."""
     try:
-        return load_yaml(path.read_text(encoding="utf-8"), str(path))
+        return copy.deepcopy(_parsed(path.read_text(encoding="utf-8"), str(path)))
     except (OSError, UnicodeDecodeError, BenchError):
         return None
+
+
+@functools.lru_cache(maxsize=64)  # a command lists the protocols several times: each text is parsed once
+def _parsed(text: str, where: str) -> Any:
+    return load_yaml(text, where)
 
 
 def grid_cells(path: Path) -> Dict[str, dict]:
