@@ -13,7 +13,7 @@ can move without breaking a method (``tests/test_layering.py`` holds the rule)::
 from bench.config.recipes import Recipe
 from bench.core.coerce import ENV
 from bench.core.errors import BenchError, ConfigError, MissingInput
-from bench.core.registry import METHODS, VARIANTS, describe
+from bench.core.registry import METHODS, REPORTED, VARIANTS, describe
 from bench.kb.backends import OfflineTemplateBackend
 from bench.kb.confusion import extend_partners, pool_partners, template_features
 from bench.kb.knowledge import build_kb, file_sha256, read_kb, require_file
@@ -31,8 +31,8 @@ from bench.model.text_prompts import ClassPrompts, check_init_text
 __all__ = [
     # the method contract and its card
     "Method", "MethodCard", "Reported", "Ablation", "Recipe", "ClassInfo", "DeepPromptCLIP", "ClipBackbone",
-    # registration
-    "METHODS", "VARIANTS", "describe",
+    # registration (REPORTED: cards of systems the suite cites but does not run yet)
+    "METHODS", "VARIANTS", "REPORTED", "describe",
     # errors a method raises, and config field metadata
     "BenchError", "ConfigError", "MissingInput", "ENV",
     # class prompts and deep prompts in both towers

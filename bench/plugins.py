@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
 from bench.core.errors import BenchError, one_line
-from bench.core.registry import BACKBONES, DATASETS, METHODS, VARIANTS, registering_from
+from bench.core.registry import BACKBONES, DATASETS, METHODS, REPORTED, VARIANTS, registering_from
 
 ENTRY_POINT_GROUP = "lt_prompt_bench.plugins"
 ENV_VAR = "BENCH_PLUGINS"
@@ -166,4 +166,5 @@ def check_methods(spec: str, names: Sequence[str]) -> None:
             raise BenchError(f"plugin '{spec}': method '{name}': {problems[0]}")
 
 
-REGISTRIES = {"methods": METHODS, "variants": VARIANTS, "datasets": DATASETS, "backbones": BACKBONES}
+REGISTRIES = {"methods": METHODS, "variants": VARIANTS, "datasets": DATASETS, "backbones": BACKBONES,
+              "reported": REPORTED}

@@ -14,7 +14,7 @@ from bench.api import METHODS, MethodCard, Recipe
 
 from .cocoop import CARD as COCOOP_CARD, CoCoOp, CoCoOpConfig
 from .coop_la import LAOptions, LogitAdjusted
-from .lamp_tables import xd_dg_reported
+from .lamp_tables import BASELINE, b2n_reported, xd_dg_reported
 
 
 @dataclass
@@ -30,7 +30,7 @@ CARD = MethodCard(
     recipes={family: Recipe(source=f"{recipe.source} + LA tau 1 (LAMP Tables 3-4 '+LA')",
                             options=dict(recipe.options), train=dict(recipe.train))
              for family, recipe in COCOOP_CARD.recipes.items()},
-    reported={"xd_dg_lamp/imb100": xd_dg_reported("cocoop_la")},
+    reported={**b2n_reported("cocoop_la", BASELINE), "xd_dg_lamp/imb100": xd_dg_reported("cocoop_la")},
 )
 
 

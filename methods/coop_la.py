@@ -18,7 +18,7 @@ import torch
 from bench.api import METHODS, MethodCard, Recipe, la_loss, la_offsets
 
 from .coop import B2N_CTXV1, CARD as COOP_CARD, CoOp, CoOpConfig
-from .lamp_tables import xd_dg_reported
+from .lamp_tables import BASELINE, b2n_reported, xd_dg_reported
 
 
 @dataclass
@@ -61,7 +61,7 @@ CARD = MethodCard(
                           options=dict(COOP_CARD.recipes[family].options), train=dict(COOP_CARD.recipes[family].train))
            for family in ("xd_lt100", "xd_lt16")},
     },
-    reported={"xd_dg_lamp/imb100": xd_dg_reported("coop_la")},
+    reported={**b2n_reported("coop_la", BASELINE), "xd_dg_lamp/imb100": xd_dg_reported("coop_la")},
 )
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from bench.api import METHODS, MethodCard, Recipe
 
 from .coop_la import LAOptions, LogitAdjusted
-from .lamp_tables import xd_dg_reported
+from .lamp_tables import BASELINE, b2n_reported, xd_dg_reported
 from .maple import CARD as MAPLE_CARD, MaPLe, MaPLeConfig
 
 
@@ -39,7 +39,7 @@ CARD = MethodCard(
         **{family: with_la(MAPLE_CARD.recipes[family], "MaPLe cross_datasets config + LA tau 1 (LAMP Tables 3-4)")
            for family in ("xd_lt100", "xd_lt16")},
     },
-    reported={"xd_dg_lamp/imb100": xd_dg_reported("maple_la")},
+    reported={**b2n_reported("maple_la", BASELINE), "xd_dg_lamp/imb100": xd_dg_reported("maple_la")},
 )
 
 

@@ -5,7 +5,7 @@ import sys
 
 from bench.config.catalog import (load_view, method_papers, protocol_descriptions, registrations, resolve_path, view_path)
 from bench.config.protocol import load_protocol
-from bench.core.registry import BACKBONES, DATASETS, METHODS, VARIANTS, describe
+from bench.core.registry import BACKBONES, DATASETS, METHODS, REPORTED, VARIANTS, describe
 from bench.plugins import load_builtins
 
 
@@ -13,13 +13,13 @@ def test_registrations_read_from_source_match_the_registries():
     load_builtins()
     real = {kind: [(name, describe(obj) or "") for name, obj in registry.items()]
             for kind, registry in (("methods", METHODS), ("variants", VARIANTS), ("datasets", DATASETS),
-                                   ("backbones", BACKBONES))}
+                                   ("backbones", BACKBONES), ("reported", REPORTED))}
     assert registrations() == real
 
 
 def test_method_papers_read_from_source_match_the_cards():
     load_builtins()
-    assert method_papers() == {name: cls.card.paper for name, cls in METHODS.items()}
+    assert method_papers() == {name: cls.card.paper for name, cls in [*METHODS.items(), *REPORTED.items()]}
 
 
 def test_protocol_descriptions_match_the_loaded_protocols():

@@ -20,6 +20,8 @@ def cmd_list(args) -> int:
         if section in registered:
             rows = registered[section] + ([(f"<method>@{name}", text, origin) for name, text, origin
                                            in registered["variants"]] if section == "methods" else [])
+            rows += [(name, text, "reported only") for name, text, _ in registered.get("reported", [])
+                     if section == "methods"]
             name_width, origin_width = (max(len(row[i]) for row in rows) for i in (0, 2))
             print_rows([(f"{name:<{name_width}}  {origin:<{origin_width}}", text, name) for name, text, origin in rows],
                        papers)
@@ -53,8 +55,8 @@ def registrations(with_papers: bool) -> Tuple[Dict[str, list], Dict[str, str]]:
     plugins.load_all()
     found = {kind: [(name, describe(entry) or "", origin_label(registry.origin(name))) for name, entry in registry.items()]
              for kind, registry in plugins.REGISTRIES.items()}
-    methods = plugins.REGISTRIES["methods"]
-    return found, {name: cls.card.paper for name, cls in methods.items() if getattr(cls, "card", None)}
+    entries = [*plugins.REGISTRIES["methods"].items(), *plugins.REGISTRIES["reported"].items()]
+    return found, {name: cls.card.paper for name, cls in entries if getattr(cls, "card", None)}
 
 
 def report_titles() -> List[tuple]:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Tuple
 
 from bench.core.errors import BenchError
-from bench.core.registry import METHODS
+from bench.core.registry import all_cards
 
 from .common import add_plugin_option, protocol_sets, whole, write_output
 from .leaderboard import protocol_view
@@ -79,7 +79,7 @@ def method_cards() -> dict:
     cards = load_cards(plugins)
     if cards is None:
         load_all()
-        cards = {name: METHODS.get(name).card for name in METHODS.names()}
+        cards = all_cards()
         save_cards(cards, plugins)
     return cards
 

@@ -33,7 +33,8 @@ from bench.core.safeyaml import load_json, load_yaml
 from .grid import expand
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout, or site-packages: bench/, methods/, protocols/, reports/
-KINDS = {"METHODS": "methods", "VARIANTS": "variants", "DATASETS": "datasets", "BACKBONES": "backbones"}
+KINDS = {"METHODS": "methods", "VARIANTS": "variants", "DATASETS": "datasets", "BACKBONES": "backbones",
+         "REPORTED": "reported"}
 
 
 def protocols_dir() -> Path:
@@ -191,10 +192,10 @@ def registrations() -> Dict[str, List[Tuple[str, str]]]:
     return {kind: sorted(entries) for kind, entries in found.items()}
 
 
-def _card_papers(tree: ast.Module) -> Dict[str, str]:
-    """Module-level ``NAME = MethodCard(paper="...")`` -> {NAME: paper}."""
+def _card_papers(body: List[ast.stmt]) -> Dict[str, str]:
+    """``NAME = MethodCard(paper="...")`` statements of ``body`` -> {NAME: paper}."""
     papers = {}
-    for node in tree.body:
+    for node in body:
         call = node.value if isinstance(node, ast.Assign) else None
         if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "MethodCard":
             paper = next((k.value for k in call.keywords if k.arg == "paper"), None)
@@ -208,14 +209,17 @@ def method_papers() -> Dict[str, str]:
     papers = {}
     for path in source_files():
         tree = ast.parse(path.read_text(), str(path))
-        cards = _card_papers(tree)
+        cards = _card_papers(tree.body)
         for node in ast.walk(tree):
             hits = [_registration(d) for d in getattr(node, "decorator_list", [])] if isinstance(node, ast.ClassDef) else []
             for kind, name in filter(None, hits):
+                inline = _card_papers(node.body)  # card = MethodCard(...) in the class itself
                 for stmt in node.body:
                     target = stmt.targets[0] if isinstance(stmt, ast.Assign) else None
                     if getattr(target, "id", None) == "card" and getattr(stmt.value, "id", None) in cards:
                         papers[name] = cards[stmt.value.id]
+                    elif getattr(target, "id", None) == "card" and "card" in inline:
+                        papers[name] = inline["card"]
     return papers
 
 

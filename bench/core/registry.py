@@ -120,12 +120,16 @@ class MethodRegistry(Registry):
     """Methods, and ``<method>@<variant>`` names built by a variant factory from ``VARIANTS``
     (``coop@la_posthoc``): a variant applies to every method without a registration of its own."""
 
-    def __init__(self, kind: str, variants: Registry):
+    def __init__(self, kind: str, variants: Registry, reported: Registry):
         super().__init__(kind)
         self.variants = variants
+        self.reported = reported
         self._built: Dict[str, Any] = {}
 
     def get(self, name: str) -> Any:
+        if name in self.reported and name not in self._entries:
+            raise BenchError(f"method '{name}' is reported only: reports show its paper's numbers, but this suite "
+                             "does not run it yet (see `bench list methods`)")
         if "@" not in name or name in self._entries:  # a registered name may spell a variant (lamp@no_newbias)
             return super().get(name)
         if name not in self._built:
@@ -153,6 +157,17 @@ def fill_registries() -> None:
 
 
 VARIANTS = Registry("method variant")
-METHODS = MethodRegistry("method", VARIANTS)
+# Systems the seed papers compare against that the suite does not run yet: a card each (citation and
+# printed numbers), so reports show them as paper rows; a port registered under the same name in
+# METHODS takes over, and the same report rows gain our numbers.
+REPORTED = Registry("reported-only method")
+METHODS = MethodRegistry("method", VARIANTS, REPORTED)
 DATASETS = Registry("dataset")
 BACKBONES = Registry("backbone")
+
+
+def all_cards() -> Dict[str, Any]:
+    """Every method card a report can name: the reported-only ones and each runnable method's (a
+    runnable method wins a shared name)."""
+    return {**{name: REPORTED.get(name).card for name in REPORTED.names()},
+            **{name: METHODS.get(name).card for name in METHODS.names()}}
