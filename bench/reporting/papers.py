@@ -59,15 +59,21 @@ def paper_notes(report, views: Dict[str, dict], cards) -> List[str]:
             if entry is None:
                 continue
             with_numbers.append(label)
-            if entry.note and not restates(entry.note, label):
-                where = getattr(entry, "source", None) or getattr(entry, "table", "")
-                notes.setdefault(f"{where}: {entry.note}", []).append(label)
+            where = getattr(entry, "source", None) or getattr(entry, "table", "")
+            for clause in filter(None, entry.note.split("; ")):  # a clause the rows share is said once
+                if not restates(clause, label):
+                    notes.setdefault(f"{where}: {clause}", []).append(label)
     kept = {note: list(dict.fromkeys(rows)) for note, rows in notes.items()
             if not any(other != note and other.startswith(note.rstrip(".")) and set(rows) <= set(notes[other])
                        for other in notes)}
     everyone = set(with_numbers)
-    return [note if set(rows) >= everyone else note.replace(": ", f", {' and '.join(rows)}: ", 1)
+    return [note if set(rows) >= everyone else note.replace(": ", f", {listed(rows)}: ", 1)
             for note, rows in kept.items()]
+
+
+def listed(names: List[str]) -> str:
+    """"A", "A and B", "A, B and C"."""
+    return " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
 
 
 def restates(note: str, label: str) -> bool:

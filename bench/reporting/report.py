@@ -20,7 +20,7 @@ from bench.config.overrides import reference
 from bench.core.errors import BenchError
 from bench.records.headline import COST_DIGITS, DETERMINISTIC, LOWER_IS_BETTER, headline_metric
 from .leaderboard import current_version, mean_std, metric_title
-from .papers import paper_notes, paper_number, reported_value
+from .papers import listed, paper_notes, paper_number, reported_value
 from .selection import check_settings, found_elsewhere, seed_values, selected, titled, unmatched_columns
 from .reportspec import ReportSpec, RowSpec
 from .results import CELL, INFO
@@ -295,10 +295,11 @@ def fill_cells(report: Report, records, views: Dict[str, dict], cards) -> None:
                                    f"{', '.join(map(str, missing))}")
         if papers and not ours:  # no result of ours: the paper's row only, not an incomplete row of dashes
             report.paper_only.append(row.name)
-            report.notes.append(f"{report.row_labels.get(row.name, row.name)}: the paper's numbers only, "
-                                "with no result of ours")
         elif lacking:
             report.incomplete[row.name] = lacking
+    if report.paper_only:
+        labels = [report.row_labels.get(name, name) for name in report.paper_only]
+        report.notes.append(f"{listed(labels)}: the paper's numbers only, with no result of ours")
 
 
 def empty_metrics(report: Report, records, views: Dict[str, dict]) -> set:
