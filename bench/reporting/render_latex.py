@@ -145,9 +145,9 @@ def tabular(report: Report, text, style) -> str:
 def aligned(cells: List[str], marks: List[str]) -> List[str]:
     """A column's numbers aligned on the decimal point without a package: in a right-aligned column
     the points line up when every cell's tail (point, fraction, std, marks) is as wide as the widest,
-    so each tail is padded with a phantom (the integer parts of stds after a ± alike); bold numbers
-    are drawn over the space of their regular-weight digits (``\\llap``/``\\rlap``), so a bold row is
-    no wider than the others."""
+    so each tail is padded with a phantom (the integer parts of stds after a ± alike); a bold number
+    is ``\\benchbold`` (:data:`BOLD`), drawn over the room of its regular-weight digits, so a bold row
+    is no wider than the others."""
     parsed = [NUMBER.fullmatch(c) if c else None for c in cells]
     numbers = [m for m in parsed if m]
     if not numbers:
@@ -162,7 +162,8 @@ def aligned(cells: List[str], marks: List[str]) -> List[str]:
         if m is None:  # a dash or a blank: where the integer parts end
             out.append(f"{wrapped(cell, mark)}\\phantom{{{longest}}}" if cell else "")
             continue
-        number, rest = (m["sign"] or "") + m["int"] + (m["point"] or ""), tail[len(m["point"] or "") + len(m["frac"]):]
+        number = (m["sign"] or "") + m["int"] + (m["point"] or "")
+        rest = tail[len(m["point"] or "") + len(m["frac"]):]
         head = (f"\\benchbold{{{number}}}{{{m['frac']}}}" if mark == "bold"
                 else wrapped(number + m["frac"], mark))
         if all(longest.startswith(other) for other in shapes):  # the widest tail is the longest: pad to it
