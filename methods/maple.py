@@ -27,7 +27,7 @@ from typing import Optional
 
 import torch.nn as nn
 
-from bench.api import (METHODS, Ablation, ClassPrompts, DeepPromptCLIP, MethodCard, Recipe, Reported, check_depth,
+from bench.api import (METHODS, ClassPrompts, DeepPromptCLIP, MethodCard, Recipe, Reported, check_depth,
                        check_init_text, normal_prompts, text_layers, vision_layers, vision_width)
 
 from .coop import CARD as COOP_CARD, mdpr_table6
@@ -95,10 +95,6 @@ CARD = MethodCard(
     },
     ablations=[
         mdpr_table6(3.6, 1361),
-        Ablation("LAMP Table 5", "b2n_lamp/*/imb10", {}, {"hm": 78.56, "hm_macro_f1": 73.31},
-                 "mean over the 11 datasets"),
-        Ablation("LAMP Table 5", "b2n_lamp/eurosat/imb10", {}, {"params_m": 3.555, "eval_s": 1.47 * 60},
-                 "3555K tunable parameters; 1.47 min per inference epoch on EuroSAT (GPU not stated)"),
     ],
 )
 

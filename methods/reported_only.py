@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from bench.api import REPORTED, MethodCard
 
-from .lamp_tables import b2n_reported, xd_dg_reported
+from .lamp_tables import b2n_reported, table5, xd_dg_reported
 
 # LAMP (App. C) trains TCP and MMA "+LA" with the logit-adjusted loss (Menon et al.'s tau = 1); its code for
 # the long-tailed base-to-new runs of both is asaxuc/PromptLT (spec_lamp_baselines.md §1).
@@ -59,4 +59,5 @@ class MMALA(ReportedOnly):
         paper="Yang, Zhang, Wang, Xie. MMA: Multi-Modal Adapter for Vision-Language Models. CVPR 2024",
         code=f"ZjjConan/Multi-Modal-Adapter:trainers/mmadapter.py@547ee345a4dc5d60d43d3aa54e8eee50a107f591; {PROMPTLT}",
         label="MMA+LA", spec="spec_lamp_baselines.md §5",
-        reported={**b2n_reported("mma_la", LAMP_LA), "xd_dg_lamp/imb100": xd_dg_reported("mma_la")})
+        reported={**b2n_reported("mma_la", LAMP_LA), "xd_dg_lamp/imb100": xd_dg_reported("mma_la")},
+        ablations=table5(78.95, 73.50, 674, 0.90, "MMA"))

@@ -1,6 +1,7 @@
 """Systems the seed papers compare against that the suite does not run yet: cards with their printed
 numbers (checked here against values typed from the papers' tables), listed as "reported only",
 refused by `bench run`, left out of `--method all`, and shown by reports as paper rows."""
+import fnmatch
 import re
 
 import pytest
@@ -57,3 +58,22 @@ def test_every_reported_only_card_cites_its_paper_code_and_spec(name):
     card = REPORTED.get(name).card
     assert card.paper and re.search(r"[\w.-]+/[\w.-]+:\S+@[0-9a-f]{40}", card.code) and card.spec.startswith("spec_")
     assert card.reported and not card.recipes  # numbers to show, nothing to train
+
+
+def test_each_printed_average_is_the_mean_of_the_printed_row():
+    """A typo in a typed number shows here: every average a card files under a table's glob is the
+    mean of the same card's numbers on the glob's protocols, to the paper's rounding."""
+    from bench.config.catalog import available_protocols
+
+    checked = 0
+    for name, card in all_cards().items():
+        for glob, entry in card.reported.items():
+            members = fnmatch.filter(available_protocols(), glob) if "*" in glob else []
+            rows = [card.reported[p].metrics for p in members if p in card.reported]
+            for metric, printed in entry.metrics.items():
+                own = [row.get(metric) for row in rows]
+                if len(own) >= 10 and None not in own:  # Tables 9 and 10 print 10 of the 11 datasets
+                    mean = sum(own) / len(own)  # rounded to 2 decimals (Table 1), or cut (Tables 9 and 10)
+                    assert abs(printed - mean) < 0.0051 or 0 <= mean - printed < 0.01, (name, glob, metric, mean)
+                    checked += 1
+    assert checked >= 2 * 8 * 3 + 5 * 2  # LAMP Tables 1 (8 rows x 3 imbalances, HM-A and HM-M), 9 and 10
