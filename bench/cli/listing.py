@@ -18,10 +18,10 @@ def cmd_list(args) -> int:
     for section in sections:
         print(f"{section}:")
         if section in registered:
-            rows = registered[section] + ([(f"<method>@{name}", text, origin) for name, text, origin
-                                           in registered["variants"]] if section == "methods" else [])
-            rows += [(name, text, "reported only") for name, text, _ in registered.get("reported", [])
-                     if section == "methods"]
+            rows = list(registered[section])
+            if section == "methods":  # then the variants, and the systems only their papers' numbers stand for
+                rows += [(f"<method>@{name}", text, origin) for name, text, origin in registered["variants"]]
+                rows += [(name, text, "reported only") for name, text, _ in registered["reported"]]
             name_width, origin_width = (max(len(row[i]) for row in rows) for i in (0, 2))
             print_rows([(f"{name:<{name_width}}  {origin:<{origin_width}}", text, name) for name, text, origin in rows],
                        papers)

@@ -80,10 +80,11 @@ def paired_frames(report: Report):
     pandas = require_pandas()
     columns = [c for c in report.columns if c in report.versus]
     names = [r.name for r in report.rows if any(r.name in report.versus[c] for c in columns)]
-    text = [[pval(report.versus[c][n][1]).replace("< ", "$<$") if n in report.versus[c] else "" for c in columns]
-            for n in names]  # LaTeX
-    style = [["bold" if n in report.versus[c] and report.versus[c][n][1] is not None
-              and report.versus[c][n][1] < report.spec.alpha else "" for c in columns] for n in names]
+    tested = [[n in report.versus[c] for c in columns] for n in names]
+    adjusted = [[report.versus[c][n][1] if n in report.versus[c] else None for c in columns] for n in names]
+    text = [[pval(p).replace("< ", "$<$") if held else "" for p, held in zip(ps, hs)]  # LaTeX
+            for ps, hs in zip(adjusted, tested)]
+    style = [["bold" if p is not None and p < report.spec.alpha else "" for p in ps] for ps in adjusted]
     titles = column_titles(report, columns)
     heads = ([t[0] or t[1] for t in titles] if all(len(report.metrics[p]) == 1 for p in report.protocols)
              else pandas.MultiIndex.from_tuples(titles))

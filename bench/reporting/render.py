@@ -26,8 +26,10 @@ from .results import require_pandas
 FORMATS = ("md", "latex", "html")
 SYMBOLS = {  # how each format writes ±, the dagger and alpha
     "md": {"pm": "±", "dagger": "†", "alpha": "α", "minus": "−", "small": " ({})", "sub": "<sub>±{}</sub>",
+           "sub_dagger": "<sub>±{}</sub>†",
            "computed": "‡"},
-    "html": {"pm": "±", "dagger": "†", "alpha": "α", "minus": "−", "small": " ({})", "sub": " ± {}", "computed": "‡"},
+    "html": {"pm": "±", "dagger": "†", "alpha": "α", "minus": "−", "small": " ({})", "sub": " ± {}",
+             "sub_dagger": " ± {}†", "computed": "‡"},
     "latex": {"pm": r"$\pm$", "dagger": r"$^\dagger$", "alpha": r"$\alpha$", "minus": "$-$",
               "small": r" {{\scriptsize ({})}}", "sub": r"$_{{\pm {}}}$", "sub_dagger": r"$^\dagger_{{\pm {}}}$",
               "computed": r"$^\ddagger$"},
@@ -181,9 +183,8 @@ def cell_text(report: Report, row: str, column, cell, group: str, s: Dict[str, s
     text, dagger = f"{cell.mean:.{digits}f}", (row, *column) in report.daggers
     if len(cell.values) > 1 and report.spec.std and column[-1] not in DETERMINISTIC:
         std = f"{cell.std:.{digits}f}"
-        if report.spec.std == "subscript":  # LaTeX sets a dagger over the small std, in no more room
-            return text + s["sub_dagger" if dagger and "sub_dagger" in s else "sub"].format(std) + (
-                s["dagger"] if dagger and "sub_dagger" not in s else "")
+        if report.spec.std == "subscript":  # LaTeX sets the dagger over the small std, in no more room
+            return text + s["sub_dagger" if dagger else "sub"].format(std)
         text += f" {s['pm']} {std}"
     return text + s["dagger"] if dagger else text
 
@@ -213,9 +214,8 @@ def render_files(report: Report, fmt: str, fit: Optional[str] = None, standalone
     if fmt == "latex":
         paired = paired_frames(report)
         if paired is not None:  # on a paper page the tests take the main table's shape instead of a long list
-            extra = {(paired_caption(report) if title == paired_title(report) else title):
-                     (panel_frames(*paired, report.spec.panels) if title == paired_title(report) else frame)
-                     for title, frame in extra.items()}
+            swap = {paired_title(report): (paired_caption(report), panel_frames(*paired, report.spec.panels))}
+            extra = dict(swap.get(title, (title, frame)) for title, frame in extra.items())
         return render_latex(report, panels, extra, notes, caption(report, "latex"), table_notes(report, "latex"),
                             fit, standalone, split)
     if fmt == "html":  # the heading is the title: the caption says only what the numbers are
