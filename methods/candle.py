@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader
 
 from bench.api import METHODS, BenchError, ConfigError, Method, MethodCard, Recipe, Reported, la_loss, la_offsets
 
-from .lamp_tables import BASELINE, b2n_reported, xd_dg_reported
+from .lamp_tables import BASELINE, b2n_reported, balanced_reported, xd_dg_reported
 
 VISUAL_INIT_STD = 0.05  # official Head: virtual = mean(V_base) + N(0, 0.05)
 PROTOTYPE_BATCH = 64  # images per batch when computing the prototypes (no effect on the result)
@@ -97,6 +97,7 @@ CARD = MethodCard(
     },
     reported={
         **b2n_reported("candle", BASELINE),
+        **balanced_reported("candle"),
         "cifar100_lt_ir10": Reported("MDPR Table 2", {"all": 75.77, "many": 76.71, "medium": 73.68}),
         "cifar100_lt_ir50": Reported("MDPR Table 2", {"all": 73.14, "many": 77.15, "medium": 70.17, "few": 70.78}),
         "cifar100_lt_ir100": Reported("MDPR Table 2", {"all": 72.42, "many": 76.14, "medium": 72.54, "few": 67.93}),

@@ -24,6 +24,8 @@ import torch.nn as nn
 from bench.api import METHODS, ClassPrompts, Method, MethodCard, Recipe, Reported, check_init_text
 
 from .coop import CARD as COOP_CARD
+from .cpt_tables import THIRD_PARTY, reported_rows
+from .lamp_tables import balanced_reported
 
 # Text sequences per encoder pass: bounds memory at large batches x many classes.
 SEQUENCES_PER_PASS = 4096
@@ -61,6 +63,8 @@ CARD = MethodCard(
            for family in ("b2n_lt100", "b2n_lt16")},
     },
     reported={
+        **balanced_reported("cocoop"),
+        **reported_rows("cocoop", THIRD_PARTY),
         "cifar100_lt_ir10": Reported("MDPR Table 2", {"all": 72.29, "many": 76.75, "medium": 62.35}),
         "cifar100_lt_ir50": Reported("MDPR Table 2", {"all": 66.38, "many": 80.20, "medium": 60.20, "few": 49.00}),
         "cifar100_lt_ir100": Reported("MDPR Table 2", {"all": 63.90, "many": 80.69, "medium": 65.20, "few": 42.80}),

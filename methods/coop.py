@@ -25,6 +25,8 @@ import torch
 from bench.api import (METHODS, Ablation, ClassPrompts, ConfigError, Method, MethodCard, Recipe, Reported,
                        check_init_text)
 
+from .lamp_tables import balanced_reported
+
 
 @dataclass
 class CoOpConfig:
@@ -82,6 +84,7 @@ CARD = MethodCard(
            for family in ("xd_lt100", "xd_lt16")},
     },
     reported={
+        **balanced_reported("coop"),
         "cifar100_lt_ir10": Reported("MDPR Table 2", {"all": 70.88, "many": 75.06, "medium": 61.58}),
         "cifar100_lt_ir50": Reported("MDPR Table 2", {"all": 65.70, "many": 79.63, "medium": 58.44, "few": 50.50}),
         "cifar100_lt_ir100": Reported("MDPR Table 2", {"all": 64.34, "many": 79.43, "medium": 64.51, "few": 46.53}),

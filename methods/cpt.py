@@ -25,8 +25,9 @@ from typing import List, Literal, NamedTuple, Optional
 import torch
 import torch.nn.functional as F
 
-from bench.api import METHODS, Ablation, BenchError, ConfigError, MethodCard, Recipe, Reported, best_partition
+from bench.api import METHODS, Ablation, BenchError, ConfigError, MethodCard, Recipe, best_partition
 
+from .cpt_tables import reported_rows
 from .ivlp import IVLP, IVLP_B2N, IVLPConfig
 from .ivlp import CARD as IVLP_CARD
 
@@ -149,40 +150,6 @@ class ClusterETFPrompts(IVLP):
         return loss
 
 
-TAUS = ("tau1", "tau0.25", "tau0.06")
-DATASETS = ("imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101",
-            "fgvc_aircraft", "sun397", "dtd", "eurosat", "ucf101")  # the column order of CPT Tables 2-3
-SHIFTS = ("imagenet_v2", "imagenet_sketch", "imagenet_a", "imagenet_r")  # CPT Table 4
-
-# CPT's own rows, per tau: Table 2 (11 HMs, Avg), Table 3 (source, 10 targets, Avg), Table 4 (source, 4, Avg).
-CPT_B2N = {"tau1": (73.92, 96.53, 96.37, 77.21, 84.69, 91.17, 40.13, 80.50, 71.20, 87.54, 83.83, 80.28),
-           "tau0.25": (72.62, 96.44, 96.16, 71.58, 79.37, 91.13, 30.16, 77.65, 57.74, 59.09, 77.42, 73.58),
-           "tau0.06": (71.58, 96.58, 95.50, 71.27, 75.20, 91.10, 27.99, 76.65, 57.54, 58.03, 75.69, 72.47)}
-CPT_XD = {"tau1": (71.40, 95.42, 91.54, 67.38, 73.35, 87.09, 25.49, 69.03, 48.13, 50.74, 69.53, 67.78),
-          "tau0.25": (69.89, 94.56, 91.27, 66.64, 73.09, 87.03, 23.02, 67.54, 46.53, 50.16, 67.82, 66.76),
-          "tau0.06": (69.58, 94.23, 90.82, 65.92, 72.50, 86.86, 21.71, 66.71, 45.42, 48.65, 66.89, 65.97)}
-CPT_DG = {"tau1": (71.40, 64.23, 49.40, 50.66, 77.70, 60.50),
-          "tau0.25": (69.89, 63.74, 49.35, 50.64, 76.89, 60.16),
-          "tau0.06": (69.58, 63.43, 49.02, 48.56, 75.46, 59.12)}
-B2N_NOTE = "τ = min/max class size with a 16-shot cap (τ = 1: balanced 16 shots); HM of base and new accuracy"
-XD_NOTE = ("the paper says the cross-dataset source is 'the full ImageNet-1K' yet prints a column per τ; "
-           "the XD and DG means are its printed Avg of Tables 3 and 4")
-
-
-def reported_rows(b2n, xd, dg, note: str = "") -> dict:
-    """``Reported`` entries keyed by our protocols (``b2n_cpt/<dataset>/<tau>``, ``xd_dg_cpt/<tau>``)
-    from per-tau rows of CPT Tables 2, 3 and 4 laid out as :data:`CPT_B2N`, :data:`CPT_XD`, :data:`CPT_DG`."""
-    rows = {}
-    for tau in TAUS:
-        for name, hm in zip(DATASETS, b2n[tau]):
-            rows[f"b2n_cpt/{name}/{tau}"] = Reported("CPT Table 2", {"hm": hm}, "; ".join(filter(None, [B2N_NOTE, note])))
-        metrics = {**dict(zip(DATASETS, xd[tau])), "xd_mean": xd[tau][11],
-                   **dict(zip(SHIFTS, dg[tau][1:5])), "dg_mean": dg[tau][5]}
-        extra = f"Table 4 prints source accuracy {dg[tau][0]:.2f} for the same model" if dg[tau][0] != xd[tau][0] else ""
-        rows[f"xd_dg_cpt/{tau}"] = Reported("CPT Tables 3-4", metrics, "; ".join(filter(None, [XD_NOTE, extra, note])))
-    return rows
-
-
 # CPT Table 1: the loss ablation as 11-dataset means (B2N HM; Table 3 / 4 Avg).  Only rows (1) (every
 # lambda 0: IVLP) and (5) (all three losses) can be identified: the checkmarks of rows (2)-(4) are lost.
 LAMBDAS = ("lambda_tetf", "lambda_cc", "lambda_rs")
@@ -239,7 +206,7 @@ CARD = MethodCard(
     code="muzairkhattak/PromptSRC:trainers/independentVL.py@bb95c77b634d63488f2cad81ff4a72d53bdd06d5",
     spec="methods_spec §9, §11, §12.4, §13 A24-A29",
     recipes=RECIPES,
-    reported=reported_rows(CPT_B2N, CPT_XD, CPT_DG),
+    reported=reported_rows("cpt"),
     ablations=ABLATIONS,
 )
 

@@ -31,6 +31,8 @@ from bench.api import (METHODS, ClassPrompts, DeepPromptCLIP, MethodCard, Recipe
                        check_init_text, normal_prompts, text_layers, vision_layers, vision_width)
 
 from .coop import CARD as COOP_CARD, mdpr_table6
+from .cpt_tables import THIRD_PARTY, reported_rows
+from .lamp_tables import balanced_ablations
 
 
 @dataclass
@@ -87,6 +89,7 @@ CARD = MethodCard(
            for family in ("xd_lt100", "xd_lt16")},
     },
     reported={
+        **reported_rows("maple", f"{THIRD_PARTY}; its τ = 1 row is MaPLe's published HMs"),
         "cifar100_lt_ir10": Reported("MDPR Table 2", {"all": 81.98, "many": 84.58, "medium": 76.19}),
         "cifar100_lt_ir50": Reported("MDPR Table 2", {"all": 77.09, "many": 87.34, "medium": 71.98, "few": 65.39}),
         "cifar100_lt_ir100": Reported("MDPR Table 2", {"all": 74.09, "many": 88.14, "medium": 73.46, "few": 58.43}),
@@ -95,6 +98,7 @@ CARD = MethodCard(
     },
     ablations=[
         mdpr_table6(3.6, 1361),
+        *balanced_ablations("maple"),  # LAMP Table 2 (its reported numbers there are CPT Table 2's)
     ],
 )
 

@@ -10,13 +10,17 @@ rows then show our numbers beside the paper's::
 """
 from __future__ import annotations
 
-from bench.api import REPORTED, MethodCard
+from bench.api import REPORTED, MethodCard, Reported
 
-from .lamp_tables import b2n_reported, table5, xd_dg_reported
+from .cpt_tables import THIRD_PARTY, reported_rows
+from .lamp_tables import b2n_reported, balanced_reported, table5, xd_dg_reported
 
 # LAMP (App. C) trains TCP and MMA "+LA" with the logit-adjusted loss (Menon et al.'s tau = 1); its code for
 # the long-tailed base-to-new runs of both is asaxuc/PromptLT (spec_lamp_baselines.md §1).
 LAMP_LA = "LAMP's run with the logit-adjusted loss (App. C), mean of 5 runs"
+TCP_PAPER = ("Yao, Zhang, Xu. TCP: Textual-based Class-aware Prompt tuning for Visual-Language Model. "
+             "CVPR 2024 (arXiv:2311.18231)")
+MMA_PAPER = "Yang, Zhang, Wang, Xie. MMA: Multi-Modal Adapter for Vision-Language Models. CVPR 2024"
 PROMPTLT = "asaxuc/PromptLT@54593992449d75c06d960fa628ae504b45267bc0 (LAMP's TCP/MMA long-tailed trainers)"
 
 
@@ -43,8 +47,7 @@ class TCPLA(ReportedOnly):
     """TCP+LA: class-aware text tokens from the class embeddings (Yao et al., 2024), logit-adjusted; reported only."""
 
     card = MethodCard(
-        paper="Yao, Zhang, Xu. TCP: Textual-based Class-aware Prompt tuning for Visual-Language Model. "
-              "CVPR 2024 (arXiv:2311.18231)",
+        paper=TCP_PAPER,
         code=f"htyao89/Textual-based_Class-aware_prompt_tuning:trainers/tcp.py@bd97bec6bd4901baaf318e9e8f073f618d12066e; "
              f"{PROMPTLT}",
         label="TCP+LA", spec="spec_lamp_baselines.md §4",
@@ -56,8 +59,151 @@ class MMALA(ReportedOnly):
     """MMA+LA: adapters on both towers joined by a shared projection (Yang et al., 2024), logit-adjusted; reported only."""
 
     card = MethodCard(
-        paper="Yang, Zhang, Wang, Xie. MMA: Multi-Modal Adapter for Vision-Language Models. CVPR 2024",
+        paper=MMA_PAPER,
         code=f"ZjjConan/Multi-Modal-Adapter:trainers/mmadapter.py@547ee345a4dc5d60d43d3aa54e8eee50a107f591; {PROMPTLT}",
         label="MMA+LA", spec="spec_lamp_baselines.md §5",
         reported={**b2n_reported("mma_la", LAMP_LA), "xd_dg_lamp/imb100": xd_dg_reported("mma_la")},
         ablations=table5(78.95, 73.50, 674, 0.90, "MMA"))
+
+
+# LAMP Table 2 (balanced 16-shot base-to-new) prints TCP and MMA without LA.
+@REPORTED.register("tcp")
+class TCP(ReportedOnly):
+    """TCP: class-aware text tokens from the class embeddings (Yao et al., 2024); reported only."""
+
+    card = MethodCard(
+        paper=TCP_PAPER,
+        code="htyao89/Textual-based_Class-aware_prompt_tuning:trainers/tcp.py@bd97bec6bd4901baaf318e9e8f073f618d12066e",
+        label="TCP", spec="spec_lamp_baselines.md §4",
+        reported=balanced_reported("tcp"))
+
+
+@REPORTED.register("mma")
+class MMA(ReportedOnly):
+    """MMA: adapters on both towers joined by a shared projection (Yang et al., 2024); reported only."""
+
+    card = MethodCard(
+        paper=MMA_PAPER,
+        code="ZjjConan/Multi-Modal-Adapter:trainers/mmadapter.py@547ee345a4dc5d60d43d3aa54e8eee50a107f591",
+        label="MMA", spec="spec_lamp_baselines.md §5",
+        reported=balanced_reported("mma"))
+
+
+# CPT Tables 2-4 (long-tailed base-to-new at tau = 1, 0.25, 0.06; cross-dataset; domain generalisation).
+@REPORTED.register("coprompt")
+class CoPrompt(ReportedOnly):
+    """CoPrompt: consistency between trained and frozen encoders, with adapters and LLM descriptions; reported only."""
+
+    card = MethodCard(
+        paper="Roy, Etemad. Consistency-guided Prompt Learning for Vision-Language Models. ICLR 2024",
+        code="ShuvenduRoy/CoPrompt:trainers/coprompt.py@a2a6c12e3622cfe4b3a127f4ba0c4f3eb841418c",
+        label="CoPrompt", spec="spec_cpt_mdpr_baselines.md §4",
+        reported=reported_rows("coprompt", THIRD_PARTY))
+
+
+@REPORTED.register("npt")
+class NPT(ReportedOnly):
+    """NPT: text and image features anchored to one simplex ETF (Zhu et al., 2024); reported only."""
+
+    card = MethodCard(
+        paper="Zhu et al. Neural Collapse Anchored Prompt Tuning for Generalizable Vision-Language Models. "
+              "KDD 2024 (arXiv:2306.15955)",
+        code="no public code found (spec_cpt_mdpr_baselines.md §10); global_etf is this suite's NPT-style "
+             "stand-in, not NPT",
+        label="NPT", spec="spec_cpt_mdpr_baselines.md §10",
+        reported=reported_rows("npt", THIRD_PARTY))
+
+
+@REPORTED.register("dekg")
+class DeKg(ReportedOnly):
+    """DeKg: knowledge-guided context with an HSIC divergence term, on TCP (Li et al., 2025); reported only."""
+
+    card = MethodCard(
+        paper="Li, Cheng, Han, Song. Divergence-enhanced Knowledge-guided Context Optimization for Visual-Language "
+              "Prompt Tuning. ICLR 2025",
+        code="cnunlp/DeKg:trainers/DeKg_TCP.py@b8f2f1c8247c427042a0ed1ecaf450925fe50ed0",
+        label="DeKg", spec="spec_cpt_mdpr_baselines.md §3",
+        reported=reported_rows("dekg", f"{THIRD_PARTY}; its per-dataset HMs fit DeKg on TCP"))
+
+
+@REPORTED.register("dpc")
+class DPC(ReportedOnly):
+    """DPC: a parallel prompt tuned on hard negatives beside a frozen backbone prompt (Li et al., 2025); reported only."""
+
+    card = MethodCard(
+        paper="Li, Wang, Wang, Jiang, Peng, Long. DPC: Dual-Prompt Collaboration for Tuning Vision-Language "
+              "Models. CVPR 2025",
+        code="JREion/DPC:trainers/sple_coop.py@01e6b599d6515c38f4d723a8ea844ac4d1abfadd",
+        label="DPC", spec="spec_cpt_mdpr_baselines.md §5",
+        reported=reported_rows("dpc", f"{THIRD_PARTY}; CPT does not name DPC's backbone prompt, its means fit "
+                                      "PromptSRC+DPC"))
+
+
+# MDPR Tables 2-3 (CIFAR-100-LT at IR 10/50/100, ImageNet-LT, Places-LT; All/Many/Medium/Few).
+MDPR_RECIPE = "MDPR's run with its common recipe (AdamW 1e-3, 20 epochs, batch 128)"
+
+
+def mdpr_rows(text: str, note: str = MDPR_RECIPE) -> dict:
+    """Reported entries from MDPR's printed cells, "<protocol>:all/many/medium[/few]" separated by spaces."""
+    out = {}
+    for cell in text.split():
+        protocol, values = cell.split(":")
+        metrics = dict(zip(("all", "many", "medium", "few"), map(float, values.split("/"))))
+        out[protocol] = Reported("MDPR Table 2" if protocol.startswith("cifar") else "MDPR Table 3", metrics, note)
+    return out
+
+
+@REPORTED.register("plotpp")
+class PLOTpp(ReportedOnly):
+    """PLOT++: several prompts per class matched to the image by optimal transport (Chen et al., 2023); reported only."""
+
+    card = MethodCard(
+        paper="Chen, Yao, Song, Li, Rao, Zhang. PLOT: Prompt Learning with Optimal Transport for "
+              "Vision-Language Models. ICLR 2023",
+        code="CHENGY12/PLOT:plot-pp/trainers/plotpp.py@728539feac3f8471a1663ce79020b236880e5e7b",
+        label="PLOT++", spec="spec_cpt_mdpr_baselines.md §6",
+        reported=mdpr_rows("cifar100_lt_ir10:75.52/78.83/68.16 cifar100_lt_ir50:70.73/82.95/64.54/57.00 "
+                           "cifar100_lt_ir100:68.37/81.89/67.54/53.57"))
+
+
+@REPORTED.register("lasp")
+class LASP(ReportedOnly):
+    """LASP: soft prompts classified against hand-crafted text prompts (Bulat, Tzimiropoulos, 2023); reported only."""
+
+    card = MethodCard(
+        paper="Bulat, Tzimiropoulos. LASP: Text-to-Text Optimization for Language-Aware Soft Prompting of Vision & "
+              "Language Models. CVPR 2023 (arXiv:2210.01115)",
+        code="xytian1008/ArGue:trainers/lasp.py@ea80f71d2b630f0b6b3be5d15d105adaf0a44703 (a third-party "
+             "re-implementation: no official code was found)",
+        label="LASP", spec="spec_cpt_mdpr_baselines.md §7",
+        reported=mdpr_rows("cifar100_lt_ir10:68.57/72.64/59.52 cifar100_lt_ir50:63.76/76.49/57.15/49.83 "
+                           "cifar100_lt_ir100:61.29/76.49/60.17/44.87"))
+
+
+@REPORTED.register("textrefiner")
+class TextRefiner(ReportedOnly):
+    """TextRefiner: CoOp's text features refined from a memory of local visual features (Xie et al., 2025); reported only."""
+
+    card = MethodCard(
+        paper="Xie, Zhang, Peng, Huang, Cao. TextRefiner: Internal Visual Feature as Efficient Refiner for "
+              "Vision-Language Models Prompt Tuning. AAAI 2025",
+        code="xjjxmu/TextRefiner:trainers/textrefiner.py@fd1e6938acbf1c2800087d1e8a41aa109e6d5fef",
+        label="TextRefiner", spec="spec_cpt_mdpr_baselines.md §8",
+        reported=mdpr_rows("cifar100_lt_ir10:74.22/78.12/65.55 cifar100_lt_ir50:67.70/81.83/62.51/47.33 "
+                           "cifar100_lt_ir100:64.32/83.00/66.03/40.53 imagenet_lt:66.74/81.75/62.45/39.40 "
+                           "places_lt:38.01/52.76/32.79/22.79"))
+
+
+@REPORTED.register("cprfl")
+class CPRFL(ReportedOnly):
+    """CPRL (CPRFL): CLIP category prompts refining ResNet-101 features, multi-label (Yan et al., 2024); reported only."""
+
+    card = MethodCard(
+        paper="Yan et al. Category-Prompt Refined Feature Learning for Long-Tailed Multi-Label Image "
+              "Classification. ACM MM 2024 (arXiv:2408.08125)",
+        code="jiexuanyan/CPRFL:src/models/build_model_TF.py@10b5b7c9d91d421d86175b8ccf07f280c1e94cac",
+        label="CPRL", spec="spec_cpt_mdpr_baselines.md §9",
+        reported=mdpr_rows("cifar100_lt_ir10:81.75/84.97/74.58 cifar100_lt_ir50:71.16/86.61/65.22/49.50 "
+                           "cifar100_lt_ir100:68.20/88.74/71.97/39.83",
+                           f"{MDPR_RECIPE}; not ViT-B/16 (MDPR says so): a trained ResNet-101 with CLIP class "
+                           "embeddings, a multi-label method, so not comparable with the other rows"))

@@ -2,7 +2,6 @@
 grid file, ResNet image towers, seeded random weights, data roots, and no silent empty tables."""
 import json
 import os
-import re
 import textwrap
 from pathlib import Path
 
@@ -275,10 +274,9 @@ def test_fake_coop_trees_in_two_places_run_a_real_grid_cell_on_a_tiny_backbone(c
     assert code == 0 and "1 ran" in out, err
     code, out, _ = run(capsys, "leaderboard", "--protocol", "b2n_lamp/eurosat/imb10", "--results-dir", results, *tiny)
     assert code == 0 and "| zeroshot | 1 |" in out
-    shipped = (Path(__file__).resolve().parent.parent / "reports" / "lamp_b2n_imb10.yaml").read_text()
-    spec = tmp_path / "table1_with_zeroshot.yaml"  # the paper's spec, with a row for the one method run here
-    spec.write_text(re.sub(r"(?m)^rows: \[", "rows: [zeroshot, ", shipped))
-    code, out, err = run(capsys, "report", str(spec), "--results-dir", results, *tiny)
-    assert code == 0 and out.startswith("## Long-tailed base-to-new, imbalance 10 (LAMP Table 1; "
-                                        "bench-tiny-vit, random weights)")
+    code, out, err = run(capsys, "report", "lamp_b2n_imb10", "--results-dir", results, *tiny)
+    assert code == 2 and err.endswith("(results of the spec's extra rows are shown with --rows all)\n")
+    code, out, err = run(capsys, "report", "lamp_b2n_imb10", "--rows", "all", "--results-dir", results, *tiny)
+    assert code == 0 and "| Zero-shot CLIP " in out
+    assert out.startswith("## Long-tailed base-to-new, imbalance 10 (LAMP Table 1; bench-tiny-vit, random weights)")
     assert "coop_la" not in err  # rows without results are incomplete, not an error

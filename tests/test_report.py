@@ -337,6 +337,8 @@ def test_html_escapes_labels(folder):
     ({"rows": ["coop", {"method": "coop", "set": {"nctx": 2}}]}, "coop has no option 'nctx'"),
     ({"reference": "maple_la"}, "reference 'maple_la' is not one of the report's rows"),
     ({"rows": ["coop", "coop"]}, "distinct names"),
+    ({"extra_rows": ["coop"]}, "distinct names"),
+    ({"rows": "all", "extra_rows": ["coop"]}, "'rows: all' already takes every method"),
     ({"columns": ["smok"]}, "unknown protocol 'smok'"),
     ({"test": "z"}, "test: expected one of"),
     ({"columns": ["smoke_xd_dg"]}, "no results of smoke_xd_dg at code version"),
@@ -423,7 +425,7 @@ def test_shipped_ablation_specs_find_a_paper_number_for_every_cell():
     specs = {name: spec for name, spec in zip(available_reports(), map(load_spec, available_reports()))
              if spec.rows != "all" and any(r.reported_from for r in spec.rows)}
     assert set(specs) == {"mdpr_table5", "mdpr_table6", "mdpr_figure3", "lamp_table5", "lamp_table6",
-                          "lamp_table7_beta", "lamp_table11_pool", "cpt_table1", "cpt_table5"}
+                          "lamp_table7_beta", "lamp_table11_pool", "cpt_table1", "cpt_table5", "lamp_b2n_balanced"}
     missing = []
     for name, spec in specs.items():
         for group in expand_columns(spec):
@@ -771,9 +773,14 @@ def test_printed_averages_on_the_cards_agree_with_the_papers_columns():
                 for metric in group.metrics or spec.metrics or []:
                     printed = reported_value(row, group.pattern, metric, card, True,
                                              protocol_view(*group.sources[group.members[0]]))
-                    plain = row if row.set else RowSpec(row.method)  # the method's own per-protocol numbers
-                    own = [reported_value(plain, p, metric, card, True, protocol_view(*group.sources[p]))
+                    # the same table's per-protocol numbers (LAMP Table 2's MaPLe), else the method's own
+                    # (LAMP Table 5's averages are Table 1's rows)
+                    same = row if row.set else RowSpec(row.method, reported_from=row.reported_from)
+                    own = [reported_value(same, p, metric, card, True, protocol_view(*group.sources[p]))
                            for p in group.members]
+                    if None in own and not row.set:
+                        own = [reported_value(RowSpec(row.method), p, metric, card, True, protocol_view(*group.sources[p]))
+                               for p in group.members]
                     if printed is not None and None not in own:
                         assert printed == pytest.approx(statistics.fmean(own), abs=0.01), (name, row.name, metric)
                         checked.append((name, row.name, metric))

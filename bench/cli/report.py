@@ -45,8 +45,9 @@ def cmd_report(args) -> int:
     cards = method_cards()
     report = build_report(spec, results, protocol_view, __version__, cards, protocol_sets(args.set))
     if not any(cell.values for cell in report.cells.values()):
+        extra = " (results of the spec's extra rows are shown with --rows all)" if spec.extra_rows else ""
         raise BenchError(f"report '{args.spec}' has no numbers: " + "; ".join(report.unmatched or [
-            "no result matches its rows and columns"]))
+            "no result matches its rows and columns"]) + extra)
     for line in report.unmatched:
         warn(line)
     if args.plots is not None:
@@ -95,6 +96,8 @@ def with_page_options(spec, args):
     given = {"float_env": args.float, "panels": args.panels, "notes": args.notes, "font": args.font,
              "std": STD.get(args.std)}
     spec = dataclasses.replace(spec, **{k: v for k, v in given.items() if v is not None})
+    if args.rows == "all" and spec.extra_rows:
+        spec = dataclasses.replace(spec, rows=[*spec.rows, *spec.extra_rows], extra_rows=[])
     spec.validate("")
     return spec
 
@@ -134,6 +137,9 @@ def add_parser(sub) -> None:
     p.add_argument("--set", action="append", default=[], metavar="protocol.PATH=VALUE",
                    help="every column's protocol as run with this override, e.g. protocol.backbone.model=ViT-B-32 "
                         "(repeatable; a column's own `set:` wins)")
+    p.add_argument("--rows", choices=["paper", "all"], default="paper",
+                   help="the rows the paper prints (default), or all: also the spec's extra_rows, methods we run "
+                        "that the paper does not print (zero-shot, IVLP, ...)")
     p.add_argument("--format", choices=["md", "latex", "html"], default="md")
     p.add_argument("--output", help="write the main table to this file (or FOLDER/, or a stem) and each companion "
                                     "table (paired tests, Friedman, intervals) to <stem>-<name> beside it")

@@ -192,16 +192,25 @@ def registrations() -> Dict[str, List[Tuple[str, str]]]:
     return {kind: sorted(entries) for kind, entries in found.items()}
 
 
-def _card_papers(body: List[ast.stmt]) -> Dict[str, str]:
-    """``NAME = MethodCard(paper="...")`` statements of ``body`` -> {NAME: paper}."""
+def _card_papers(body: List[ast.stmt], strings: Dict[str, str]) -> Dict[str, str]:
+    """``NAME = MethodCard(paper=...)`` statements of ``body`` -> {NAME: paper}; the paper a string, or
+    the name of one of the module's ``strings``."""
     papers = {}
     for node in body:
         call = node.value if isinstance(node, ast.Assign) else None
         if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "MethodCard":
             paper = next((k.value for k in call.keywords if k.arg == "paper"), None)
-            if isinstance(paper, ast.Constant) and isinstance(node.targets[0], ast.Name):
-                papers[node.targets[0].id] = paper.value
+            text = paper.value if isinstance(paper, ast.Constant) else strings.get(getattr(paper, "id", None))
+            if isinstance(text, str) and isinstance(node.targets[0], ast.Name):
+                papers[node.targets[0].id] = text
     return papers
+
+
+def _module_strings(tree: ast.Module) -> Dict[str, str]:
+    """The module's ``NAME = "..."`` constants."""
+    return {node.targets[0].id: node.value.value for node in tree.body
+            if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+            and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)}
 
 
 def method_papers() -> Dict[str, str]:
@@ -209,11 +218,12 @@ def method_papers() -> Dict[str, str]:
     papers = {}
     for path in source_files():
         tree = ast.parse(path.read_text(), str(path))
-        cards = _card_papers(tree.body)
+        strings = _module_strings(tree)
+        cards = _card_papers(tree.body, strings)
         for node in ast.walk(tree):
             hits = [_registration(d) for d in getattr(node, "decorator_list", [])] if isinstance(node, ast.ClassDef) else []
             for kind, name in filter(None, hits):
-                inline = _card_papers(node.body)  # card = MethodCard(...) in the class itself
+                inline = _card_papers(node.body, strings)  # card = MethodCard(...) in the class itself
                 for stmt in node.body:
                     target = stmt.targets[0] if isinstance(stmt, ast.Assign) else None
                     if getattr(target, "id", None) == "card" and getattr(stmt.value, "id", None) in cards:

@@ -15,7 +15,8 @@ A column may instead average protocols, seed by seed, as papers' "Avg" columns d
 
 and any column may name its own ``metrics``, and protocol overrides as ``--set protocol.PATH=VALUE`` gives
 them (``{protocols: places_lt, set: {backbone.model: RN50}, label: RN50}``; the column reads the
-results run with them).  A protocol may be a YAML path, or a cell of a grid file given by path.  ``rows: all`` takes every method with results.  A row's ``set`` selects the results run with
+results run with them).  A protocol may be a YAML path, or a cell of a grid file given by path.  ``rows: all`` takes every method with results; ``extra_rows`` lists rows beyond the paper's that
+``bench report --rows all`` adds after them (a seed table's spec prints the paper's rows by default).  A row's ``set`` selects the results run with
 those ``--set`` values (``lamp.use_lbo=false`` is ``{use_lbo: false}``, ``coop.train.lr=0.01`` is
 ``{train.lr: 0.01}``).  The paper's numbers of such a row come from the method card's ablation
 table named by ``reported_from`` (``reported_from: "LAMP Table 7"``), or from its own ``reported``.
@@ -87,6 +88,8 @@ class ReportSpec:
     title: str
     columns: List[Union[str, ColumnSpec]]
     rows: Union[Literal["all"], List[Union[str, RowSpec]]] = "all"
+    # rows the paper does not print that we run beside it (zeroshot, IVLP, ...): shown with --rows all
+    extra_rows: List[Union[str, RowSpec]] = field(default_factory=list)
     metrics: Optional[List[str]] = None  # None: each protocol's headline (all, or hm for base-to-new)
     reference: Optional[str] = None  # a row's name: the method, or its label
     reported: bool = True
@@ -124,9 +127,13 @@ class ReportSpec:
         if self.panels > 1 and self.layout == "stacked":
             raise ConfigError("panels", "split a wide table's columns; a stacked table is already a block per "
                                         "protocol (leave panels out, or use layout: wide)")
+        self.extra_rows = [RowSpec(r) if isinstance(r, str) else r for r in self.extra_rows]
+        if self.extra_rows and self.rows == "all":
+            raise ConfigError("extra_rows", "'rows: all' already takes every method; list the paper's rows, "
+                                            "or leave extra_rows out")
         if self.rows != "all":
             self.rows = [RowSpec(r) if isinstance(r, str) else r for r in self.rows]
-            names = [r.name for r in self.rows]
+            names = [r.name for r in [*self.rows, *self.extra_rows]]
             twice = sorted({n for n in names if names.count(n) > 1})
             if not self.rows or twice:
                 raise ConfigError("rows", f"rows need distinct names (give a label): {', '.join(twice)}"
