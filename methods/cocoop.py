@@ -25,7 +25,7 @@ from bench.api import METHODS, ClassPrompts, Method, MethodCard, Recipe, Reporte
 
 from .coop import CARD as COOP_CARD
 from .cpt_tables import THIRD_PARTY, reported_rows
-from .lamp_tables import balanced_reported
+from .lamp_tables import balanced_reported, few_shot_reported
 
 # Text sequences per encoder pass: bounds memory at large batches x many classes.
 SEQUENCES_PER_PASS = 4096
@@ -64,6 +64,7 @@ CARD = MethodCard(
     },
     reported={
         **balanced_reported("cocoop"),
+        **few_shot_reported("cocoop"),
         **reported_rows("cocoop", THIRD_PARTY),
         "cifar100_lt_ir10": Reported("MDPR Table 2", {"all": 72.29, "many": 76.75, "medium": 62.35}),
         "cifar100_lt_ir50": Reported("MDPR Table 2", {"all": 66.38, "many": 80.20, "medium": 60.20, "few": 49.00}),

@@ -25,7 +25,7 @@ import torch
 from bench.api import (METHODS, Ablation, ClassPrompts, ConfigError, Method, MethodCard, Recipe, Reported,
                        check_init_text)
 
-from .lamp_tables import balanced_reported
+from .lamp_tables import balanced_reported, few_shot_reported
 
 
 @dataclass
@@ -78,6 +78,9 @@ CARD = MethodCard(
         ),
         "b2n_lt100": Recipe(source="CoOp configs/trainers/CoOp/vit_b16_ctxv1.yaml (LAMP §4.1)", **B2N_CTXV1),
         "b2n_lt16": Recipe(source="CoOp configs/trainers/CoOp/vit_b16_ctxv1.yaml (as LAMP's)", **B2N_CTXV1),
+        # CoOp's few-shot runs (COOP.md) train 1 shot for 50 epochs, 2 and 4 shots for 100, 8 and 16 for 200.
+        "b2n_fs": Recipe(source="CoOp configs/trainers/CoOp/vit_b16_ctxv1.yaml, epochs per shot count as COOP.md",
+                         **B2N_CTXV1, by_shots={1: {"epochs": 50}, 2: {"epochs": 100}, 4: {"epochs": 100}}),
         # CoOp scripts/cocoop/xd_train.sh trains the ImageNet source with vit_b16_ep50_ctxv1.
         **{family: Recipe(source="CoOp configs/trainers/CoOp/vit_b16_ep50_ctxv1.yaml (xd_train.sh)",
                           options=B2N_CTXV1["options"], train={**B2N_CTXV1["train"], "epochs": 50})
@@ -85,6 +88,7 @@ CARD = MethodCard(
     },
     reported={
         **balanced_reported("coop"),
+        **few_shot_reported("coop"),
         "cifar100_lt_ir10": Reported("MDPR Table 2", {"all": 70.88, "many": 75.06, "medium": 61.58}),
         "cifar100_lt_ir50": Reported("MDPR Table 2", {"all": 65.70, "many": 79.63, "medium": 58.44, "few": 50.50}),
         "cifar100_lt_ir100": Reported("MDPR Table 2", {"all": 64.34, "many": 79.43, "medium": 64.51, "few": 46.53}),

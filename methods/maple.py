@@ -32,7 +32,7 @@ from bench.api import (METHODS, ClassPrompts, DeepPromptCLIP, MethodCard, Recipe
 
 from .coop import CARD as COOP_CARD, mdpr_table6
 from .cpt_tables import THIRD_PARTY, reported_rows
-from .lamp_tables import balanced_ablations
+from .lamp_tables import balanced_ablations, few_shot_reported
 
 
 @dataclass
@@ -89,6 +89,7 @@ CARD = MethodCard(
            for family in ("xd_lt100", "xd_lt16")},
     },
     reported={
+        **few_shot_reported("maple"),
         **reported_rows("maple", f"{THIRD_PARTY}; its τ = 1 row is MaPLe's published HMs"),
         "cifar100_lt_ir10": Reported("MDPR Table 2", {"all": 81.98, "many": 84.58, "medium": 76.19}),
         "cifar100_lt_ir50": Reported("MDPR Table 2", {"all": 77.09, "many": 87.34, "medium": 71.98, "few": 65.39}),

@@ -442,7 +442,8 @@ def test_card_reports_lamp_tables_on_our_protocols():
     assert xd["imagenet_a_macro_f1"] == 48.30 and xd["xd_with_source_macro_f1"] == 62.46
     assert reported["b2n_lamp/*/imb10"].metrics == {"hm": 80.93, "hm_macro_f1": 75.66}  # the printed Average
     assert reported["b2n_cpt/*/tau1"].metrics == {"base": 85.23, "new": 77.18, "hm": 80.83}  # Table 2's Avg
-    assert len(reported) == 3 * 12 + 2 * 11 + 12 + 1
+    assert reported["b2n_fs/*/shots8"].metrics == {"hm": 81.99}  # LAMP Table 15's Avg
+    assert len(reported) == 3 * 12 + 2 * 11 + 12 + 1 + 4 + 1  # Tables 1, 9-10, 2, 3-4, 12-15 (+ 8-shot Cars)
     assert {a.table for a in lamp_tables.ABLATIONS} == {"LAMP Table 5", "LAMP Table 6", "LAMP Table 7", "LAMP Table 11"}
     for ablation in lamp_tables.ABLATIONS:
         dataclasses.replace(LampConfig(), **ablation.settings).validate("lamp")

@@ -8,7 +8,7 @@ import torch
 
 from bench.config.overrides import parse_reference, reference
 from bench.config.protocol import available_protocols, load_protocol
-from bench.config.recipes import FALLBACK, FAMILIES, TrainRecipe, lr_for_epoch
+from bench.config.recipes import FALLBACK, FAMILIES, TrainRecipe, lr_for_epoch, resolve
 from bench.core.errors import ConfigError
 from bench.core.registry import METHODS
 from bench.plugins import load_builtins
@@ -195,3 +195,29 @@ def test_liftgroups_protocols_differ_only_in_grouping():
         assert lift["eval"]["group_by"] == "cifar100_lt_ir100" and own["eval"]["group_by"] == "own"
         assert {k: v for k, v in own.items() if k not in ("name", "eval")} == \
             {k: v for k, v in lift.items() if k not in ("name", "eval")}
+
+
+def test_few_shot_base_to_new_trains_each_shot_count_as_its_source_does():
+    """b2n_fs uses the 16-shot base-to-new recipes, and CoOp's by_shots epochs (COOP.md: 50 at 1 shot,
+    100 at 2 and 4, 200 at 8) from the protocol's shot count."""
+    epochs = {k: load_protocol(f"b2n_fs/dtd/shots{k}").resolve("coop").train for k in (1, 2, 4, 8)}
+    assert {k: t.epochs for k, t in epochs.items()} == {1: 50, 2: 100, 4: 100, 8: 200}
+    assert all((t.lr, t.batch_size) == (0.002, 32) for t in epochs.values())
+    one = load_protocol("b2n_fs/dtd/shots1").resolve("coop")
+    assert one.sources["train.epochs"].endswith("COOP.md, 1 shot") and one.sources["train.lr"].endswith("COOP.md")
+    maple = load_protocol("b2n_fs/dtd/shots1").resolve("maple")  # no b2n_fs recipe: its 16-shot base-to-new one
+    assert maple.sources["train.lr"] == load_protocol("b2n_cpt/dtd/tau1").resolve("maple").sources["train.lr"]
+    smoke = load_protocol("smoke_b2n_fs")  # the twin's 4 shots pick CoOp's 4-shot epochs; its train: block wins
+    assert dataclasses.replace(smoke, train={}).resolve("coop").train.epochs == 100
+    assert smoke.resolve("coop").train.epochs == 4
+
+
+def test_every_by_shots_entry_is_a_valid_recipe():
+    checked = 0
+    for name in METHODS.names():
+        for family, recipe in METHODS.get(name).card.recipes.items():
+            for shots in recipe.by_shots:
+                assert isinstance(shots, int) and shots > 0, (name, family)
+                resolve(METHODS.get(name), family, {}, None, None, name, shots)  # fields of TrainRecipe, in range
+                checked += 1
+    assert checked >= 3  # CoOp's 1, 2 and 4 shots

@@ -36,7 +36,7 @@ VIEWS = {  # protocols that exist in protocols/, described by hand
            "references": {"coop": {"": {"n_ctx": 4}, "train": {"lr": 0.002}},
                           "maple": {"": {"depth": 2}, "train": {"lr": 0.0035}},
                           "zeroshot": {"": {"templates": ["a photo of a {}."]}, "train": {}}}}
-    for name in ("smoke", "smoke_b2n", "smoke_xd_dg")}
+    for name in ("smoke", "smoke_b2n", "smoke_b2n_fs", "smoke_xd_dg")}
 ALL = {  # (protocol, method) -> "all" per seed 1, 2, 3
     ("smoke", "coop"): [80.0, 82.0, 81.0], ("smoke_b2n", "coop"): [70.0, 71.0, 72.0],
     ("smoke", "maple"): [75.0, 74.0, 76.0], ("smoke_b2n", "maple"): [73.0, 72.0, 74.0],
@@ -451,21 +451,22 @@ def test_mean_of_columns_average_their_protocols_seed_by_seed(folder):
     xd = {"coop": [50.0, 51.0, 55.0], "maple": [52.0, 52.0, 52.0], "zeroshot": [40.0, 41.0]}  # zeroshot lacks seed 3
     for method, values in xd.items():
         for seed, value in zip((1, 2, 3), values):
-            put(folder, "smoke_xd_dg", method, seed, {"all": value, "many": value})
+            for protocol in ("smoke_xd_dg", "smoke_b2n_fs"):  # the same numbers on both
+                put(folder, protocol, method, seed, {"all": value, "many": value})
     cards = {**CARDS, "maple": MethodCard("p", "c", reported={"smoke*": Reported("Table 9 Avg", {"all": 66.6})})}
     spec = from_dict(ReportSpec, {"title": "T", "rows": ["coop", "maple", "zeroshot"], "reference": "maple",
                                   "columns": [{"mean_of": "smoke*", "metrics": ["all"], "label": "Avg"},
                                               {"protocols": "smoke", "metrics": ["many"]}]}, "")
     report = build_report(spec, load_results([folder]), VIEWS.get, VERSION, cards)
     assert report.columns == [("Avg", "all"), ("smoke", "many")]  # no Mean of a mean and a protocol
-    assert report.cells[("coop", "Avg", "all")].values == {1: (80 + 70 + 50) / 3, 2: (82 + 71 + 51) / 3,
-                                                           3: (81 + 72 + 55) / 3}
+    assert report.cells[("coop", "Avg", "all")].values == {1: (80 + 70 + 50 + 50) / 4, 2: (82 + 71 + 51 + 51) / 4,
+                                                           3: (81 + 72 + 55 + 55) / 4}
     assert report.cells[("maple", "Avg", "all")].reported == 66.6  # the paper's own Avg, filed under the glob
     assert report.cells[("coop", "Avg", "all")].reported is None  # coop's paper has smoke only
-    assert report.incomplete == {"zeroshot": ["smoke_xd_dg All: seed 3"]}
+    assert report.incomplete == {"zeroshot": ["smoke_b2n_fs All: seed 3", "smoke_xd_dg All: seed 3"]}
     assert report.best[("Avg", "all")] == {"coop": "bold", "maple": "underline"}
     text = render(report, "md")
-    assert "| Avg" in text and "Avg: per seed, the mean over its 3 protocols." in text
+    assert "| Avg" in text and "Avg: per seed, the mean over its 4 protocols." in text
 
 
 def fabricate(root, spec, view_of, rng) -> int:
@@ -694,7 +695,16 @@ def test_stacked_layout_puts_each_protocol_in_a_block_of_rows(folder, tmp_path):
 
 
 TWINS = {"lt": "smoke", "b2n_lt100": "smoke_b2n", "b2n_lt16": "smoke_b2n", "xd_lt100": "smoke_xd_dg",
-         "xd_lt16": "smoke_xd_dg"}  # protocol family -> its smoke twin
+         "xd_lt16": "smoke_xd_dg", "b2n_fs": "smoke_b2n_fs"}  # protocol family -> its smoke twin
+
+
+def test_every_protocol_family_has_a_smoke_twin():
+    from bench.config.protocol import load_protocol
+    from bench.config.recipes import FAMILIES
+
+    assert set(TWINS) == set(FAMILIES)
+    for twin in set(TWINS.values()):  # each twin is of one of the families it stands in for
+        assert TWINS[load_protocol(twin).family] == twin
 
 
 @pytest.fixture(scope="module")
@@ -728,6 +738,7 @@ def twin_spec(spec) -> dict:
 
 TWIN_METRICS = {
     "smoke": {"all", "many", "medium", "few", "macro_f1"}, "smoke_b2n": {"base", "new", "hm", "hm_macro_f1", "many"},
+    "smoke_b2n_fs": {"base", "new", "hm", "hm_macro_f1"},
     "smoke_xd_dg": {"source", "xd_mean", "dg_mean", "source_macro_f1", "xd_mean_macro_f1", "dg_mean_macro_f1"}}
 COSTS = {"params_m", "epoch_s", "eval_s", "train_img_s", "eval_img_s"}
 

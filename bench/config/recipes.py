@@ -7,7 +7,8 @@ and each method's card gives a :class:`Recipe` per family.  What a cell runs is
 resolved in layers, each overriding the one before:
 
 1. engine defaults (:class:`TrainRecipe`: the Dassl/CoOp optimisation defaults);
-2. the method card's recipe for the family (``options`` and ``train``);
+2. the method card's recipe for the family (``options`` and ``train``, then its ``by_shots``
+   entry for the protocol's shot count);
 3. the protocol's ``train:`` block (every method; smoke twins shorten runs here);
 4. the protocol's ``methods.<name>:`` block (options, and its own ``train:``);
 5. ``--set <name>.<field>=...`` and ``--set <name>.train.<field>=...``.
@@ -36,10 +37,12 @@ FAMILIES: Dict[str, str] = {
     "b2n_lt16": "long-tailed base-to-new, 16-shot cap, tau 1 / 0.25 / 0.06 (CPT protocol)",
     "xd_lt100": "long-tailed ImageNet (100-shot cap, imbalance 100) to 10 datasets and 4 shifts (LAMP / Candle)",
     "xd_lt16": "long-tailed ImageNet (16-shot cap, tau 1 / 0.25 / 0.06) to 10 datasets and 4 shifts (CPT)",
+    "b2n_fs": "balanced few-shot base-to-new, 1 / 2 / 4 / 8 shots per class (LAMP Tables 12-15)",
 }
 # A card without a recipe of its own for a family uses this family's (the papers train the
 # cross-dataset source with their base-to-new settings unless their configs say otherwise).
-FALLBACK = {"xd_lt100": "b2n_lt100", "xd_lt16": "b2n_lt16"}
+# The 1-8 shot base-to-new runs use the official 16-shot base-to-new configs with fewer shots.
+FALLBACK = {"xd_lt100": "b2n_lt100", "xd_lt16": "b2n_lt16", "b2n_fs": "b2n_lt16"}
 
 Precision = Literal["amp", "fp32"]
 # The recipe fields that still apply to a method that is not trained.
@@ -110,6 +113,9 @@ class Recipe:
     source: str  # where the numbers come from, e.g. "MDPR App. A.1.2"
     train: Mapping[str, Any] = field(default_factory=dict)  # TrainRecipe fields
     options: Mapping[str, Any] = field(default_factory=dict)  # the method's Config fields
+    # train fields per shot count of the protocol's few-shot draw, where the source trains each differently
+    # (CoOp's few-shot runs: 50 epochs at 1 shot, 100 at 2 and 4, 200 at 8 and 16)
+    by_shots: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -156,12 +162,15 @@ def _split(block: Optional[Mapping], where: str) -> Tuple[dict, dict]:
 
 
 def _layers(method_cls: Any, family: str, protocol_train: Mapping, protocol_method: Optional[Mapping],
-            cli: Optional[Mapping], name: str) -> List[_Layer]:
+            cli: Optional[Mapping], name: str, shots: Optional[int]) -> List[_Layer]:
     card = getattr(method_cls, "card", None)
     recipes = card.recipes if card is not None else {}
     recipe = recipes.get(family) or recipes.get(FALLBACK.get(family, ""))
     layers = [_Layer(f"card: {recipe.source}", f"{name} card ({recipe.source})", recipe.options, recipe.train,
                      user=False)] if recipe else []
+    if recipe and shots in recipe.by_shots:
+        at = f"{recipe.source}, {shots} shot{'s' * (shots != 1)}"
+        layers.append(_Layer(f"card: {at}", f"{name} card ({at})", {}, recipe.by_shots[shots], user=False))
     return layers + [
         _Layer("protocol train", "protocol.train", {}, protocol_train),
         _Layer(f"protocol methods.{name}", f"protocol.methods.{name}", *_split(protocol_method, f"protocol.methods.{name}")),
@@ -170,13 +179,14 @@ def _layers(method_cls: Any, family: str, protocol_train: Mapping, protocol_meth
 
 
 def resolve(method_cls: Any, family: str, protocol_train: Mapping, protocol_method: Optional[Mapping],
-            cli: Optional[Mapping], name: str = "method") -> Resolved:
-    """Merge the layers (module docstring) into a validated :class:`Resolved`."""
+            cli: Optional[Mapping], name: str = "method", shots: Optional[int] = None) -> Resolved:
+    """Merge the layers (module docstring) into a validated :class:`Resolved`; ``shots``, the
+    protocol's few-shot cap, picks the card recipe's ``by_shots`` entry."""
     trains = getattr(method_cls, "trains", True)
     values: Dict[str, Any] = {}  # "n_ctx" / "train.lr" -> value
     sources: Dict[str, str] = {}
     origins: Dict[str, str] = {}  # the error path of the layer that set it, for user layers
-    for layer in _layers(method_cls, family, protocol_train, protocol_method, cli, name):
+    for layer in _layers(method_cls, family, protocol_train, protocol_method, cli, name, shots):
         options = check_fields(method_cls.Config, layer.options, layer.where)
         train = _train_fields(check_fields(TrainRecipe, layer.train, layer.train_where), trains, layer, name)
         for key, value in [*options.items(), *((f"train.{k}", v) for k, v in train.items())]:

@@ -49,6 +49,11 @@ class SyntheticLTConfig:
     first_class: int = field(default=0, metadata={"min": 0, "max": 10_000})
     shift: float = field(default=0.0, metadata={"min": 0, "max": 1})
 
+    @property
+    def shots(self) -> int:
+        """The per-class cap, as CoOp datasets' ``shots`` (a recipe's ``by_shots`` reads it)."""
+        return self.max_per_class
+
     def validate(self, where: str) -> None:
         if self.max_shift > self.image_size:
             raise ConfigError(f"{where}.max_shift", "must not exceed image_size")
