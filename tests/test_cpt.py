@@ -338,7 +338,12 @@ def test_table1_rows_are_on_the_card_and_row5_is_cpts_own_average():
     assert rows[("b2n_cpt/*/tau0.25", (0.0, 0.0, 0.0))] == {"hm": 70.35}
     assert rows[("xd_dg_cpt/tau0.06", (0.0, 0.0, 0.0))] == {"xd_mean": 63.84, "dg_mean": 57.03}
     assert rows[("xd_dg_cpt/tau0.25", (0.25, 0.15, 0.10))] == {"xd_mean": 66.76, "dg_mean": 60.16}
-    assert len(rows) == 8
+    # rows (2)-(4), their losses inferred (TETF; TETF + CC; TETF + RS) and said to be in the note
+    assert rows[("b2n_cpt/*/tau0.25", (0.25, 0.0, 0.0))] == {"hm": 72.03}
+    assert rows[("xd_dg_cpt/tau0.06", (0.25, 0.15, 0.0))] == {"xd_mean": 65.49, "dg_mean": 58.56}
+    assert rows[("b2n_cpt/*/tau0.06", (0.25, 0.0, 0.10))] == {"hm": 71.93}
+    notes = [a.note for a in CARD.ablations if a.table == "CPT Table 1" and "inferred" in a.note]
+    assert len(rows) == 20 and len(notes) == 12  # 5 rows x 2 taus x (B2N, XD/DG); rows (2)-(4) inferred
     for tau in ("tau0.25", "tau0.06"):
         own = fmean(CARD.reported[p].metrics["hm"] for p in match_protocols(f"b2n_cpt/*/{tau}"))
         assert round(own, 2) == rows[(f"b2n_cpt/*/{tau}", (0.25, 0.15, 0.10))]["hm"]
