@@ -41,8 +41,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from bench.api import (DIMENSIONS, ENV, BenchError, ConfigError, MissingInput, OfflineTemplateBackend, build_kb,
-                       extend_partners, file_sha256, la_loss, la_offsets, pool_partners, read_kb, require_file,
-                       template_features)
+                       extend_partners, file_sha256, la_loss, la_offsets, pool_partners, prior_matrix, read_kb,
+                       require_file)
 
 MAX_SCALE = 100.0  # the code clamps logit_scale's data at log(100) before every forward pass
 
@@ -196,13 +196,9 @@ class MDPR:
         names = list(self.label_space.classnames)
         if tuple(names) not in self.cache:
             sentences = self.offline_sentences(names) if self.offline_kb else self.sentences
-            dims, backbone = list(self.cfg.dimensions), self.backbone
-            texts = [sentences[n][d] for n in names for d in dims]
-            raw = backbone.encode_texts(texts, normalize=False).float().view(len(names), len(dims), -1)
             frame = "a photo of a {}." if self.cfg.prior_prompt == "photo" else "{}"
-            anchor = template_features(backbone, names, frame).to(raw.device)
-            prior = F.normalize(raw, dim=-1) @ anchor.unsqueeze(-1)
-            self.cache = {tuple(names): Knowledge(raw, raw.mean(1), prior.squeeze(-1))}
+            raw, prior = prior_matrix(self.backbone, sentences, names, list(self.cfg.dimensions), frame)
+            self.cache = {tuple(names): Knowledge(raw, raw.mean(1), prior)}
         return self.cache[tuple(names)]
 
     def scale(self) -> torch.Tensor:

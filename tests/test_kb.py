@@ -204,6 +204,31 @@ def test_kb_build_cli(tmp_path, capsys, monkeypatch, server):
     assert (tmp_path / "llm.responses.jsonl").exists()
 
 
+def test_kb_stats_prints_the_prior_statistics_beside_mdpr_table_7(tmp_path, capsys):
+    """M[c, v] = cos(sentence v of class c, "a photo of a {c}."), computed here from the encoder directly."""
+    import numpy as np
+
+    from bench.config.protocol import load_protocol
+    from bench.engine.runner import RunOptions, Runner
+
+    out = tmp_path / "smoke.json"
+    assert main(["kb", "build", "--dataset", "smoke", "--out", str(out), "--device", "cpu"]) == 0
+    capsys.readouterr()
+    assert main(["kb", "stats", str(out), "--dataset", "smoke", "--device", "cpu"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    kb, backbone = read_kb(out), Runner(load_protocol("smoke"), RunOptions(device="cpu")).backbone()
+    values = []
+    for name in kb.classnames:
+        anchor = backbone.encode_texts([f"a photo of a {name}."])[0].double().numpy()
+        for sentence in kb.sentences(name).values():
+            feature = backbone.encode_texts([sentence], normalize=False)[0].double().numpy()
+            values.append(feature @ anchor / np.linalg.norm(feature) / np.linalg.norm(anchor))
+    expected = f"{np.mean(values):.4f} | {np.std(values, ddof=1):.4f} | {np.median(values):.4f} |"
+    assert lines[2].startswith("| smoke.json (bench-tiny-vit, 10 classes) | ") and lines[2].endswith(expected)
+    assert lines[3] == "| Qwen2.5 knowledge base (MDPR Table 7, CIFAR-100) | 0.8371 | 0.0370 | 0.8452 |"
+    assert len(values) == 50 and "DeepSeek-V3" in lines[5]
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--backend", "file"], "give it with --from FILE"),
     (["--backend", "file", "--from", "missing.json"], "does not exist"),

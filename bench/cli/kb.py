@@ -8,6 +8,9 @@ nearest text embedding for classes without labelled images (base-to-new, other d
     MDPR_LLM_BASE_URL=... MDPR_LLM_MODEL=qwen2.5-72b-instruct MDPR_LLM_API_KEY=... \\
         bench kb build --dataset cifar100_lt_ir100 --backend llm     # every reply cached: reruns make no calls
     bench kb build --dataset cifar100_lt_ir100 --backend file --from merged.json   # the official code's file
+
+`bench kb stats KB --dataset PROTOCOL`: the statistics of the KB's prior ``M`` (MDPR Table 7), with the
+protocol's frozen text encoder, beside the paper's rows.
 """
 from __future__ import annotations
 
@@ -116,8 +119,33 @@ def imported(args, names: List[str], dataset: str) -> KnowledgeBase:
                          {**kb.generator, "imported_from": Path(args.source).name}, kb.confusion)
 
 
+def cmd_stats(args) -> int:
+    """MDPR Table 7 for a knowledge-base file: mean, std and median of its prior ``M``."""
+    from bench.config.protocol import load_protocol
+    from bench.core.registry import all_cards
+    from bench.engine.runner import RunOptions, Runner
+    from bench.kb.stats import prior_matrix, prior_stats
+
+    load_all()
+    kb = read_kb(Path(args.kb))
+    protocol = load_protocol(args.dataset, protocol_sets(args.set))
+    backbone = Runner(protocol, RunOptions(device=args.device)).backbone()
+    frame = "a photo of a {}." if args.prior_prompt == "photo" else "{}"
+    sentences = {name: kb.sentences(name) for name in kb.classnames}
+    _, prior = prior_matrix(backbone, sentences, kb.classnames, kb.dimensions, frame)
+    ours = prior_stats(prior)
+    rows = [(f"{Path(args.kb).name} ({protocol.backbone.model}, {len(kb.classnames)} classes)", *ours.values())]
+    rows += [(f"{a.note} ({a.table}, CIFAR-100)", *a.metrics.values()) for a in all_cards()["mdpr_coop"].ablations
+             if a.table == "MDPR Table 7"]
+    print("| knowledge base | mean of M | std | median |\n|---|---|---|---|")
+    print("\n".join(f"| {name} | {mean:.4f} | {std:.4f} | {median:.4f} |" for name, mean, std, median in rows))
+    print(f"\nM[c, v]: cosine of class c's sentence v and '{frame}' (MDPR Eq. 4); std over all {prior.numel()} "
+          "entries (n - 1).")
+    return 0
+
+
 def add_parser(sub) -> None:
-    p = sub.add_parser("kb", help="MDPR knowledge bases: build one for a protocol's classes")
+    p = sub.add_parser("kb", help="MDPR knowledge bases: build one for a protocol's classes, or its prior's statistics")
     kb = p.add_subparsers(dest="kb_command", required=True, parser_class=type(p))
     q = kb.add_parser("build", help="write an mdpr-kb/v1 file for a protocol's classes")
     q.add_argument("--dataset", required=True, help="the protocol whose classes (training, new, evaluations) it covers")
@@ -141,3 +169,13 @@ def add_parser(sub) -> None:
     q.add_argument("--verbose", action="store_true", help="one line per class")
     add_plugin_option(q)
     q.set_defaults(func=cmd_build)
+    q = kb.add_parser("stats", help="mean, std and median of a KB's prior M (MDPR Table 7), beside the paper's")
+    q.add_argument("kb", help="an mdpr-kb/v1 file, or the official code's JSON")
+    q.add_argument("--dataset", required=True, help="the protocol whose backbone encodes the sentences")
+    q.add_argument("--prior-prompt", choices=["photo", "bare"], default="photo",
+                   help="M against 'a photo of a {c}.' (the paper, default) or the bare class name (its code)")
+    q.add_argument("--set", action="append", default=[], metavar="protocol.PATH=VALUE",
+                   help="the protocol with this override, e.g. protocol.backbone.model=RN50 (repeatable)")
+    q.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
+    add_plugin_option(q)
+    q.set_defaults(func=cmd_stats)
