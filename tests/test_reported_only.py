@@ -108,3 +108,21 @@ def test_each_printed_average_is_the_mean_of_the_printed_row():
                         checked += 1
     # LAMP Tables 1 (8 rows x 3 imbalances, HM-A and HM-M), 9 and 10, 2 (7 rows, base/new/HM); CPT Table 2 (6 x 3)
     assert checked >= 2 * 8 * 3 + 5 * 2 + 7 * 3 - 1 + 6 * 3
+
+
+def test_the_coverage_list_names_a_shipped_report_for_every_seed_table(capsys):
+    """`bench list seeds`: 25 tables (each to a shipped spec, or MDPR Table 7 to `bench kb stats`) and 8
+    figures; every shipped seed-table spec is listed under its paper."""
+    from bench.config.catalog import available_reports
+    from bench.reporting.coverage import KB_STATS, SEED_PAPERS
+
+    named = [spec for paper in SEED_PAPERS.values() for _, _, specs in paper.items for spec in specs]
+    assert set(named) - {KB_STATS} <= set(available_reports())
+    assert set(available_reports()) - set(named) == {"leaderboard", "smoke"}  # not a seed paper's
+    items = [item for paper in SEED_PAPERS.values() for item, _, _ in paper.items]
+    assert sum(i.startswith("Table") for i in items) == 25 and sum(i.startswith("Figure") for i in items) == 8
+    assert main(["list", "seeds"]) == 0
+    out = capsys.readouterr().out
+    assert "    Table 12  lamp_b2n_shots1" in out and "    Table 7   bench kb stats" in out
+    assert out.rstrip().endswith("25 of 25 tables and 1 of 8 figures render from a shipped spec or command "
+                                 "(bench report SPEC)")

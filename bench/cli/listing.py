@@ -1,5 +1,6 @@
-"""`bench list [methods|protocols|datasets|backbones|reports]`: what ships, read without torch, and
-what plugins add (each method, dataset and backbone with its origin: built-in or the plugin)."""
+"""`bench list [methods|protocols|datasets|backbones|reports|seeds]`: what ships, read without torch, and
+what plugins add (each method, dataset and backbone with its origin: built-in or the plugin); ``seeds``:
+each table and figure of the seed papers and the report that renders it."""
 from __future__ import annotations
 
 from typing import Dict, List, Tuple
@@ -14,10 +15,14 @@ def cmd_list(args) -> int:
     from bench.config.catalog import protocol_descriptions
 
     registered, papers = registrations(args.what in (None, "methods"))
-    sections = [args.what] if args.what else ["methods", "protocols", "datasets", "backbones", "reports"]
+    sections = [args.what] if args.what else ["methods", "protocols", "datasets", "backbones", "reports", "seeds"]
     for section in sections:
         print(f"{section}:")
-        if section in registered:
+        if section == "seeds":
+            from bench.reporting.coverage import coverage_lines
+
+            print("\n".join(f"  {line}" for line in coverage_lines()))
+        elif section in registered:
             rows = list(registered[section])
             if section == "methods":  # then the variants, and the systems only their papers' numbers stand for
                 rows += [(f"<method>@{name}", text, origin) for name, text, origin in registered["variants"]]
@@ -74,7 +79,8 @@ def report_titles() -> List[tuple]:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("list", help="list methods, protocols, datasets and backbones")
-    p.add_argument("what", nargs="?", choices=["methods", "protocols", "datasets", "backbones", "reports"])
+    p = sub.add_parser("list", help="list methods, protocols, datasets, backbones, reports, and the seed papers' "
+                                    "tables and figures with the report of each")
+    p.add_argument("what", nargs="?", choices=["methods", "protocols", "datasets", "backbones", "reports", "seeds"])
     add_plugin_option(p)
     p.set_defaults(func=cmd_list)
