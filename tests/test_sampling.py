@@ -127,3 +127,17 @@ def test_few_shot_reproduces_the_official_16_shot_subsets(dataset):
     for seed in (1, 2, 3):
         chosen = few_shot_indices(labels, 16, seed)
         assert (digest(sorted(chosen)), digest(chosen)) == GOLDEN[dataset, seed]
+
+
+def test_no_cap_keeps_the_largest_class_at_its_original_size():
+    """LAMP's reading (`--set protocol.dataset.shots=0`): no few-shot cap, so the exponential profile starts
+    from the largest class's original size (300 here) instead of the 100-shot cap."""
+    from bench.data.coop import CoOpConfig, training_indices
+
+    labels = [c for c, n in enumerate([300, 250, 120, 90, 300, 40]) for _ in range(n)]  # 3 base, 3 new classes
+    uncapped = CoOpConfig(dataset="eurosat", shots=0, imb_ratio=0.1)
+    capped = CoOpConfig(dataset="eurosat", shots=100, imb_ratio=0.1)
+    for cfg, largest in ((uncapped, 300), (capped, 100)):
+        counts = Counter(labels[i] for i in training_indices(labels, 6, cfg, seed=1))
+        assert set(counts) == {0, 1, 2} and counts[0] == largest and counts[2] == largest // 10
+    uncapped.validate("protocol.dataset")  # 0 is a value the config accepts

@@ -54,7 +54,8 @@ Name = Literal["imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford
 @dataclass
 class CoOpConfig:
     dataset: Name
-    shots: int = field(default=16, metadata={"min": 1, "max": 100_000})  # few-shot cap per class (16, 100)
+    # few-shot cap per class (16, 100); 0: no cap, every training image (Dassl's NUM_SHOTS < 1)
+    shots: int = field(default=16, metadata={"min": 0, "max": 100_000})
     imb_ratio: float = field(default=1.0, metadata={"min": 0, "max": 1})  # min/max class size; 1 = balanced
     classes: Literal["base_to_new", "all"] = "base_to_new"
     root: str = field(default="data/coop", metadata=ENV)  # CoOp's $DATA: holds imagenet/, caltech-101/, ...
