@@ -273,7 +273,7 @@ def _ablations() -> List[Ablation]:
     for settings, text in components:
         for dataset, (hm, f1) in zip(["imagenet", "food101"], _rows(text)):
             rows.append(Ablation("LAMP Table 6", f"b2n_lamp/{dataset}/imb10", settings, {"hm": hm, "hm_macro_f1": f1},
-                                 "the row printed 'CLIP' equals CoOp+LA's Table 1 values and is left out"))
+                                 "the row printed 'CLIP' equals CoOp+LA's Table 1 values: its spec row is coop_la's"))
     betas = "0:71.95/65.70 0.2:71.49/66.02 0.5:72.67/66.50 1:72.79/66.58 2:72.96/66.67 4:72.89/66.04 8:72.84/65.96"
     pools = "10:72.28/65.96 12:72.40/66.12 15:72.87/66.50 20:72.96/66.67 25:73.00/66.65 30:72.96/66.48"
     for table, name, text in [("LAMP Table 7", "beta", betas), ("LAMP Table 11", "pool_size", pools)]:

@@ -485,7 +485,7 @@ def fabricate(root, spec, view_of, rng) -> int:
                 config = {"protocol": view["identity"], "method": {**reference[""], **row.set},
                           "train": reference["train"]}
                 key = hashlib.sha256(json.dumps([row.method, row.set, member]).encode()).hexdigest()
-                for seed in view["seeds"]:
+                for seed in spec.seeds or view["seeds"]:  # the spec's seeds, where it names them
                     path = store.result_path(protocol, row.method, key, seed)
                     earlier = json.loads(path.read_text())["metrics"] if path.exists() else {}  # another group's
                     rec = {"schema": SCHEMA, "key": key, "protocol": protocol, "method": row.method, "seed": seed,
