@@ -18,7 +18,7 @@ from bench.kb.backends import OfflineTemplateBackend
 from bench.kb.confusion import extend_partners, pool_partners, template_features
 from bench.kb.knowledge import build_kb, file_sha256, read_kb, require_file
 from bench.kb.prompts import DIMENSIONS
-from bench.kb.stats import prior_matrix
+from bench.kb.stats import prior_matrix, prior_stats
 from bench.model.backbone import ClipBackbone
 from bench.model.clustering import best_partition
 from bench.model.losses import la_loss, la_offsets, posthoc_adjust
@@ -44,5 +44,5 @@ __all__ = [
     "la_loss", "la_offsets", "posthoc_adjust", "best_partition",
     # MDPR's knowledge bases
     "DIMENSIONS", "OfflineTemplateBackend", "build_kb", "extend_partners", "file_sha256", "pool_partners",
-    "read_kb", "require_file", "template_features", "prior_matrix",
+    "read_kb", "require_file", "template_features", "prior_matrix", "prior_stats",
 ]

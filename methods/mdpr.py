@@ -41,8 +41,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from bench.api import (DIMENSIONS, ENV, BenchError, ConfigError, MissingInput, OfflineTemplateBackend, build_kb,
-                       extend_partners, file_sha256, la_loss, la_offsets, pool_partners, prior_matrix, read_kb,
-                       require_file)
+                       extend_partners, file_sha256, la_loss, la_offsets, pool_partners, prior_matrix, prior_stats,
+                       read_kb, require_file)
 
 MAX_SCALE = 100.0  # the code clamps logit_scale's data at log(100) before every forward pass
 
@@ -245,6 +245,11 @@ class MDPR:
         teacher = self.router.proj(out.knowledge.mean[labels].to(student.dtype)).detach()
         t = self.cfg.temperature
         return F.kl_div(F.log_softmax(student / t, -1), F.softmax(teacher / t, -1), reduction="batchmean")
+
+    def record_metrics(self) -> Dict[str, float]:
+        """MDPR Table 7: mean, std and median of the prior M over the training classes."""
+        self.use_label_space(self.data)
+        return {f"prior_{name}": value for name, value in prior_stats(self.knowledge().prior).items()}
 
     def record_fields(self) -> dict:
         kb = "offline-template-v1" if self.offline_kb else self.cfg.kb

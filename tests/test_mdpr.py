@@ -124,6 +124,34 @@ def test_knowledge_tensors(backbone, class_info):
     assert torch.allclose(kn.prior[2, 1], F.normalize(direct, dim=0) @ anchor, atol=1e-5)  # Eq. 4
 
 
+def test_records_carry_the_statistics_of_the_prior_over_the_training_classes(backbone, class_info, tmp_path):
+    """MDPR Table 7's mean, std (n - 1) and median of M, from numpy on the knowledge tensors, whatever label
+    space was classified last; `bench run` records them for report specs (reports/mdpr_table7.yaml), apart
+    from the metrics leaderboards show."""
+    import json
+
+    import numpy as np
+
+    from bench.cli import main
+
+    method = MDPRCoOpOfflineKB(backbone, class_info, MDPRCoOpConfig())
+    prior = method.knowledge().prior.double().numpy().ravel()
+    method.use_label_space(ClassInfo(["castle", "apple"], [1, 1], class_info.template))
+    stats = method.record_metrics()
+    assert stats == pytest.approx({"prior_mean": np.mean(prior), "prior_std": np.std(prior, ddof=1),
+                                   "prior_median": np.median(prior)}, abs=1e-6) and prior.size == 50
+    assert main(["run", "--protocol", "smoke", "--method", "mdpr_coop_offlinekb", "--seeds", "1", "--no-progress",
+                 "--set", "mdpr_coop_offlinekb.train.epochs=1", "--results-dir", str(tmp_path)]) == 0
+    record = json.loads(next(tmp_path.rglob("seed-1.json")).read_text())
+    # the run's DF partners come from zero-shot confusions on its training images (prepare), so the DF
+    # sentences, and with them M, differ a little from the text-nearest partners above
+    assert record["method_metrics"]["prior_mean"] == pytest.approx(stats["prior_mean"], abs=1e-3)
+    assert set(record["method_metrics"]) == set(stats) and not set(stats) & set(record["metrics"])
+    from bench.reporting.results import slim
+
+    assert slim(record)["metrics"]["prior_median"] == record["method_metrics"]["prior_median"]  # what reports read
+
+
 OPENAI_LOG_SCALE = 4.6052  # CLIP's stored logit_scale in the OpenAI checkpoints: exp() = 100.003, above the cap
 
 

@@ -123,6 +123,6 @@ def test_the_coverage_list_names_a_shipped_report_for_every_seed_table(capsys):
     assert sum(i.startswith("Table") for i in items) == 25 and sum(i.startswith("Figure") for i in items) == 8
     assert main(["list", "seeds"]) == 0
     out = capsys.readouterr().out
-    assert "    Table 12  lamp_b2n_shots1" in out and "    Table 7   bench kb stats" in out
+    assert "    Table 12  lamp_b2n_shots1" in out and "    Table 7   mdpr_table7, bench kb stats" in out
     assert out.rstrip().endswith("25 of 25 tables and 1 of 8 figures render from a shipped spec or command "
                                  "(bench report SPEC)")

@@ -352,6 +352,8 @@ class Runner:
                       "trainable_parameters": sum(p.numel() for p in method.trainable_parameters())},
             "setup": self.setup(backbone, method, recipe, train_tf, test_tf),
             "method_state": method.record_fields(),
+            # numbers the method reports of itself: report specs read them as metrics, leaderboards do not
+            "method_metrics": method.record_metrics(),
             "seconds": time.time() - start,
             "env": {
                 "torch": torch.__version__,

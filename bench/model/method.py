@@ -174,6 +174,11 @@ class Method(nn.Module):
         """Extra JSON fields for the result record (e.g. the prior a loss used)."""
         return {}
 
+    def record_metrics(self) -> Dict[str, float]:
+        """Numbers the method reports of itself (the record's ``method_metrics``), which report specs read as
+        metrics and leaderboards leave out (MDPR: the statistics of its knowledge-base prior, Table 7)."""
+        return {}
+
     def raw_image_features(self, images: torch.Tensor) -> torch.Tensor:
         """Features from the frozen image encoder before normalisation (no gradient); the batch itself
         when it holds cached features."""

@@ -27,7 +27,7 @@ SEED_PAPERS: Dict[str, SeedPaper] = {
         ("Table 4", "Places-LT with ResNet backbones", ["mdpr_table4"]),
         ("Table 5", "knowledge-dimension ablation", ["mdpr_table5"]),
         ("Table 6", "parameters and time per epoch", ["mdpr_table6"]),
-        ("Table 7", "statistics of the knowledge-base prior M", [KB_STATS]),
+        ("Table 7", "statistics of the knowledge-base prior M", ["mdpr_table7", KB_STATS]),
         ("Figure 3", "ablation of the heads (as a table of the numbers its text quotes)", ["mdpr_figure3"]),
         ("Figure 4", "ablation of the heads at IR 10 and 100", []),
     ]),

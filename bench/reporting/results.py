@@ -84,9 +84,11 @@ def result_files(folder: str) -> List[Tuple[str, int, int]]:
 
 
 def slim(record: dict) -> dict:
-    """What the table keeps of a record (per-class accuracies and the rest stay in the file)."""
+    """What the table keeps of a record (per-class accuracies and the rest stay in the file); its costs
+    and the method's own numbers (``method_metrics``, MDPR's KB prior statistics) join its metrics."""
+    own = record.get("method_metrics")
     return {**{c: record[c] for c in CELL}, "code_version": record["code_version"],
-            "metrics": {**cost_metrics(record), **record["metrics"]},
+            "metrics": {**cost_metrics(record), **(own if isinstance(own, dict) else {}), **record["metrics"]},
             "column_order": list(record.get("column_order") or [])}
 
 
