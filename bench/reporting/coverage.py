@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Dict, List, NamedTuple, Tuple
 
-KB_STATS = "bench kb stats"  # a command, not a report spec: MDPR Table 7 is a statistic of a KB file
+KB_STATS = "bench kb stats"  # a command beside a spec: MDPR Table 7 is a statistic of a KB file, no run needed
 
 
 class SeedPaper(NamedTuple):

@@ -15,8 +15,10 @@ A column may instead average protocols, seed by seed, as papers' "Avg" columns d
 
 and any column may name its own ``metrics``, and protocol overrides as ``--set protocol.PATH=VALUE`` gives
 them (``{protocols: places_lt, set: {backbone.model: RN50}, label: RN50}``; the column reads the
-results run with them).  A protocol may be a YAML path, or a cell of a grid file given by path.  ``rows: all`` takes every method with results; ``extra_rows`` lists rows beyond the paper's that
-``bench report --rows all`` adds after them (a seed table's spec prints the paper's rows by default).  A row's ``set`` selects the results run with
+results run with them).  A protocol may be a YAML path, or a cell of a grid file given by path.
+``rows: all`` takes every method with results; ``extra_rows`` lists rows beyond the paper's that
+``bench report --rows all`` adds after them (a seed table's spec prints the paper's rows by default).
+A row's ``set`` selects the results run with
 those ``--set`` values (``lamp.use_lbo=false`` is ``{use_lbo: false}``, ``coop.train.lr=0.01`` is
 ``{train.lr: 0.01}``).  The paper's numbers of such a row come from the method card's ablation
 table named by ``reported_from`` (``reported_from: "LAMP Table 7"``), or from its own ``reported``.

@@ -86,9 +86,12 @@ def result_files(folder: str) -> List[Tuple[str, int, int]]:
 def slim(record: dict) -> dict:
     """What the table keeps of a record (per-class accuracies and the rest stay in the file); its costs
     and the method's own numbers (``method_metrics``, MDPR's KB prior statistics) join its metrics."""
+    from bench.records.schema import is_metric
+
     own = record.get("method_metrics")
+    own = {k: v for k, v in own.items() if is_metric(k, v)} if isinstance(own, dict) else {}  # unchecked on reading
     return {**{c: record[c] for c in CELL}, "code_version": record["code_version"],
-            "metrics": {**cost_metrics(record), **(own if isinstance(own, dict) else {}), **record["metrics"]},
+            "metrics": {**cost_metrics(record), **own, **record["metrics"]},
             "column_order": list(record.get("column_order") or [])}
 
 
