@@ -99,8 +99,8 @@ def reported_rows(method: str, note: str = "") -> Dict[str, Reported]:
             rows.update({f"b2n_cpt/{name}/{tau}": Reported("CPT Table 2", {"hm": hm}, joined)
                          for name, hm in zip(DATASETS, b2n)})
             rows[f"b2n_cpt/*/{tau}"] = Reported("CPT Table 2", {"hm": b2n[11]}, f"{joined}; {B2N_MEAN_NOTE}")
-        metrics = {**(dict(zip(DATASETS, xd[:11])) | {"xd_mean": xd[11]} if xd else {"imagenet": dg[0]}),
-                   **dict(zip(SHIFTS, dg[1:5])), "dg_mean": dg[5]}
+        source = {**dict(zip(DATASETS, xd[:11])), "xd_mean": xd[11]} if xd else {"imagenet": dg[0]}
+        metrics = {**source, **dict(zip(SHIFTS, dg[1:5])), "dg_mean": dg[5]}
         extra = f"Table 4 prints source accuracy {dg[0]:.2f} for the same model" if xd and dg[0] != xd[0] else ""
         only = "CPT prints this baseline in Table 4 only" if not xd else ""
         rows[f"xd_dg_cpt/{tau}"] = Reported("CPT Tables 3-4" if xd else "CPT Table 4", metrics,

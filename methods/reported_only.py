@@ -10,10 +10,11 @@ rows then show our numbers beside the paper's::
 """
 from __future__ import annotations
 
-from bench.api import REPORTED, MethodCard, Reported
+from bench.api import REPORTED, MethodCard
 
 from .cpt_tables import THIRD_PARTY, reported_rows
 from .lamp_tables import b2n_reported, balanced_reported, few_shot_reported, table5, xd_dg_reported
+from .mdpr_coop import mdpr_lt
 
 # LAMP (App. C) trains TCP and MMA "+LA" with the logit-adjusted loss (Menon et al.'s tau = 1); its code for
 # the long-tailed base-to-new runs of both is asaxuc/PromptLT (spec_lamp_baselines.md §1).
@@ -148,8 +149,8 @@ def mdpr_rows(text: str, note: str = MDPR_RECIPE) -> dict:
     out = {}
     for cell in text.split():
         protocol, values = cell.split(":")
-        metrics = dict(zip(("all", "many", "medium", "few"), map(float, values.split("/"))))
-        out[protocol] = Reported("MDPR Table 2" if protocol.startswith("cifar") else "MDPR Table 3", metrics, note)
+        table = "MDPR Table 2" if protocol.startswith("cifar") else "MDPR Table 3"
+        out[protocol] = mdpr_lt(*map(float, values.split("/")), table=table, note=note)
     return out
 
 

@@ -90,7 +90,8 @@ STD = {"true": True, "false": False, "subscript": "subscript"}
 
 
 def with_page_options(spec, args):
-    """The spec with the page options given on the command line in place of its own."""
+    """The spec with the page options given on the command line in place of its own, and with its
+    extra rows after the paper's under ``--rows all``."""
     import dataclasses
 
     given = {"float_env": args.float, "panels": args.panels, "notes": args.notes, "font": args.font,
