@@ -126,3 +126,41 @@ def test_the_coverage_list_names_a_shipped_report_for_every_seed_table(capsys):
     assert "    Table 12  lamp_b2n_shots1" in out and "    Table 7   mdpr_table7, bench kb stats" in out
     assert out.rstrip().endswith("25 of 25 tables and 1 of 8 figures render from a shipped spec or command "
                                  "(bench report SPEC)")
+
+
+# Each seed table's rows as the paper prints them, in its order (typed from methods_spec §12), and its extra rows.
+PAPER_ROWS = {
+    "lamp_b2n_imb10": ["coop_la", "cocoop_la", "lfa", "maple_la", "tcp_la", "mma_la", "candle", "lamp"],
+    "lamp_b2n_imb100": ["maple_la", "tcp_la", "mma_la", "candle", "lamp"],
+    "lamp_b2n_balanced": ["coop", "cocoop", "maple", "tcp", "mma", "candle", "lamp"],
+    "lamp_b2n_shots4": ["coop", "cocoop", "maple", "mma", "lamp"],
+    "xd_dg_lamp": ["coop_la", "cocoop_la", "maple_la", "tcp_la", "mma_la", "candle", "lamp"],
+    "lamp_table5": ["maple_la", "mma_la", "lamp"],
+    "cpt_b2n_tau0.25": ["maple", "coprompt", "npt", "dekg", "dpc", "cpt"],
+    "xd_dg_cpt_tau1": ["cocoop", "maple", "coprompt", "npt", "dekg", "dpc", "cpt"],
+    "mdpr_cifar100_lt": ["zeroshot", "coop", "cocoop", "maple", "plotpp", "lasp", "textrefiner", "cprfl", "candle",
+                         "mdpr_coop", "mdpr_maple"],
+    "mdpr_imagenet_places": ["zeroshot", "coop", "cocoop", "maple", "textrefiner", "candle", "mdpr_coop", "mdpr_maple"],
+}
+
+
+@pytest.mark.parametrize("name, rows", PAPER_ROWS.items())
+def test_a_seed_tables_spec_prints_the_papers_rows_in_its_order(name, rows):
+    from bench.reporting.reportspec import load_spec
+
+    spec = load_spec(name)
+    assert [r.method for r in spec.rows] == rows
+    assert not {r.method for r in spec.extra_rows} & set(rows)  # ours beside them only with --rows all
+    if name.startswith(("lamp_b2n", "cpt_b2n")):
+        assert "zeroshot" in [r.method for r in spec.extra_rows]
+
+
+def test_lamps_protocols_and_the_five_run_tables_have_five_seeds():
+    """LAMP averages 5 runs everywhere; CPT Table 5 prints std over 5 seeds."""
+    from bench.config.protocol import load_protocol
+    from bench.reporting.reportspec import load_spec
+
+    for protocol in ("b2n_lamp/dtd/imb10", "xd_dg_lamp/imb100", "b2n_fs/dtd/shots1"):
+        assert load_protocol(protocol).seeds == [1, 2, 3, 4, 5], protocol
+    assert load_protocol("b2n_cpt/dtd/tau0.25").seeds == [1, 2, 3]
+    assert load_spec("cpt_table5").seeds == load_spec("lamp_b2n_balanced").seeds == [1, 2, 3, 4, 5]
