@@ -87,6 +87,9 @@ class ZeroShotCLIP(Method):
             weights = F.normalize(torch.stack(per_template).mean(0), dim=-1)
         self.register_buffer("text_features", weights, persistent=False)
 
+    def record_text_features(self) -> torch.Tensor:
+        return self.text_features  # the classifier: a buffer here, which the base class does not call
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         feats = self.image_features(images)
         return self.backbone.logit_scale * feats @ self.text_features.t()

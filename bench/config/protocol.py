@@ -61,10 +61,24 @@ class EvalConfig:
     # reference profile, e.g. LIFT groups CIFAR-100-LT IR10/IR50 classes by the
     # IR100 counts ("cifar100_lt_ir100"), which gives its IR10 table a few column.
     group_by: Literal[tuple(["own", *GROUP_PROFILES])] = "own"  # type: ignore[valid-type]
+    # Opt-in extras of the record, for figures: every evaluation's metrics after each training epoch
+    # (``epoch_metrics``; one more evaluation per epoch), and each evaluation's class text features
+    # after the final one (``text_features``).
+    per_epoch: bool = False
+    text_features: bool = False
 
     def validate(self, where: str) -> None:
         if self.few_threshold > self.many_threshold:
             raise ConfigError(f"{where}.few_threshold", "must not exceed many_threshold")
+
+    def identity(self) -> dict:
+        """The fields that decide results, the opt-in extras only when on: a run with one is a cell
+        of its own, and the keys of results made before the extras existed stay as they were."""
+        return {name: value for name, value in identity(self).items()
+                if name not in OPT_IN_EXTRAS or value}
+
+
+OPT_IN_EXTRAS = ("per_epoch", "text_features")  # EvalConfig fields left out of the key while False
 
 
 @dataclass
@@ -116,7 +130,7 @@ class Protocol:
             "dataset": {"name": self.dataset_name, **identity(self.dataset)},
             "backbone": {"name": self.backbone_name, **identity(self.backbone)},
             "transforms": transform_identity(self.transforms, self.planned_setup()["image_size"]),
-            "eval": identity(self.eval),
+            "eval": self.eval.identity(),
             **({"evaluations": [e.identity() for e in self.evaluations]} if self.evaluations else {}),
             **({"means": self.means} if self.means else {}),
         }

@@ -23,6 +23,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 import open_clip
 import torch
+import torch.nn.functional as F
 
 from bench.config.catalog import cache_root
 from bench.config.overrides import reference
@@ -41,7 +42,7 @@ from .loading import loader_workers
 from .lease import STALE_AFTER, acquire, holder_label, read_lease
 from .metrics import evaluate, group_counts
 from .store import ResultStore
-from .train import precision_name, predict, train
+from .train import EPOCH_METRICS, precision_name, predict, train
 from .usage import default_threads, peak_memory, per_second, reset_peak, resolve_device
 
 
@@ -312,19 +313,22 @@ class Runner:
         if recipe.feature_cache and method.trains:
             train_set = self.cached(recipe, spaces.train, train_tf, recipe.feature_cache, "train", cell.seed)
         method.features_given = bool(recipe.feature_cache)  # after prepare(), which reads images
+        after_epoch = self.epoch_evaluation(method, spaces, recipe, test_tf, cell.seed)
         summary = train(
             method, train_set, recipe, cell.seed, self.device,
             checkpoint=checkpoint, key=cell.key, progress=self.options.progress,
             log=None if self.options.progress else (lambda line: self.log(f"{tag}: {line}")),
-            workers=self.loader_workers(recipe),
+            workers=self.loader_workers(recipe), after_epoch=after_epoch,
         )
+        curve = summary.pop(EPOCH_METRICS, None)  # a field of its own in the record
         if spaces.new_train is not None:
             method.adapt_to_new(TransformedDataset(spaces.new_train, test_tf))
         evaluating = time.time()
-        results = [self.evaluate(method, ev, recipe, test_tf, i, cell.seed)
-                   for i, ev in enumerate(spaces.evaluations)]
+        results = self.evaluate_all(method, spaces, recipe, test_tf, cell.seed)
         tested = per_second(sum(len(ev.test) for ev in spaces.evaluations), time.time() - evaluating)
         result = summarise(spaces, results, proto.means)
+        extras = {**({EPOCH_METRICS: curve} if proto.eval.per_epoch else {}),
+                  **({"text_features": self.text_features(method, spaces)} if proto.eval.text_features else {})}
         return {
             "key": cell.key,
             "protocol": proto.name,
@@ -354,6 +358,7 @@ class Runner:
             "method_state": method.record_fields(),
             # numbers the method reports of itself: report specs read them as metrics, leaderboards do not
             "method_metrics": method.record_metrics(),
+            **extras,  # protocol.eval's opt-in extras, for figures
             "seconds": time.time() - start,
             "env": {
                 "torch": torch.__version__,
@@ -364,6 +369,42 @@ class Runner:
             },
             "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
+
+    def evaluate_all(self, method, spaces: LabelSpaces, recipe, test_tf, seed: int) -> List[dict]:
+        """:meth:`evaluate` of every evaluation, in the protocol's order."""
+        return [self.evaluate(method, ev, recipe, test_tf, i, seed) for i, ev in enumerate(spaces.evaluations)]
+
+    def epoch_evaluation(self, method, spaces: LabelSpaces, recipe, test_tf,
+                         seed: int) -> Optional[Callable[[int], dict]]:
+        """With ``protocol.eval.per_epoch``, what training calls after each epoch: every evaluation scored
+        as the final one is (the metrics of :func:`summarise`), then the method back on its training
+        classes in train mode, so training goes on as without it.  A transductive method's new-class pass
+        (``adapt_to_new``, LAMP's) runs once, after training: its per-epoch new-class numbers are from
+        before it."""
+        if not self.protocol.eval.per_epoch:
+            return None
+
+        def after_epoch(epoch: int) -> dict:
+            results = self.evaluate_all(method, spaces, recipe, test_tf, seed)
+            method.use_label_space(method.data)
+            method.train()
+            return summarise(spaces, results, self.protocol.means)["metrics"]
+        return after_epoch
+
+    @staticmethod
+    def text_features(method, spaces: LabelSpaces) -> Dict[str, Optional[dict]]:
+        """``protocol.eval.text_features``: each evaluation's class names and the method's L2-normalised class
+        text features among them (5 decimals), or None where the method has none independent of the image."""
+        method.eval()
+        out = {}
+        for ev in spaces.evaluations:
+            method.use_label_space(ev.info)
+            with torch.no_grad():
+                features = method.record_text_features()
+            rows = None if features is None else F.normalize(features.float(), dim=-1).cpu().tolist()
+            out[ev.name] = None if rows is None else {"classes": list(ev.info.classnames),
+                                                      "features": [[round(v, 5) for v in row] for row in rows]}
+        return out
 
     def evaluate(self, method, ev: Evaluation, recipe, test_tf, index: int, seed: int) -> dict:
         method.use_label_space(ev.info)

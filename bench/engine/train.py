@@ -53,10 +53,14 @@ def autocast(device: torch.device, dtype: Optional[torch.dtype]):
 
 CHECKPOINT_FIELDS = {"key": str, "epoch": int, "trainable": dict, "optimizer": dict, "scaler": dict,
                      "loss_history": list}
+# Saved only by runs that evaluate after every epoch (``train(after_epoch=...)``): one entry per epoch.
+EPOCH_METRICS = "epoch_metrics"
 
 
-def read_checkpoint(path: Path, key: str, method: Method, epochs: int, device: torch.device) -> Optional[dict]:
-    """The checkpoint at ``path`` if it resumes this cell; a damaged one is set aside with a warning."""
+def read_checkpoint(path: Path, key: str, method: Method, epochs: int, device: torch.device,
+                    curve: bool = False) -> Optional[dict]:
+    """The checkpoint at ``path`` if it resumes this cell; a damaged one is set aside with a warning.
+    ``curve``: the run evaluates after every epoch, so the checkpoint must hold each epoch's entry."""
     if not path.exists():
         return None
     try:
@@ -71,6 +75,11 @@ def read_checkpoint(path: Path, key: str, method: Method, epochs: int, device: t
     saved = {name: tuple(getattr(t, "shape", ())) for name, t in state["trainable"].items()}
     if saved != shapes or not 1 <= state["epoch"] <= epochs or len(state["loss_history"]) != state["epoch"]:
         return _discard(path, "does not match this cell's parameters or epochs")
+    entries = state.get(EPOCH_METRICS)
+    if entries is not None and (not isinstance(entries, list) or len(entries) != state["epoch"]):
+        return _discard(path, "does not match this cell's parameters or epochs")
+    if curve and entries is None:
+        return None  # its first epochs were not evaluated, so it cannot resume a curve (its key differs anyway)
     return state
 
 
@@ -129,6 +138,7 @@ def train(
     stop_after: Optional[int] = None,
     log: Optional[Callable[[str], None]] = None,
     workers: Optional[int] = None,
+    after_epoch: Optional[Callable[[int], dict]] = None,
 ) -> dict:
     """Train ``method``'s trainable parameters; returns a summary for the record.
 
@@ -136,20 +146,26 @@ def train(
     resumes from it.  ``stop_after`` ends early after that many epochs (for
     tests of resuming).  ``log`` gets one line per epoch (for logs without bars).  ``workers``: data
     loading processes (None: :func:`bench.engine.loading.loader_workers`'s choice).
+    ``after_epoch(epoch)`` (1-based) runs after each epoch's steps, before its checkpoint, and returns
+    that epoch's metrics; it must leave the method as it found it (label space, train mode).  The
+    summary then has ``epoch_metrics``, ``[{"epoch": 1, "metrics": ...}, ...]`` over every epoch trained
+    (those before a resume come from the checkpoint); empty for a method that does not train.
     """
     params = method.trainable_parameters()
     if not method.trains or not params:
         return {"epochs": 0, "loss_history": [], "resumed_from_epoch": None, "epoch_seconds": [],
-                "images_per_second": None}
+                "images_per_second": None, **({EPOCH_METRICS: []} if after_epoch is not None else {})}
     optimizer = make_optimizer(params, cfg)
     dtype = amp_dtype(device, cfg.precision)
     scaler = make_scaler(dtype)
-    start, history, resumed, seconds, seen = 0, [], None, [], 0
-    state = read_checkpoint(checkpoint, key, method, cfg.epochs, device) if checkpoint is not None else None
+    start, history, resumed, seconds, seen, curve = 0, [], None, [], 0, []
+    state = None if checkpoint is None else read_checkpoint(checkpoint, key, method, cfg.epochs, device,
+                                                            curve=after_epoch is not None)
     if state is not None and not restore(state, optimizer, scaler, method, checkpoint):
         optimizer, scaler, state = make_optimizer(params, cfg), make_scaler(dtype), None
     if state is not None:
         start, history, resumed = state["epoch"], list(state["loss_history"]), state["epoch"]
+        curve = list(state.get(EPOCH_METRICS) or [])
     loader = TrainLoader(dataset, cfg.batch_size, cfg.drop_last, seed, device, loader_workers(workers, device))
     for epoch in range(start, cfg.epochs):
         if stop_after is not None and epoch >= stop_after:
@@ -176,6 +192,8 @@ def train(
         seen += count
         if log is not None:
             log(f"epoch {epoch + 1}/{cfg.epochs}: loss {history[-1]:.4f}, lr {lr:.3g}, {seconds[-1]:.1f}s")
+        if after_epoch is not None:  # outside the epoch's timing; the next epoch reseeds what it draws
+            curve.append({"epoch": epoch + 1, "metrics": after_epoch(epoch + 1)})
         if checkpoint is not None:
             save_torch(
                 checkpoint,
@@ -187,11 +205,13 @@ def train(
                     "optimizer": optimizer.state_dict(),
                     "scaler": scaler.state_dict(),
                     "loss_history": history,
+                    **({EPOCH_METRICS: curve} if after_epoch is not None else {}),
                 },
             )
     # the epochs this process ran (a resumed run's earlier ones ran elsewhere): wall time and throughput
     return {"epochs": len(history), "loss_history": history, "resumed_from_epoch": resumed,
-            "epoch_seconds": seconds, "images_per_second": per_second(seen, sum(seconds))}
+            "epoch_seconds": seconds, "images_per_second": per_second(seen, sum(seconds)),
+            **({EPOCH_METRICS: curve} if after_epoch is not None else {})}
 
 
 @torch.no_grad()

@@ -19,7 +19,8 @@ training changes besides the parameters (routing biases); ``adapt_to_new(images)
 training with the unlabelled new-class training images of a base-to-new protocol, for transductive
 methods (LAMP's bias pass); ``set_label_space(info)`` switches the classifier to other classes (new
 classes of a base-to-new protocol) without touching learned parameters; ``key_inputs(cfg)`` names
-inputs outside the options that decide the results (a knowledge-base file's hash), for the cell key.
+inputs outside the options that decide the results (a knowledge-base file's hash), for the cell key;
+``record_text_features()`` the class text features a record stores with ``protocol.eval.text_features``.
 In training mode ``forward`` may return anything ``loss`` takes (features as well as logits).
 
 Parameters with ``requires_grad=True`` are trained (and checkpointed); a
@@ -173,6 +174,15 @@ class Method(nn.Module):
     def record_fields(self) -> dict:
         """Extra JSON fields for the result record (e.g. the prior a loss used)."""
         return {}
+
+    def record_text_features(self) -> Optional[torch.Tensor]:
+        """The current label space's class text features, one row per class (normalised by the caller),
+        for records made with ``protocol.eval.text_features``: ``text_features()``, or None where there
+        are none independent of the image (CoCoOp, LAMP; Candle's ``text_features`` is a buffer of
+        template features that its fusion changes per batch)."""
+        if type(self).text_depends_on_image or not callable(getattr(self, "text_features", None)):
+            return None
+        return self.text_features()
 
     def record_metrics(self) -> Dict[str, float]:
         """Numbers the method reports of itself (the record's ``method_metrics``), which report specs read as
