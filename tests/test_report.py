@@ -22,6 +22,7 @@ from bench.engine.store import ResultStore
 from bench.model.method import MethodCard, Reported
 from bench.plugins import load_builtins
 from bench.records.schema import SCHEMA
+from bench.reporting.figurespec import expanded
 from bench.reporting.leaderboard import current_version
 from bench.reporting.render import escape_markdown, render, render_files
 from bench.reporting.report import MEAN, build_report, expand_columns
@@ -376,7 +377,7 @@ def test_shipped_specs_load():
     assert "leaderboard" in names and "smoke" in names
     load_builtins()
     for name in names:
-        spec = load_spec(name)
+        spec = expanded(load_spec(name))[0]  # a sweep's rows: each series at each value
         assert spec.title and expand_columns(spec), name
         assert spec.rows == "all" or all(isinstance(r, RowSpec) and r.method in all_cards() for r in spec.rows), name
         assert spec.rows == "all" or spec.reference in [r.name for r in spec.rows if r.method in METHODS], name
@@ -423,8 +424,9 @@ def test_shipped_ablation_specs_find_a_paper_number_for_every_cell():
 
     load_builtins()
     specs = {name: spec for name, spec in zip(available_reports(), map(load_spec, available_reports()))
-             if spec.rows != "all" and any(r.reported_from for r in spec.rows)}
-    assert set(specs) == {"mdpr_table5", "mdpr_table6", "mdpr_figure3", "lamp_table5", "lamp_table6",
+             if spec.rows != "all" and any(r.reported_from for r in spec.rows) and spec.figure is None}
+    # (a figure's paper numbers are the few its text quotes: tests/test_figures.py)
+    assert set(specs) == {"mdpr_table5", "mdpr_table6", "lamp_table5", "lamp_table6",
                           "lamp_table7_beta", "lamp_table11_pool", "cpt_table1", "cpt_table5", "lamp_b2n_balanced",
                           "mdpr_table7"}
     missing = []
@@ -435,7 +437,7 @@ def test_shipped_ablation_specs_find_a_paper_number_for_every_cell():
                 card = all_cards()[row.method]
                 missing += [(name, row.name, group.name, m) for m in group.metrics or spec.metrics
                             if reported_value(row, group.pattern or group.name, m, card, True, view) is None]
-    assert missing == [("mdpr_figure3", "+ semantic head", "imagenet_lt", "many")] + [  # the paper quotes none
+    assert missing == [  # the paper prints none
         ("mdpr_table6", method, "imagenet_lt", "train_img_s") for method in ("coop", "mdpr_coop", "maple", "mdpr_maple")]
 
 
@@ -480,11 +482,13 @@ def fabricate(root, spec, view_of, rng) -> int:
             view = view_of(*group.sources[member])  # a protocol, with the column's overrides
             protocol = view["name"]
             methods = list(dict.fromkeys([spec.reference or "zeroshot", *sorted(view["references"])[:2]]))
-            rows = spec.rows if spec.rows != "all" else [RowSpec(m) for m in methods]
+            rows = expanded(spec)[0].rows if spec.rows != "all" else [RowSpec(m) for m in methods]
             for row in [r for r in rows if r.method in view["references"]]:  # a reported-only row has none
                 reference = view["references"][row.method]
-                config = {"protocol": view["identity"], "method": {**reference[""], **row.set},
-                          "train": reference["train"]}
+                trained = {k[len("train."):]: v for k, v in row.set.items() if k.startswith("train.")}
+                config = {"protocol": view["identity"],
+                          "method": {**reference[""], **{k: v for k, v in row.set.items() if not k.startswith("train.")}},
+                          "train": {**reference["train"], **trained}}
                 key = hashlib.sha256(json.dumps([row.method, row.set, member]).encode()).hexdigest()
                 for seed in spec.seeds or view["seeds"]:  # the spec's seeds, where it names them
                     path = store.result_path(protocol, row.method, key, seed)
@@ -492,11 +496,26 @@ def fabricate(root, spec, view_of, rng) -> int:
                     rec = {"schema": SCHEMA, "key": key, "protocol": protocol, "method": row.method, "seed": seed,
                            "code_version": current_version(row.method, VERSION, view.get("code_versions")),
                            "config": config,
-                           "metrics": {**earlier, **{m: round(rng.uniform(20, 90), 2) for m in metrics}}}
+                           "metrics": {**earlier, **{m: round(rng.uniform(20, 90), 2) for m in metrics}},
+                           **figure_fields(spec, metrics, rng)}
                     path.parent.mkdir(parents=True, exist_ok=True)
                     path.write_text(json.dumps(rec))
                     written += 1
     return written
+
+
+def figure_fields(spec, metrics, rng) -> dict:
+    """What a figure of curves over epochs or similarity matrices reads from a record (3 epochs; 4
+    classes of 3-d features), for the specs that draw one."""
+    kind = spec.figure.kind if spec.figure else None
+    if kind == "epochs":
+        return {"epoch_metrics": [{"epoch": e, "metrics": {m: round(rng.uniform(20, 90), 2) for m in metrics}}
+                                  for e in (1, 2, 3)]}
+    if kind == "similarity":
+        features = [[rng.uniform(-1, 1) for _ in range(3)] for _ in range(4)]
+        return {"text_features": {name: {"classes": ["a", "b", "c", "d"], "features": features}
+                                  for name in ("base", "new")}}
+    return {}
 
 
 def test_every_shipped_spec_renders_well_formed_tables(tmp_path):
@@ -515,7 +534,8 @@ def test_every_shipped_spec_renders_well_formed_tables(tmp_path):
         assert fabricate(root, spec, protocol_view, random.Random(name)) > 0, name
         report = build_report(spec, load_results([root]), protocol_view, VERSION, cards)
         assert not report.incomplete and all(report.best.values()), name
-        assert any(c.reported is not None for c in report.cells.values()) or name == "smoke", name
+        # a figure has the paper's numbers where its text quotes some (a similarity matrix or a sweep: none)
+        assert any(c.reported is not None for c in report.cells.values()) or name == "smoke" or spec.figure, name
         assert latex_problems(render(report, "latex")) == [], name
         md = render_files(report, "md", split=True)[""]
         assert md.startswith(f"## {escape_markdown(report.title)}") and "{" not in report.title, name

@@ -115,6 +115,7 @@ def test_the_coverage_list_names_a_shipped_report_for_every_seed_table(capsys):
     figures; every shipped seed-table spec is listed under its paper."""
     from bench.config.catalog import available_reports
     from bench.reporting.coverage import KB_STATS, SEED_PAPERS
+    from bench.reporting.reportspec import load_spec
 
     named = [spec for paper in SEED_PAPERS.values() for _, _, specs in paper.items for spec in specs]
     assert set(named) - {KB_STATS} <= set(available_reports())
@@ -124,8 +125,11 @@ def test_the_coverage_list_names_a_shipped_report_for_every_seed_table(capsys):
     assert main(["list", "seeds"]) == 0
     out = capsys.readouterr().out
     assert "    Table 12  lamp_b2n_shots1" in out and "    Table 7   mdpr_table7, bench kb stats" in out
-    assert out.rstrip().endswith("25 of 25 tables and 1 of 8 figures render from a shipped spec or command "
-                                 "(bench report SPEC)")
+    assert out.rstrip().endswith("25 of 25 tables and 8 of 8 figures render from a shipped spec or command "
+                                 "(bench report SPEC; a figure's with --plots DIR)")
+    figures = [spec for paper in SEED_PAPERS.values() for item, _, specs in paper.items if item.startswith("Figure")
+               for spec in specs]
+    assert all(load_spec(spec).figure is not None for spec in figures)  # each drawn, not only tabled
 
 
 # Each seed table's rows as the paper prints them, in its order (typed from methods_spec §12), and its extra rows.

@@ -51,11 +51,7 @@ def cmd_report(args) -> int:
     for line in report.unmatched:
         warn(line)
     if args.plots is not None:
-        from bench.reporting.plots import write_plots
-
-        written = write_plots(report, args.plots, args.plot_format, width=args.plot_width,
-                              log=lambda line: print(f"bench: note: {line}", file=sys.stderr))
-        print(f"bench: wrote {len(written)} figure(s) to '{args.plots}'", file=sys.stderr)
+        draw(report, args)
     if args.output is None:
         print(render(report, args.format, args.fit, args.standalone), end="")
         return 0
@@ -68,6 +64,23 @@ def cmd_report(args) -> int:
         write_output(path, text, Path(args.results_dir[0]))
         print(f"bench: wrote '{path}'", file=sys.stderr)
     return 0
+
+
+def draw(report, args) -> None:
+    """``--plots DIR``: a figure spec's figure (PDF and PNG unless --plot-format says one), else the
+    long-tail curves, Many/Medium/Few bars and critical-difference diagram the numbers allow."""
+    formats = {"both": ("pdf", "png"), None: None}.get(args.plot_format, (args.plot_format,))
+    if report.spec.figure is not None:
+        from bench.reporting.figure_plots import write_figure
+
+        written = write_figure(report, args.plots, formats or ("pdf", "png"), args.plot_width)
+    else:
+        from bench.reporting.plots import write_plots
+
+        written = [path for fmt in formats or ("png",) for path in write_plots(
+            report, args.plots, fmt, width=args.plot_width or "column",
+            log=lambda line: print(f"bench: note: {line}", file=sys.stderr))]
+    print(f"bench: wrote {len(written)} figure file(s) to '{args.plots}'", file=sys.stderr)
 
 
 def method_cards() -> dict:
@@ -157,10 +170,12 @@ def add_parser(sub) -> None:
                    help="LaTeX: the table's type size (10, 9, 8, 7 pt in a 10 pt paper); default: the spec's")
     p.add_argument("--standalone", action="store_true",
                    help="LaTeX: complete documents (preamble included) that compile as they are")
-    p.add_argument("--plots", metavar="DIR", help="also draw the long-tail curves, Many/Medium/Few bars and "
-                                                   "a critical-difference diagram into DIR")
-    p.add_argument("--plot-format", choices=["png", "pdf"], default="png")
-    p.add_argument("--plot-width", choices=["column", "text"], default="column",
-                   help="figures drawn at one column's width (3.3 in) or the text's (6.9 in), text at 7.5 pt")
+    p.add_argument("--plots", metavar="DIR", help="also draw into DIR: a figure spec's figure, else the long-tail "
+                                                   "curves, Many/Medium/Few bars and critical-difference diagram")
+    p.add_argument("--plot-format", choices=["png", "pdf", "both"],
+                   help="the figures' format (default: a figure spec's figure as PDF and PNG, other plots PNG)")
+    p.add_argument("--plot-width", choices=["column", "text"],
+                   help="figures drawn at one column's width (3.3 in) or the text's (6.9 in), text at 7.5 pt "
+                        "(default: a figure spec's own, else column)")
     add_plugin_option(p)
     p.set_defaults(func=cmd_report)

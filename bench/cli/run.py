@@ -12,9 +12,30 @@ from bench.core.registry import METHODS
 from .common import SET_HELP, add_plugin_option, parse_sets, whole
 
 
+def selections(args) -> list:
+    """The selections a command runs (`run`, `plan`, `status`): its own ``--protocol``/``--method``, or
+    with ``--report SPEC`` one per column and row setting of the spec (:mod:`bench.cli.report_cells`);
+    each is :func:`select`'s triple and its seeds (None: each protocol's), all checked before anything runs."""
+    if args.report is None:
+        if args.method is None and not args.method_needed:
+            args.method = ["all"]
+        if args.protocol is None or args.method is None:
+            raise BenchError(f"give --protocol{' and --method' if args.method is None else ''}, or --report SPEC "
+                             "(the cells a report or figure spec reads)")
+        return [(*select(args), args.seeds)]
+    if args.protocol is not None or args.method is not None:
+        raise BenchError("--report picks the protocols and methods itself; leave --protocol and --method out")
+    from .report_cells import spec_selections
+
+    parts, notes = spec_selections(args)
+    for note in notes:
+        print(f"bench: note: {note}", file=sys.stderr)
+    return [(*select(part), part.seeds) for part in parts]
+
+
 def select(args) -> tuple:
-    """``(protocol names, a Runner per protocol, methods)`` of a selection (`run`, `plan`, `status`):
-    every protocol file checked, every method name known, before anything runs."""
+    """``(protocol names, a Runner per protocol, methods)`` of one selection: every protocol file
+    checked, every method name known, before anything runs."""
     from bench.config.catalog import match_protocols
 
     names = match_protocols(args.protocol)  # an unknown name is reported before torch is imported
@@ -51,19 +72,28 @@ def with_feature_cache(overrides: dict, methods: list, views: int) -> dict:
 
 
 def cmd_run(args) -> int:
-    names, runners, methods = select(args)
-    if len(runners) > 1 and args.launcher == "local" and args.workers == 1:
-        print(f"bench: running {len(runners)} protocols: {', '.join(names[:4])}{', ...' if len(names) > 4 else ''}")
+    chosen = selections(args)
     if args.launcher == "slurm":
-        return run_on_slurm(args, names, runners, methods)
+        return max(run_on_slurm(args, *picked) for picked in chosen)
+    names = [name for picked in chosen for name in picked[0]]
+    runners = [runner for picked in chosen for runner in picked[1]]
     if args.workers > 1 or args.devices:
-        return run_with_workers(args, names, runners, methods)
+        return finish(names, runners, sum((run_with_workers(args, *picked) for picked in chosen), Counter()))
+    if len(runners) > 1:
+        print(f"bench: running {len(runners)} protocols: {', '.join(names[:4])}{', ...' if len(names) > 4 else ''}")
     check_data(runners)
     outcome = Counter()
-    for runner in runners:
-        runner.run(methods, args.seeds, skip_unfit=args.method == ["all"])
-        outcome += runner.outcome
+    for _, part, methods, seeds in chosen:
+        for runner in part:
+            runner.run(methods, seeds, skip_unfit=unfit_skipped(args))
+            outcome += runner.outcome
     return finish(names, runners, outcome)
+
+
+def unfit_skipped(args) -> bool:
+    """``--method all`` and a report's rows leave out a method that cannot run a protocol (a reason is
+    printed); a method named alone fails with its reason."""
+    return args.method == ["all"] or args.report is not None
 
 
 def check_data(runners) -> None:
@@ -89,7 +119,7 @@ def finish(names, runners, outcome: Counter) -> int:
     return 1 if outcome["failed"] else 0
 
 
-def launched(args, names, runners, methods):
+def launched(args, names, runners, methods, seeds):
     """The selection other processes run (workers, SLURM tasks): every protocol's data checked here
     first, and the plugins named in the environment those processes inherit (sbatch passes it on)."""
     from bench.launch.workers import Selection
@@ -97,19 +127,18 @@ def launched(args, names, runners, methods):
     for runner in runners:
         runner.check_data()
     plugins.export()
-    return Selection(names, methods, args.seeds, runners[0].options, args.method == ["all"],
-                     runners[0].protocol.overrides)
+    return Selection(names, methods, seeds, runners[0].options, unfit_skipped(args), runners[0].protocol.overrides)
 
 
-def run_with_workers(args, names, runners, methods) -> int:
+def run_with_workers(args, names, runners, methods, seeds) -> Counter:
     """``--workers N --devices 0,1``: N processes, one device each, every cell exactly once."""
     from bench.launch.workers import device_list, run_workers
 
     devices = device_list(args.devices or runners[0].options.device, args.workers)
-    return finish(names, runners, run_workers(launched(args, names, runners, methods), devices))
+    return run_workers(launched(args, names, runners, methods, seeds), devices)
 
 
-def run_on_slurm(args, names, runners, methods) -> int:
+def run_on_slurm(args, names, runners, methods, seeds) -> int:
     """``--launcher slurm``: one submitit job array whose tasks pull cells through the leases."""
     import datetime
 
@@ -122,12 +151,16 @@ def run_on_slurm(args, names, runners, methods) -> int:
         **({"sbatch": sbatch} if sbatch else {})})
     logs = Path(args.results_dir) / ".slurm" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     executor(profile, logs)  # submitit missing or an option it does not know: an error before anything
-    jobs = submit(launched(args, names, runners, methods), profile, logs)
+    jobs = submit(launched(args, names, runners, methods, seeds), profile, logs)
     print(f"bench: submitted {len(jobs)} array task(s) (job {jobs[0].job_id.split('_')[0]}); logs in {logs}; "
-          f"follow with: bench status --protocol {args.protocol}", flush=True)
+          f"follow with: bench status {following(args)}", flush=True)
     if profile.cluster is None:
         return 0
     return finish(names, runners, task_outcomes(jobs))  # local or debug: the tasks ran, as a test or dry run
+
+
+def following(args) -> str:
+    return f"--report {args.report}" if args.report else f"--protocol {args.protocol}"
 
 
 def parse_option(item: str) -> tuple:
@@ -147,9 +180,13 @@ def summary(outcome: Counter) -> str:
 
 def add_selection(p, method_required: bool = True) -> None:
     """The arguments that pick cells: `run`, `plan` and `status` take the same."""
-    p.add_argument("--protocol", required=True, help="protocol name (see `bench list`), YAML path, table name or glob")
-    p.add_argument("--method", required=method_required, nargs="+", default=["all"],
-                   help="method names, or 'all'" + ("" if method_required else " (default)"))
+    p.add_argument("--protocol", help="protocol name (see `bench list`), YAML path, table name or glob")
+    p.add_argument("--method", nargs="+",
+                   help="method names, or 'all'" + (" (with --protocol)" if method_required else " (default)"))
+    p.add_argument("--report", metavar="SPEC", help="instead of --protocol and --method: the cells a report or "
+                                                    "figure spec reads (its rows, settings, columns and seeds)")
+    p.add_argument("--rows", choices=["paper", "all"], default="paper",
+                   help="with --report: the paper's rows (default), or its extra rows too")
     p.add_argument("--seeds", type=whole(0, 2**32 - 1), nargs="+", help="seeds (default: the protocol's)")
     p.add_argument("--set", action="append", default=[], metavar="METHOD.FIELD=VALUE", help=SET_HELP)
     p.add_argument("--results-dir", default="results", help="where result JSON files go (default: results)")
@@ -161,6 +198,7 @@ def add_selection(p, method_required: bool = True) -> None:
     p.add_argument("--lease-timeout", type=whole(5, 7 * 24 * 3600), default=600, metavar="SECONDS",
                    help="a cell whose worker has not been heard from for this long is taken over (default: 600)")
     add_plugin_option(p)
+    p.set_defaults(method_needed=method_required)
 
 
 def add_parser(sub) -> None:

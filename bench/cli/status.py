@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .run import add_selection, select
+from .run import add_selection, selections
 
 
 def cmd_status(args) -> int:
-    from bench.launch.cells import counts_table, details, selection_states
+    from bench.launch.cells import counts_table, details, selection_states, unique
 
-    _, runners, methods = select(args)
-    states = selection_states(runners, methods, args.seeds)
+    states = unique([state for _, runners, methods, seeds in selections(args)
+                     for state in selection_states(runners, methods, seeds)])
     print(counts_table(states))
     lines = details(states)
     if lines:

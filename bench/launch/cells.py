@@ -29,11 +29,17 @@ class CellState:
     family: str
     state: str
     detail: str = ""  # running/stale: the holder and the lease's age; failed: the error
+    key: str = ""  # the cell's key: two selections (a figure's settings) may name one cell
 
 
 def selection_states(runners: list, methods: List[str], seeds: Optional[List[int]]) -> List[CellState]:
     """:func:`cell_states` of every protocol of a selection (one runner each)."""
     return [state for runner in runners for state in cell_states(runner, methods, seeds)]
+
+
+def unique(states: List[CellState]) -> List[CellState]:
+    """Each cell once: a figure's sweep names its default setting in every panel."""
+    return list({(s.protocol, s.method, s.key, s.seed): s for s in states}.values())
 
 
 def cell_states(runner, methods: List[str], seeds: Optional[List[int]]) -> List[CellState]:
@@ -43,7 +49,7 @@ def cell_states(runner, methods: List[str], seeds: Optional[List[int]]) -> List[
     for cell in runner.plan(methods, seeds):
         where = (name, cell.method, cell.key, cell.seed)
         state, detail = state_of(store, where, runner.options.lease_timeout)
-        out.append(CellState(name, cell.method, cell.seed, runner.protocol.family, state, detail))
+        out.append(CellState(name, cell.method, cell.seed, runner.protocol.family, state, detail, cell.key))
     return out
 
 

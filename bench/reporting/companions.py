@@ -1,4 +1,4 @@
-"""A report's companion tables: the paired tests against the reference (a list for markdown and
+"""A report's companion tables: a figure's plotted numbers (:mod:`bench.reporting.figures`), the paired tests against the reference (a list for markdown and
 HTML, a table in the main table's shape for a paper page), Friedman's test with its mean ranks and
 pairwise tests, and the bootstrap intervals of each row's mean::
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Dict, Optional
 
+from .figures import figure_frames
 from .headers import column_titles
 from .report import MEAN, Report
 from .results import require_pandas
@@ -28,7 +29,7 @@ def tests_used(report: Report) -> str:
 def companion_frames(report: Report) -> Dict[str, object]:
     """Titled DataFrames: tests against the reference, Friedman's pairwise tests, bootstrap intervals."""
     pandas, d = require_pandas(), report.spec.digits
-    out = {}
+    out = figure_frames(report)  # a figure's numbers first: what a reader cites
     titles = dict(zip(report.columns, (" ".join(t) for t in column_titles(report))))
     name = lambda row: report.row_labels.get(row, row)  # noqa: E731
     rows = [[titles[col], name(row), comp.n, diff(report, row, col, d), comp.test, pval(comp.p), pval(adj),
@@ -38,7 +39,7 @@ def companion_frames(report: Report) -> Dict[str, object]:
         out[paired_title(report)] = pandas.DataFrame(
             rows, columns=["Column", "Method", "n", "Difference", "Test", "p", "p (Holm)", "Significant"])
     fr = report.friedman
-    if fr is not None:
+    if fr is not None and len(report.protocols) > 1:  # ranks over one protocol are the table's own order
         head = (f"Friedman over {fr.n_protocols} protocols: χ² = {fr.statistic:.3f}, p = {pval(fr.p)}"
                 if fr.p is not None else f"Friedman: {fr.note}")
         if fr.p is not None and fr.note:  # one line instead of a table of untested pairs

@@ -36,7 +36,7 @@ def card_entry(row: RowSpec, protocol: str, card, view: dict):
     if row.reported_from:
         return next((a for a in getattr(card, "ablations", ()) if a.table == row.reported_from
                      and a.protocol == protocol and same_settings(a.settings, row, view)), None)
-    if row.set:
+    if row.set and not same_settings({}, row, view):
         return None  # the card's numbers are the method's own recipe, not this setting
     return getattr(card, "reported", {}).get(protocol)
 
@@ -62,7 +62,10 @@ def paper_notes(report, views: Dict[str, dict], cards) -> List[str]:
             where = getattr(entry, "source", None) or getattr(entry, "table", "")
             for clause in filter(None, entry.note.split("; ")):  # a clause the rows share is said once
                 if not restates(clause, label):
-                    notes.setdefault(f"{where}: {clause}", []).append(label)
+                    notes.setdefault(clause, []).append((where, label))
+    # one note per clause, naming every table it comes from ("MDPR Table 2 and MDPR Table 3: ...")
+    notes = {f"{listed(list(dict.fromkeys(w for w, _ in found)))}: {clause}": [r for _, r in found]
+             for clause, found in notes.items()}
     kept = {note: list(dict.fromkeys(rows)) for note, rows in notes.items()
             if not any(other != note and other.startswith(note.rstrip(".")) and set(rows) <= set(notes[other])
                        for other in notes)}

@@ -36,9 +36,11 @@ def escape(text) -> str:
     table = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
              "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
              "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}", "−": r"$-$", "τ": r"$\tau$",
-             "β": r"$\beta$", "α": r"$\alpha$",
+             "β": r"$\beta$", "α": r"$\alpha$", "λ": r"$\lambda$", "γ": r"$\gamma$",
              "χ": r"$\chi$", "²": r"$^2$"}
-    return re.sub(r"[\\&%$#_{}~^<>|−τβαχ²]", lambda m: table[m.group()], greek(str(text)))
+    text = re.sub(r"[\\&%$#_{}~^<>|−τβαλγχ²]", lambda m: table[m.group()], greek(str(text)))
+    # a symbol's subscript, as figure specs name switches (λ_TETF, γ_0): typeset, not an underscore
+    return re.sub(r"\$\\(tau|beta|alpha|lambda|gamma)\$\\_([A-Za-z0-9]+)", r"$\\\1_{\\mathrm{\2}}$", text)
 
 
 def greek(text: str) -> str:
@@ -92,7 +94,8 @@ def render_latex(report: Report, panels: List[Tuple[object, object]], companions
             tables[slug(title)] = main_table(report, frame, escape(title), "", fit, label)
             continue
         table = frame.style.hide(axis="index").format(escape).format_index(escape, axis=1)
-        body = table.to_latex(hrules=True, caption=escape(title), label=label, position_float="centering")
+        body = table.to_latex(hrules=True, caption=escape(title), label=label, position_float="centering",
+                              environment=report.spec.float_env)  # a two-column table's companions span both
         body = body.replace("\\begin{tabular}", f"\\smallskip\n\\{report.spec.font}\n\\begin{{tabular}}", 1)
         tables[slug(title)] = fitted(body, fit)
     if not split:

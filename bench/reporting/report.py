@@ -22,6 +22,7 @@ from bench.records.headline import COST_DIGITS, DETERMINISTIC, LOWER_IS_BETTER, 
 from .leaderboard import current_version, mean_std, metric_title
 from .papers import listed, paper_notes, paper_number, reported_value
 from .selection import check_settings, found_elsewhere, seed_values, selected, titled, unmatched_columns
+from .figurespec import Point, expanded
 from .reportspec import ReportSpec, RowSpec
 from .results import CELL, INFO
 from .stats import Comparison, Friedman, against, friedman, holm, mean_interval, paired
@@ -94,6 +95,7 @@ class Report:
     paper_only: List[str] = field(default_factory=list)
     unmatched: List[str] = field(default_factory=list)  # why columns without a number have none
     title: str = ""  # the spec's title, naming the backbones that ran (:func:`titled`)
+    points: Dict[str, Point] = field(default_factory=dict)  # a sweep's row -> its panel, series and x
 
     @property
     def protocols(self) -> List[str]:  # the column groups' names, in order
@@ -167,6 +169,7 @@ def build_report(spec: ReportSpec, results, view_of: Callable[..., dict], versio
     table = results.table
     if table.empty:
         raise BenchError("the results folder holds no readable results; run `bench run` first")
+    spec, points = expanded(spec)
     groups = expand_columns(spec, sets)
     sources = {p: source for group in groups for p, source in group.sources.items()}
     protocols = list(dict.fromkeys(p for group in groups for p in group.members))
@@ -193,7 +196,7 @@ def build_report(spec: ReportSpec, results, view_of: Callable[..., dict], versio
     if spec.reference is not None and spec.reference not in [r.name for r in rows]:
         raise BenchError(f"reference '{spec.reference}' is not one of the report's rows")
     seeds.update({g.name: sorted({s for p in g.members for s in seeds[p]}) for g in groups if g.is_mean})
-    report = Report(spec, rows, groups, metrics, needed, seeds, {}, {}, title=titled(spec.title, views))
+    report = Report(spec, rows, groups, metrics, needed, seeds, {}, {}, title=titled(spec.title, views), points=points)
     for group in groups:  # headers: the spec's label, else the protocol's own
         group.label = group.label or (group.name if group.is_mean else views[group.name].get("label", ""))
     report.row_labels = {row.name: row_label(row, cards.get(row.method)) for row in rows}

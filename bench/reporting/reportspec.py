@@ -22,6 +22,7 @@ A row's ``set`` selects the results run with
 those ``--set`` values (``lamp.use_lbo=false`` is ``{use_lbo: false}``, ``coop.train.lr=0.01`` is
 ``{train.lr: 0.01}``).  The paper's numbers of such a row come from the method card's ablation
 table named by ``reported_from`` (``reported_from: "LAMP Table 7"``), or from its own ``reported``.
+A ``figure:`` block makes the spec a figure of the paper as well (:mod:`bench.reporting.figurespec`).
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ from bench.core.coerce import from_dict
 from bench.core.errors import BenchError, ConfigError, reason
 from bench.core.safeyaml import load_yaml
 from bench.core.registry import suggest
+from .figurespec import FigureSpec
 from .stats import ALPHA
 
 
@@ -118,6 +120,8 @@ class ReportSpec:
     notes: Literal["below", "inside", "none"] = "below"  # after the float, under the tabular in it, or left out
     font: Literal["normalsize", "small", "footnotesize", "scriptsize"] = "footnotesize"  # 10, 9, 8, 7 pt
     colsep: float = field(default=6.0, metadata={"min": 0.0, "max": 20.0})  # \tabcolsep in pt (LaTeX's: 6)
+    # a figure of the paper drawn from the same cells (`bench report SPEC --plots DIR`; bench.reporting.figures)
+    figure: Optional[FigureSpec] = None
     name: str = ""  # the spec's file name without .yaml (set by load_spec; not a YAML field)
 
     def validate(self, where: str) -> None:
@@ -133,6 +137,8 @@ class ReportSpec:
         if self.extra_rows and self.rows == "all":
             raise ConfigError("extra_rows", "'rows: all' already takes every method; list the paper's rows, "
                                             "or leave extra_rows out")
+        if self.figure is not None and self.figure.kind == "sweep" and self.rows == "all":
+            raise ConfigError("rows", "a sweep's rows are the series it crosses with the switch values: list them")
         if self.rows != "all":
             self.rows = [RowSpec(r) if isinstance(r, str) else r for r in self.rows]
             names = [r.name for r in [*self.rows, *self.extra_rows]]
