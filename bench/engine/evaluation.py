@@ -188,3 +188,21 @@ def per_class(evs: List[Evaluation], results: List[dict]) -> List[Optional[float
         for label, acc in zip(ev.classes, res["per_class_accuracy"]):
             out[label] = acc
     return out
+
+
+def class_text_features(method, spaces: LabelSpaces) -> Dict[str, Optional[dict]]:
+    """``protocol.eval.text_features``: each evaluation's class names and the method's L2-normalised class
+    text features among them (5 decimals), or None where the method has none independent of the image."""
+    import torch
+    import torch.nn.functional as F
+
+    method.eval()
+    out: Dict[str, Optional[dict]] = {}
+    for ev in spaces.evaluations:
+        method.use_label_space(ev.info)
+        with torch.no_grad():
+            features = method.record_text_features()
+        rows = None if features is None else F.normalize(features.float(), dim=-1).cpu().tolist()
+        out[ev.name] = None if rows is None else {"classes": list(ev.info.classnames),
+                                                  "features": [[round(v, 5) for v in row] for row in rows]}
+    return out

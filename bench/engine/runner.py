@@ -23,22 +23,20 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 import open_clip
 import torch
-import torch.nn.functional as F
 
-from bench.config.catalog import cache_root
 from bench.config.overrides import reference
 from bench.config.protocol import Protocol, check_seeds
 from bench.config.recipes import EVAL_FIELDS, Resolved
 from bench.core.coerce import identity
 from bench.core.errors import BenchError, MissingInput, Unfit, message_of, one_line
-from bench.core.registry import BACKBONES, DATASETS, METHODS
-from bench.data import DatasetBundle, TransformedDataset
+from bench.core.registry import METHODS
+from bench.data import TransformedDataset
 from bench.model.transforms import build_transforms, describe
 from bench.records.headline import headline_metric
 from bench.records.schema import cell_key
-from .features import FeatureCache, images_id
-from .evaluation import Evaluation, LabelSpaces, describe_evaluation, label_spaces, per_class_counts, summarise
+from .evaluation import Evaluation, LabelSpaces, class_text_features, describe_evaluation, per_class_counts, summarise
 from .loading import loader_workers
+from .resources import ProtocolResources
 from .lease import STALE_AFTER, acquire, holder_label, read_lease
 from .metrics import evaluate, group_counts
 from .store import ResultStore
@@ -102,10 +100,8 @@ class Runner:
         self.store = ResultStore(options.results_dir)
         self.device = resolve_device(options.device)
         self.log = log
-        self._spaces: Dict[Optional[int], LabelSpaces] = {}  # by data seed (None: the data take none)
-        self._eval_data: Dict[int, DatasetBundle] = {}  # evaluation index -> its dataset
-        self._backbone = None
-        self._feature_caches: Dict[str, FeatureCache] = {}  # eval precision -> the run's feature cache
+        # the backbone, data and feature caches: shared with runners of the same protocol (share_resources)
+        self.resources = ProtocolResources(protocol, options.data_root, self.device, log)
         # (protocol, method, key, seed) -> ran, done before, failed, failed before or running elsewhere
         self.cell_outcomes: Dict[tuple, str] = {}
 
@@ -251,52 +247,13 @@ class Runner:
         self.log(f"{tag}: failed: {error} (traceback: {path.with_name(path.stem + '.traceback.txt')})")
 
     def check_data(self) -> None:
-        """Build the first seed's data, then let it go (a multi-protocol run checks every table cell first)."""
-        self.spaces(self.protocol.seeds[0])
-        self._spaces.clear()
-        self._eval_data.clear()
-
-    def dataset_config(self, cfg, moves_with_root: bool = True):
-        """``cfg`` with ``--data-root`` applied (to the training dataset and blocks merged onto it)."""
-        if self.options.data_root is None or not moves_with_root:
-            return cfg
-        if not hasattr(cfg, "root"):
-            raise BenchError(f"--data-root: dataset '{self.protocol.dataset_name}' reads no files")
-        return dataclasses.replace(cfg, root=self.options.data_root)
-
-    def build(self, name: str, cfg, seed: int) -> DatasetBundle:
-        entry = DATASETS.get(name)
-        return entry.build(cfg, seed) if getattr(entry, "seeded", False) else entry.build(cfg)
+        self.resources.check_data()
 
     def spaces(self, seed: int) -> LabelSpaces:
-        """What a cell of ``seed`` trains on and is evaluated on (bench.engine.evaluation).  Built once per
-        run, or once per seed for datasets whose few-shot draw follows the seed (Dassl's)."""
-        proto = self.protocol
-        key = seed if getattr(DATASETS.get(proto.dataset_name), "seeded", False) else None
-        if key not in self._spaces:
-            self._spaces.clear()  # one training set in memory at a time
-            train = self.build(proto.dataset_name, self.dataset_config(proto.dataset), seed)
-            pairs = [(spec.plan, self.eval_data(i, train)) for i, spec in enumerate(proto.evaluations)]
-            self._spaces[key] = label_spaces(train, pairs)
-        return self._spaces[key]
-
-    def eval_data(self, index: int, train: DatasetBundle) -> DatasetBundle:
-        """The dataset of declared evaluation ``index``: the training one, or its own (built once;
-        a test set does not depend on the seed, so seeded datasets get seed 0)."""
-        spec = self.protocol.evaluations[index]
-        if spec.dataset_name is None:
-            return train
-        if index not in self._eval_data:
-            cfg = self.dataset_config(spec.dataset, spec.inherits)
-            self._eval_data[index] = self.build(spec.dataset_name, cfg, 0)
-        return self._eval_data[index]
+        return self.resources.spaces(seed)
 
     def backbone(self):
-        """The frozen backbone, built once per run and shared by its cells."""
-        if self._backbone is None:
-            entry = BACKBONES.get(self.protocol.backbone_name)
-            self._backbone = entry.build(self.protocol.backbone, device=str(self.device))
-        return self._backbone
+        return self.resources.backbone()
 
     def run_cell(self, cell: Cell, tag: str = "") -> dict:
         start = time.time()
@@ -328,7 +285,7 @@ class Runner:
         tested = per_second(sum(len(ev.test) for ev in spaces.evaluations), time.time() - evaluating)
         result = summarise(spaces, results, proto.means)
         extras = {**({EPOCH_METRICS: curve} if proto.eval.per_epoch else {}),
-                  **({"text_features": self.text_features(method, spaces)} if proto.eval.text_features else {})}
+                  **({"text_features": class_text_features(method, spaces)} if proto.eval.text_features else {})}
         return {
             "key": cell.key,
             "protocol": proto.name,
@@ -391,21 +348,6 @@ class Runner:
             return summarise(spaces, results, self.protocol.means)["metrics"]
         return after_epoch
 
-    @staticmethod
-    def text_features(method, spaces: LabelSpaces) -> Dict[str, Optional[dict]]:
-        """``protocol.eval.text_features``: each evaluation's class names and the method's L2-normalised class
-        text features among them (5 decimals), or None where the method has none independent of the image."""
-        method.eval()
-        out = {}
-        for ev in spaces.evaluations:
-            method.use_label_space(ev.info)
-            with torch.no_grad():
-                features = method.record_text_features()
-            rows = None if features is None else F.normalize(features.float(), dim=-1).cpu().tolist()
-            out[ev.name] = None if rows is None else {"classes": list(ev.info.classnames),
-                                                      "features": [[round(v, 5) for v in row] for row in rows]}
-        return out
-
     def evaluate(self, method, ev: Evaluation, recipe, test_tf, index: int, seed: int) -> dict:
         method.use_label_space(ev.info)
         test = TransformedDataset(ev.test, test_tf)
@@ -421,14 +363,8 @@ class Runner:
 
     def cached(self, recipe, dataset, transform, views: int, split: str, seed: int):
         """``dataset`` as the frozen features of ``views`` views under ``transform`` (train.feature_cache)."""
-        precision = recipe.eval_precision
-        if precision not in self._feature_caches:
-            self._feature_caches[precision] = FeatureCache(cache_root(), self.backbone(),
-                                                           self.protocol.identity()["backbone"], self.device,
-                                                           precision, self.log)
-        cache = self._feature_caches[precision]
-        named = images_id(self.protocol, split, seed)
-        return cache.views(dataset, transform, views, named, self.loader_workers(recipe))
+        return self.resources.cached(recipe.eval_precision, dataset, transform, views, split, seed,
+                                     self.loader_workers(recipe))
 
     def loader_workers(self, recipe) -> int:
         return loader_workers(recipe.num_workers, self.device, self.options.cpu_share)
