@@ -15,10 +15,11 @@ from bench.core.coerce import from_dict
 from bench.core.errors import BenchError, ConfigError
 from bench.reporting.figures import (band_over_seeds, bar_values, cosine_matrix, effective_rank, epoch_curves,
                                      figure_frames, heat_grid, seed_points, similarity_matrices, sweep_series)
-from bench.reporting.figurespec import FigureSpec, Point, expand_rows, expanded
+from bench.reporting.figurespec import FigureSpec, expand_rows, expanded
 from bench.reporting.report import build_report
 from bench.reporting.reportspec import ReportSpec, RowSpec, load_spec
 from bench.reporting.results import load_results
+from bench.config.cards import MethodCard
 from test_report import CARDS, VERSION, VIEWS, fabricate, put
 
 SWEEP = {"kind": "sweep", "panels": [{"switch": "n_ctx", "values": [2, 4, 8], "label": "M"},
@@ -35,7 +36,8 @@ def test_a_sweep_crosses_each_row_with_each_value_of_each_panel():
     assert [r.name for r in rows] == ["CoOp (M=2)", "CoOp (M=4)", "CoOp (M=8)", "CoOp (lr=0.1, depth=1)",
                                       "CoOp (lr=1, depth=1)", "CoOp (lr=0.1, depth=2)", "CoOp (lr=1, depth=2)"]
     assert rows[1].set == {"csc": True, "n_ctx": 4} and rows[-1].set == {"csc": True, "lr": 1.0, "depth": 2}
-    assert points["CoOp (M=8)"] == Point(0, "CoOp", 8) and points["CoOp (lr=1, depth=2)"] == Point(1, "CoOp", 1.0, 2)
+    assert points["CoOp (M=8)"][:4] == (0, "CoOp", 8, None) and points["CoOp (M=8)"].shown == "M=8"
+    assert points["CoOp (lr=1, depth=2)"][:4] == (1, "CoOp", 1.0, 2) and points["CoOp (M=2)"].row is spec.rows[0]
     assert expand_rows(spec.rows, None) == (spec.rows, {})  # a table, or another kind of figure: as it is
     clash = spec_of(rows=[{"method": "coop", "set": {"n_ctx": 4}}], figure=SWEEP)
     with pytest.raises(ConfigError, match="sets 'n_ctx', which the figure sweeps"):
@@ -110,6 +112,44 @@ def test_a_heat_map_is_indexed_by_its_second_switch_then_its_first(sweep_folder)
     assert frame.values.tolist() == [["csc=false", "10.00", "–"], ["csc=true", "20.00", "–"]]
 
 
+def test_a_heat_map_draws_one_series_in_one_column_and_metric(sweep_folder):
+    heat = {"kind": "sweep", "panels": [{"switch": "n_ctx", "values": [2, 4], "by": "train.lr", "by_values": [0.1]}]}
+    two_rows = spec_of(rows=["coop", "maple"], figure=heat)
+    with pytest.raises(ConfigError, match="a heat map draws one series; 2 rows given"):
+        expand_rows(two_rows.rows, two_rows.figure)
+    report = report_of(sweep_folder, rows=["coop"], metrics=["all", "many"], figure=heat)
+    with pytest.raises(BenchError, match="a heat map draws one column and metric; this one has smoke All, smoke Many"):
+        heat_grid(report, 0)
+
+
+def test_a_sweep_names_its_series_by_the_card_and_ranks_the_shared_default_once(sweep_folder):
+    """Two panels both reach n_ctx 4 (coop's current setting): the same result files, so the second is
+    shown but neither ranked nor tested again; an unlabelled row's series takes the card's label."""
+    cards = {**CARDS, "coop": MethodCard("p", "c", label="CoOp", reported=CARDS["coop"].reported)}
+    spec = from_dict(ReportSpec, {"title": "T", "columns": ["smoke"], "metrics": ["all"], "rows": ["coop"],
+                                  "reference": "coop (n_ctx=2)",
+                                  "figure": {"kind": "sweep", "panels": [{"switch": "n_ctx", "values": [2, 4]},
+                                                                         {"switch": "n_ctx", "values": [4, 8]}]}}, "")
+    with pytest.raises(BenchError, match="distinct names"):  # the same switch twice: the same row names
+        build_report(spec, load_results([sweep_folder]), VIEWS.get, VERSION, cards)
+    spec.figure.panels[1].label = "M"
+    report = build_report(spec, load_results([sweep_folder]), VIEWS.get, VERSION, cards)
+    assert list(sweep_series(report, 0)) == ["CoOp"] and list(sweep_series(report, 1)) == ["CoOp"]
+    assert [report.row_labels[r.name] for r in report.rows] == ["CoOp (n_ctx=2)", "CoOp (n_ctx=4)", "CoOp (M=4)",
+                                                                "CoOp (M=8)"]
+    assert report.same_as == {"coop (M=4)": "coop (n_ctx=4)"}
+    assert report.complete() == ["coop (n_ctx=2)", "coop (n_ctx=4)", "coop (M=8)"]
+    assert set(report.versus[("smoke", "all")]) == {"coop (n_ctx=4)", "coop (M=8)"}  # each against n_ctx 2, once
+    assert any("ranked and tested once: CoOp (M=4) = CoOp (n_ctx=4)" in n for n in report.notes)
+
+
+def test_curves_and_matrices_refuse_a_mean_of_protocols():
+    for kind in ("epochs", "similarity"):
+        with pytest.raises(ConfigError, match="reads one protocol per column; 'mean_of: smoke\\*'"):
+            spec_of(columns=[{"mean_of": "smoke*"}], rows=["coop"], figure={"kind": kind})
+    spec_of(columns=[{"mean_of": "smoke*"}], rows=["coop"], figure={"kind": "bars"})  # a bar of a mean is fine
+
+
 def test_seed_points_and_bars_are_the_cells_values(sweep_folder):
     report = report_of(sweep_folder, rows=[{"method": "coop", "label": "M2", "set": {"n_ctx": 2}}, "coop"],
                        metrics=["all", "many"], figure={"kind": "seeds"})
@@ -152,6 +192,39 @@ def test_similarity_is_the_cosine_of_the_stored_features_averaged_over_seeds(swe
                                             "0.000", f"{half:.3f}"]
     assert frames["coop: cosine similarity of the class text features (smoke)"].values.tolist()[2] == [
         "3 c", "0.71", "0.71", "1.00"]
+
+
+def test_similarity_reads_the_figures_evaluation_in_every_column(sweep_folder):
+    for seed in (1, 2, 3):
+        put(sweep_folder, "smoke_b2n", "coop", seed, {"all": 50.0}, text_features={
+            "base": {"classes": ["a", "b"], "features": [[1, 0], [0, 1]]},
+            "new": {"classes": ["c", "d"], "features": [[1, 0], [1, 0]]}})
+    report = report_of(sweep_folder, rows=["coop"], columns=["smoke_b2n", "smoke"],
+                       figure={"kind": "similarity", "evaluation": "new"})
+    with pytest.raises(BenchError, match="figure.evaluation 'new' is not an evaluation of the protocol "
+                                         "\\(its results store: smoke\\)"):
+        similarity_matrices(report)
+    report = report_of(sweep_folder, rows=["coop"], columns=["smoke_b2n"], figure={"kind": "similarity",
+                                                                                   "evaluation": "new"})
+    (classes, matrix, n), = similarity_matrices(report)["smoke_b2n"].values()
+    assert classes == ["c", "d"] and numpy.allclose(matrix, 1.0) and n == 3
+    both = report_of(sweep_folder, rows=["coop"], columns=["smoke_b2n", "smoke"], figure={"kind": "similarity"})
+    assert {g: list(rows) for g, rows in similarity_matrices(both).items()} == {"smoke_b2n": ["coop"],
+                                                                                "smoke": ["coop"]}
+    titles = list(figure_frames(both))  # each column's summary, then its matrices, column by column
+    assert [t.split(" (")[-1] for t in titles] == ["smoke_b2n)", "smoke_b2n)", "smoke)", "smoke)"]
+    assert titles[0].startswith("Cosine") and titles[2].startswith("Cosine")
+
+
+def test_labels_take_a_subscript_only_when_they_are_one_symbol_and_its_index():
+    from bench.reporting.figure_plots import math_text
+    from bench.reporting.plots import band
+
+    assert math_text("λ_TETF") == "$\\mathregular{λ_{TETF}}$"
+    for plain in ("samples_per_cluster", "accuracy (%)", "K", "λ_RS weight"):
+        assert math_text(plain) == plain
+    assert band([99.0, 1.0], [2.0, 2.0]) == ([97.0, 0.0], [100.0, 3.0])  # a percentage stays in [0, 100]
+    assert band([99.0, 1.0], [2.0, 2.0], percent=False) == ([97.0, -1.0], [101.0, 3.0])  # seconds need not
 
 
 def test_effective_rank_of_a_simplex_is_one_less_than_its_classes():
@@ -208,6 +281,30 @@ def test_every_shipped_figure_draws_at_its_printed_size(name, tmp_path, monkeypa
     assert drawn_box.y0 >= -0.01 and drawn_box.y1 <= fig.get_figheight() + 0.01
     for ax in fig.axes:
         assert not figure_plots.overlapping(ax.get_xticklabels()), ax.get_title()
+
+
+def shipped_report(name, tmp_path):
+    from bench.cli.leaderboard import protocol_view
+    from bench.core.registry import all_cards
+    from bench.plugins import load_builtins
+
+    load_builtins()
+    spec = load_spec(name)
+    fabricate(tmp_path / name, spec, protocol_view, random.Random(name))
+    return build_report(spec, load_results([tmp_path / name]), protocol_view, VERSION, all_cards())
+
+
+def test_the_figures_show_the_numbers_their_papers_print(tmp_path):
+    """The open diamonds, typed from the papers: CPT supp 7.1's peak (73.92 at 16 classes per cluster, no
+    other point) and MDPR §4.5's Places-LT Few of the semantic head alone (48.39), beside Table 3's."""
+    cpt = shipped_report("cpt_figure5", tmp_path)
+    (marks,) = sweep_series(cpt, 0).values()
+    assert [(m.x, m.paper) for m in marks] == [(4, None), (8, None), (16, 73.92), (32, None), (64, None)]
+    mdpr = shipped_report("mdpr_figure3", tmp_path)
+    places = next(g for g in mdpr.protocols if g.startswith("places"))
+    assert mdpr.cells[("+ semantic head", places, "few")].reported == 48.39
+    assert mdpr.cells[("MaPLe", places, "few")].reported == 28.73
+    assert mdpr.cells[("+ regularisers", places, "few")].reported == 50.99
 
 
 def test_a_figure_is_one_command_to_run_and_one_to_draw(tmp_path, capsys):

@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import List, Optional
 
 from bench.core.errors import BenchError
-from .figures import (band_over_seeds, bar_values, epoch_curves, heat_grid, panel_title, panels_of, seed_points,
-                      similarity_matrices, sweep_series)
+from bench.records.headline import COST_DIGITS
+from .figures import (band_over_seeds, bar_values, column_label, epoch_curves, heat_grid, panel_title, panels_of,
+                      seed_points, similarity_matrices, sweep_series)
 from .figurespec import value_text
+from .leaderboard import mean_std
 from .plots import FONT, PALETTE, WIDTHS, band, pyplot, style
 from .report import Report
 
@@ -46,8 +48,9 @@ def lettered(ax, i: int, panels: int, title: str) -> None:
 
 
 def math_text(label: str) -> str:
-    """``λ_TETF`` typeset with a subscript (matplotlib's mathtext, in the text font)."""
-    return re.sub(r"(\S+?)_(\w+)", r"$\\mathregular{\1_{\2}}$", label)
+    """``λ_TETF`` typeset with a subscript (matplotlib's mathtext, in the text font); any other label,
+    ``samples_per_cluster`` or ``accuracy (%)``, as it is."""
+    return re.sub(r"(\S)_(\w+)", r"$\\mathregular{\1_{\2}}$", label) if re.fullmatch(r"\S_\w+", label) else label
 
 
 def tick_text(value) -> str:
@@ -78,6 +81,19 @@ def paper_handle(plt):
                       label="paper (reported)")
 
 
+def paper_marks(ax, xs: list, marks: list, color: str) -> bool:
+    """The paper's numbers as open diamonds at ``xs``; whether there were any."""
+    paper = [(x, m.paper) for x, m in zip(xs, marks) if m.paper is not None]
+    if paper:
+        ax.plot(*zip(*paper), marker="D", linestyle="none", markerfacecolor="none", color=color)
+    return bool(paper)
+
+
+def percentages(report: Report) -> bool:
+    """Whether every metric drawn is a percentage (a band or error bar then stays within [0, 100])."""
+    return all(m not in COST_DIGITS for metrics in report.metrics.values() for m in metrics)
+
+
 def positions(values: list, numeric_scale: bool) -> list:
     return list(values) if numeric_scale else list(range(len(values)))
 
@@ -87,7 +103,7 @@ def draw_sweep(plt, report: Report, width: str):
     fig, axes = grid(plt, len(figure.panels), width)
     handles, papers = {}, False
     for p, (ax, panel) in enumerate(zip(axes, figure.panels)):
-        lettered(ax, p, len(axes), " ".join(g.label or g.name for g in report.groups))
+        lettered(ax, p, len(axes), " ".join(column_label(report, g) for g in report.protocols))
         if panel.is_heatmap:
             draw_heat(fig, ax, report, p)
             continue
@@ -96,12 +112,9 @@ def draw_sweep(plt, report: Report, width: str):
         for i, (name, marks) in enumerate(sweep_series(report, p).items()):
             mean = [math.nan if m.mean is None else m.mean for m in marks]
             line, = ax.plot(xs, mean, marker=MARKERS[i % len(MARKERS)], label=name, **style(i))
-            ax.fill_between(xs, *band(mean, [m.std or 0.0 for m in marks]), color=line.get_color(), alpha=0.15,
-                            linewidth=0)
-            paper = [(x, m.paper) for x, m in zip(xs, marks) if m.paper is not None]
-            if paper:
-                papers = True
-                ax.plot(*zip(*paper), marker="D", linestyle="none", markerfacecolor="none", color=line.get_color())
+            ax.fill_between(xs, *band(mean, [m.std or 0.0 for m in marks], percentages(report)),
+                            color=line.get_color(), alpha=0.15, linewidth=0)
+            papers = paper_marks(ax, xs, marks, line.get_color()) or papers
             handles[name] = line
         if numeric and panel.xscale == "log":
             ax.set_xscale("log", base=2 if all(float(v).is_integer() for v in panel.values) else 10)
@@ -158,19 +171,16 @@ def draw_bars(plt, report: Report, width: str):
             ours = [(x, m.mean, m.std or 0.0) for x, m in zip(xs, marks) if m.mean is not None]
             look = {"facecolor": FILLS[i % len(FILLS)], "hatch": HATCHES[i % len(HATCHES)], "edgecolor": "black",
                     "linewidth": 0.4}
-            errors = [[min(s, v) for _, v, s in ours], [min(s, 100 - v) for _, v, s in ours]]  # within [0, 100]
+            low, high = band([v for _, v, _ in ours], [s for _, _, s in ours], percentages(report))
+            errors = [[v - lo for (_, v, _), lo in zip(ours, low)], [hi - v for (_, v, _), hi in zip(ours, high)]]
             ax.bar([o[0] for o in ours], [o[1] for o in ours], step, yerr=errors if ours else None,
                    error_kw={"linewidth": 0.6}, **look)
             handles[name] = plt.matplotlib.patches.Patch(label=name, **look)  # rows with paper numbers only too
-            paper = [(x, m.paper) for x, m in zip(xs, marks) if m.paper is not None]
-            if paper:
-                papers = True
-                ax.plot(*zip(*paper), marker="D", linestyle="none", markerfacecolor="none", color="black")
+            papers = paper_marks(ax, xs, marks, "black") or papers
         headers = report.spec.headers
         ax.set_xticks(range(len(metrics)), [headers.get(m) or report.metric_labels.get(group, {}).get(m)
                                             or panel_title(report, group, m).split()[-1] for m in metrics])
-        label = next((g.label for g in report.groups if g.name == group), group)
-        lettered(ax, k, len(axes), label or group)
+        lettered(ax, k, len(axes), column_label(report, group))
         y_axis(ax, report)
     if papers:
         handles["paper (reported)"] = paper_handle(plt)
@@ -187,8 +197,7 @@ def draw_seeds(plt, report: Report, width: str):
             spread = [i + 0.25 * (j / max(len(ys) - 1, 1) - 0.5) for j in range(len(ys))]  # seeds side by side
             color = PALETTE[i % len(PALETTE)]
             ax.plot(spread, ys, marker=MARKERS[i % len(MARKERS)], linestyle="none", color=color, alpha=0.8)
-            mean = sum(ys) / len(ys)
-            std = (sum((y - mean) ** 2 for y in ys) / (len(ys) - 1)) ** 0.5 if len(ys) > 1 else 0.0
+            mean, std, _ = mean_std(ys)
             ax.errorbar([i + 0.3], [mean], yerr=[std], fmt="_", color="black", capsize=2, linewidth=0.8)
         ax.set_xticks(range(len(rows)), list(rows), rotation=25, ha="right")
         ax.set_xlim(-0.5, len(rows) - 0.3)
@@ -210,7 +219,9 @@ def draw_epochs(plt, report: Report, width: str):
             xs = list(range(1, len(mean) + 1))
             line, = ax.plot(xs, mean, label=f"{name} (n={len(curves)})", marker=MARKERS[i % len(MARKERS)],
                             markevery=max(1, len(xs) // 8), **style(i))
-            ax.fill_between(xs, *band(mean, std), color=line.get_color(), alpha=0.15, linewidth=0)
+            ax.fill_between(xs, *band(mean, std, percentages(report)), color=line.get_color(), alpha=0.15,
+                            linewidth=0)
+        ax.xaxis.get_major_locator().set_params(integer=True)  # epochs are whole: no tick at 2.5
         ax.set_xlabel("epoch")
         lettered(ax, k, len(axes), panel_title(report, group, metric))
         y_axis(ax, report)
@@ -219,20 +230,22 @@ def draw_epochs(plt, report: Report, width: str):
 
 
 def draw_similarity(plt, report: Report, width: str):
+    """A matrix per row and column (the columns' matrices one after another), on one colour scale."""
     matrices = similarity_matrices(report)
     if not matrices:
         raise BenchError("no result of this figure has stored text features: run it with "
                          "--set protocol.eval.text_features=true (bench run --report SPEC does)")
-    group, rows = next(iter(matrices.items()))
-    fig, axes = grid(plt, len(rows), width, extra_height=0.1)
-    values = [v for _, m, _ in rows.values() for line in m for v in line]
+    shown = [(group, name, entry) for group, rows in matrices.items() for name, entry in rows.items()]
+    fig, axes = grid(plt, len(shown), width, extra_height=0.1)
+    values = [v for _, _, (_, m, _) in shown for line in m for v in line]
     image = None
-    for k, (ax, (name, (classes, matrix, n))) in enumerate(zip(axes, rows.items())):
+    for k, (ax, (group, name, (classes, matrix, n))) in enumerate(zip(axes, shown)):
         image = ax.imshow(matrix, cmap="viridis", vmin=min(values), vmax=1.0)
         ticks = range(0, len(classes), max(1, len(classes) // 10))
         ax.set_xticks(ticks, [str(t + 1) for t in ticks])
         ax.set_yticks(ticks, [str(t + 1) for t in ticks])
-        lettered(ax, k, len(axes), f"{name} (n={n})")
+        where = f", {column_label(report, group)}" if len(matrices) > 1 else ""
+        lettered(ax, k, len(axes), f"{name}{where} (n={n})")
     fig.colorbar(image, ax=axes, label="cosine similarity", shrink=0.9)
     return fig
 

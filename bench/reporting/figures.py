@@ -13,6 +13,8 @@ from __future__ import annotations
 import statistics
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
+from bench.core.errors import BenchError
+
 from .figurespec import value_text
 from .leaderboard import mean_std, metric_title
 from .report import Report
@@ -34,9 +36,19 @@ def panels_of(report: Report) -> List[Tuple[str, str]]:
             if (group, metric) not in report.empty]
 
 
+def column(report: Report, group: str):
+    """The column group named ``group`` (its label, its member protocols)."""
+    return next(g for g in report.groups if g.name == group)
+
+
+def column_label(report: Report, group: str) -> str:
+    """A column as the table heads it ("EuroSAT"), not by its name with its overrides."""
+    return column(report, group).label or group
+
+
 def panel_title(report: Report, group: str, metric: str) -> str:
     """"EuroSAT HM": the column's header and the metric's, as the table heads them."""
-    label = next((g.label for g in report.groups if g.name == group), group) or group
+    label = column_label(report, group)
     shown = report.spec.headers.get(metric) or report.metric_labels.get(group, {}).get(metric) or metric_title(metric)
     return f"{label} {shown}" if len(report.protocols) > 1 or len(report.metrics[group]) > 1 else label
 
@@ -54,21 +66,25 @@ def sweep_series(report: Report, panel: int) -> Dict[str, List[Mark]]:
         point = report.points.get(row.name)
         if point is None or point.panel != panel:
             continue
+        series = report.series_labels.get(point.series, point.series)
         for group, metric in panels_of(report):
-            name = f"{point.series}, {panel_title(report, group, metric)}" if several else point.series
+            name = f"{series}, {panel_title(report, group, metric)}" if several else series
             cell = report.cells[(row.name, group, metric)]
             out.setdefault(name, []).append(Mark(point.x, cell.mean, cell.std, cell.reported))
     return out
 
 
 def heat_grid(report: Report, panel: int) -> Tuple[list, list, List[List[Optional[float]]]]:
-    """(x values, y values, the mean at each [y][x]) of a heat-map panel, for its first series and the
-    spec's first column and metric (None where no result)."""
+    """(x values, y values, the mean at each [y][x]) of a heat-map panel: its one series in its one
+    column and metric (None where no result)."""
     spec_panel = report.spec.figure.panels[panel]
+    if len(panels_of(report)) != 1:
+        shown = ", ".join(panel_title(report, g, m) for g, m in panels_of(report)) or "none with results"
+        raise BenchError(f"report '{report.spec.name}': a heat map draws one column and metric; this one has "
+                         f"{shown} (give the spec one column and `metrics: [one]`)")
     group, metric = panels_of(report)[0]
     points = [(p, row) for row, p in report.points.items() if p.panel == panel]
-    first = points[0][0].series if points else None
-    means = {(p.x, p.y): report.cells[(row, group, metric)].mean for p, row in points if p.series == first}
+    means = {(p.x, p.y): report.cells[(row, group, metric)].mean for p, row in points}
     return (spec_panel.values, spec_panel.by_values,
             [[means.get((x, y)) for x in spec_panel.values] for y in spec_panel.by_values])
 
@@ -104,9 +120,7 @@ def epoch_curves(report: Report) -> Dict[Tuple[str, str], Dict[str, List[List[fl
     with ``--set protocol.eval.per_epoch=true``); rows without such records are left out."""
     out: Dict[Tuple[str, str], Dict[str, List[List[float]]]] = {}
     for group, metric in panels_of(report):
-        members = next(g.members for g in report.groups if g.name == group)
-        if len(members) != 1:
-            continue  # a mean_of column's curve would average protocols epoch by epoch: not drawn
+        members = column(report, group).members  # one: a spec refuses mean_of columns here
         for row in report.rows:
             paths = report.cells[(row.name, members[0], metric)].paths
             curves = [[entry["metrics"].get(metric) for entry in epochs] for seed in sorted(paths)
@@ -139,21 +153,31 @@ def similarity_matrices(report: Report) -> Dict[str, Dict[str, Tuple[List[str], 
     seeds).  The evaluation is the figure's, else the protocol's first."""
     import numpy
 
-    wanted = report.spec.figure.evaluation
     out: Dict[str, Dict[str, Tuple[List[str], List[List[float]], int]]] = {}
     for group in report.protocols:
-        members = next(g.members for g in report.groups if g.name == group)
+        protocol = column(report, group).members[0]  # one: a spec refuses mean_of columns here
         for row in report.rows:
-            paths = report.cells[(row.name, members[0], report.metrics[group][0])].paths
-            stored = [read_fields(paths[s], "text_features") for s in sorted(paths)]
-            picked = [entry for texts in stored if texts
-                      for entry in [texts.get(wanted) if wanted else next(iter(texts.values()), None)] if entry]
+            paths = report.cells[(row.name, protocol, report.metrics[group][0])].paths
+            picked = [entry for texts in (read_fields(paths[s], "text_features") for s in sorted(paths)) if texts
+                      for entry in [evaluation_of(report, texts)] if entry]
             if picked:
                 classes = picked[0]["classes"]
                 mats = [cosine_matrix(p["features"]) for p in picked if p["classes"] == classes]
                 out.setdefault(group, {})[label(report, row.name)] = (
                     classes, numpy.mean(mats, axis=0).tolist(), len(mats))
     return out
+
+
+def evaluation_of(report: Report, texts: Dict[str, Optional[dict]]) -> Optional[dict]:
+    """The stored text features of the figure's evaluation (an unknown name is an error naming those
+    stored), else of the first; None where the method has none independent of the image."""
+    wanted = report.spec.figure.evaluation
+    if wanted is None:
+        return next(iter(texts.values()), None)
+    if wanted not in texts:
+        raise BenchError(f"report '{report.spec.name}': figure.evaluation '{wanted}' is not an evaluation of "
+                         f"the protocol (its results store: {', '.join(texts)})")
+    return texts[wanted]
 
 
 def effective_rank(matrix: List[List[float]]) -> float:
@@ -211,20 +235,23 @@ def epoch_frames(report: Report) -> Dict[str, object]:
 
 
 def similarity_frames(report: Report) -> Dict[str, object]:
+    """Per column: a summary row per method (off-diagonal statistics, effective rank), then the
+    matrices themselves where they are small enough to print."""
     pandas, out = require_pandas(), {}
     for group, rows in similarity_matrices(report).items():
-        body, count = [], 0
+        where = column_label(report, group)
+        body, matrices, count = [], {}, 0
         for name, (classes, matrix, n) in rows.items():
             off, count = off_diagonal(matrix), len(classes)
             body.append([name, n, *(f"{v:.3f}" for v in (statistics.fmean(off), mean_std(off)[1], min(off), max(off))),
                          f"{effective_rank(matrix):.2f}"])
             if len(classes) <= SHOWN_CLASSES:  # columns numbered as the figure's axes, the names in the rows
-                out[f"{name}: cosine similarity of the class text features ({group})"] = pandas.DataFrame(
+                matrices[f"{name}: cosine similarity of the class text features ({where})"] = pandas.DataFrame(
                     [[f"{i} {c}", *(f"{v:.2f}" for v in line)] for i, (c, line) in enumerate(zip(classes, matrix), 1)],
                     columns=["Class", *map(str, range(1, len(classes) + 1))])
-        title = f"Cosine similarity between the text features of {count} classes, off the diagonal ({group})"
-        out = {title: pandas.DataFrame(body, columns=["Method", "n", "Mean", "Std", "Min", "Max", "Eff. rank"]),
-               **out}
+        title = f"Cosine similarity between the text features of {count} classes, off the diagonal ({where})"
+        out[title] = pandas.DataFrame(body, columns=["Method", "n", "Mean", "Std", "Min", "Max", "Eff. rank"])
+        out.update(matrices)
     return out
 
 

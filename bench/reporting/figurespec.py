@@ -80,14 +80,32 @@ class FigureSpec:
         if self.evaluation is not None and self.kind != "similarity":
             raise ConfigError(f"{where}.evaluation", "only a similarity figure picks an evaluation's classes")
 
+    def check_series(self, rows: list) -> None:
+        """A heat map is one series' grid: with two series, its cells would need a third axis."""
+        if any(p.is_heatmap for p in self.panels) and len(rows) > 1:
+            raise ConfigError("figure.panels", f"a heat map draws one series; {len(rows)} rows given "
+                                               "(keep one row, or make a spec per row)")
+
+    def check_columns(self, columns: list) -> None:
+        """Curves over epochs and similarity matrices are read from one protocol's result files: a
+        mean of protocols would average them epoch by epoch or class by class, which no paper draws."""
+        if self.kind in ("epochs", "similarity"):
+            mean = next((c for c in columns if getattr(c, "mean_of", None) is not None), None)
+            if mean is not None:
+                raise ConfigError("columns", f"a '{self.kind}' figure reads one protocol per column; "
+                                             f"'mean_of: {mean.mean_of}' averages several (name protocols)")
+
 
 class Point(NamedTuple):
-    """Where a sweep's row goes: its panel, its series (the spec's row), and its x (and heat-map y)."""
+    """Where a sweep's row goes: its panel, its series (the spec's row: its name and the row itself, so
+    legends can name it as tables do), its x (and heat-map y) and the setting as labels print it."""
 
     panel: int
     series: str
     x: Value
     y: Optional[Value] = None
+    row: object = None  # the spec's RowSpec this point was crossed from
+    shown: str = ""  # "λ_TETF=0.25"
 
 
 def value_text(value: Value) -> str:
@@ -104,6 +122,7 @@ def expand_rows(rows: list, figure: Optional[FigureSpec]) -> Tuple[list, Dict[st
     ``"CPT (λ_TETF=0.25)"``, with the switch in its ``set``; other figures' rows as they are."""
     if figure is None or figure.kind != "sweep" or rows == "all":
         return rows, {}
+    figure.check_series(rows)
     out, points = [], {}
     for row in rows:
         for p, panel in enumerate(figure.panels):
@@ -116,7 +135,7 @@ def expand_rows(rows: list, figure: Optional[FigureSpec]) -> Tuple[list, Dict[st
                 shown = f"{panel.x_label}={value_text(x)}" + (f", {panel.y_label}={value_text(y)}" if panel.by else "")
                 name = f"{row.label or row.method} ({shown})"
                 out.append(replace(row, label=name, set={**row.set, **sets}))
-                points[name] = Point(p, row.name, x, y)
+                points[name] = Point(p, row.name, x, y, row, shown)
     return out, points
 
 

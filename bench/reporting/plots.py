@@ -6,6 +6,8 @@ critical-difference diagram.  Each figure has a data function (tested) and a thi
 """
 from __future__ import annotations
 
+import math
+
 import re
 import textwrap
 from pathlib import Path
@@ -102,9 +104,10 @@ def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "plot"
 
 
-def band(mean: List[float], std: List[float]) -> Tuple[List[float], List[float]]:
-    """The mean ± one std, within [0, 100] (an accuracy band cannot leave it)."""
-    return [max(0.0, m - s) for m, s in zip(mean, std)], [min(100.0, m + s) for m, s in zip(mean, std)]
+def band(mean: List[float], std: List[float], percent: bool = True) -> Tuple[List[float], List[float]]:
+    """The mean ± one std; a percentage's within [0, 100] (an accuracy band cannot leave it)."""
+    low, high = (0.0, 100.0) if percent else (-math.inf, math.inf)
+    return [max(low, m - s) for m, s in zip(mean, std)], [min(high, m + s) for m, s in zip(mean, std)]
 
 
 def boundaries(counts: List[int], many: int, few: int) -> List[Tuple[float, str]]:

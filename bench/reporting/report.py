@@ -24,6 +24,7 @@ from .papers import listed, paper_notes, paper_number, reported_value
 from .selection import check_settings, found_elsewhere, seed_values, selected, titled, unmatched_columns
 from .figurespec import Point, expanded
 from .reportspec import ReportSpec, RowSpec
+from .rowlabels import label_series, repeated_rows, row_label
 from .results import CELL, INFO
 from .stats import Comparison, Friedman, against, friedman, holm, mean_interval, paired
 
@@ -96,6 +97,9 @@ class Report:
     unmatched: List[str] = field(default_factory=list)  # why columns without a number have none
     title: str = ""  # the spec's title, naming the backbones that ran (:func:`titled`)
     points: Dict[str, Point] = field(default_factory=dict)  # a sweep's row -> its panel, series and x
+    series_labels: Dict[str, str] = field(default_factory=dict)  # a sweep's series (spec row) -> its label
+    # a sweep's row that reads the very results of an earlier one (the default value, in each panel) -> that row
+    same_as: Dict[str, str] = field(default_factory=dict)
 
     @property
     def protocols(self) -> List[str]:  # the column groups' names, in order
@@ -122,7 +126,9 @@ class Report:
         return self.spec.average and len(self.protocols) > 1 and bool(self.mean_metrics)
 
     def complete(self) -> List[str]:
-        return [r.name for r in self.rows if r.name not in self.incomplete and r.name not in self.paper_only]
+        """The rows ranked and tested: with every result, and each set of results once."""
+        return [r.name for r in self.rows
+                if r.name not in self.incomplete and r.name not in self.paper_only and r.name not in self.same_as]
 
 
 def expand_columns(spec: ReportSpec, sets: Optional[dict] = None) -> List[Column]:
@@ -200,10 +206,12 @@ def build_report(spec: ReportSpec, results, view_of: Callable[..., dict], versio
     for group in groups:  # headers: the spec's label, else the protocol's own
         group.label = group.label or (group.name if group.is_mean else views[group.name].get("label", ""))
     report.row_labels = {row.name: row_label(row, cards.get(row.method)) for row in rows}
+    label_series(report, cards)
     report.metric_labels = {g.name: views[g.members[0]].get("metric_labels", {}) for g in groups}
     report.thresholds = {g.name: (ev["many_threshold"], ev["few_threshold"]) for g in groups
                          for ev in [views[g.members[0]].get("identity", {}).get("eval", {})] if "few_threshold" in ev}
     fill_cells(report, records, views, cards)
+    report.same_as = repeated_rows(report)
     report.unmatched = unmatched_columns(report, ours, views, version)
     fill_mean_columns(report, views, cards)
     report.paper_notes = paper_notes(report, views, cards)
@@ -216,15 +224,6 @@ def column_name(view: dict, metric: str) -> str:
     """A protocol's metric as a reader knows it: "EuroSAT HM", "CIFAR-100-LT, IR 10 Few"."""
     label = (view.get("metric_labels") or {}).get(metric) or metric_title(metric)
     return f"{view.get('label') or view['name']} {label}"
-
-
-def row_label(row: RowSpec, card) -> str:
-    """A row as tables name it: its spec label, else the method card's label and the row's settings."""
-    if row.label:
-        return row.label
-    method = getattr(card, "label", "") or row.method
-    settings = ", ".join(f"{k}={v}" for k, v in row.set.items())
-    return f"{method} ({settings})" if settings else method
 
 
 def select_rows(spec: ReportSpec, records, views: Dict[str, dict], cards, metrics,

@@ -139,6 +139,8 @@ class ReportSpec:
                                             "or leave extra_rows out")
         if self.figure is not None and self.figure.kind == "sweep" and self.rows == "all":
             raise ConfigError("rows", "a sweep's rows are the series it crosses with the switch values: list them")
+        if self.figure is not None:
+            self.figure.check_columns(self.columns)
         if self.rows != "all":
             self.rows = [RowSpec(r) if isinstance(r, str) else r for r in self.rows]
             names = [r.name for r in [*self.rows, *self.extra_rows]]
