@@ -427,3 +427,54 @@ def test_a_file_where_the_protocol_folder_goes_fails_before_work(capsys, results
     (results / "smoke").write_text("x")
     code, _, err = run(capsys, "run", "--protocol", "smoke", "--method", "zeroshot", "--results-dir", str(results))
     assert code == 2 and "cannot write results under" in err
+
+
+def report_spec(tmp_path, rows, **fields) -> str:
+    """A report spec on the smoke protocol, seed 1: ``rows`` (and ``fields``) as given."""
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump({"title": "T", "columns": ["smoke"], "metrics": ["all"], "seeds": [1],
+                                    "rows": rows, **fields}))
+    return str(path)
+
+
+def test_report_selection_errors_name_the_spec_and_its_rows(capsys, results, tmp_path):
+    def error(*argv) -> str:
+        code, _, err = run(capsys, *argv, "--results-dir", str(results))
+        assert code == 2 and err.startswith("bench: error: ") and err.count("\n") == 1, err
+        return err
+
+    assert "--rows needs --report" in error("plan", "--protocol", "smoke", "--rows", "all")
+    spec = report_spec(tmp_path, [{"method": "lfa"}])
+    assert f"report '{spec}': every row is reported only" in error("run", "--report", spec)
+    assert "nothing to run" in error("plan", "--report", spec)
+    spec = report_spec(tmp_path, ["zeroshot", {"method": "coop", "label": "Wide", "set": {"nonexistent": 1}}])
+    assert f"report '{spec}', row 'Wide': --set coop.nonexistent: unknown field" in error("plan", "--report", spec)
+    spec = report_spec(tmp_path, ["zeroshot", {"method": "coop", "label": "Deep", "set": {"a.b": 1}}])
+    assert f"report '{spec}', row 'Deep': --set 'coop.a.b=1': expected METHOD.FIELD=VALUE" in error(
+        "run", "--report", spec)
+    spec = report_spec(tmp_path, [{"method": "coop", "label": "One", "set": {"train.epochs": 0}},
+                                  {"method": "coop", "label": "Two", "set": {"train.epochs": 0}}])
+    assert f"report '{spec}', rows 'One', 'Two': " in error("plan", "--report", spec)  # one setting of two rows
+
+
+@pytest.mark.parametrize("item", ["coop.n_ctx=8", "coop.train.lr=0.1", "coop.nonexistent=1"])
+def test_with_report_set_takes_only_method_fields_outside_the_key(capsys, results, tmp_path, item):
+    spec = report_spec(tmp_path, [{"method": "coop", "set": {"train.epochs": 1}}])
+    code, _, err = run(capsys, "run", "--report", spec, "--set", item, "--results-dir", str(results))
+    assert code == 2 and err.count("\n") == 1 and not results.exists()
+    assert f"bench: error: --set {item.partition('=')[0]}: with --report the spec's rows set the method's " in err
+    assert "(fields outside the key, such as coop.train.num_workers, are allowed)" in err
+    code, out, err = run(capsys, "plan", "--report", spec, "--set", "coop.train.num_workers=0",
+                         "--set", "protocol.eval.batch_size=64", "--results-dir", str(results))
+    assert code == 0 and "| smoke | coop | 0 | 0 | 0 | 0 | 1 |" in out, err
+    code, _, err = run(capsys, "run", "--report", spec, "--feature-cache", "2", "--results-dir", str(results))
+    assert code == 2 and "--feature-cache makes cells of their own" in err and not results.exists()
+
+
+def test_rows_all_adds_a_specs_extra_rows_to_its_run(capsys, results, tmp_path):
+    spec = report_spec(tmp_path, ["zeroshot"], extra_rows=["coop"])
+    for rows, methods in ((["--rows", "paper"], ["zeroshot"]), ([], ["zeroshot"]),
+                          (["--rows", "all"], ["zeroshot", "coop"])):
+        code, out, err = run(capsys, "plan", "--report", spec, *rows, "--results-dir", str(results))
+        assert code == 0, err
+        assert [m for m in ("zeroshot", "coop") if f"| smoke | {m} |" in out] == methods

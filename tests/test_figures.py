@@ -320,7 +320,7 @@ def test_a_figure_is_one_command_to_run_and_one_to_draw(tmp_path, capsys):
     results = tmp_path / "results"
     assert main(["run", "--report", str(spec), "--results-dir", str(results), "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "bench: 3 cells: 2 ran, 1 done before" in out  # n_ctx 4 and csc false are one setting (the default)
+    assert "bench: 2 cells: 2 ran" in out  # n_ctx 4 and csc false are one setting (the default): one cell
     assert len(list(results.rglob("seed-1.json"))) == 2
     assert main(["plan", "--report", str(spec), "--results-dir", str(results)]) == 0
     assert "| all | 1 rows | 2 | 0 | 0 | 0 | 0 |" in capsys.readouterr().out

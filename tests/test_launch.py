@@ -256,3 +256,54 @@ def one_error(capsys, *argv) -> str:
 def test_bad_worker_settings_are_one_line_before_any_worker_starts(tmp_path, capsys, extra, problem):
     err = one_error(capsys, "run", "--protocol", "smoke", "--method", "coop", "--results-dir", str(tmp_path), *extra)
     assert problem in err and not list(tmp_path.rglob("seed-*"))
+
+
+def sweep_spec(tmp_path) -> str:
+    """Three coop settings on smoke, seed 1, one selection each; 'default' and 'csc off' are one cell."""
+    path = tmp_path / "sweep.yaml"
+    one = {"train.epochs": 1}
+    path.write_text(json.dumps({"title": "T", "columns": ["smoke"], "metrics": ["all"], "seeds": [1], "rows": [
+        {"method": "coop", "label": "default", "set": one},
+        {"method": "coop", "label": "csc off", "set": {**one, "csc": False}},
+        {"method": "coop", "label": "short", "set": {**one, "n_ctx": 2}}]}))
+    return str(path)
+
+
+@pytest.fixture
+def backbones_built(monkeypatch) -> list:
+    """The ProtocolResources (by id) that built a backbone in this process."""
+    from bench.engine.resources import ProtocolResources
+
+    built, real = [], ProtocolResources.backbone
+    monkeypatch.setattr(ProtocolResources, "backbone", lambda self: (built.append(id(self)), real(self))[1])
+    return built
+
+
+def test_a_reports_selections_share_one_backbone_and_count_each_cell_once(tmp_path, capsys, backbones_built):
+    root = str(tmp_path / "results")
+    assert main(["run", "--report", sweep_spec(tmp_path), "--results-dir", root, "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "bench: 2 cells: 2 ran\n" in out and "bench: running" not in out  # one protocol, three selections
+    assert len(set(backbones_built)) == 1 and len(results(tmp_path / "results")) == 2
+
+
+def test_a_reports_selections_are_one_worker_launch(tmp_path, env):
+    args = ["run", "--report", sweep_spec(tmp_path), "--workers", "2", "--devices", "cpu", "--threads", "1",
+            "--results-dir", str(tmp_path / "results")]
+    log = bench_process(args, env, tmp_path).communicate(timeout=600)[0]
+    assert log.count("bench: 2 workers finished") == 1 and "bench: 2 cells: 2 ran\n" in log, log
+    assert sum(training_starts(log).values()) == 2 and len(results(tmp_path / "results")) == 2
+
+
+def test_a_reports_selections_are_one_slurm_array_sharing_a_backbone(tmp_path, capsys, backbones_built):
+    """submitit's debug executor runs the task in this process, so the backbones it builds are counted."""
+    pytest.importorskip("submitit", reason="submitit is the [slurm] extra")
+    root = tmp_path / "results"
+    args = ["run", "--report", sweep_spec(tmp_path), "--results-dir", str(root), "--launcher", "slurm",
+            "--slurm-cluster", "debug", "--slurm-array", "1", "--slurm-gpus", "0"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert out.count("bench: submitted 1 array task(s)") == 1 and "bench: 2 cells: 2 ran\n" in out, out
+    note, = root.glob(".slurm/*/launch.json")
+    assert json.loads(note.read_text())["protocols"] == ["smoke"]
+    assert len(set(backbones_built)) == 1 and len(results(root)) == 2

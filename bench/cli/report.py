@@ -10,6 +10,7 @@ from bench.core.registry import all_cards
 
 from .common import add_plugin_option, protocol_sets, whole, write_output
 from .leaderboard import protocol_view
+from .report_cells import with_extra_rows
 
 
 REPORT_EXTRA = ("pandas", "scipy", "jinja2", "tabulate")  # and matplotlib for --plots
@@ -109,9 +110,7 @@ def with_page_options(spec, args):
 
     given = {"float_env": args.float, "panels": args.panels, "notes": args.notes, "font": args.font,
              "std": STD.get(args.std)}
-    spec = dataclasses.replace(spec, **{k: v for k, v in given.items() if v is not None})
-    if args.rows == "all" and spec.extra_rows:
-        spec = dataclasses.replace(spec, rows=[*spec.rows, *spec.extra_rows], extra_rows=[])
+    spec = with_extra_rows(dataclasses.replace(spec, **{k: v for k, v in given.items() if v is not None}), args.rows)
     spec.validate("")
     return spec
 

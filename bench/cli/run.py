@@ -17,6 +17,8 @@ def selections(args) -> list:
     with ``--report SPEC`` one per column and row setting of the spec (:mod:`bench.cli.report_cells`);
     each is :func:`select`'s triple and its seeds (None: each protocol's), all checked before anything runs."""
     if args.report is None:
+        if args.rows is not None:
+            raise BenchError("--rows needs --report (it picks the rows of a report spec)")
         if args.method is None and not args.method_needed:
             args.method = ["all"]
         if args.protocol is None or args.method is None:
@@ -25,6 +27,9 @@ def selections(args) -> list:
         return [(*select(args), args.seeds)]
     if args.protocol is not None or args.method is not None:
         raise BenchError("--report picks the protocols and methods itself; leave --protocol and --method out")
+    if getattr(args, "feature_cache", 0):
+        raise BenchError("--feature-cache makes cells of their own, which the spec does not read; give it in the "
+                         "spec's rows instead (set: {train.feature_cache: K})")
     from .report_cells import spec_selections
 
     parts, notes = spec_selections(args)
@@ -47,6 +52,7 @@ def select(args) -> tuple:
     methods = METHODS.names() if args.method == ["all"] else list(dict.fromkeys(args.method))
     for name in methods:
         METHODS.get(name)
+    check_method_options(args, protocols, methods, method_sets)
     if not args.results_dir.strip():
         raise BenchError("--results-dir: must not be empty (default: results)")
     options = RunOptions(
@@ -62,6 +68,18 @@ def select(args) -> tuple:
     return names, [Runner(protocol, options) for protocol in protocols], methods
 
 
+def check_method_options(args, protocols: list, methods: list, method_sets: dict) -> None:
+    """Each method's ``--set`` fields on each protocol, before anything runs (an unknown field, a value out
+    of range); a report's selection names the spec's rows that set them."""
+    from .report_cells import rows_named
+
+    for name in methods:
+        if name in method_sets:
+            with rows_named(getattr(args, "spec_name", None), getattr(args, "spec_rows", {}).get(name, [])):
+                for protocol in protocols:
+                    protocol.resolve(name, method_sets[name])
+
+
 def with_feature_cache(overrides: dict, methods: list, views: int) -> dict:
     """``--feature-cache K``: ``train.feature_cache = K`` for each method that never touches the image
     tower (the others run as usual), unless ``--set`` says otherwise for it."""
@@ -72,22 +90,28 @@ def with_feature_cache(overrides: dict, methods: list, views: int) -> dict:
 
 
 def cmd_run(args) -> int:
+    """Every selection's cells: here, in ``--workers`` processes, or as one SLURM job array."""
+    from bench.engine.resources import share_resources
+    from bench.launch.workers import merge
+
     chosen = selections(args)
-    if args.launcher == "slurm":
-        return max(run_on_slurm(args, *picked) for picked in chosen)
     names = [name for picked in chosen for name in picked[0]]
     runners = [runner for picked in chosen for runner in picked[1]]
+    if args.launcher == "slurm":
+        return run_on_slurm(args, chosen)
     if args.workers > 1 or args.devices:
-        return finish(names, runners, sum((run_with_workers(args, *picked) for picked in chosen), Counter()))
-    if len(runners) > 1:
-        print(f"bench: running {len(runners)} protocols: {', '.join(names[:4])}{', ...' if len(names) > 4 else ''}")
+        return finish(names, runners, run_with_workers(args, chosen))
+    distinct = list(dict.fromkeys(names))  # a report runs a protocol in several selections
+    if len(distinct) > 1:
+        print(f"bench: running {len(distinct)} protocols: {', '.join(distinct[:4])}"
+              f"{', ...' if len(distinct) > 4 else ''}")
+    share_resources(runners)
     check_data(runners)
-    outcome = Counter()
     for _, part, methods, seeds in chosen:
         for runner in part:
             runner.run(methods, seeds, skip_unfit=unfit_skipped(args))
-            outcome += runner.outcome
-    return finish(names, runners, outcome)
+    # each cell once: two selections of a report may share one (the second finds it done)
+    return finish(names, runners, merge(runner.cell_outcomes.items() for runner in runners))
 
 
 def unfit_skipped(args) -> bool:
@@ -96,11 +120,13 @@ def unfit_skipped(args) -> bool:
     return args.method == ["all"] or args.report is not None
 
 
-def check_data(runners) -> None:
-    """Build each protocol's first data, before any cell runs: a missing dataset of the last table
-    cell fails now, not hours in (one protocol's data is built by its own preflight)."""
-    if len(runners) > 1:
-        for runner in runners:
+def check_data(runners, always: bool = False) -> None:
+    """Build each protocol's first data (once per shared resources), before any cell runs: a missing
+    dataset of the last table cell fails now, not hours in (one protocol's data is built by its own
+    preflight, unless ``always``)."""
+    distinct = list({id(runner.resources): runner for runner in runners}.values())
+    if always or len(distinct) > 1:
+        for runner in distinct:
             runner.check_data()
 
 
@@ -119,26 +145,35 @@ def finish(names, runners, outcome: Counter) -> int:
     return 1 if outcome["failed"] else 0
 
 
-def launched(args, names, runners, methods, seeds):
-    """The selection other processes run (workers, SLURM tasks): every protocol's data checked here
-    first, and the plugins named in the environment those processes inherit (sbatch passes it on)."""
+def launched(args, chosen: list):
+    """What other processes run (workers, SLURM tasks): every selection (a report's parts) in one,
+    every protocol's data checked here first, and the plugins named in the environment those processes
+    inherit (sbatch passes it on)."""
+    from bench.engine.resources import share_resources
     from bench.launch.workers import Selection
 
-    for runner in runners:
-        runner.check_data()
+    runners = [runner for picked in chosen for runner in picked[1]]
+    share_resources(runners)
+    check_data(runners, always=True)
     plugins.export()
-    return Selection(names, methods, seeds, runners[0].options, unfit_skipped(args), runners[0].protocol.overrides)
+    parts = [Selection(names, methods, seeds, part[0].options, unfit_skipped(args), part[0].protocol.overrides)
+             for names, part, methods, seeds in chosen]
+    if len(parts) == 1:
+        return parts[0]
+    names = list(dict.fromkeys(name for part in parts for name in part.names))
+    methods = list(dict.fromkeys(method for part in parts for method in part.methods))
+    return Selection(names, methods, None, parts[0].options, unfit_skipped(args), parts=parts)
 
 
-def run_with_workers(args, names, runners, methods, seeds) -> Counter:
+def run_with_workers(args, chosen: list) -> Counter:
     """``--workers N --devices 0,1``: N processes, one device each, every cell exactly once."""
     from bench.launch.workers import device_list, run_workers
 
-    devices = device_list(args.devices or runners[0].options.device, args.workers)
-    return run_workers(launched(args, names, runners, methods, seeds), devices)
+    devices = device_list(args.devices or chosen[0][1][0].options.device, args.workers)
+    return run_workers(launched(args, chosen), devices)
 
 
-def run_on_slurm(args, names, runners, methods, seeds) -> int:
+def run_on_slurm(args, chosen: list) -> int:
     """``--launcher slurm``: one submitit job array whose tasks pull cells through the leases."""
     import datetime
 
@@ -151,11 +186,13 @@ def run_on_slurm(args, names, runners, methods, seeds) -> int:
         **({"sbatch": sbatch} if sbatch else {})})
     logs = Path(args.results_dir) / ".slurm" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     executor(profile, logs)  # submitit missing or an option it does not know: an error before anything
-    jobs = submit(launched(args, names, runners, methods, seeds), profile, logs)
+    jobs = submit(launched(args, chosen), profile, logs)
     print(f"bench: submitted {len(jobs)} array task(s) (job {jobs[0].job_id.split('_')[0]}); logs in {logs}; "
           f"follow with: bench status {following(args)}", flush=True)
     if profile.cluster is None:
         return 0
+    names = [name for picked in chosen for name in picked[0]]
+    runners = [runner for picked in chosen for runner in picked[1]]
     return finish(names, runners, task_outcomes(jobs))  # local or debug: the tasks ran, as a test or dry run
 
 
@@ -185,8 +222,8 @@ def add_selection(p, method_required: bool = True) -> None:
                    help="method names, or 'all'" + (" (with --protocol)" if method_required else " (default)"))
     p.add_argument("--report", metavar="SPEC", help="instead of --protocol and --method: the cells a report or "
                                                     "figure spec reads (its rows, settings, columns and seeds)")
-    p.add_argument("--rows", choices=["paper", "all"], default="paper",
-                   help="with --report: the paper's rows (default), or its extra rows too")
+    p.add_argument("--rows", choices=["paper", "all"],
+                   help="with --report: the paper's rows (default: paper), or its extra rows too (all)")
     p.add_argument("--seeds", type=whole(0, 2**32 - 1), nargs="+", help="seeds (default: the protocol's)")
     p.add_argument("--set", action="append", default=[], metavar="METHOD.FIELD=VALUE", help=SET_HELP)
     p.add_argument("--results-dir", default="results", help="where result JSON files go (default: results)")

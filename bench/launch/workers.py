@@ -27,6 +27,9 @@ class Selection:
     options: object  # bench.engine.runner.RunOptions
     skip_unfit: bool = False
     protocol_overrides: Dict[str, object] = field(default_factory=dict)  # --set protocol.PATH=VALUE
+    # a report's selections (bench run --report), each with its own protocols, overrides, methods and
+    # seeds, launched as one: the workers then share each protocol's backbone and data across them
+    parts: List["Selection"] = field(default_factory=list)
 
 
 def device_list(devices: str, workers: int) -> List[str]:
@@ -70,18 +73,28 @@ def merge(reports: Iterable[List[tuple]]) -> Counter:
 
 
 def work(selection: Selection, device: str, index: int, workers: int) -> List[tuple]:
-    """One worker: the selection's cells on ``device``, waiting out cells other workers hold; what it
-    did with each cell."""
+    """One worker: the selection's cells (those of each of its parts) on ``device``, waiting out cells
+    other workers hold; what it did with each cell."""
+    from bench.engine.resources import share_resources
+
+    runners = [(part, runner) for part in selection.parts or [selection]
+               for runner in part_runners(part, device, index, workers)]
+    share_resources([runner for _, runner in runners])
+    outcome: List[tuple] = []
+    for part, runner in runners:
+        runner.run(part.methods, part.seeds, skip_unfit=part.skip_unfit)
+        outcome += runner.cell_outcomes.items()
+    return outcome
+
+
+def part_runners(part: Selection, device: str, index: int, workers: int) -> list:
+    """A Runner per protocol of ``part`` on ``device``, as worker ``index`` of ``workers``."""
     from bench.config.protocol import load_protocol  # plugins come through $BENCH_PLUGINS (bench.plugins.export)
     from bench.engine.runner import Runner
     from bench.engine.usage import default_threads
 
-    threads = selection.options.threads or max(1, default_threads() // workers)  # the workers share the CPUs
-    outcome: List[tuple] = []
-    for name in selection.names:
-        options = replace(selection.options, device=device, wait=POLL, threads=threads, start=index / workers,
-                          cpu_share=workers)
-        runner = Runner(load_protocol(name, selection.protocol_overrides), options, log=lambda line, i=index: print(f"[w{i}] {line}", flush=True))
-        runner.run(selection.methods, selection.seeds, skip_unfit=selection.skip_unfit)
-        outcome += runner.cell_outcomes.items()
-    return outcome
+    threads = part.options.threads or max(1, default_threads() // workers)  # the workers share the CPUs
+    options = replace(part.options, device=device, wait=POLL, threads=threads, start=index / workers,
+                      cpu_share=workers)
+    return [Runner(load_protocol(name, part.protocol_overrides), options,
+                   log=lambda line, i=index: print(f"[w{i}] {line}", flush=True)) for name in part.names]
