@@ -22,7 +22,7 @@ from bench.kb.stats import prior_matrix, prior_stats
 from bench.model.backbone import ClipBackbone
 from bench.model.clustering import best_partition
 from bench.model.losses import la_loss, la_offsets, posthoc_adjust
-from bench.model.method import Ablation, ClassInfo, DeepPromptCLIP, Method, MethodCard, Reported
+from bench.model.method import Ablation, ClassInfo, DeepPromptCLIP, Method, MethodCard, Reported, dataset_template
 from bench.model.prompting import (check_depth, encode_image_deep, encode_image_hooked, encode_text_deep,
                                    image_tokens, insert_after_first, normal_prompts, pooled_span, run_blocks,
                                    shift_tokens, text_layers, text_output, text_tokens, vision_layers,
@@ -32,6 +32,7 @@ from bench.model.text_prompts import ClassPrompts, check_init_text
 __all__ = [
     # the method contract and its card
     "Method", "MethodCard", "Reported", "Ablation", "Recipe", "ClassInfo", "DeepPromptCLIP", "ClipBackbone",
+    "dataset_template",
     # registration (REPORTED: cards of systems the suite cites but does not run yet)
     "METHODS", "VARIANTS", "REPORTED", "describe",
     # errors a method raises, and config field metadata

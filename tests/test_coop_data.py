@@ -92,6 +92,7 @@ def test_split_dataset_few_shot_then_long_tail(monkeypatch, tmp_path):
     assert bundle.train_counts == [16, 11, 8, 5, 4, 0, 0, 0, 0, 0]
     assert bundle.base_classes == [0, 1, 2, 3, 4] and bundle.class_ids is None
     assert bundle.classnames[3] == "class 3" and bundle.template == "a centered satellite photo of {}."
+    assert bundle.dataset == "EuroSAT"  # CoOp's name: the key of per-dataset templates and recipes
     assert len(bundle.test) == 20 and sorted(set(bundle.test.labels)) == list(range(10))
     image, label = bundle.train[0]
     assert image.mode == "RGB" and label == bundle.train.labels[0] == 0

@@ -108,7 +108,8 @@ def test_every_method_has_a_complete_card(name):
     entry = METHODS.get(name)
     card = entry.card
     assert card is not None and card.paper and CODE.match(card.code) and card.spec.startswith(("methods_spec §",
-                                                                                             "b2n_anchors §")), card
+                                                                                             "b2n_anchors §",
+                                                                                             "spec_lamp_baselines.md §")), card
     assert card.recipes and set(card.recipes) <= set(FAMILIES)  # families the card has no recipe for use defaults
     for family, recipe in card.recipes.items():
         assert recipe.source
@@ -221,3 +222,47 @@ def test_every_by_shots_entry_is_a_valid_recipe():
                 resolve(METHODS.get(name), family, {}, None, None, name, shots)  # fields of TrainRecipe, in range
                 checked += 1
     assert checked >= 3  # CoOp's 1, 2 and 4 shots
+
+
+def test_adam_couples_weight_decay_into_the_gradient_and_takes_eps():
+    """Dassl's adam (TCP's, with eps 1e-3): the update of Adam on g + wd * theta, written out by hand."""
+    from bench.engine.train import make_optimizer
+
+    cfg = TrainRecipe(optimizer="adam", lr=0.01, weight_decay=0.5, eps=1e-3)
+    theta = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    opt, expected, m, v = make_optimizer([theta], cfg), theta.detach().clone(), 0.0, 0.0
+    for step, grad in enumerate([torch.tensor([0.3, 0.1]), torch.tensor([-0.2, 0.4]), torch.tensor([0.05, 0.0])], 1):
+        g = grad + 0.5 * expected  # coupled: the decay joins the gradient before the moments
+        m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g
+        expected = expected - 0.01 * (m / (1 - 0.9 ** step)) / ((v / (1 - 0.999 ** step)).sqrt() + 1e-3)
+        theta.grad = grad.clone()
+        opt.step()
+        assert torch.allclose(theta.detach(), expected, atol=1e-7, rtol=0)
+    adamw = make_optimizer([torch.nn.Parameter(torch.zeros(1))], TrainRecipe(optimizer="adamw", eps=1e-6))
+    assert isinstance(adamw, torch.optim.AdamW) and adamw.param_groups[0]["eps"] == 1e-6
+
+
+def test_eps_enters_the_key_only_where_it_acts_and_differs_from_torchs_default():
+    def train_identity(**fields):
+        return resolve(METHODS.get("coop"), "lt", {}, None, {"train": fields}, "coop").train_identity()
+
+    assert "eps" not in train_identity()  # AdamW at eps 1e-8: the keys of results from before the field
+    assert train_identity(eps=1e-3)["eps"] == 1e-3
+    assert "eps" not in train_identity(optimizer="sgd", eps=1e-3)  # SGD has none
+
+
+def test_a_card_recipe_can_train_one_dataset_differently():
+    """by_dataset (TCP: 25 epochs on ImageNet and SUN397) applies where the protocol trains on that
+    dataset, keyed by CoOp's name of it, and says so in the provenance."""
+    from bench.config.recipes import Recipe
+
+    class Tcpish(METHODS.get("coop")):
+        card = dataclasses.replace(METHODS.get("coop").card, recipes={"b2n_lt100": Recipe(
+            source="S", train={"epochs": 50}, by_dataset={"SUN397": {"train": {"epochs": 25}, "n_ctx": 2}})})
+
+    sun = resolve(Tcpish, "b2n_lt100", {}, None, None, "t", 100, "SUN397")
+    assert (sun.train.epochs, sun.options.n_ctx, sun.sources["train.epochs"]) == (25, 2, "card: S, SUN397")
+    assert resolve(Tcpish, "b2n_lt100", {}, None, None, "t", 100, "EuroSAT").train.epochs == 50
+    assert load_protocol("b2n_lamp/sun397/imb10").dataset.coop_name == "SUN397"
+    assert load_protocol("imagenet_lt").dataset.coop_name == "ImageNet"
+    assert not hasattr(load_protocol("smoke").dataset, "coop_name")

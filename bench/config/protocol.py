@@ -162,7 +162,7 @@ class Protocol:
     def resolve(self, method: str, cli: Optional[dict] = None) -> Resolved:
         """``method``'s options and training recipe here, ``--set`` values on top."""
         return resolve(METHODS.get(method), self.family, self.train, self.methods.get(method), cli, method,
-                       getattr(self.dataset, "shots", None))
+                       getattr(self.dataset, "shots", None), getattr(self.dataset, "coop_name", None))
 
 
 NAME_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # a name, or a grid cell's parts joined by '/'

@@ -8,7 +8,7 @@ resolved in layers, each overriding the one before:
 
 1. engine defaults (:class:`TrainRecipe`: the Dassl/CoOp optimisation defaults);
 2. the method card's recipe for the family (``options`` and ``train``, then its ``by_shots``
-   entry for the protocol's shot count);
+   entry for the protocol's shot count and its ``by_dataset`` entry for the training set);
 3. the protocol's ``train:`` block (every method; smoke twins shorten runs here);
 4. the protocol's ``methods.<name>:`` block (options, and its own ``train:``);
 5. ``--set <name>.<field>=...`` and ``--set <name>.train.<field>=...``.
@@ -62,9 +62,11 @@ class TrainRecipe:
     batch_size: int = field(default=32, metadata={"min": 1, "max": 1_000_000})
     # Dassl drops the last partial batch (when the set holds at least one batch).
     drop_last: bool = True
-    optimizer: Literal["sgd", "adamw"] = "sgd"
+    # adam: Dassl's (torch Adam, weight decay coupled into the gradient); adamw: decoupled decay
+    optimizer: Literal["sgd", "adamw", "adam"] = "sgd"
     lr: float = field(default=0.002, metadata=RATE)
     momentum: float = field(default=0.9, metadata={"min": 0, "max": 1})  # SGD only
+    eps: float = field(default=1e-8, metadata={"min": 0, "max": 1})  # Adam and AdamW (TCP's: 1e-3)
     weight_decay: float = field(default=5e-4, metadata=RATE)
     # Per-epoch cosine from lr down to min_lr over `epochs`, after the warm-up.
     scheduler: Literal["cosine", "constant"] = "cosine"
@@ -103,6 +105,7 @@ def lr_for_epoch(cfg: TrainRecipe, epoch: int) -> float:
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
 
 
+DEFAULT_EPS = 1e-8
 MACHINE_FIELDS = {f"train.{f.name}" for f in dataclasses.fields(TrainRecipe) if not f.metadata.get("identity", True)}
 
 
@@ -116,6 +119,9 @@ class Recipe:
     # train fields per shot count of the protocol's few-shot draw, where the source trains each differently
     # (CoOp's few-shot runs: 50 epochs at 1 shot, 100 at 2 and 4, 200 at 8 and 16)
     by_shots: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
+    # options and train fields per dataset (CoOp's name: "ImageNet", "SUN397"), where the official code
+    # trains one differently: TCP's 25 epochs on ImageNet and SUN397 ({"ImageNet": {"train": {"epochs": 25}}})
+    by_dataset: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -131,7 +137,9 @@ class Resolved:
         """The recipe fields that determine this method's results (for the cell key):
         fields that cannot act (momentum under AdamW, ...) are left out."""
         ident, t = identity(self.train), self.train
-        unused = {"momentum": t.optimizer != "sgd", "warmup_lr": t.warmup_epochs == 0,
+        # eps at torch's default is left out too: results from before the field existed keep their keys
+        unused = {"momentum": t.optimizer != "sgd", "eps": t.optimizer == "sgd" or t.eps == DEFAULT_EPS,
+                  "warmup_lr": t.warmup_epochs == 0,
                   "min_lr": t.scheduler == "constant", "feature_cache": t.feature_cache == 0}
         if not self.trains:
             unused.update({k: True for k in ident if k not in EVAL_FIELDS})
@@ -162,7 +170,7 @@ def _split(block: Optional[Mapping], where: str) -> Tuple[dict, dict]:
 
 
 def _layers(method_cls: Any, family: str, protocol_train: Mapping, protocol_method: Optional[Mapping],
-            cli: Optional[Mapping], name: str, shots: Optional[int]) -> List[_Layer]:
+            cli: Optional[Mapping], name: str, shots: Optional[int], dataset: Optional[str]) -> List[_Layer]:
     card = getattr(method_cls, "card", None)
     recipes = card.recipes if card is not None else {}
     recipe = recipes.get(family) or recipes.get(FALLBACK.get(family, ""))
@@ -171,6 +179,9 @@ def _layers(method_cls: Any, family: str, protocol_train: Mapping, protocol_meth
     if recipe and shots in recipe.by_shots:
         at = f"{recipe.source}, {shots} shot{'s' * (shots != 1)}"
         layers.append(_Layer(f"card: {at}", f"{name} card ({at})", {}, recipe.by_shots[shots], user=False))
+    if recipe and dataset in recipe.by_dataset:
+        at = f"{recipe.source}, {dataset}"
+        layers.append(_Layer(f"card: {at}", f"{name} card ({at})", *_split(recipe.by_dataset[dataset], at), user=False))
     return layers + [
         _Layer("protocol train", "protocol.train", {}, protocol_train),
         _Layer(f"protocol methods.{name}", f"protocol.methods.{name}", *_split(protocol_method, f"protocol.methods.{name}")),
@@ -179,14 +190,16 @@ def _layers(method_cls: Any, family: str, protocol_train: Mapping, protocol_meth
 
 
 def resolve(method_cls: Any, family: str, protocol_train: Mapping, protocol_method: Optional[Mapping],
-            cli: Optional[Mapping], name: str = "method", shots: Optional[int] = None) -> Resolved:
+            cli: Optional[Mapping], name: str = "method", shots: Optional[int] = None,
+            dataset: Optional[str] = None) -> Resolved:
     """Merge the layers (module docstring) into a validated :class:`Resolved`; ``shots``, the
-    protocol's few-shot cap, picks the card recipe's ``by_shots`` entry."""
+    protocol's few-shot cap, picks the card recipe's ``by_shots`` entry, and ``dataset`` (CoOp's
+    name of the training set) its ``by_dataset`` entry."""
     trains = getattr(method_cls, "trains", True)
     values: Dict[str, Any] = {}  # "n_ctx" / "train.lr" -> value
     sources: Dict[str, str] = {}
     origins: Dict[str, str] = {}  # the error path of the layer that set it, for user layers
-    for layer in _layers(method_cls, family, protocol_train, protocol_method, cli, name, shots):
+    for layer in _layers(method_cls, family, protocol_train, protocol_method, cli, name, shots, dataset):
         options = check_fields(method_cls.Config, layer.options, layer.where)
         train = _train_fields(check_fields(TrainRecipe, layer.train, layer.train_where), trains, layer, name)
         for key, value in [*options.items(), *((f"train.{k}", v) for k, v in train.items())]:

@@ -25,6 +25,9 @@ class DatasetBundle:
     # Base-to-new only: the new classes' training images, drawn like the base ones (few-shot cap and
     # long-tail rule), for transductive steps that use them without labels (LAMP's bias pass).
     new_train: Optional[Dataset] = None
+    # CoOp's name of the dataset ("EuroSAT", "ImageNet"): the key of the per-dataset template tables
+    # some methods carry (KgCoOp, TCP, LFA) and of a recipe's by_dataset entries; None outside CoOp's sets.
+    dataset: Optional[str] = None
 
 
 class TransformedDataset(Dataset):

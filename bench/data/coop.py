@@ -60,6 +60,11 @@ class CoOpConfig:
     classes: Literal["base_to_new", "all"] = "base_to_new"
     root: str = field(default="data/coop", metadata=ENV)  # CoOp's $DATA: holds imagenet/, caltech-101/, ...
 
+    @property
+    def coop_name(self) -> str:
+        """CoOp's name of the dataset (a recipe's ``by_dataset`` key)."""
+        return LAYOUTS[self.dataset].name
+
     def validate(self, where: str) -> None:
         at = f"{where}." if where else ""
         if not 0 < self.imb_ratio <= 1:
@@ -123,7 +128,7 @@ class CoOpDatasets:
         return DatasetBundle(
             train=train, test=test, classnames=[name.replace("_", " ") for name in lists.classnames],
             train_counts=label_counts(train.labels, num_classes), template=layout.template,
-            base_classes=base, class_ids=lists.class_ids, new_train=new_train)
+            base_classes=base, class_ids=lists.class_ids, new_train=new_train, dataset=layout.name)
 
     @staticmethod
     def catalog() -> List[Tuple[str, CoOpConfig]]:

@@ -217,7 +217,8 @@ class _FolderLT:
         return DatasetBundle(
             train=ListedImages(root, train_paths, train_labels, cls.title),
             test=ListedImages(root, test_paths, test_labels, cls.title),
-            classnames=names, train_counts=counts, template=TEMPLATE, class_ids=ids)
+            classnames=names, train_counts=counts, template=TEMPLATE, class_ids=ids,
+            dataset=getattr(cfg, "coop_name", None))
 
     @classmethod
     def check(cls, cfg) -> List[Tuple[str, int, List[str]]]:
@@ -234,6 +235,7 @@ class _FolderLT:
 class ImageNetLTConfig:
     root: str = field(default="data/imagenet", metadata=ENV)  # the ILSVRC2012 folder (train/, val/)
     test_split: Literal["test", "val"] = "test"
+    coop_name = "ImageNet"  # its classes and images are ImageNet's: ImageNet's templates and recipes
 
 
 @DATASETS.register("imagenet_lt")

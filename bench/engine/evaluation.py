@@ -107,7 +107,8 @@ def label_space(train: DatasetBundle, trained: List[int], train_info: ClassInfo,
         info = train_info
     else:
         counts = [train.train_counts[trained[i]] if i is not None else 0 for i in found]
-        info = ClassInfo(names, counts, data.template, training_index=None if None in found else found)
+        info = ClassInfo(names, counts, data.template, training_index=None if None in found else found,
+                         dataset=data.dataset)
     test = data.test if plan.classes == "all" else Relabelled(data.test, labels_of(data.test), classes)
     return Evaluation(plan.name, info, test, classes, plan.group, plan.classes)
 
@@ -125,7 +126,8 @@ def label_spaces(train: DatasetBundle, others: Sequence[Tuple[EvalPlan, DatasetB
     new = [c for c in range(len(train.classnames)) if c not in set(trained)]
     names = train.classnames
     train_info = ClassInfo([names[c] for c in trained], [train.train_counts[c] for c in trained], train.template,
-                           new_classnames=[names[c] for c in new], training_index=list(range(len(trained))))
+                           new_classnames=[names[c] for c in new], training_index=list(range(len(trained))),
+                           dataset=train.dataset)
     pairs = list(others) or [(plan, train) for plan in default_plans(train)]
     evaluations = [label_space(train, trained, train_info, data, plan) for plan, data in pairs]
     train_set = train.train if train.base_classes is None else Relabelled(train.train, labels_of(train.train), trained)

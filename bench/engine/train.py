@@ -29,7 +29,9 @@ from .usage import per_second
 def make_optimizer(params, cfg: TrainRecipe) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":  # Dassl's: L2 weight decay added to the gradient (coupled), unlike AdamW
+        return torch.optim.Adam(params, lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.weight_decay)
 
 
 def amp_dtype(device: torch.device, precision: str) -> Optional[torch.dtype]:

@@ -32,7 +32,7 @@ import contextlib
 import dataclasses
 import functools
 from dataclasses import dataclass, field
-from typing import ClassVar, Dict, List, Optional
+from typing import ClassVar, Dict, List, Mapping, Optional
 
 import torch
 import torch.nn as nn
@@ -68,6 +68,18 @@ class ClassInfo:
     # the training classes (ImageNet-A's 200 of ImageNet's 1000).  Per-class parameters and priors
     # are indexed by it.  None: some classes are new to the method.
     training_index: Optional[List[int]] = None
+    # CoOp's name of the dataset the classes come from ("EuroSAT"; None outside CoOp's sets): methods
+    # with a template per dataset (KgCoOp, TCP, LFA) look theirs up with it (:func:`dataset_template`).
+    dataset: Optional[str] = None
+
+
+def dataset_template(info: ClassInfo, table: Mapping[str, object], default: object = None) -> object:
+    """``table``'s entry for the dataset of ``info`` (a method's templates keyed by CoOp's dataset names,
+    ``{"EuroSAT": "a centered satellite photo of {}."}``); for a dataset the table lacks, ``default``,
+    else the label space's own template."""
+    if info.dataset in table:
+        return table[info.dataset]
+    return info.template if default is None else default
 
 
 def memoised_text(text_features):
