@@ -27,6 +27,7 @@ from bench.model.prompting import (check_depth, encode_image_deep, encode_image_
                                    image_tokens, insert_after_first, normal_prompts, pooled_span, run_blocks,
                                    shift_tokens, text_layers, text_output, text_tokens, vision_layers,
                                    vision_tower, vision_width)
+from bench.model.prompting import encode_text_hooked, grad_scale  # modules beside the blocks (MMA)
 from bench.model.text_prompts import ClassPrompts, check_init_text
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "ClassPrompts", "check_init_text", "check_depth", "encode_image_deep", "encode_image_hooked", "encode_text_deep",
     "image_tokens", "insert_after_first", "normal_prompts", "pooled_span", "run_blocks", "shift_tokens",
     "text_layers", "text_output", "text_tokens", "vision_layers", "vision_tower", "vision_width",
+    "encode_text_hooked", "grad_scale",
     # losses and clustering
     "la_loss", "la_offsets", "posthoc_adjust", "best_partition",
     # MDPR's knowledge bases

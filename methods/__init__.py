@@ -3,4 +3,7 @@ from . import candle, cocoop, cocoop_la, coop, coop_la, ivlp, la_posthoc, maple,
 from . import mdpr_coop, mdpr_maple  # noqa: F401
 from . import cpt, global_etf  # noqa: F401
 from . import lamp  # noqa: F401
+from . import kgcoop, tcp, tcp_la  # noqa: F401
+from . import mma, mma_la  # noqa: F401
+from . import lfa  # noqa: F401
 from . import reported_only  # noqa: F401  (cards of systems not run yet)

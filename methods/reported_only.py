@@ -6,88 +6,20 @@ them. A port registered under the same name in ``METHODS`` takes over the name, 
 rows then show our numbers beside the paper's::
 
     from bench.api import REPORTED
-    REPORTED.get("tcp_la").card.reported["b2n_lamp/eurosat/imb10"].metrics   # {"hm": 80.94, ...}
+    REPORTED.get("dekg").card.reported["b2n_cpt/eurosat/tau1"].metrics   # {"hm": 87.42, ...}
 """
 from __future__ import annotations
 
 from bench.api import REPORTED, MethodCard
 
 from .cpt_tables import THIRD_PARTY, reported_rows
-from .lamp_tables import b2n_reported, balanced_reported, few_shot_reported, table5, xd_dg_reported
 from .mdpr_coop import mdpr_lt
-
-# LAMP (App. C) trains TCP and MMA "+LA" with the logit-adjusted loss (Menon et al.'s tau = 1); its code for
-# the long-tailed base-to-new runs of both is asaxuc/PromptLT (spec_lamp_baselines.md §1).
-LAMP_LA = "LAMP's run with the logit-adjusted loss (App. C), mean of 5 runs"
-TCP_PAPER = ("Yao, Zhang, Xu. TCP: Textual-based Class-aware Prompt tuning for Visual-Language Model. "
-             "CVPR 2024 (arXiv:2311.18231)")
-MMA_PAPER = "Yang, Zhang, Wang, Xie. MMA: Multi-Modal Adapter for Vision-Language Models. CVPR 2024"
-PROMPTLT = "asaxuc/PromptLT@54593992449d75c06d960fa628ae504b45267bc0 (LAMP's TCP/MMA long-tailed trainers)"
 
 
 class ReportedOnly:
     """A card without a method: what a report needs to print a system's published numbers."""
 
     card: MethodCard
-
-
-@REPORTED.register("lfa")
-class LFA(ReportedOnly):
-    """LFA: a linear map of frozen CLIP features, closed-form then re-ranked (Ouali et al., 2023); reported only."""
-
-    card = MethodCard(
-        paper="Ouali, Bulat, Martinez, Tzimiropoulos. Black Box Few-Shot Adaptation for Vision-Language "
-              "Models. ICCV 2023 (arXiv:2304.01752)",
-        code="saic-fi/LFA:feature_alignment.py@2ee3bba3e45bbe03c7b7c6c0b770e1b2ec7e781f",
-        label="LFA", spec="spec_lamp_baselines.md §6",
-        reported=b2n_reported("lfa", "LAMP's run, mean of 5 runs; LAMP compares LFA on these two benchmarks only"))
-
-
-@REPORTED.register("tcp_la")
-class TCPLA(ReportedOnly):
-    """TCP+LA: class-aware text tokens from the class embeddings (Yao et al., 2024), logit-adjusted; reported only."""
-
-    card = MethodCard(
-        paper=TCP_PAPER,
-        code=f"htyao89/Textual-based_Class-aware_prompt_tuning:trainers/tcp.py@bd97bec6bd4901baaf318e9e8f073f618d12066e; "
-             f"{PROMPTLT}",
-        label="TCP+LA", spec="spec_lamp_baselines.md §4",
-        reported={**b2n_reported("tcp_la", LAMP_LA), "xd_dg_lamp/imb100": xd_dg_reported("tcp_la")})
-
-
-@REPORTED.register("mma_la")
-class MMALA(ReportedOnly):
-    """MMA+LA: adapters on both towers joined by a shared projection (Yang et al., 2024), logit-adjusted; reported only."""
-
-    card = MethodCard(
-        paper=MMA_PAPER,
-        code=f"ZjjConan/Multi-Modal-Adapter:trainers/mmadapter.py@547ee345a4dc5d60d43d3aa54e8eee50a107f591; {PROMPTLT}",
-        label="MMA+LA", spec="spec_lamp_baselines.md §5",
-        reported={**b2n_reported("mma_la", LAMP_LA), "xd_dg_lamp/imb100": xd_dg_reported("mma_la")},
-        ablations=table5(78.95, 73.50, 674, 0.90, "MMA"))
-
-
-# LAMP Table 2 (balanced 16-shot base-to-new) prints TCP and MMA without LA, Tables 12-15 (1-8 shots) MMA.
-@REPORTED.register("tcp")
-class TCP(ReportedOnly):
-    """TCP: class-aware text tokens from the class embeddings (Yao et al., 2024); reported only."""
-
-    card = MethodCard(
-        paper=TCP_PAPER,
-        code="htyao89/Textual-based_Class-aware_prompt_tuning:trainers/tcp.py@bd97bec6bd4901baaf318e9e8f073f618d12066e",
-        label="TCP", spec="spec_lamp_baselines.md §4",
-        reported=balanced_reported("tcp"))
-
-
-@REPORTED.register("mma")
-class MMA(ReportedOnly):
-    """MMA: adapters on both towers joined by a shared projection (Yang et al., 2024); reported only."""
-
-    card = MethodCard(
-        paper=MMA_PAPER,
-        code="ZjjConan/Multi-Modal-Adapter:trainers/mmadapter.py@547ee345a4dc5d60d43d3aa54e8eee50a107f591",
-        label="MMA", spec="spec_lamp_baselines.md §5",
-        reported={**balanced_reported("mma"), **few_shot_reported("mma")})
 
 
 # CPT Tables 2-4 (long-tailed base-to-new at tau = 1, 0.25, 0.06; cross-dataset; domain generalisation).

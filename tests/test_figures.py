@@ -344,9 +344,9 @@ def test_bad_report_selections_are_one_error_line(args, message, capsys):
 
 
 def test_a_reported_only_row_is_left_out_of_the_run_with_a_note(capsys):
-    assert main(["plan", "--report", "lamp_figure1", "--results-dir", "/nonexistent/results"]) == 0
+    assert main(["plan", "--report", "cpt_b2n_tau0.25", "--results-dir", "/nonexistent/results"]) == 0
     err = capsys.readouterr().err
-    assert "row 'lfa': lfa is reported only" in err and "row 'candle'" not in err
+    assert "row 'coprompt': coprompt is reported only" in err and "row 'maple'" not in err
 
 
 def test_curves_and_similarity_figures_read_what_real_runs_store(tmp_path, capsys):

@@ -80,7 +80,8 @@ def test_any_value_in_any_field_loads_or_is_one_error_line(tmp_path, capsys, pat
 # Fields a run may take any value of and stay cheap: sizes and epochs are fuzzed above, not run.
 RUN_PATHS = [p for p in PATHS if p[-1] not in ("epochs", "batch_size", "num_classes", "max_per_class",
                                                   "test_per_class", "image_size", "steps", "concepts",
-                                                  "concepts", "seeds", "num_workers", "warmup_epochs")]
+                                                  "concepts", "seeds", "num_workers", "warmup_epochs",
+                                                  "n_iters")]
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

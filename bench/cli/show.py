@@ -81,7 +81,9 @@ def method_lines(protocol: Protocol, name: str, cli: Optional[dict]) -> List[str
     resolved = protocol.resolve(name, cli)
     lines = [f"{name}: {describe(entry) or ''}"] + card_lines(entry.card, protocol)
     if not resolved.trains:
-        lines.append("  training    none (evaluated as built)")
+        fits = getattr(entry, "fit_views", None)  # a method that fits itself (LFA): its own options below
+        lines.append(f"  training    no epoch loop: it fits itself on frozen {fits} features" if fits
+                     else "  training    none (evaluated as built)")
     rows = [(field, repr(value) if isinstance(value, str) else str(value), source)
             for field, value, source in recipe_table(resolved)]
     width = max(len(r[0]) for r in rows)

@@ -96,14 +96,16 @@ def label_space(train: DatasetBundle, trained: List[int], train_info: ClassInfo,
                 plan: EvalPlan) -> Evaluation:
     """Evaluation ``plan`` of ``data`` (``train`` itself or another dataset): classes trained on are
     matched by id (ImageNet wnids) and carry their training counts; the training label space itself
-    is ``train_info`` (so methods need not switch)."""
+    is ``train_info`` (so methods need not switch).  Another dataset over the same classes (ImageNet-V2)
+    is a label space of its own: its dataset's name picks its templates, and a method may treat a
+    target set apart from its training classes (LFA's target-set mapping)."""
     classes = selected_classes(data, plan)
     comparable = data is train or (data.class_ids is not None and train.class_ids is not None)
     position = {cid: i for i, cid in enumerate(class_ids(train)[c] for c in trained)} if comparable else {}
     ids = class_ids(data)
     found = [position.get(ids[c]) for c in classes]
     names = [data.classnames[c] for c in classes]
-    if names == train_info.classnames and found == train_info.training_index:
+    if data is train and names == train_info.classnames and found == train_info.training_index:
         info = train_info
     else:
         counts = [train.train_counts[trained[i]] if i is not None else 0 for i in found]

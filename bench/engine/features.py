@@ -14,6 +14,8 @@ and the precision, so epochs, seeds and methods of the same protocol and backbon
 
 Augmentation is then sampled from K fixed views instead of anew each epoch, hence a different
 result key (``feature_cache`` enters it) and a labelled row in the leaderboard and reports.
+A method that fits itself (``Method.fit_views``, :mod:`bench.engine.fitting`) gets its training images'
+deterministic crops from here too, always: one view of several crops per image (``[N, 1, crops, D]``).
 """
 from __future__ import annotations
 
@@ -124,7 +126,8 @@ class FeatureCache:
 
     @torch.no_grad()
     def encode(self, dataset: Dataset, transform, views: int, workers: int) -> torch.Tensor:
-        """``[N, views, D]`` float32: view ``k`` of image ``i`` is transformed under its own fixed seed."""
+        """``[N, views, D]`` float32 (``[N, views, crops, D]`` for a transform that crops several times):
+        view ``k`` of image ``i`` is transformed under its own fixed seed."""
         seeded = SeededItems(TransformedDataset(dataset, transform))
         dtype = amp_dtype(self.device, self.precision)
         out = []
@@ -132,9 +135,14 @@ class FeatureCache:
             items = [(i, item_seed(VIEW_SEED + view, i)) for i in range(len(dataset))]
             loader = DataLoader(seeded, batch_size=BATCH, sampler=items, num_workers=workers,
                                 pin_memory=self.device.type == "cuda")
-            parts = []
-            for images, _ in loader:
-                with autocast(self.device, dtype):
-                    parts.append(self.backbone.encode_image(images.to(self.device), normalize=False).float().cpu())
+            parts = [self.encode_batch(images, dtype) for images, _ in loader]
             out.append(torch.cat(parts))
         return torch.stack(out, dim=1)
+
+    def encode_batch(self, images: torch.Tensor, dtype) -> torch.Tensor:
+        """Raw features of ``[B, 3, H, W]`` images, or ``[B, crops, D]`` of a transform that makes several
+        crops of each image (``[B, crops, 3, H, W]``: the five-crop view of a fitting method)."""
+        flat = images.flatten(0, 1) if images.dim() == 5 else images
+        with autocast(self.device, dtype):
+            features = self.backbone.encode_image(flat.to(self.device), normalize=False).float().cpu()
+        return features.unflatten(0, images.shape[:2]) if images.dim() == 5 else features

@@ -35,6 +35,7 @@ from bench.model.transforms import build_transforms, describe
 from bench.records.headline import headline_metric
 from bench.records.schema import cell_key
 from .evaluation import Evaluation, LabelSpaces, class_text_features, describe_evaluation, per_class_counts, summarise
+from .fitting import fit_own
 from .loading import loader_workers
 from .resources import ProtocolResources
 from .lease import STALE_AFTER, acquire, holder_label, read_lease
@@ -265,6 +266,7 @@ class Runner:
         spaces = self.spaces(cell.seed)
         method = METHODS.get(cell.method)(backbone, spaces.train_info, cell.resolved.options).to(self.device)
         method.prepare(TransformedDataset(spaces.train, test_tf))
+        fit_own(self, method, spaces.train, recipe, cell.seed)  # a method that fits itself (LFA), on frozen views
         checkpoint = self.store.checkpoint_path(proto.name, cell.method, cell.key, cell.seed)
         train_set = TransformedDataset(spaces.train, train_tf)
         if recipe.feature_cache and method.trains:

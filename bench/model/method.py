@@ -20,7 +20,9 @@ training with the unlabelled new-class training images of a base-to-new protocol
 methods (LAMP's bias pass); ``set_label_space(info)`` switches the classifier to other classes (new
 classes of a base-to-new protocol) without touching learned parameters; ``key_inputs(cfg)`` names
 inputs outside the options that decide the results (a knowledge-base file's hash), for the cell key;
-``record_text_features()`` the class text features a record stores with ``protocol.eval.text_features``.
+``record_text_features()`` the class text features a record stores with ``protocol.eval.text_features``;
+``fit(features, labels, seed)``, for a method whose class names ``fit_views``, fits it on frozen training
+features instead of the epoch loop (closed-form or full-batch methods: LFA; ``bench.engine.fitting``).
 In training mode ``forward`` may return anything ``loss`` takes (features as well as logits).
 
 Parameters with ``requires_grad=True`` are trained (and checkpointed); a
@@ -47,6 +49,7 @@ from bench.core.registry import suggest
 from .backbone import ClipBackbone
 from .prompting import encode_image_deep, encode_text_deep
 from .shortcuts import ACTIVE as SHORTCUTS
+from .transforms import VIEWS
 
 
 @dataclass
@@ -114,6 +117,9 @@ class Method(nn.Module):
     # evaluated on cached features (TrainRecipe.feature_cache; bench.engine.features).
     frozen_image_tower: ClassVar[bool] = False
     features_given: bool = False  # set by the engine: the "images" are raw image features from the cache
+    # A method that fits itself on frozen features (trains = False, frozen_image_tower) names the view of
+    # each training image it needs ("five_crop", bench.model.transforms.VIEWS); the engine calls fit() once.
+    fit_views: ClassVar[Optional[str]] = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -133,6 +139,10 @@ class Method(nn.Module):
 
     def prepare(self, train: Dataset) -> None:
         """Once before training: ``train`` yields ``(image, label)`` under the test transform."""
+
+    def fit(self, features: torch.Tensor, labels: torch.Tensor, seed: int) -> None:
+        """With ``fit_views``, once after :meth:`prepare`: ``features`` ``[N, crops, D]`` are the raw frozen
+        features of every training image under that view, ``labels`` ``[N]`` their classes, ``seed`` the cell's."""
 
     def start_epoch(self, epoch: int, epochs: int, steps: int) -> None:
         """Before training epoch ``epoch`` (0-based) of ``epochs``, which has ``steps`` optimizer steps."""
@@ -288,4 +298,7 @@ def method_problems(cls) -> List[str]:
                             "(None: the paper printed '–', which the note explains)")
     problems += [f"card.ablations[{i}] must be an Ablation(...)" for i, row in enumerate(card.ablations)
                  if not isinstance(row, Ablation)]
+    if cls.fit_views is not None and (cls.trains or cls.fit_views not in VIEWS):
+        problems.append(f"fit_views must be one of {', '.join(VIEWS)}, on a method with trains = False "
+                        "(it fits itself instead of the epoch loop)")
     return problems

@@ -131,23 +131,48 @@ def encode_image_deep(backbone, images: torch.Tensor, first: Optional[torch.Tens
 #     x = image_tokens(backbone, images)                          # input of block 0
 #     x = run_blocks(vision_tower(backbone).transformer, x, hook)  # hook(i, x) -> x before block i
 #     f = image_output(backbone, x)
+#
+# A method that runs modules beside the blocks (MMA's adapters) passes ``branch(i, x)``: its term is
+# added to block i's output; ``grad_scale`` rescales the gradient of such a branch without changing it.
 
 
 def run_blocks(transformer: nn.Module, x: torch.Tensor, hook=None, attn_mask: Optional[torch.Tensor] = None,
-               start: int = 0, stop: Optional[int] = None) -> torch.Tensor:
+               start: int = 0, stop: Optional[int] = None, branch=None) -> torch.Tensor:
     """Blocks ``start .. stop - 1`` of an open_clip transformer on batch-first ``x`` ``[N, L, D]``;
-    ``hook(i, x)`` returns the input of block ``i`` (it may change the sequence length)."""
+    ``hook(i, x)`` returns the input of block ``i`` (it may change the sequence length).  ``branch(i, x)``
+    runs beside block ``i`` on its input (after ``hook``) and returns a term added to the block's output,
+    or None (adapters in parallel with the blocks, MMA's)."""
     batch_first = getattr(transformer, "batch_first", True)
     blocks = transformer.resblocks
     for i in range(start, len(blocks) if stop is None else stop):
         if hook is not None:
             x = hook(i, x)
+        extra = None if branch is None else branch(i, x)
         mask = None if attn_mask is None else attn_mask[: x.shape[1], : x.shape[1]]  # causal: a shorter text's mask
         if batch_first:
             x = blocks[i](x, attn_mask=mask)
         else:  # open_clip <= 2.24 runs its blocks sequence-first
             x = blocks[i](x.transpose(0, 1), attn_mask=mask).transpose(0, 1)
+        if extra is not None:
+            x = x + extra
     return x
+
+
+class _GradScale(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, scale):
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * ctx.scale, None
+
+
+def grad_scale(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """``x`` unchanged, with its gradient multiplied by ``scale`` on the way back (a gradient-scale layer,
+    ``ZjjConan/Multi-Modal-Adapter:clip/gsl.py`` at 547ee345a4dc5d60d43d3aa54e8eee50a107f591)."""
+    return _GradScale.apply(x, scale)
 
 
 def image_embeddings(backbone, images: torch.Tensor) -> torch.Tensor:
@@ -219,18 +244,21 @@ def text_output(backbone, x: torch.Tensor, tokens: torch.Tensor, normalize: bool
     return F.normalize(x, dim=-1) if normalize else x
 
 
-def encode_image_hooked(backbone, images: torch.Tensor, hook, normalize: bool = True) -> torch.Tensor:
-    """:func:`image_tokens`, every block with ``hook`` at its input, :func:`image_output`."""
-    x = run_blocks(vision_tower(backbone).transformer, image_tokens(backbone, images), hook)
+def encode_image_hooked(backbone, images: torch.Tensor, hook=None, normalize: bool = True,
+                        branch=None) -> torch.Tensor:
+    """:func:`image_tokens`, every block with ``hook`` at its input (and ``branch`` beside it, see
+    :func:`run_blocks`), :func:`image_output`."""
+    x = run_blocks(vision_tower(backbone).transformer, image_tokens(backbone, images), hook, branch=branch)
     return image_output(backbone, x, normalize)
 
 
-def encode_text_hooked(backbone, embeddings: torch.Tensor, tokens: torch.Tensor, hook,
-                       normalize: bool = True) -> torch.Tensor:
-    """:func:`text_tokens`, every block (causal mask) with ``hook`` at its input, :func:`text_output`.
+def encode_text_hooked(backbone, embeddings: torch.Tensor, tokens: torch.Tensor, hook=None,
+                       normalize: bool = True, branch=None) -> torch.Tensor:
+    """:func:`text_tokens`, every block (causal mask) with ``hook`` at its input (and ``branch`` beside it,
+    see :func:`run_blocks`), :func:`text_output`.
     A hook that moves the EOT token must be matched by ``tokens`` (see :func:`shift_tokens`)."""
     text = backbone.text
-    x = run_blocks(text.transformer, text_tokens(backbone, embeddings), hook, attn_mask=text.attn_mask)
+    x = run_blocks(text.transformer, text_tokens(backbone, embeddings), hook, attn_mask=text.attn_mask, branch=branch)
     return text_output(backbone, x, tokens, normalize)
 
 

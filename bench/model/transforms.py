@@ -15,15 +15,24 @@ is not used.  ``size: null`` means the backbone's input size (224 for ViT-B/16).
 (``Sha843/MDPR:MDPR with Maple/mdpr_clip/main_maple.py`` at 31fcb5fc4427a86c7d5c2c0907ef157c4da55856):
 ``Resize(224, bicubic)``, ``RandomCrop(224, padding=4)``, flip.
 
+A method that fits itself on frozen features (``Method.fit_views``) names a deterministic view of each
+training image instead: ``five_crop`` is the test resize then ``FiveCrop`` (LFA's training features,
+``saic-fi/LFA:dataset/transforms.py`` at 2ee3bba3e45bbe03c7b7c6c0b770e1b2ec7e781f), the five crops
+stacked in torchvision's order (top-left, top-right, bottom-left, bottom-right, centre).
+
     >>> train_tf, test_tf = build_transforms(TransformConfig(), image_size=224)
     >>> test_tf(pil_image).shape
     torch.Size([3, 224, 224])
+    >>> view_transform("five_crop", TransformConfig(), image_size=224)(pil_image).shape
+    torch.Size([5, 3, 224, 224])
 """
 from __future__ import annotations
 
 from typing import Callable, List, Tuple
 
+import torch
 from torchvision import transforms as T
+from torchvision.transforms import functional as TF
 
 from bench.config.transforms import TransformConfig
 
@@ -52,6 +61,33 @@ def build_transforms(cfg: TransformConfig, image_size: int) -> Tuple[Callable, C
         train.append(T.RandomHorizontalFlip())
     test = [ToRGB(), T.Resize(cfg.test_resize or size, interpolation=mode), T.CenterCrop(size)]
     return T.Compose(train + tail), T.Compose(test + tail)
+
+
+class FiveCrops:
+    """The five ``size`` crops of an image (torchvision's order), each through ``tail``, stacked ``[5, ...]``."""
+
+    def __init__(self, size: int, tail: Callable):
+        self.size, self.tail = size, tail
+
+    def __call__(self, image):
+        return torch.stack([self.tail(crop) for crop in TF.five_crop(image, self.size)])
+
+    def __repr__(self) -> str:
+        steps = ", ".join(describe(self.tail))
+        return f"FiveCrops(size={self.size}, each=[{steps}])"
+
+
+VIEWS = ("five_crop",)  # the deterministic views a fitting method may ask for (Method.fit_views)
+
+
+def view_transform(view: str, cfg: TransformConfig, image_size: int) -> Callable:
+    """The transform of ``view`` (one of VIEWS) from a PIL image to its crops ``[views, 3, size, size]``;
+    the centre crop is the test transform's image."""
+    if view not in VIEWS:
+        raise ValueError(f"unknown view '{view}' (known: {', '.join(VIEWS)})")
+    size = cfg.size or image_size
+    resize = T.Resize(cfg.test_resize or size, interpolation=T.InterpolationMode(cfg.interpolation))
+    return T.Compose([ToRGB(), resize, FiveCrops(size, T.Compose([T.ToTensor(), T.Normalize(cfg.mean, cfg.std)]))])
 
 
 def describe(transform: Callable) -> List[str]:
