@@ -21,7 +21,7 @@ from bench.kb.prompts import DIMENSIONS
 from bench.kb.stats import prior_matrix, prior_stats
 from bench.model.backbone import ClipBackbone
 from bench.model.clustering import best_partition
-from bench.model.losses import la_loss, la_offsets, posthoc_adjust
+from bench.model.losses import hsic, la_loss, la_offsets, posthoc_adjust
 from bench.model.method import Ablation, ClassInfo, DeepPromptCLIP, Method, MethodCard, Reported, dataset_template
 from bench.model.prompting import (check_depth, encode_image_deep, encode_image_hooked, encode_text_deep,
                                    image_tokens, insert_after_first, normal_prompts, pooled_span, run_blocks,
@@ -29,6 +29,10 @@ from bench.model.prompting import (check_depth, encode_image_deep, encode_image_
                                    vision_tower, vision_width)
 from bench.model.prompting import encode_text_hooked, grad_scale  # modules beside the blocks (MMA)
 from bench.model.text_prompts import ClassPrompts, check_init_text
+from bench.model.transport import sinkhorn
+from bench.model.backbone_tuning import TunedParameters, block_parameter_names  # LASP's LayerNorms
+from bench.model.template_bank import template_bank, text_to_text_loss  # LASP
+from bench.model.vision_tokens import block_with_attention, last_block_tokens, project_tokens  # TextRefiner
 
 __all__ = [
     # the method contract and its card
@@ -43,8 +47,12 @@ __all__ = [
     "image_tokens", "insert_after_first", "normal_prompts", "pooled_span", "run_blocks", "shift_tokens",
     "text_layers", "text_output", "text_tokens", "vision_layers", "vision_tower", "vision_width",
     "encode_text_hooked", "grad_scale",
+    "TunedParameters", "block_parameter_names", "template_bank", "text_to_text_loss",
+    "block_with_attention", "last_block_tokens", "project_tokens",
+    # optimal transport (PLOT++)
+    "sinkhorn",
     # losses and clustering
-    "la_loss", "la_offsets", "posthoc_adjust", "best_partition",
+    "la_loss", "la_offsets", "posthoc_adjust", "hsic", "best_partition",
     # MDPR's knowledge bases
     "DIMENSIONS", "OfflineTemplateBackend", "build_kb", "extend_partners", "file_sha256", "pool_partners",
     "read_kb", "require_file", "template_features", "prior_matrix", "prior_stats",

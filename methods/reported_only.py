@@ -6,7 +6,7 @@ them. A port registered under the same name in ``METHODS`` takes over the name, 
 rows then show our numbers beside the paper's::
 
     from bench.api import REPORTED
-    REPORTED.get("dekg").card.reported["b2n_cpt/eurosat/tau1"].metrics   # {"hm": 87.42, ...}
+    REPORTED.get("npt").card.reported["b2n_cpt/eurosat/tau1"].metrics   # {"hm": 82.12, ...}
 """
 from __future__ import annotations
 
@@ -47,18 +47,6 @@ class NPT(ReportedOnly):
         reported=reported_rows("npt", THIRD_PARTY))
 
 
-@REPORTED.register("dekg")
-class DeKg(ReportedOnly):
-    """DeKg: knowledge-guided context with an HSIC divergence term, on TCP (Li et al., 2025); reported only."""
-
-    card = MethodCard(
-        paper="Li, Cheng, Han, Song. Divergence-enhanced Knowledge-guided Context Optimization for Visual-Language "
-              "Prompt Tuning. ICLR 2025",
-        code="cnunlp/DeKg:trainers/DeKg_TCP.py@b8f2f1c8247c427042a0ed1ecaf450925fe50ed0",
-        label="DeKg", spec="spec_cpt_mdpr_baselines.md §3",
-        reported=reported_rows("dekg", f"{THIRD_PARTY}; its per-dataset HMs fit DeKg on TCP"))
-
-
 @REPORTED.register("dpc")
 class DPC(ReportedOnly):
     """DPC: a parallel prompt tuned on hard negatives beside a frozen backbone prompt (Li et al., 2025); reported only."""
@@ -84,47 +72,6 @@ def mdpr_rows(text: str, note: str = MDPR_RECIPE) -> dict:
         table = "MDPR Table 2" if protocol.startswith("cifar") else "MDPR Table 3"
         out[protocol] = mdpr_lt(*map(float, values.split("/")), table=table, note=note)
     return out
-
-
-@REPORTED.register("plotpp")
-class PLOTpp(ReportedOnly):
-    """PLOT++: several prompts per class matched to the image by optimal transport (Chen et al., 2023); reported only."""
-
-    card = MethodCard(
-        paper="Chen, Yao, Song, Li, Rao, Zhang. PLOT: Prompt Learning with Optimal Transport for "
-              "Vision-Language Models. ICLR 2023",
-        code="CHENGY12/PLOT:plot-pp/trainers/plotpp.py@728539feac3f8471a1663ce79020b236880e5e7b",
-        label="PLOT++", spec="spec_cpt_mdpr_baselines.md §6",
-        reported=mdpr_rows("cifar100_lt_ir10:75.52/78.83/68.16 cifar100_lt_ir50:70.73/82.95/64.54/57.00 "
-                           "cifar100_lt_ir100:68.37/81.89/67.54/53.57"))
-
-
-@REPORTED.register("lasp")
-class LASP(ReportedOnly):
-    """LASP: soft prompts classified against hand-crafted text prompts (Bulat, Tzimiropoulos, 2023); reported only."""
-
-    card = MethodCard(
-        paper="Bulat, Tzimiropoulos. LASP: Text-to-Text Optimization for Language-Aware Soft Prompting of Vision & "
-              "Language Models. CVPR 2023 (arXiv:2210.01115)",
-        code="xytian1008/ArGue:trainers/lasp.py@ea80f71d2b630f0b6b3be5d15d105adaf0a44703 (a third-party "
-             "re-implementation: no official code was found)",
-        label="LASP", spec="spec_cpt_mdpr_baselines.md §7",
-        reported=mdpr_rows("cifar100_lt_ir10:68.57/72.64/59.52 cifar100_lt_ir50:63.76/76.49/57.15/49.83 "
-                           "cifar100_lt_ir100:61.29/76.49/60.17/44.87"))
-
-
-@REPORTED.register("textrefiner")
-class TextRefiner(ReportedOnly):
-    """TextRefiner: CoOp's text features refined from a memory of local visual features (Xie et al., 2025); reported only."""
-
-    card = MethodCard(
-        paper="Xie, Zhang, Peng, Huang, Cao. TextRefiner: Internal Visual Feature as Efficient Refiner for "
-              "Vision-Language Models Prompt Tuning. AAAI 2025",
-        code="xjjxmu/TextRefiner:trainers/textrefiner.py@fd1e6938acbf1c2800087d1e8a41aa109e6d5fef",
-        label="TextRefiner", spec="spec_cpt_mdpr_baselines.md §8",
-        reported=mdpr_rows("cifar100_lt_ir10:74.22/78.12/65.55 cifar100_lt_ir50:67.70/81.83/62.51/47.33 "
-                           "cifar100_lt_ir100:64.32/83.00/66.03/40.53 imagenet_lt:66.74/81.75/62.45/39.40 "
-                           "places_lt:38.01/52.76/32.79/22.79"))
 
 
 @REPORTED.register("cprfl")

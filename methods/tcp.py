@@ -180,8 +180,8 @@ class TCPPrompts(nn.Module):
 
 
 def encode_with_class_tokens(backbone, prompts: torch.Tensor, tokens: torch.Tensor, class_tokens: torch.Tensor,
-                             layer: int, fusion: float) -> torch.Tensor:
-    """Normalised text features ``[C, d]`` of prompt embeddings ``[C, L, D]`` whose positions
+                             layer: int, fusion: float, normalize: bool = True) -> torch.Tensor:
+    """Text features ``[C, d]`` (normalised unless told) of prompt embeddings ``[C, L, D]`` whose positions
     ``1..n`` take ``fusion · class_tokens + (1 − fusion) · x`` at the input of text block ``layer``."""
     n = class_tokens.shape[1]
     span = max(pooled_span(backbone, tokens), 1 + n)
@@ -194,7 +194,7 @@ def encode_with_class_tokens(backbone, prompts: torch.Tensor, tokens: torch.Tens
 
     x = run_blocks(backbone.text.transformer, text_tokens(backbone, prompts[:, :span]), hook,
                    attn_mask=backbone.text.attn_mask)
-    return text_output(backbone, x, tokens[:, :span])
+    return text_output(backbone, x, tokens[:, :span], normalize)
 
 
 TCP_CODE = "htyao89/Textual-based_Class-aware_prompt_tuning:trainers/tcp.py@bd97bec6bd4901baaf318e9e8f073f618d12066e"

@@ -444,7 +444,7 @@ def test_report_selection_errors_name_the_spec_and_its_rows(capsys, results, tmp
         return err
 
     assert "--rows needs --report" in error("plan", "--protocol", "smoke", "--rows", "all")
-    spec = report_spec(tmp_path, [{"method": "dekg"}])
+    spec = report_spec(tmp_path, [{"method": "npt"}])
     assert f"report '{spec}': every row is reported only" in error("run", "--report", spec)
     assert "nothing to run" in error("plan", "--report", spec)
     spec = report_spec(tmp_path, ["zeroshot", {"method": "coop", "label": "Wide", "set": {"nonexistent": 1}}])

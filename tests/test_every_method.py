@@ -18,6 +18,7 @@ from bench.core.registry import METHODS
 from bench.data import TransformedDataset
 from bench.engine.runner import RunOptions, Runner
 from bench.engine.train import make_optimizer, train
+from bench.model.method import optimizer_groups
 from bench.model.transforms import build_transforms
 from bench.plugins import load_builtins
 
@@ -81,7 +82,7 @@ def steps_on_a_fixed_batch(method, protocol_name, recipe, steps=5):
     _, _, spaces, _, test_tf = setting(protocol_name)
     batch = [TransformedDataset(spaces.train, test_tf)[i] for i in range(0, len(spaces.train), 9)]
     images, labels = torch.stack([b[0] for b in batch]), torch.tensor([b[1] for b in batch])
-    optimizer = make_optimizer(method.trainable_parameters(), recipe)
+    optimizer = make_optimizer(optimizer_groups(method, recipe.lr), recipe)  # the method's own groups (LASP)
     method.train()
     losses = []
     for _ in range(steps + 1):
@@ -91,6 +92,8 @@ def steps_on_a_fixed_batch(method, protocol_name, recipe, steps=5):
         losses.append(loss.item())
         optimizer.zero_grad()
         loss.backward()
+        if recipe.grad_clip is not None:  # as the engine's step does (LASP's 1.0)
+            torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], recipe.grad_clip)
         optimizer.step()
     return losses[0], losses[-1]
 

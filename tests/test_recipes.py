@@ -109,7 +109,8 @@ def test_every_method_has_a_complete_card(name):
     card = entry.card
     assert card is not None and card.paper and CODE.match(card.code) and card.spec.startswith(("methods_spec §",
                                                                                              "b2n_anchors §",
-                                                                                             "spec_lamp_baselines.md §")), card
+                                                                                             "spec_lamp_baselines.md §",
+                                                                                             "spec_cpt_mdpr_baselines.md §")), card
     assert card.recipes and set(card.recipes) <= set(FAMILIES)  # families the card has no recipe for use defaults
     for family, recipe in card.recipes.items():
         assert recipe.source
@@ -266,3 +267,29 @@ def test_a_card_recipe_can_train_one_dataset_differently():
     assert load_protocol("b2n_lamp/sun397/imb10").dataset.coop_name == "SUN397"
     assert load_protocol("imagenet_lt").dataset.coop_name == "ImageNet"
     assert not hasattr(load_protocol("smoke").dataset, "coop_name")
+
+
+def test_grad_clip_bounds_the_step_and_stays_out_of_the_key_when_unset():
+    """train.grad_clip (LASP's 1.0): one SGD step moves by lr times the gradient scaled to the norm limit."""
+    from bench.engine.train import make_optimizer, make_scaler, train_step
+
+    class Square(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.tensor([3.0, 4.0]))
+
+        def forward(self, images):
+            return images
+
+        def loss(self, _, labels):
+            return 0.5 * (self.w ** 2).sum()  # gradient = w, norm 5
+
+    for clip, expected in ((None, [2.7, 3.6]), (1.0, [3.0 - 0.1 * 0.6, 4.0 - 0.1 * 0.8])):
+        method = Square()
+        cfg = TrainRecipe(lr=0.1, momentum=0.0, weight_decay=0.0, grad_clip=clip)
+        train_step(method, make_optimizer(method.parameters(), cfg), make_scaler(None), None, torch.zeros(1),
+                   torch.zeros(1), cfg.grad_clip)
+        assert torch.allclose(method.w.detach(), torch.tensor(expected), atol=1e-6), clip
+    ident = resolve(METHODS.get("coop"), "lt", {}, None, None, "coop").train_identity()
+    assert "grad_clip" not in ident
+    assert resolve(METHODS.get("lasp"), "b2n_lt100", {}, None, None, "lasp").train.grad_clip == 1.0

@@ -61,16 +61,16 @@ def test_every_row_of_lamp_table_1_is_on_a_card_for_each_imbalance():
 
 
 def test_a_reported_only_method_is_listed_refused_by_run_and_left_out_of_all(capsys, tmp_path):
-    assert set(REPORTED.names()) >= {"dekg", "dpc", "npt"} and not set(REPORTED.names()) & set(METHODS.names())
+    assert set(REPORTED.names()) >= {"dpc", "npt"} and not set(REPORTED.names()) & set(METHODS.names())
     assert main(["list", "methods"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    dekg = next(i for i, line in enumerate(lines) if line.split()[0] == "dekg")
-    assert "reported only" in lines[dekg] and "Divergence-enhanced Knowledge-guided Context" in lines[dekg + 1]
-    assert main(["run", "--protocol", "smoke", "--method", "dekg", "--results-dir", str(tmp_path)]) == 2
+    npt = next(i for i, line in enumerate(lines) if line.split()[0] == "npt")
+    assert "reported only" in lines[npt] and "Neural Collapse Anchored Prompt Tuning" in lines[npt + 1]
+    assert main(["run", "--protocol", "smoke", "--method", "npt", "--results-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("bench: error: method 'dekg' is reported only")
+    assert err.count("\n") == 1 and err.startswith("bench: error: method 'npt' is reported only")
     assert main(["plan", "--protocol", "smoke", "--method", "all", "--results-dir", str(tmp_path)]) == 0
-    assert "dekg" not in capsys.readouterr().out
+    assert "npt" not in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("name", REPORTED.names())

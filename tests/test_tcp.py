@@ -44,8 +44,13 @@ def tke_by_hand(method, ori):
 
 
 def reference_text(backbone, tokens, ctx, q, layer):
-    """The text tower by hand over all positions: ctx at token embeddings 1..4, q replacing the hidden states
-    at 1..4 before block ``layer``, EOT pooling, projection."""
+    """The text tower by hand (:func:`raw_text_by_hand`), normalised."""
+    return F.normalize(raw_text_by_hand(backbone, tokens, ctx, q, layer), dim=-1)
+
+
+def raw_text_by_hand(backbone, tokens, ctx, q, layer):
+    """The text tower over all positions, ctx at token embeddings 1..4, q replacing the hidden states at 1..4
+    before block ``layer``; EOT pooling and projection, not normalised."""
     text = backbone.text
     x = text.token_embedding(tokens)
     x = torch.cat([x[:, :1], ctx.expand(len(tokens), -1, -1), x[:, 5:]], dim=1) + text.positional_embedding
@@ -53,8 +58,7 @@ def reference_text(backbone, tokens, ctx, q, layer):
         if i == layer:
             x = torch.cat([x[:, :1], q, x[:, 5:]], dim=1)
         x = block(x, attn_mask=text.attn_mask)
-    x = text.ln_final(x)[torch.arange(len(tokens)), tokens.argmax(dim=-1)] @ text.text_projection
-    return F.normalize(x, dim=-1)
+    return text.ln_final(x)[torch.arange(len(tokens)), tokens.argmax(dim=-1)] @ text.text_projection
 
 
 def ori_features(backbone, names, template):

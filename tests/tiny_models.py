@@ -6,13 +6,14 @@ import torch
 from bench.model.backbone import ClipBackbone
 
 
-def tiny12(seed: int = 0, perturb_norms: bool = False) -> ClipBackbone:
+def tiny12(seed: int = 0, perturb_norms: bool = False, image_size: int = 32) -> ClipBackbone:
     """fp32, QuickGELU, embed 64, 12 layers per tower.  ``perturb_norms``: random LayerNorm weights, as
-    random init leaves every LayerNorm the identity map (ln_1 and ln_2 would then agree)."""
+    random init leaves every LayerNorm the identity map (ln_1 and ln_2 would then agree).
+    ``image_size``: 48 gives 9 patches (16-pixel), for methods that pick the top-5 patches (TextRefiner)."""
     torch.manual_seed(seed)
     model = open_clip.CLIP(
         embed_dim=64, quick_gelu=True,
-        vision_cfg=dict(image_size=32, patch_size=16, width=64, head_width=64, layers=12),
+        vision_cfg=dict(image_size=image_size, patch_size=16, width=64, head_width=64, layers=12),
         text_cfg=dict(context_length=77, vocab_size=49408, width=64, heads=1, layers=12)).eval()
     if perturb_norms:
         with torch.no_grad():

@@ -67,6 +67,8 @@ class TrainRecipe:
     lr: float = field(default=0.002, metadata=RATE)
     momentum: float = field(default=0.9, metadata={"min": 0, "max": 1})  # SGD only
     eps: float = field(default=1e-8, metadata={"min": 0, "max": 1})  # Adam and AdamW (TCP's: 1e-3)
+    # Clip the gradients' total L2 norm to this before each step (LASP's 1.0); null: no clipping.
+    grad_clip: Optional[float] = field(default=None, metadata={"min": 0, "max": 1e6})
     weight_decay: float = field(default=5e-4, metadata=RATE)
     # Per-epoch cosine from lr down to min_lr over `epochs`, after the warm-up.
     scheduler: Literal["cosine", "constant"] = "cosine"
@@ -91,18 +93,20 @@ class TrainRecipe:
             raise ConfigError(f"{where}.min_lr", "must not exceed lr")
 
 
-def lr_for_epoch(cfg: TrainRecipe, epoch: int) -> float:
+def lr_for_epoch(cfg: TrainRecipe, epoch: int, scale: float = 1.0) -> float:
     """Learning rate of (0-based) ``epoch``: constant warm-up, then cosine per epoch.
 
     Dassl steps ``CosineAnnealingLR(T_max=epochs)`` once per epoch behind a
     constant warm-up, so epoch ``w + k`` runs at ``min + (lr - min)(1 + cos(pi k / epochs)) / 2``.
+    ``scale``: a parameter group's base rate is ``scale · lr`` (Dassl's warm-up sets every group to warmup_lr).
     """
     if epoch < cfg.warmup_epochs:
         return cfg.warmup_lr
+    lr = cfg.lr * scale
     if cfg.scheduler == "constant":
-        return cfg.lr
+        return lr
     progress = (epoch - cfg.warmup_epochs) / cfg.epochs
-    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
+    return cfg.min_lr + 0.5 * (lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
 
 
 DEFAULT_EPS = 1e-8
@@ -139,7 +143,7 @@ class Resolved:
         ident, t = identity(self.train), self.train
         # eps at torch's default is left out too: results from before the field existed keep their keys
         unused = {"momentum": t.optimizer != "sgd", "eps": t.optimizer == "sgd" or t.eps == DEFAULT_EPS,
-                  "warmup_lr": t.warmup_epochs == 0,
+                  "warmup_lr": t.warmup_epochs == 0, "grad_clip": t.grad_clip is None,
                   "min_lr": t.scheduler == "constant", "feature_cache": t.feature_cache == 0}
         if not self.trains:
             unused.update({k: True for k in ident if k not in EVAL_FIELDS})

@@ -35,6 +35,7 @@ from bench.model.transforms import build_transforms, describe
 from bench.records.headline import headline_metric
 from bench.records.schema import cell_key
 from .evaluation import Evaluation, LabelSpaces, class_text_features, describe_evaluation, per_class_counts, summarise
+from . import stages
 from .fitting import fit_own
 from .loading import loader_workers
 from .resources import ProtocolResources
@@ -114,20 +115,26 @@ class Runner:
     def plan(self, methods: List[str], seeds: Optional[List[int]] = None) -> List[Cell]:
         """Validate everything up front and list the cells to run."""
         for name in self.options.overrides:
-            if name not in methods:
+            if name not in stages.with_stages(methods):  # a stage a method starts from is run too
                 raise BenchError(f"--set names method '{name}', which is not being run")
         seeds = check_seeds(seeds, "--seeds") if seeds is not None else self.protocol.seeds
         cells = []
         for name in methods:
             resolved = self.protocol.resolve(name, self.options.overrides.get(name))
-            recipe = resolved.train_identity()
-            for field_name in ("precision", "eval_precision"):  # what runs: "amp" is fp32 on a CPU
-                if field_name in recipe:
-                    recipe[field_name] = precision_name(self.device, recipe[field_name])
-            ident = method_identity(name, resolved.options)  # hashes input files once per method
-            key = cell_key(self.protocol.identity(), name, ident, recipe, METHODS.code_version(name))
-            cells.extend(Cell(name, resolved, seed, key, ident) for seed in seeds)
-        return cells
+            cells.extend(stages.planned(self, name, resolved, seeds))  # the stages it starts from first
+        return list({(c.method, c.key, c.seed): c for c in cells}.values())  # a stage of several: once
+
+    def make_cells(self, name: str, resolved: Resolved, seeds: List[int],
+                   after: Optional[dict] = None) -> List[Cell]:
+        """``name``'s cells with ``resolved``, one per seed; ``after``: keys of the stages they start from."""
+        recipe = resolved.train_identity()
+        for field_name in ("precision", "eval_precision"):  # what runs: "amp" is fp32 on a CPU
+            if field_name in recipe:
+                recipe[field_name] = precision_name(self.device, recipe[field_name])
+        ident = method_identity(name, resolved.options)  # hashes input files once per method
+        ident = {**ident, "after": after} if after else ident
+        key = cell_key(self.protocol.identity(), name, ident, recipe, METHODS.code_version(name))
+        return [Cell(name, resolved, seed, key, ident) for seed in seeds]
 
     def preflight(self, cells: List[Cell], skip_unfit: bool = False) -> List[Cell]:
         """Build what every cell needs, and each method once, before the first cell runs: a bad
@@ -214,6 +221,9 @@ class Runner:
         if failed is not None and not self.options.retry_failed:
             self.log(f"{tag}: failed before ({failed.get('error')}); skipped, --retry-failed runs it again")
             return "failed before", None
+        waiting = stages.run_stages_first(self, cell, tag)  # a two-stage method's stage 1, done once
+        if waiting is not None:
+            return waiting, None
         lease = acquire(self.store.lease_path(*where), self.options.lease_timeout)
         if lease is None:
             if not quiet:
@@ -267,6 +277,7 @@ class Runner:
         method = METHODS.get(cell.method)(backbone, spaces.train_info, cell.resolved.options).to(self.device)
         method.prepare(TransformedDataset(spaces.train, test_tf))
         fit_own(self, method, spaces.train, recipe, cell.seed)  # a method that fits itself (LFA), on frozen views
+        stages.start_from_stages(self, cell, method)  # stage 2 from stage 1's final state (bench.engine.stages)
         checkpoint = self.store.checkpoint_path(proto.name, cell.method, cell.key, cell.seed)
         train_set = TransformedDataset(spaces.train, train_tf)
         if recipe.feature_cache and method.trains:

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from bench.config.recipes import TrainRecipe, lr_for_epoch
 from bench.core.atomic import save_torch, set_aside_note
 from bench.core.errors import BenchError, reason, warn
-from bench.model.method import Method
+from bench.model.method import Method, optimizer_groups
 from .loading import TrainLoader, epoch_seed, eval_loader, loader_workers
 from .usage import per_second
 
@@ -113,9 +113,9 @@ def _discard(path: Path, problem: str) -> None:
 
 
 def train_step(method: Method, optimizer, scaler, dtype: Optional[torch.dtype], images: torch.Tensor,
-               labels: torch.Tensor) -> float:
+               labels: torch.Tensor, grad_clip: Optional[float] = None) -> float:
     """One optimizer step on a batch already on the device; the batch's mean loss (a non-finite loss
-    is returned without stepping)."""
+    is returned without stepping).  ``grad_clip``: the gradients' total norm is clipped to it first."""
     with autocast(images.device, dtype):
         loss = method.loss(method(images), labels)
     value = loss.item()
@@ -123,6 +123,9 @@ def train_step(method: Method, optimizer, scaler, dtype: Optional[torch.dtype], 
         return value
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
+    if grad_clip is not None:
+        scaler.unscale_(optimizer)  # clip the true gradients, not the loss-scaled ones
+        torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], grad_clip)
     scaler.step(optimizer)
     scaler.update()
     return value
@@ -157,14 +160,14 @@ def train(
     if not method.trains or not params:
         return {"epochs": 0, "loss_history": [], "resumed_from_epoch": None, "epoch_seconds": [],
                 "images_per_second": None, **({EPOCH_METRICS: []} if after_epoch is not None else {})}
-    optimizer = make_optimizer(params, cfg)
+    optimizer = make_optimizer(optimizer_groups(method, cfg.lr), cfg)
     dtype = amp_dtype(device, cfg.precision)
     scaler = make_scaler(dtype)
     start, history, resumed, seconds, seen, curve = 0, [], None, [], 0, []
     state = None if checkpoint is None else read_checkpoint(checkpoint, key, method, cfg.epochs, device,
                                                             curve=after_epoch is not None)
     if state is not None and not restore(state, optimizer, scaler, method, checkpoint):
-        optimizer, scaler, state = make_optimizer(params, cfg), make_scaler(dtype), None
+        optimizer, scaler, state = make_optimizer(optimizer_groups(method, cfg.lr), cfg), make_scaler(dtype), None
     if state is not None:
         start, history, resumed = state["epoch"], list(state["loss_history"]), state["epoch"]
         curve = list(state.get(EPOCH_METRICS) or [])
@@ -174,7 +177,7 @@ def train(
             break
         lr, started = lr_for_epoch(cfg, epoch), time.time()
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr_for_epoch(cfg, epoch, group.get("lr_scale", 1.0))
         torch.manual_seed(epoch_seed(seed, epoch))  # what the method draws (augmentation draws per image)
         method.train()
         method.start_epoch(epoch, cfg.epochs, len(loader))
@@ -182,7 +185,7 @@ def train(
         bar = tqdm(loader.epoch(epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
         for images, labels in bar:
             loss = train_step(method, optimizer, scaler, dtype, images.to(device, non_blocking=True),
-                              labels.to(device, non_blocking=True))
+                              labels.to(device, non_blocking=True), cfg.grad_clip)
             if not math.isfinite(loss):
                 raise BenchError(f"training diverged: the loss is {loss} in epoch {epoch + 1}; "
                                  "try a lower train.lr, or train.precision: fp32")

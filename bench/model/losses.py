@@ -11,6 +11,8 @@ compensating variant adds one to every count (``add_one``: MDPR's "CLA").
 
     offsets = la_offsets([500, 5])           # log([500/505, 5/505])
     loss = la_loss(logits, labels, offsets)
+
+Also DeKg's HSIC term (:func:`hsic`), a class-level regulariser between two sets of class embeddings.
 """
 from __future__ import annotations
 
@@ -36,3 +38,16 @@ def la_loss(logits: torch.Tensor, labels: torch.Tensor, offsets: torch.Tensor) -
 def posthoc_adjust(logits: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     """Logits with the log prior removed, for prediction."""
     return logits - offsets.to(logits.device, logits.dtype)
+
+
+def hsic(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """DeKg's linear-kernel HSIC between two row sets ``[C, d]`` of the same C classes (spec_cpt_mdpr_baselines
+    §3.3; ``cnunlp/DeKg:trainers/loss.py`` ``HSICLoss``): ``tr(H K_a H K_b)`` with ``K = Ŵ Ŵᵀ``,
+    ``Ŵ = W / ‖W‖_F`` (the whole matrix) and ``H = I − 11ᵀ/C``, without the usual ``(C − 1)⁻²`` factor.
+    Computed in fp32 (or the inputs' wider type) as ``‖(HŴ_a)ᵀ (HŴ_b)‖_F²``, the same value."""
+    dtype = torch.promote_types(torch.promote_types(a.dtype, b.dtype), torch.float32)
+    a, b = a.to(dtype), b.to(a.device, dtype)
+    a, b = a / a.norm(), b / b.norm()
+    # H W centres the columns; tr(H K_a H K_b) = ‖(H Ŵ_a)ᵀ (H Ŵ_b)‖_F² as H is symmetric and idempotent.
+    cross = (a - a.mean(dim=0)).t() @ (b - b.mean(dim=0))
+    return (cross * cross).sum()

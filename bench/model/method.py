@@ -21,6 +21,7 @@ methods (LAMP's bias pass); ``set_label_space(info)`` switches the classifier to
 classes of a base-to-new protocol) without touching learned parameters; ``key_inputs(cfg)`` names
 inputs outside the options that decide the results (a knowledge-base file's hash), for the cell key;
 ``record_text_features()`` the class text features a record stores with ``protocol.eval.text_features``;
+``param_groups()`` optimizer groups with their own learning-rate scale (LASP's LayerNorms);
 ``fit(features, labels, seed)``, for a method whose class names ``fit_views``, fits it on frozen training
 features instead of the epoch loop (closed-form or full-batch methods: LFA; ``bench.engine.fitting``).
 In training mode ``forward`` may return anything ``loss`` takes (features as well as logits).
@@ -34,7 +35,7 @@ import contextlib
 import dataclasses
 import functools
 from dataclasses import dataclass, field
-from typing import ClassVar, Dict, List, Mapping, Optional
+from typing import ClassVar, Dict, List, Mapping, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -226,6 +227,12 @@ class Method(nn.Module):
     def trainable_parameters(self) -> List[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
 
+    def param_groups(self) -> List[Tuple[List[nn.Parameter], float]]:
+        """The trainable parameters as optimizer groups ``[(params, lr_scale)]``: a group runs at the recipe's
+        rate times its scale after the warm-up (the warm-up rate is the same for all, as Dassl's).
+        One group by default."""
+        return [(self.trainable_parameters(), 1.0)]
+
     def trainable_state(self) -> Dict[str, torch.Tensor]:
         names = {name for name, p in self.named_parameters() if p.requires_grad}
         return {k: v.detach().clone() for k, v in self.state_dict().items() if k in names}
@@ -258,6 +265,17 @@ class DeepPromptCLIP(Method):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         feats = self.image_features(images)
         return self.backbone.logit_scale * feats @ self.text_features().t().to(feats.dtype)
+
+
+def optimizer_groups(method: Method, lr: float) -> List[dict]:
+    """``method.param_groups()`` as torch optimizer groups at ``lr`` times each one's ``lr_scale``; every
+    trainable parameter in exactly one."""
+    groups = [{"params": list(params), "lr": lr * scale, "lr_scale": float(scale)}
+              for params, scale in method.param_groups()]
+    grouped = [id(p) for g in groups for p in g["params"]]
+    if sorted(grouped) != sorted(id(p) for p in method.trainable_parameters()):
+        raise BenchError(f"method {method.registry_name}: param_groups() must hold each trainable parameter once")
+    return [g for g in groups if g["params"]]
 
 
 def method_problems(cls) -> List[str]:
