@@ -8,8 +8,10 @@ A plugin is a Python module that registers entries with ``@METHODS.register("nam
 - ``$BENCH_PLUGINS``: module names or ``.py`` files, separated by ``os.pathsep``;
 - ``bench ... --plugin MODULE_OR_FILE`` (repeatable), recorded by :func:`use`.
 
-Each entry a plugin registers carries the plugin's origin (its name, module, and a SHA-256 of its
-source files), which enters a method's cell key, so editing the plugin gives new cells::
+Each entry a plugin registers carries the plugin's origin (its name, how it was loaded, its module,
+and a SHA-256).  A method's SHA-256 is that of the file that defines its class, content only, and it
+enters the method's cell key: editing that file gives new cells, while the same file loaded another
+way (``--plugin FILE``, or installed in a package with an entry point) keeps its cells::
 
     use(["./my_method.py"])
     load_all()            # bench.core.registry.fill_registries() calls it by name
@@ -20,6 +22,7 @@ import functools
 import hashlib
 import importlib
 import importlib.util
+import inspect
 import os
 import sys
 from importlib.metadata import entry_points
@@ -78,9 +81,19 @@ def fingerprint() -> str:
 def load_all() -> None:
     """The built-ins, then every installed and requested plugin (each imported once)."""
     load_builtins()
-    for spec in [*installed(), *requested()]:
-        if canonical(spec) not in _loaded:  # ./a.py and a.py are one plugin
-            _loaded[canonical(spec)] = load_plugin(spec)
+    named = [(spec, "entry point") for spec in installed()] + [(spec, "--plugin") for spec in requested()]
+    for spec, via in named:
+        if canonical(spec) not in _loaded and not loaded_already(spec):  # ./a.py and a.py are one plugin
+            _loaded[canonical(spec)] = load_plugin(spec, via)
+
+
+def loaded_already(spec: str) -> bool:
+    """Whether ``spec`` is the file of a plugin module loaded already (an editable install's entry point,
+    named again with ``--plugin``): importing it twice would register its methods twice."""
+    if not is_file(spec):
+        return False
+    modules = [sys.modules.get(origin.get("module", "")) for origin in _loaded.values()]
+    return any(Path(getattr(m, "__file__", "") or "").resolve() == Path(canonical(spec)) for m in modules if m)
 
 
 def canonical(spec: str) -> str:
@@ -92,11 +105,11 @@ def is_file(spec: str) -> bool:
     return spec.endswith(".py") or os.sep in spec or (os.altsep or os.sep) in spec
 
 
-def load_plugin(spec: str) -> Dict[str, str]:
+def load_plugin(spec: str, via: str = "--plugin") -> Dict[str, str]:
     """Import one plugin with its registrations marked as its own, and check what it registered."""
     before = {kind: set(registry.names()) for kind, registry in REGISTRIES.items()}
     files = plugin_files(spec)
-    origin = {"from": "plugin", "plugin": spec, "sha256": source_hash(files)}
+    origin = {"from": "plugin", "plugin": spec, "via": via, "sha256": source_hash(files)}
     with registering_from(origin):
         try:
             module = import_file(spec, files[0]) if is_file(spec) else importlib.import_module(spec)
@@ -110,7 +123,18 @@ def load_plugin(spec: str) -> Dict[str, str]:
         raise BenchError(f"plugin '{spec}' registers nothing; decorate a class with @METHODS.register(\"name\") "
                          "(from bench.api import METHODS)")
     check_methods(spec, added["methods"])
+    for name in added["methods"]:
+        METHODS.set_origin(name, {**origin, "sha256": defining_file_hash(METHODS.get(name), origin["sha256"])})
     return origin
+
+
+def defining_file_hash(entry, fallback: str) -> str:
+    """SHA-256 of the content of the file that defines ``entry`` (its name and the package around it
+    do not count, so a plugin file keeps its cells once packaged); ``fallback`` where no file is found."""
+    try:
+        return hashlib.sha256(Path(inspect.getsourcefile(entry)).read_bytes()).hexdigest()
+    except (TypeError, OSError):
+        return fallback
 
 
 def plugin_files(spec: str) -> List[Path]:

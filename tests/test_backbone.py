@@ -49,6 +49,7 @@ def test_missing_weights_are_a_clear_error(tmp_path):
         OpenClip.build(OpenClipConfig(model="bench-tiny-vit", pretrained=str(missing)))
 
 
+@pytest.mark.slow  # pretrains the backbone
 def test_synthetic_clip_pretraining_is_cached(tmp_path, monkeypatch):
     import bench.model.synthetic_clip
 
@@ -77,6 +78,7 @@ def nan_weights(blob):
     return out.getvalue()
 
 
+@pytest.mark.slow  # pretrains the backbone again
 @pytest.mark.parametrize("damage", [lambda b: b[: len(b) // 2], lambda b: b"", lambda b: b"not a torch file",
                                     nan_weights])
 def test_damaged_backbone_cache_is_set_aside_and_rebuilt(tmp_path, capsys, damage):
@@ -185,6 +187,7 @@ def test_unwritable_cache_is_a_warning(tmp_path, capsys):
     assert bb.width == 64 and "cannot cache backbone weights" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # pretrains a backbone
 def test_diverged_pretraining_is_an_error(tmp_path):
     with pytest.raises(BenchError, match="backbone pretraining diverged"):
         SyntheticClip.build(SyntheticClipConfig(steps=3, lr=1e3, cache_dir=str(tmp_path)))

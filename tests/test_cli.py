@@ -220,12 +220,14 @@ def test_error_after_finished_cells_keeps_them(capsys, results):
     assert saved.read_text() == text
 
 
+@pytest.mark.slow  # bench processes
 def test_argparse_errors_are_one_line():
     proc = subprocess.run([sys.executable, "-m", "bench", "run", "--method", "coop"], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "--protocol" in proc.stderr
 
 
+@pytest.mark.slow  # a bench process
 def test_console_entry_point_exit_code(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "run", "--protocol", "smoke", "--method", "coopp", "--results-dir", str(tmp_path)],
@@ -233,7 +235,9 @@ def test_console_entry_point_exit_code(tmp_path):
     )
     assert proc.returncode == 2
     from bench.core.registry import METHODS
+    from bench.plugins import load_builtins
 
+    load_builtins()  # the registry is empty until the methods are imported (run alone, this test imports none)
     names = ", ".join(METHODS.names())
     assert proc.stderr == f"bench: error: unknown method 'coopp'; did you mean 'coop'? (available: {names})\n"
 

@@ -98,7 +98,8 @@ def steps_on_a_fixed_batch(method, protocol_name, recipe, steps=5):
     return losses[0], losses[-1]
 
 
-@pytest.mark.parametrize("protocol_name", SMOKE)
+@pytest.mark.parametrize("protocol_name", [p if p == "smoke" else pytest.param(p, marks=pytest.mark.slow)
+                                           for p in SMOKE])  # the fast tier trains each method on `smoke` only
 @pytest.mark.parametrize("name", METHODS.names() + VARIANTS)
 def test_method_trains_resumes_and_classifies_every_label_space(protocol_name, name, tmp_path):
     protocol, _, spaces, train_tf, test_tf = setting(protocol_name)

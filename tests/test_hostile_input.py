@@ -67,6 +67,7 @@ def one_line_or_success(capsys, argv):
     return False
 
 
+@pytest.mark.slow  # fuzzing: tens to hundreds of examples
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(path=st.sampled_from(PATHS), value=values)
 @example(path=("family",), value=[])  # was a TypeError (unhashable list)
@@ -84,6 +85,7 @@ RUN_PATHS = [p for p in PATHS if p[-1] not in ("epochs", "batch_size", "num_clas
                                                   "n_iters")]
 
 
+@pytest.mark.slow  # fuzzing: tens to hundreds of examples
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(path=st.sampled_from(RUN_PATHS), value=values)
 @example(path=("methods", "zeroshot", "templates"), value=["{} {x}"])  # passed the '{}' count, then KeyError
@@ -105,6 +107,7 @@ def test_any_value_runs_or_is_one_error_line(tmp_path_factory, capsys, path, val
 
 # Every method option (about 170): breadth over the options, a few values each (the field test draws 400).
 @pytest.mark.parametrize("path", [p for p in PATHS if p[:1] == ("methods",) and len(p) == 3])
+@pytest.mark.slow  # fuzzing: tens to hundreds of examples
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(value=values)
 def test_any_set_value_is_taken_or_one_error_line(capsys, path, value):

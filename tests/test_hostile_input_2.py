@@ -278,6 +278,7 @@ def serve():
     return server
 
 
+@pytest.mark.slow  # an HTTP server and its time-outs
 def test_the_key_never_follows_a_redirect_to_another_origin():
     from bench.kb.backends import KBRequest, OpenAICompatibleBackend
 
@@ -333,6 +334,7 @@ yaml_texts = st.one_of(
     st.integers(2, 30).map(lambda n: "x: &a [1]\n" + "".join(f"y{i}: *a\n" for i in range(n)) + "x: 2\n"))
 
 
+@pytest.mark.slow  # fuzzing: tens to hundreds of examples
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=yaml_texts)
 def test_property_any_protocol_text_is_a_protocol_or_one_error(tmp_path, text):
@@ -344,6 +346,7 @@ def test_property_any_protocol_text_is_a_protocol_or_one_error(tmp_path, text):
         assert str(err).startswith(("protocol", "unknown protocol")), str(err)[:200]
 
 
+@pytest.mark.slow  # fuzzing: tens to hundreds of examples
 @settings(max_examples=40, deadline=None)
 @given(raw=st.one_of(st.text(max_size=40), yaml_texts), target=st.sampled_from(
     ["coop.n_ctx", "coop.train.lr", "protocol.eval.batch_size", "protocol.backbone.seed", "protocol.seeds"]))
@@ -352,6 +355,7 @@ def test_property_any_set_value_shows_or_is_one_error(raw, target):
     assert code in (0, 2)
 
 
+@pytest.mark.slow  # fuzzing: tens to hundreds of examples
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(metrics=st.dictionaries(st.sampled_from(["all", "many", "few", "hm", "x"]), trees, max_size=4),
        extra=st.dictionaries(st.sampled_from(["seed", "key", "config", "schema"]), trees, max_size=2))
@@ -364,6 +368,7 @@ def test_property_a_record_is_read_with_numeric_metrics_or_refused(tmp_path, met
         assert all(v is None or (type(v) in (int, float) and 0 <= v <= 100) for v in data["metrics"].values())
 
 
+@pytest.mark.slow  # fuzzing: tens to hundreds of examples
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(spec=st.one_of(yaml_texts, st.fixed_dictionaries({"title": trees, "columns": trees}, optional={
     "rows": trees, "metrics": trees, "reference": trees, "digits": trees, "std": trees}).map(yaml.safe_dump)))
@@ -432,6 +437,7 @@ def test_two_columns_of_one_protocol_read_their_own_seeds(capsys, tmp_path):
     assert code == 0 and "±" in two and "±" not in one, row
 
 
+@pytest.mark.slow  # builds knowledge bases
 def test_a_kb_built_for_an_override_gets_its_own_file(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, out, _ = run(capsys, "kb", "build", "--dataset", "smoke")

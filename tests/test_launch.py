@@ -16,6 +16,8 @@ import pytest
 
 from bench.cli import main
 
+pytestmark = pytest.mark.slow  # real processes, workers and SLURM arrays
+
 FLAKY = '''
 import os
 from dataclasses import dataclass
@@ -181,8 +183,50 @@ def test_plan_counts_cells_and_estimates_hours_from_finished_ones(tmp_path, caps
     out = capsys.readouterr().out
     assert "| smoke | zeroshot | 1 | 0 | 0 | 0 | 2 |" in out and "| smoke | coop | 0 | 0 | 0 | 0 | 3 |" in out
     assert "| all | 2 rows | 1 | 0 | 0 | 0 | 5 |" in out
-    assert re.search(r"estimate: \d+\.\d\d hours for 2 of 5 cells not done \(CPU timings only for lt/zeroshot\); "
-                     r"no finished cell of the same family and method to time lt/coop \(3\)", out)
+    assert re.search(r"estimate: \d+\.\d\d hours for 2 of 5 cells not done \(CPU timings only for smoke/zeroshot\); "
+                     r"no comparable timing \(.*\) for 3 cells: smoke/coop \(3\)", out)
+
+
+def test_plan_estimates_only_from_cells_of_the_same_dataset_and_backbone(tmp_path, capsys):
+    """Finished smoke cells (a tiny synthetic dataset) give no estimate for CIFAR cells of the same family."""
+    root = str(tmp_path / "results")
+    assert main(["run", "--protocol", "smoke", "--method", "zeroshot", "--seeds", "1", "--results-dir", root]) == 0
+    capsys.readouterr()
+    assert main(["plan", "--protocol", "cifar100_lt_ir*", "--method", "zeroshot", "--results-dir", root]) == 0
+    out = capsys.readouterr().out
+    estimate = out.splitlines()[-1]
+    assert estimate.startswith("estimate: no comparable timing") and "cifar100_lt_ir100/zeroshot" in estimate
+    assert "hours" not in estimate
+    assert main(["plan", "--protocol", "smoke", "--method", "zeroshot", "--seeds", "1", "--results-dir", root]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "estimate: every cell is done"
+
+
+def test_plan_and_status_take_a_gpu_device_on_a_machine_without_one_and_see_its_keys(tmp_path, capsys, monkeypatch):
+    """A login node without a GPU plans what a GPU job array runs: its keys carry the GPU's precision."""
+    import torch
+
+    from bench.config.protocol import load_protocol
+    from bench.engine.runner import RunOptions, Runner
+
+    root = str(tmp_path / "results")
+    assert main(["run", "--protocol", "smoke", "--method", "zeroshot", "--seeds", "1", "--device", "cpu",
+                 "--results-dir", root]) == 0
+    capsys.readouterr()
+    base = ["--protocol", "smoke", "--method", "zeroshot", "--seeds", "1", "--results-dir", root]
+    assert main(["status", *base, "--device", "cpu"]) == 0
+    assert "| smoke | zeroshot | 1 | 0 | 0 | 0 | 0 |" in capsys.readouterr().out
+    assert main(["plan", *base, "--device", "cuda"]) == 0  # the README's example: no GPU needed
+    assert "| smoke | zeroshot | 0 | 0 | 0 | 0 | 1 |" in capsys.readouterr().out  # a GPU cell is another cell
+    assert main(["status", *base, "--device", "cuda:1", "--amp-dtype", "fp16"]) == 0
+    capsys.readouterr()
+    smoke = load_protocol("smoke", {})
+    planned = {dtype: Runner(smoke, RunOptions(device="cuda", keys_only=dtype)).plan(["coop"], [1])[0].key
+               for dtype in ("auto", "bf16", "fp16")}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # what a run on an A100 computes
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    on_gpu = Runner(smoke, RunOptions(device="cuda")).plan(["coop"], [1])[0].key
+    assert planned["auto"] == planned["bf16"] == on_gpu != planned["fp16"]
 
 
 def test_a_slurm_job_array_runs_every_cell_through_submitit(tmp_path, capsys):
@@ -204,6 +248,46 @@ def test_a_slurm_job_array_runs_every_cell_through_submitit(tmp_path, capsys):
     assert main(["status", "--protocol", "smoke", "--method", "coop", "maple", "--seeds", "1", "2", *SHORT[:4],
                  "--results-dir", str(root)]) == 0
     assert f"logs in {note.parent}" in capsys.readouterr().out
+
+
+def test_a_failed_slurm_task_names_its_error_and_err_log_and_status_lists_its_cells_failed(tmp_path, capsys,
+                                                                                         monkeypatch, new_process):
+    """A task that dies (a plugin whose dependency the nodes lack) is one error line naming its own error and
+    its .err log, where the traceback is; `bench status` then lists the launch's cells as failed."""
+    pytest.importorskip("submitit", reason="submitit is the [slurm] extra")
+    plugin = tmp_path / "node_only.py"
+    plugin.write_text("import os\n\nif 'SUBMITIT_LOCAL_JOB_ID' in os.environ:  # inside an array task\n"
+                      "    raise ImportError('no module named site_lib on this node')\n" + FLAKY)
+    monkeypatch.setenv("BENCH_PLUGINS", "")  # the launch names the plugin there for its tasks: put back after
+    root = tmp_path / "results"
+    select = ["--protocol", "smoke", "--method", "zeroshot", "--seeds", "1", "--results-dir", str(root)]
+    err = one_error(capsys, "run", *select, "--plugin", str(plugin), "--device", "cpu", "--launcher", "slurm",
+                    "--slurm-cluster", "local", "--slurm-array", "1")
+    log = re.search(r"traceback is in (\S+_log\.err)", err)
+    assert "SLURM task 0" in err and "no module named site_lib on this node" in err and log, err
+    assert "no module named site_lib" in Path(log.group(1)).read_text()
+    note, = root.glob(".slurm/*/launch.json")
+    assert json.loads(note.read_text())["profile"]["gpus"] == 0  # --device cpu: CPU tasks, no --slurm-gpus 0 needed
+    assert main(["status", *select]) == 0
+    out = capsys.readouterr().out
+    assert "| smoke | zeroshot | 0 | 0 | 0 | 1 | 0 |" in out
+    assert "FAILED: 1 task(s); task 0: " in out and log.group(1) in out and "launch again" in out
+    assert "failed   smoke / zeroshot / seed 1: its SLURM launch" in out
+    from bench.launch.slurm import last_error  # no note (the logs folder not shared): submitit's own message
+
+    assert last_error("Job (task=0) failed during processing with trace:\n---\nTraceback ...\nValueError: x\n---\n"
+                      "You can check full logs ... at paths:\n  - /a/1_0_log.err\n  - /a/1_0_log.out") == "ValueError: x"
+
+
+@pytest.mark.parametrize("extra, problem", [
+    (["--device", "cpu", "--slurm-gpus", "1"], "--device cpu asks for CPU tasks, but each task gets 1 GPU(s)"),
+    (["--device", "cuda", "--slurm-gpus", "0"], "--device cuda asks for GPU tasks, but --slurm-gpus"),
+])
+def test_slurm_tasks_follow_device_and_a_contradiction_is_one_error(tmp_path, capsys, extra, problem):
+    pytest.importorskip("submitit", reason="submitit is the [slurm] extra")
+    err = one_error(capsys, "run", "--protocol", "smoke", "--method", "zeroshot", "--results-dir", str(tmp_path),
+                    "--launcher", "slurm", "--slurm-cluster", "local", *extra)
+    assert problem in err and not (tmp_path / ".slurm").exists()
 
 
 def test_slurm_input_errors_are_one_line_before_anything_is_submitted(tmp_path, capsys, monkeypatch):

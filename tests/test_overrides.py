@@ -130,6 +130,7 @@ def test_a_users_grid_file_runs_cell_by_cell(capsys, tmp_path):
     assert f"bench run --protocol {grid}" in one_error(capsys, "show", str(grid))
 
 
+@pytest.mark.slow  # a ResNet backbone pretrained
 def test_vit_only_methods_are_left_out_on_a_resnet_and_refused_by_name(capsys, tmp_path):
     results = str(tmp_path / "results")
     rn = ["--set", "protocol.backbone.model=bench-tiny-rn", "--set", "protocol.train.epochs=2", "--seeds", "1",

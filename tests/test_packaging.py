@@ -9,6 +9,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
+pytestmark = pytest.mark.slow  # a wheel is built and installed
+
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):

@@ -242,6 +242,7 @@ def test_stage_2_waits_while_another_worker_holds_stage_1(tmp_path, watched):
     assert watched == [] and set(run.outcome) == {"running elsewhere"}
 
 
+@pytest.mark.slow  # two-stage runs
 def test_an_interrupted_stage_1_resumes_and_ends_as_an_uninterrupted_one(tmp_path, monkeypatch, watched):
     real = runner_module.train
     calls = []

@@ -39,6 +39,7 @@ def one_error(capsys, *argv) -> str:
     return err
 
 
+@pytest.mark.slow  # runs pytest in a process
 def test_bench_new_method_writes_a_method_and_a_test_that_pass_as_written(tmp_path, capsys):
     new_method(tmp_path / "mine", "my_adapter")
     spec = importlib.util.spec_from_file_location("test_my_adapter", tmp_path / "mine" / "test_my_adapter.py")
@@ -55,6 +56,7 @@ def test_bench_new_method_writes_a_method_and_a_test_that_pass_as_written(tmp_pa
     assert "lower-case letters" in one_error(capsys, "new", "method", "My-Method", "--dir", str(tmp_path))
 
 
+@pytest.mark.slow  # bench processes
 def test_a_plugin_file_runs_from_another_folder_is_listed_reported_and_keyed_by_its_code(tmp_path, capsys,
                                                                                           monkeypatch, new_process):
     plugin = new_method(tmp_path / "code", "my_adapter")
@@ -93,11 +95,15 @@ def test_bench_plugins_names_plugins_for_every_command(tmp_path, capsys, monkeyp
     assert code == 0 and "Your Name et al. Your Method" in out
 
 
-def test_an_installed_package_is_found_through_its_entry_point(tmp_path, bench_cache):
+def installed_package(tmp_path, source: str, init: str, **modules: str):
+    """``acme_methods`` (``adapters.py`` = ``source``, an entry point to it, other ``modules``) pip-installed
+    into ``tmp_path/site``, which it returns."""
     package = tmp_path / "pkg"
     (package / "acme_methods").mkdir(parents=True)
-    (package / "acme_methods" / "__init__.py").write_text("")
-    new_method(package / "acme_methods", "acme_adapter").rename(package / "acme_methods" / "adapters.py")
+    (package / "acme_methods" / "__init__.py").write_text(init)
+    for name, text in modules.items():
+        (package / "acme_methods" / f"{name}.py").write_text(text)
+    (package / "acme_methods" / "adapters.py").write_text(source)
     (package / "pyproject.toml").write_text(
         '[build-system]\nrequires = ["setuptools>=64"]\nbuild-backend = "setuptools.build_meta"\n'
         '[project]\nname = "acme-methods"\nversion = "1.0"\n'
@@ -106,6 +112,12 @@ def test_an_installed_package_is_found_through_its_entry_point(tmp_path, bench_c
     subprocess.run([sys.executable, "-m", "pip", "-q", "--disable-pip-version-check", "install", "--no-deps",
                     "--no-build-isolation", "--no-index", "--target", str(site), str(package)],
                    check=True, capture_output=True)
+    return site
+
+
+@pytest.mark.slow  # pip installs a package
+def test_an_installed_package_is_found_through_its_entry_point(tmp_path, bench_cache):
+    site = installed_package(tmp_path, new_method(tmp_path / "code", "acme_adapter").read_text(), "")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)]), "BENCH_CACHE": str(bench_cache)}
 
     def bench(*argv):
@@ -120,6 +132,38 @@ def test_an_installed_package_is_found_through_its_entry_point(tmp_path, bench_c
     assert record["origin"]["plugin"] == "acme_methods.adapters"
     board = bench("leaderboard", "--protocol", "smoke")
     assert board.returncode == 0 and "| acme_adapter | 1 | " in board.stdout
+
+
+@pytest.mark.slow  # subprocesses and a pip install: about 90 s on 2 cores
+def test_a_plugin_file_keeps_its_results_once_packaged_and_says_when_it_is_not_loaded(tmp_path, bench_cache):
+    """The same source gives the same key as a --plugin file and inside a package with an entry point;
+    without it, the leaderboard says the method is not loaded; both ways at once say how to develop one."""
+    plugin = new_method(tmp_path / "code", "acme_adapter")
+    site = installed_package(tmp_path, plugin.read_text(), '"""Acme\'s methods."""\n',
+                             helpers="SCALE = 2\n")  # files around it do not count
+
+    def bench(*argv, installed=False):
+        path = [str(site), str(ROOT)] if installed else [str(ROOT)]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(path), "BENCH_CACHE": str(bench_cache)}
+        return subprocess.run([sys.executable, "-m", "bench", *argv], capture_output=True, text=True, env=env,
+                              cwd=tmp_path, timeout=300)
+
+    cell = ["--protocol", "smoke", "--method", "acme_adapter", "--seeds", "1", "--no-progress"]
+    assert bench("run", "--plugin", str(plugin), *cell).returncode == 0
+    board = bench("leaderboard", "--protocol", "smoke", installed=True)
+    assert board.returncode == 0 and "| acme_adapter | 1 | " in board.stdout and board.stderr == "", board.stderr
+    assert bench("run", *cell, installed=True).returncode == 0
+    assert len(list((tmp_path / "results" / "smoke" / "acme_adapter").glob("*/seed-1.json"))) == 1  # not rerun
+    twice = bench("run", "--plugin", str(plugin), *cell, installed=True)
+    assert twice.returncode == 2 and "method 'acme_adapter' is already registered" in twice.stderr
+    assert "pip install -e" in twice.stderr and "do not pass --plugin" in twice.stderr
+    missing = bench("leaderboard", "--protocol", "smoke")
+    assert missing.returncode == 2 and "method 'acme_adapter' is not loaded: pass --plugin" in missing.stderr
+    assert bench("run", "--protocol", "smoke", "--method", "zeroshot", "--seeds", "1").returncode == 0
+    board = bench("leaderboard", "--protocol", "smoke")
+    assert board.returncode == 0 and "| zeroshot | 1 |" in board.stdout and "acme_adapter" not in board.stdout
+    assert "bench: note: method 'acme_adapter' is not loaded: pass --plugin" in board.stderr
+    assert "other configurations" not in board.stderr
 
 
 BROKEN = {

@@ -518,6 +518,7 @@ def figure_fields(spec, metrics, rng) -> dict:
     return {}
 
 
+@pytest.mark.slow  # every shipped spec
 def test_every_shipped_spec_renders_well_formed_tables(tmp_path):
     """Each shipped spec on fabricated results of the real protocol views: every row complete and
     ranked, the paper's numbers found, and LaTeX that pdflatex would accept."""
@@ -764,6 +765,7 @@ TWIN_METRICS = {
 COSTS = {"params_m", "epoch_s", "eval_s", "train_img_s", "eval_img_s"}
 
 
+@pytest.mark.slow  # every shipped spec, real runs
 def test_every_shipped_spec_renders_real_records_of_the_smoke_twins(twin_results, tmp_path):
     """The shipped layouts on records that real cells wrote (nulls, cost fields, code versions), not
     fabricated rows: each renders in every format, LaTeX compiles where pdflatex is installed."""
@@ -1002,6 +1004,7 @@ def test_headers_in_the_papers_words(tmp_path):
     assert escape("B2N, tau = 0.25; beta = 2; tau0.25") == "B2N, $\\tau$ = 0.25; $\\beta$ = 2; tau0.25"
 
 
+@pytest.mark.slow  # a bench process
 def test_rendering_from_results_never_imports_torch(twin_results, tmp_path):
     """The method cards come from a cache of this code's cards: a report is pandas and scipy only."""
     import os

@@ -1,9 +1,9 @@
 """pytest-benchmark: loading a results folder and rendering a report from it.
 
-The default run times 2,000 results; the 100,000-result run is marked ``slow`` (writing the folder
-alone takes about 20 s on 2 cores):
+The default run times 2,000 results; the 100,000-result run is marked ``heavy`` (writing the folder
+alone takes about 20 s on 2 cores), which the default run leaves out:
 
-    python -m pytest tests/test_report_benchmark.py -m slow --benchmark-only
+    python -m pytest tests/test_report_benchmark.py -m heavy --benchmark-only
 """
 import json
 
@@ -62,6 +62,7 @@ def test_load_and_render_2000_results(benchmark, tmp_path):
     run(benchmark, tmp_path, 2_000)
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_load_and_render_100000_results(benchmark, tmp_path):
     run(benchmark, tmp_path, 100_000)

@@ -13,6 +13,7 @@ from bench.model.prompting import pooled_span
 TINY = ["--model", "bench-tiny-vit", "--protocol", "smoke", "--steps", "1", "--warmup", "0"]
 
 
+@pytest.mark.slow  # times both paths
 def test_benchmark_times_both_paths_and_their_logits_agree(capsys, tmp_path):
     out = tmp_path / "speed.json"
     code = main(["bench", "--method", "coop", "zeroshot", "cocoop", "mdpr_coop", "--classes", "5", "12",

@@ -22,7 +22,10 @@ SUBCOMMANDS = (listing, show, run, plan, status, data, kb, leaderboard, report, 
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from bench import __version__  # the package's version (pyproject reads it from here)
+
     parser = Parser(prog="bench", description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--version", action="version", version=f"bench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for command in SUBCOMMANDS:
         command.add_parser(sub)

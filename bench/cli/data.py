@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from typing import List, Optional, Tuple
 
-from bench.config.dataroots import ENV_VAR, root_for, roots_file
+from bench.config.dataroots import ENV_VAR, HOME_VAR, data_home, default_root, root_for, roots_file
 from bench.core.errors import BenchError
 from bench.core.registry import DATASETS, suggest
 from bench.plugins import load_all
@@ -54,7 +54,7 @@ def with_root(registered: str, cfg, root: Optional[str]) -> Tuple[object, str]:
     found = root_for(registered, cfg)
     if found is not None:
         return dataclasses.replace(cfg, root=found[0]), f"{roots_file()}: {found[1]}"
-    return cfg, "default"
+    return dataclasses.replace(cfg, root=default_root(cfg)), f"default: ${HOME_VAR} or {data_home()}"
 
 
 def cmd_list(args) -> int:

@@ -92,9 +92,20 @@ def cmd_leaderboard(args) -> int:
         write_output(Path(args.output), text, Path(args.results_dir[0]))
     print(text, end="")
     if others and not args.all_configs:
-        print(f"bench: note: {len(others)} result(s) of other configurations or code versions of "
-              f"'{args.protocol}' are not shown; --all-configs shows them", file=sys.stderr)
+        hidden_notes(others, views, args.protocol)
     return 0
+
+
+def hidden_notes(others: List[dict], views: dict, protocol: str) -> None:
+    """``bench: note:`` lines for results not shown: each method not loaded, and the other configurations."""
+    from bench.reporting.leaderboard import not_loaded, not_loaded_notes
+
+    for note in not_loaded_notes(others, views):
+        print(f"bench: note: {note}", file=sys.stderr)
+    rest = [record for record in others if not not_loaded(record, views)]
+    if rest:
+        print(f"bench: note: {len(rest)} result(s) of other configurations or code versions of "
+              f"'{protocol}' are not shown; --all-configs shows them", file=sys.stderr)
 
 
 def add_parser(sub) -> None:

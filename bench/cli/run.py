@@ -6,7 +6,7 @@ from collections import Counter
 from pathlib import Path
 
 from bench import plugins
-from bench.core.errors import BenchError
+from bench.core.errors import BenchError, message_of
 from bench.core.registry import METHODS
 
 from .common import SET_HELP, add_plugin_option, parse_sets, whole
@@ -64,6 +64,7 @@ def select(args) -> tuple:
         overrides=with_feature_cache(method_sets, methods, getattr(args, "feature_cache", 0)),
         retry_failed=getattr(args, "retry_failed", False),
         lease_timeout=args.lease_timeout,
+        keys_only=getattr(args, "amp_dtype", None) or slurm_target(args),  # the device need not be here
     )
     return names, [Runner(protocol, options) for protocol in protocols], methods
 
@@ -82,10 +83,14 @@ def check_method_options(args, protocols: list, methods: list, method_sets: dict
 
 def with_feature_cache(overrides: dict, methods: list, views: int) -> dict:
     """``--feature-cache K``: ``train.feature_cache = K`` for each method that never touches the image
-    tower (the others run as usual), unless ``--set`` says otherwise for it."""
+    tower, unless ``--set`` says otherwise for it; the others run on images as usual, with a note naming them."""
     for name in methods if views else []:
         if METHODS.get(name).frozen_image_tower:
             overrides.setdefault(name, {}).setdefault("train", {}).setdefault("feature_cache", views)
+    inside = [name for name in methods if views and not METHODS.get(name).frozen_image_tower]
+    if inside:
+        print(f"bench: note: --feature-cache does not apply to {', '.join(inside)}: they run prompts inside the "
+              "image tower, so they train and are evaluated on images as usual", file=sys.stderr)
     return overrides
 
 
@@ -120,14 +125,44 @@ def unfit_skipped(args) -> bool:
     return args.method == ["all"] or args.report is not None
 
 
+def noting_on_stderr(runners: list) -> list:
+    """``runners``, their notes (a method left out) on stderr: `plan` and `status` print tables on stdout."""
+    for runner in runners:
+        runner.log = lambda message: print(message, file=sys.stderr, flush=True)
+    return runners
+
+
 def check_data(runners, always: bool = False) -> None:
     """Build each protocol's first data (once per shared resources), before any cell runs: a missing
     dataset of the last table cell fails now, not hours in (one protocol's data is built by its own
     preflight, unless ``always``)."""
     distinct = list({id(runner.resources): runner for runner in runners}.values())
-    if always or len(distinct) > 1:
-        for runner in distinct:
+    problems = []  # each missing dataset once, however many protocols read it
+    for runner in distinct if always or len(distinct) > 1 else []:
+        try:
             runner.check_data()
+        except BenchError as err:
+            problems += [message_of(err)] if message_of(err) not in problems else []
+    if len(problems) == 1:
+        raise BenchError(problems[0])
+    if problems:
+        raise BenchError(several_missing(problems))
+
+
+def several_missing(problems: list) -> str:
+    """One line naming all the data the protocols cannot read, each by its error's first clause (what is
+    missing where), the folder they share said once, and what to do next."""
+    import os
+    import re
+
+    clauses = [message.split("; ", 1)[0] for message in problems]
+    paths = [path for clause in clauses for path in re.findall(r"'(/[^']+)'", clause)]
+    common = os.path.commonpath(paths) if len(paths) > 1 else ""
+    under = f" (under '{common}')" if len(common) > 1 else ""
+    named = ", ".join(re.sub(r"'(/[^']+)'", lambda m: repr(os.path.relpath(m[1], common)), clause) if under
+                      else clause for clause in clauses)
+    return (f"{len(problems)} datasets cannot be read{under}: {named}; `bench data list` shows where "
+            "each dataset is looked for and where to get it (or give --data-root)")
 
 
 def finish(names, runners, outcome: Counter) -> int:
@@ -177,13 +212,14 @@ def run_on_slurm(args, chosen: list) -> int:
     """``--launcher slurm``: one submitit job array whose tasks pull cells through the leases."""
     import datetime
 
-    from bench.launch.slurm import executor, load_profile, submit, task_outcomes
+    from bench.launch.slurm import executor, load_profile, submit, task_device, task_outcomes
 
     sbatch = dict(parse_option(item) for item in args.slurm_option)
     profile = load_profile(args.slurm_profile, {
         "partition": args.slurm_partition, "time_min": args.slurm_time, "gpus": args.slurm_gpus,
         "cpus": args.slurm_cpus, "array": args.slurm_array, "cluster": args.slurm_cluster,
         **({"sbatch": sbatch} if sbatch else {})})
+    profile, _ = task_device(profile, args.device)  # the tasks follow --device; a contradiction is an error
     logs = Path(args.results_dir) / ".slurm" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     executor(profile, logs)  # submitit missing or an option it does not know: an error before anything
     jobs = submit(launched(args, chosen), profile, logs)
@@ -193,7 +229,12 @@ def run_on_slurm(args, chosen: list) -> int:
         return 0
     names = [name for picked in chosen for name in picked[0]]
     runners = [runner for picked in chosen for runner in picked[1]]
-    return finish(names, runners, task_outcomes(jobs))  # local or debug: the tasks ran, as a test or dry run
+    return finish(names, runners, task_outcomes(jobs, logs))  # local or debug: the tasks ran, as a test or dry run
+
+
+def slurm_target(args):
+    """``--launcher slurm`` plans here and runs on the nodes: ``--device cuda`` needs no GPU on this machine."""
+    return "auto" if getattr(args, "launcher", None) == "slurm" else None
 
 
 def following(args) -> str:
@@ -215,8 +256,10 @@ def summary(outcome: Counter) -> str:
     return f"bench: {sum(outcome.values())} cells: {', '.join(parts) or 'none'}{hint}"
 
 
-def add_selection(p, method_required: bool = True) -> None:
-    """The arguments that pick cells: `run`, `plan` and `status` take the same."""
+def add_selection(parser, method_required: bool = True):
+    """The arguments that pick cells: `run`, `plan` and `status` take the same; returns the
+    "execution" group (`--help` shows the options in groups) for a command's own options."""
+    p = parser.add_argument_group("selection", "which cells: protocols x methods x seeds")
     p.add_argument("--protocol", help="protocol name (see `bench list`), YAML path, table name or glob")
     p.add_argument("--method", nargs="+",
                    help="method names, or 'all'" + (" (with --protocol)" if method_required else " (default)"))
@@ -226,6 +269,8 @@ def add_selection(p, method_required: bool = True) -> None:
                    help="with --report: the paper's rows (default: paper), or its extra rows too (all)")
     p.add_argument("--seeds", type=whole(0, 2**32 - 1), nargs="+", help="seeds (default: the protocol's)")
     p.add_argument("--set", action="append", default=[], metavar="METHOD.FIELD=VALUE", help=SET_HELP)
+    add_plugin_option(p)
+    p = parser.add_argument_group("execution", "where results go and how cells run")
     p.add_argument("--results-dir", default="results", help="where result JSON files go (default: results)")
     p.add_argument("--device", default="auto", help="auto (GPU when available), cpu, cuda, cuda:1, ... "
                                                     "(it decides the precision, which is part of the key)")
@@ -234,13 +279,13 @@ def add_selection(p, method_required: bool = True) -> None:
                         "augmented views per image (a variant: its own key and label; default 0, off)")
     p.add_argument("--lease-timeout", type=whole(5, 7 * 24 * 3600), default=600, metavar="SECONDS",
                    help="a cell whose worker has not been heard from for this long is taken over (default: 600)")
-    add_plugin_option(p)
-    p.set_defaults(method_needed=method_required)
+    parser.set_defaults(method_needed=method_required)
+    return p
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("run", help="run methods on a protocol (finished cells are skipped)")
-    add_selection(p)
+    parser = sub.add_parser("run", help="run methods on a protocol (finished cells are skipped)")
+    p = add_selection(parser)
     p.add_argument("--data-root", help="dataset folder (overrides the protocol's dataset.root)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars: one line per epoch instead")
     p.add_argument("--threads", type=whole(1, 1024), help="CPU threads for torch (default: usable CPUs - 1, at least 1)")
@@ -251,16 +296,17 @@ def add_parser(sub) -> None:
                                      "(default: --device)")
     p.add_argument("--launcher", choices=["local", "slurm"], default="local",
                    help="local (this machine: --workers) or slurm (a submitit job array; pip install -e '.[slurm]')")
+    p = parser.add_argument_group("SLURM", "with --launcher slurm: one submitit job array (pip install -e '.[slurm]')")
     p.add_argument("--slurm-profile", metavar="FILE", help="YAML with partition, time_min, gpus, cpus, mem_gb, "
                                                            "array, parallel, sbatch: {option: value}")
-    p.add_argument("--slurm-partition")
+    p.add_argument("--slurm-partition", metavar="NAME", help="the partition the tasks run on (default: the cluster's)")
     p.add_argument("--slurm-time", type=whole(1, 60 * 24 * 30), metavar="MINUTES",
                    help="per task; a task at its limit is requeued and resumes (default: 240)")
-    p.add_argument("--slurm-gpus", type=whole(0, 64), help="GPUs per task (default: 1)")
+    p.add_argument("--slurm-gpus", type=whole(0, 64), help="GPUs per task (default: 0 with --device cpu, else 1)")
     p.add_argument("--slurm-cpus", type=whole(1, 1024), help="CPUs per task (default: 8)")
     p.add_argument("--slurm-array", type=whole(1, 100_000), metavar="TASKS", help="array tasks (default: 8)")
     p.add_argument("--slurm-option", action="append", default=[], metavar="NAME=VALUE",
                    help="an extra sbatch option, e.g. account=abc or qos=high (repeatable)")
     p.add_argument("--slurm-cluster", choices=["local", "debug"],
                    help="run the array with submitit's local (subprocesses) or debug (this process) executor")
-    p.set_defaults(func=cmd_run)
+    parser.set_defaults(func=cmd_run)

@@ -44,7 +44,9 @@ class MethodCard:
     paper: str  # citation of the paper that defines the method
     code: str  # the official code followed: owner/repo:path at a commit
     label: str = ""  # how tables name it ("CoOp+LA"); empty: its registry name
-    spec: str = ""  # the section of shared/docs that writes down what the code and paper do
+    # where the method's behaviour (what its code and paper do, and where ours differs) is written down:
+    # a section of a spec ("methods_spec §2") or a URL; free text
+    spec: str = ""
     recipes: Mapping[str, Recipe] = field(default_factory=dict)  # protocol family -> recipe
     reported: Mapping[str, Reported] = field(default_factory=dict)  # protocol name -> numbers
     ablations: Sequence[Ablation] = ()  # the paper's ablation and sensitivity rows

@@ -11,7 +11,9 @@ The file is ``$BENCH_DATA_ROOTS`` if set, else ``$XDG_CONFIG_HOME/lt-prompt-benc
     cifar100_lt: /datasets/cifar
 
 A dataset block's own ``root`` (in the YAML, or ``--set protocol.dataset.root=...``) and ``--data-root``
-win over the file; the file wins over the dataset's default::
+win over the file; the file wins over the dataset's default, a folder under ``$BENCH_DATA`` (else
+``$XDG_DATA_HOME/lt-prompt-bench``, ``~/.local/share/lt-prompt-bench``) whatever folder a command runs in
+(CoOp's datasets under ``coop/``, CIFAR-100 under ``cifar100/``, ...)::
 
     root_for("coop", CoOpConfig(dataset="eurosat"))   # ("/datasets/coop", "coop") with the file above
 """
@@ -25,6 +27,7 @@ from bench.core.errors import BenchError, reason
 from bench.core.safeyaml import load_yaml
 
 ENV_VAR = "BENCH_DATA_ROOTS"
+HOME_VAR = "BENCH_DATA"
 _read: Dict[Tuple[str, int, int], Dict[str, str]] = {}  # (path, mtime, size) -> its mapping
 
 
@@ -77,3 +80,22 @@ def root_for(registered: str, cfg) -> Optional[Tuple[str, str]]:
         if isinstance(key, str) and key in roots:
             return roots[key], key
     return None
+
+
+def data_home() -> Path:
+    """The folder the datasets' default roots are under: ``$BENCH_DATA``, else ``lt-prompt-bench`` in
+    ``$XDG_DATA_HOME`` (``~/.local/share``); never the folder a command runs in."""
+    if os.environ.get(HOME_VAR):
+        return Path(os.environ[HOME_VAR]).expanduser().absolute()
+    share = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(share).expanduser().absolute() / "lt-prompt-bench"
+
+
+def default_root(cfg) -> str:
+    """A dataset config's default root (``data/coop``) as a folder under :func:`data_home` (``coop``);
+    an absolute default is kept."""
+    root = Path(cfg.root).expanduser()
+    if root.is_absolute():
+        return str(root)
+    parts = root.parts[1:] if root.parts[:1] == ("data",) and len(root.parts) > 1 else root.parts
+    return str(data_home().joinpath(*parts))

@@ -22,7 +22,7 @@ from bench.core.coerce import ENV, check_fields, from_dict, identity
 from bench.core.errors import BenchError, ConfigError, reason
 from bench.core.safeyaml import load_yaml
 from bench.core.registry import BACKBONES, DATASETS, METHODS, fill_registries, suggest
-from .dataroots import root_for
+from .dataroots import default_root, root_for
 from .catalog import available_protocols, locate, protocols_dir, resolve_path  # noqa: F401  (re-exported)
 from .grid import expand
 from .overrides import apply_overrides, describe
@@ -137,9 +137,9 @@ class Protocol:
 
     def view(self) -> dict:
         """What the leaderboard needs, as plain JSON (``bench.config.catalog`` caches it): name,
-        description, identity, each method's current options and recipe here, and the code version of
-        each method whose version is not bench's own (a plugin's, or a built-in's with a
-        ``code_revision``; results of other versions of its code are not current)."""
+        description, identity, the methods loaded, each one's current options and recipe here, and the
+        code version of each method whose version is not bench's own (a plugin's, or a built-in's with
+        a ``code_revision``; results of other versions of its code are not current)."""
         references = {}
         for name in METHODS.names():
             try:
@@ -151,7 +151,7 @@ class Protocol:
         view = {"name": self.name, "label": self.label, "description": self.description, "identity": self.identity(),
                 "overrides": self.overrides,
                 "metric_labels": {e.plan.name: e.plan.label for e in self.evaluations if e.plan.label},
-                "references": references, "seeds": list(self.seeds),
+                "references": references, "seeds": list(self.seeds), "methods": METHODS.names(),
                 "code_versions": {name: METHODS.code_version(name) for name in own}}
         return json.loads(json.dumps(view))
 
@@ -225,7 +225,8 @@ def _component(data: Any, section: str, registry) -> tuple:
     cfg = from_dict(registry.get(name).Config, options, f"protocol.{section}")
     if registry is DATASETS and "root" not in options:
         found = root_for(name, cfg)  # the user's data roots file, where the block names no root
-        cfg = dataclasses.replace(cfg, root=found[0]) if found else cfg
+        if found or hasattr(cfg, "root"):  # else the default's folder under $BENCH_DATA, not under the cwd
+            cfg = dataclasses.replace(cfg, root=found[0] if found else default_root(cfg))
     return name, cfg
 
 

@@ -173,11 +173,16 @@ def _split(block: Optional[Mapping], where: str) -> Tuple[dict, dict]:
     return options, options.pop("train", None) or {}
 
 
-def _layers(method_cls: Any, family: str, protocol_train: Mapping, protocol_method: Optional[Mapping],
-            cli: Optional[Mapping], name: str, shots: Optional[int], dataset: Optional[str]) -> List[_Layer]:
+def card_recipe(method_cls: Any, family: str) -> Optional[Recipe]:
+    """The card's recipe for ``family``, or for the family it falls back to (FALLBACK); None: engine defaults."""
     card = getattr(method_cls, "card", None)
     recipes = card.recipes if card is not None else {}
-    recipe = recipes.get(family) or recipes.get(FALLBACK.get(family, ""))
+    return recipes.get(family) or recipes.get(FALLBACK.get(family, ""))
+
+
+def _layers(method_cls: Any, family: str, protocol_train: Mapping, protocol_method: Optional[Mapping],
+            cli: Optional[Mapping], name: str, shots: Optional[int], dataset: Optional[str]) -> List[_Layer]:
+    recipe = card_recipe(method_cls, family)
     layers = [_Layer(f"card: {recipe.source}", f"{name} card ({recipe.source})", recipe.options, recipe.train,
                      user=False)] if recipe else []
     if recipe and shots in recipe.by_shots:

@@ -44,10 +44,20 @@ def origin_label(origin: Dict[str, str]) -> str:
     return "built-in" if origin.get("from") == "built-in" else f"plugin {origin.get('plugin')}"
 
 
+def clash_fix(first: Dict[str, str]) -> str:
+    """How to resolve a second registration of a name first registered from ``first``."""
+    if first.get("via") == "entry point" and _origin.get("from") == "plugin":
+        return ("; the first is an installed package's plugin, loaded without --plugin: to develop an installed "
+                "plugin, install its package editable (pip install -e DIR) and do not pass --plugin, or uninstall "
+                "the package while you pass its file with --plugin")
+    return "; rename one of them"
+
+
 def code_version(origin: Dict[str, str], revision: str = "") -> str:
-    """The code version results are filed under: bench's, and for a plugin's entry the hash of the
-    plugin's source as well, so an edited plugin's results are new cells, kept apart from the old;
-    then the entry's own ``code_revision`` if it has one (a change to one method's results only)."""
+    """The code version results are filed under: bench's, and for a plugin's entry the hash of its
+    source as well (a method's: of the file defining it, see bench.plugins), so an edited plugin's
+    results are new cells, kept apart from the old; then the entry's own ``code_revision`` if it has
+    one (a change to one method's results only)."""
     own = __version__ if origin.get("from") == "built-in" else f"{__version__}+plugin.{origin['sha256'][:12]}"
     return f"{own}+{revision}" if revision else own
 
@@ -69,8 +79,8 @@ class Registry:
         def add(target):
             if name in self._entries and self._entries[name] is not target:
                 first = origin_label(self._origins[name])
-                raise BenchError(f"{self.kind} '{name}' is already registered "
-                                 f"({'by ' + first if first != 'built-in' else 'built-in'}); rename one of them")
+                by = "built-in" if first == "built-in" else f"by {first}"
+                raise BenchError(f"{self.kind} '{name}' is already registered ({by}){clash_fix(self._origins[name])}")
             self._entries[name] = target
             self._origins[name] = _origin
             if isinstance(target, type) and "registry_name" in dir(target):
@@ -93,6 +103,11 @@ class Registry:
         """Where ``name`` was registered from (:data:`BUILT_IN`, or the plugin's origin)."""
         self.get(name)
         return self._origins[name]
+
+    def set_origin(self, name: str, origin: Dict[str, str]) -> None:
+        """Replace ``name``'s origin (a plugin's method gets the hash of its own file once imported)."""
+        self.get(name)
+        self._origins[name] = origin
 
     def code_version(self, name: str) -> str:
         return code_version(self.origin(name), getattr(self._entries[name], "code_revision", ""))

@@ -35,7 +35,7 @@ from bench.model.transforms import build_transforms, describe
 from bench.records.headline import headline_metric
 from bench.records.schema import cell_key
 from .evaluation import Evaluation, LabelSpaces, class_text_features, describe_evaluation, per_class_counts, summarise
-from . import stages
+from . import eligibility, stages
 from .fitting import fit_own
 from .loading import loader_workers
 from .resources import ProtocolResources
@@ -66,6 +66,7 @@ class RunOptions:
     overrides: Dict[str, dict] = field(default_factory=dict)
     retry_failed: bool = False  # run cells whose failure is recorded again
     lease_timeout: float = STALE_AFTER  # seconds without a heartbeat before a cell's lease is taken over
+    keys_only: Optional[str] = None  # plan/status: the device need not be here; "amp" is this (auto, bf16, fp16)
     wait: float = 0.0  # > 0: try cells held by other workers again after this many seconds, until done
     start: float = 0.0  # begin this far into the plan (0 to 1): workers start apart, to meet less
     cpu_share: int = 1  # processes of this machine that split its CPUs (bench run --workers)
@@ -100,7 +101,7 @@ class Runner:
         self.protocol = protocol
         self.options = options
         self.store = ResultStore(options.results_dir)
-        self.device = resolve_device(options.device)
+        self.device = resolve_device(options.device, present=options.keys_only is None)
         self.log = log
         # the backbone, data and feature caches: shared with runners of the same protocol (share_resources)
         self.resources = ProtocolResources(protocol, options.data_root, self.device, log)
@@ -130,7 +131,7 @@ class Runner:
         recipe = resolved.train_identity()
         for field_name in ("precision", "eval_precision"):  # what runs: "amp" is fp32 on a CPU
             if field_name in recipe:
-                recipe[field_name] = precision_name(self.device, recipe[field_name])
+                recipe[field_name] = precision_name(self.device, recipe[field_name], self.options.keys_only)
         ident = method_identity(name, resolved.options)  # hashes input files once per method
         ident = {**ident, "after": after} if after else ident
         key = cell_key(self.protocol.identity(), name, ident, recipe, METHODS.code_version(name))
@@ -184,7 +185,7 @@ class Runner:
         finished records.  ``self.outcome`` counts what happened to each cell.  With ``wait`` set,
         cells held elsewhere are tried again every ``wait`` seconds until they are done (a holder that
         dies leaves a stale lease, which is then taken over)."""
-        cells = self.plan(methods, seeds)
+        cells = self.plan(eligibility.with_recipes(self, methods, skip_unfit), seeds)  # no recipe: a note
         self.store.check_writable(self.protocol.name)
         torch.set_num_threads(self.options.threads or default_threads())
         cells = self.preflight(cells, skip_unfit)
@@ -210,7 +211,7 @@ class Runner:
 
     def run_leased(self, cell: Cell, tag: str, quiet: bool = False) -> Tuple[str, Optional[dict]]:
         """One cell, exactly once across workers: skipped when done, failed before or held elsewhere;
-        otherwise run under its lease, and a failure recorded (one line, a traceback file), not raised.
+        otherwise run under its lease, a failure recorded (JSON with the one-line error; a traceback file).
         Returns what happened (a key of ``self.outcome``) and the finished record; ``quiet``: no line
         for a cell still held elsewhere."""
         where = (self.protocol.name, cell.method, cell.key, cell.seed)

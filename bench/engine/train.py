@@ -34,16 +34,24 @@ def make_optimizer(params, cfg: TrainRecipe) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.weight_decay)
 
 
-def amp_dtype(device: torch.device, precision: str) -> Optional[torch.dtype]:
-    """The autocast dtype for ``precision`` ("amp"/"fp32"), or None for fp32 (always on CPU)."""
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def amp_dtype(device: torch.device, precision: str, assumed: Optional[str] = None) -> Optional[torch.dtype]:
+    """The autocast dtype for ``precision`` ("amp"/"fp32"), or None for fp32 (always on CPU).
+    ``assumed`` ("bf16", "fp16"): a target GPU's, for keys only (`bench plan --amp-dtype`)."""
     if device.type != "cuda" or precision != "amp":
         return None
+    if assumed in AMP_DTYPES:
+        return AMP_DTYPES[assumed]
+    if not torch.cuda.is_available():  # keys for a GPU that is not here: bf16, as A100s and newer run
+        return torch.bfloat16
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-def precision_name(device: torch.device, precision: str) -> str:
+def precision_name(device: torch.device, precision: str, assumed: Optional[str] = None) -> str:
     """What actually ran, for the record: "fp32", "bf16-autocast" or "fp16-autocast"."""
-    dtype = amp_dtype(device, precision)
+    dtype = amp_dtype(device, precision, assumed)
     return "fp32" if dtype is None else {torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype] + "-autocast"
 
 

@@ -20,8 +20,9 @@ import torch
 from bench.core.errors import BenchError
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``: what training runs on (others are refused)."""
+def resolve_device(name: str, present: bool = True) -> torch.device:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``: what training runs on (others are refused).  With
+    ``present=False`` (`bench plan`, `bench status`: keys only) a GPU need not be on this machine."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -30,6 +31,8 @@ def resolve_device(name: str) -> torch.device:
         device = None
     if device is None or device.type not in ("cpu", "cuda") or (device.type == "cpu" and device.index):
         raise BenchError(f"--device '{name}': expected auto, cpu, cuda or cuda:N")
+    if device.type == "cuda" and not present:
+        return device
     if device.type == "cuda" and not torch.cuda.is_available():
         raise BenchError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():

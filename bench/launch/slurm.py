@@ -6,16 +6,20 @@ so it takes its own leases back at once and resumes each cell from its last per-
 
     profile = SlurmProfile(partition="gpu", time_min=240, gpus=1, cpus=8, array=16)
     jobs = submit(selection, profile, logs=Path("results/.slurm/20261202-0830"))
+
+A task that fails leaves ``task-<index>.failed.json`` (its one-line error and its ``.err`` log) in the
+launch's log folder: the submitter's error and `bench status` name both.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
 from collections import Counter
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 
 from bench.core.safeyaml import load_json
@@ -33,7 +37,7 @@ class SlurmProfile:
 
     partition: Optional[str] = None
     time_min: int = field(default=240, metadata={"min": 1, "max": 60 * 24 * 30})  # per task; requeued at the limit
-    gpus: int = field(default=1, metadata={"min": 0, "max": 64})  # per task (one worker per task)
+    gpus: Optional[int] = field(default=None, metadata={"min": 0, "max": 64})  # per task; None: --device's (0 or 1)
     cpus: int = field(default=8, metadata={"min": 1, "max": 1024})
     mem_gb: Optional[float] = None
     array: int = field(default=8, metadata={"min": 1, "max": 100_000})  # tasks in the array
@@ -55,6 +59,19 @@ def load_profile(path: Optional[str], overrides: Dict[str, object]) -> SlurmProf
             raise BenchError(f"--slurm-profile '{path}': expected a mapping of {', '.join(f.name for f in fields(SlurmProfile))}")
     data = {**data, **{k: v for k, v in overrides.items() if v is not None}}
     return from_dict(SlurmProfile, data, "slurm")
+
+
+def task_device(profile: SlurmProfile, device: str) -> Tuple[SlurmProfile, str]:
+    """The profile with its GPUs per task and the device each task runs on, following ``--device``:
+    cpu means no GPU, cuda at least one, auto the profile's (default 1); a contradiction is an error."""
+    gpus = profile.gpus if profile.gpus is not None else 0 if device == "cpu" else 1
+    if device == "cpu" and gpus:
+        raise BenchError(f"--device cpu asks for CPU tasks, but each task gets {gpus} GPU(s) (--slurm-gpus or the "
+                         "profile's gpus): give --slurm-gpus 0, or --device cuda")
+    if device.startswith("cuda") and not gpus:
+        raise BenchError(f"--device {device} asks for GPU tasks, but --slurm-gpus (or the profile's gpus) is 0: "
+                         "give --slurm-gpus 1 or more, or --device cpu")
+    return replace(profile, gpus=gpus), "cuda" if gpus else "cpu"
 
 
 def executor(profile: SlurmProfile, logs: Path):
@@ -79,15 +96,35 @@ class ArrayTask:
     """One array task: probes that the results folder is the submitter's, then works like a local
     worker; submitit calls ``checkpoint`` on preemption or time-out and requeues the same task."""
 
-    def __init__(self, selection: Selection, index: int, tasks: int, probe: str, device: str):
+    def __init__(self, selection: Selection, index: int, tasks: int, probe: str, device: str, logs: str = ""):
         self.selection, self.index, self.tasks, self.probe, self.device = selection, index, tasks, probe, device
+        self.logs = logs
 
     def __call__(self) -> List[tuple]:
-        if not Path(self.probe).exists():
-            raise BenchError(f"the results folder '{self.selection.options.results_dir}' is not the one the job "
-                             f"was submitted from (no '{Path(self.probe).name}' there): give --results-dir a "
-                             "folder every node shares")
-        return work(self.selection, self.device, self.index, self.tasks)
+        try:
+            if not Path(self.probe).exists():
+                raise BenchError(f"the results folder '{self.selection.options.results_dir}' is not the one the "
+                                 f"job was submitted from (no '{Path(self.probe).name}' there): give --results-dir "
+                                 "a folder every node shares")
+            return work(self.selection, self.device, self.index, self.tasks)
+        except Exception as err:
+            self.note_failure(err)
+            raise
+
+    def note_failure(self, err: Exception) -> None:
+        """``task-<index>.failed.json`` beside the logs: the error in one line and the ``.err`` log's path
+        (the traceback is there), for the submitter and `bench status`."""
+        try:
+            import submitit
+
+            log = str(submitit.JobEnvironment().paths.stderr)
+        except Exception:  # noqa: BLE001  (not inside a submitit job: the debug executor)
+            log = ""
+        error = str(err) if isinstance(err, BenchError) else f"{type(err).__name__}: {err}"
+        note = {"task": self.index, "error": one_line(error.strip() or type(err).__name__), "log": log}
+        if self.logs:
+            with contextlib.suppress(OSError):  # the folder is not shared: the .err log still says it
+                (Path(self.logs) / f"task-{self.index}.failed.json").write_text(json.dumps(note))
 
     def checkpoint(self, *args, **kwargs):
         import submitit
@@ -98,16 +135,16 @@ class ArrayTask:
 def submit(selection: Selection, profile: SlurmProfile, logs: Path) -> list:
     """Submit the selection as one job array; returns submitit's jobs (``bench status`` follows the
     cells; ``logs`` holds each task's output and a note of what was launched)."""
+    profile, device = task_device(profile, str(selection.options.device))
     ex = executor(profile, logs)
     results = Path(selection.options.results_dir)
     results.mkdir(parents=True, exist_ok=True)
     probe = results / f".probe-{logs.name}"
     probe.write_text(str(logs))  # each task checks that it sees this file: the folder is shared
-    device = "cuda" if profile.gpus else "cpu"
     try:
         with ex.batch():
-            jobs = [ex.submit(ArrayTask(selection, i, profile.array, str(probe.resolve()), device))
-                    for i in range(profile.array)]
+            jobs = [ex.submit(ArrayTask(selection, i, profile.array, str(probe.resolve()), device,
+                                        str(logs.resolve()))) for i in range(profile.array)]
     except Exception as err:  # noqa: BLE001  (sbatch refused it: an unknown option, partition or account)
         probe.unlink()
         lines = [line for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
@@ -120,25 +157,90 @@ def submit(selection: Selection, profile: SlurmProfile, logs: Path) -> list:
     return jobs
 
 
-def task_outcomes(jobs: list) -> Counter:
-    """Wait for the tasks (submitit's local and debug executors) and merge what they did with each cell."""
+def task_outcomes(jobs: list, logs: Path) -> Counter:
+    """Wait for the tasks (submitit's local and debug executors) and merge what they did with each cell;
+    a task that failed is one error line: its own error and its ``.err`` log."""
     from .workers import merge
 
+    return merge(task_result(job, index, logs) for index, job in enumerate(jobs))
+
+
+def task_result(job, index: int, logs: Path) -> List[tuple]:
     try:
-        return merge(job.result() for job in jobs)
-    except Exception as err:  # noqa: BLE001  (a task's own error, raised again by submitit with its log)
-        raise BenchError(f"a SLURM task failed: {one_line(str(err).strip().splitlines()[-1])}") from None
+        return job.result()
+    except Exception as err:  # noqa: BLE001  (a task's own error, raised again by submitit)
+        note = task_failures(logs).get(index) or {"error": last_error(str(err))}
+        log = note.get("log") or str(getattr(getattr(job, "paths", None), "stderr", "")) or "its .err file"
+        raise BenchError(f"SLURM task {index} (job {job.job_id}) failed: {note['error']}; the traceback is "
+                         f"in {log}") from None
 
 
-def launches(results: Path, last: int = 3) -> List[str]:
-    """One line per recent job-array launch into ``results`` (for `bench status`): jobs and log folder."""
-    notes = sorted((results / ".slurm").glob("*/launch.json"))[-last:]
-    lines = []
-    for path in notes:
+def last_error(message: str) -> str:
+    """The error line of a task's traceback as submitit reports it (between dashed lines, above the paths of
+    its logs), or the message's last line."""
+    lines = [line for line in message.splitlines() if line.strip()]
+    dashes = [i for i, line in enumerate(lines) if set(line.strip()) == {"-"}]
+    return one_line(lines[dashes[-1] - 1] if len(dashes) >= 2 else lines[-1] if lines else "no message")
+
+
+def task_failures(logs: Path) -> Dict[int, dict]:
+    """Task index -> the failure note it left in ``logs`` (:meth:`ArrayTask.note_failure`)."""
+    found = {}
+    for path in sorted(logs.glob("task-*.failed.json")):
         try:
             note = load_json(path.read_text())
         except (OSError, ValueError):
             continue
-        lines.append(f"slurm {note.get('submitted')}: {len(note.get('jobs', []))} task(s) of job "
-                     f"{str(note.get('jobs', ['?'])[0]).split('_')[0]}, logs in {path.parent}")
+        if isinstance(note, dict) and isinstance(note.get("task"), int) and note.get("error"):
+            found[note["task"]] = note
+    return found
+
+
+def launch_notes(results: Path) -> List[Tuple[Path, dict]]:
+    """Every job-array launch into ``results``, oldest first: its log folder and its ``launch.json``."""
+    found = []
+    for path in sorted((results / ".slurm").glob("*/launch.json")):
+        try:
+            note = load_json(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(note, dict):
+            found.append((path.parent, note))
+    return found
+
+
+def launches(results: Path, last: int = 3) -> List[str]:
+    """One line per recent job-array launch into ``results`` (for `bench status`): jobs and log folder,
+    and the first failed task's error and log."""
+    lines = []
+    for folder, note in launch_notes(results)[-last:]:
+        jobs = note.get("jobs") or ["?"]
+        line = (f"slurm {note.get('submitted')}: {len(jobs)} task(s) of job {str(jobs[0]).split('_')[0]}, "
+                f"logs in {folder}")
+        failed = task_failures(folder)
+        lines.append(line + (f"; {failure_text(failed, folder)}" if failed else ""))
     return lines
+
+
+def failure_text(failed: Dict[int, dict], folder: Path) -> str:
+    """``FAILED: 1 task(s); task 0: <its error> (traceback in <its .err log>)``."""
+    index, note = min(failed.items())
+    return f"FAILED: {len(failed)} task(s); task {index}: {note['error']} (traceback in {note.get('log') or folder})"
+
+
+def mark_failed_launches(states: list, results: Path) -> int:
+    """`bench status`: the cells not done or running whose newest launch had a task fail are failed,
+    with that launch's error; how many were marked."""
+    newest: Dict[Tuple[str, str], Tuple[Path, dict]] = {}
+    for folder, note in launch_notes(results):
+        for protocol in note.get("protocols") or []:
+            for method in note.get("methods") or []:
+                newest[(protocol, method)] = folder, note
+    failures = {folder: task_failures(folder) for folder in {folder for folder, _ in newest.values()}}
+    marked = 0
+    for state in states:
+        folder, note = newest.get((state.protocol, state.method), (None, {}))
+        if state.state in ("to do", "stale") and failures.get(folder):
+            state.state, marked = "failed", marked + 1
+            state.detail = f"its SLURM launch ({note.get('submitted')}) failed: its error and log are below"
+    return marked

@@ -95,6 +95,6 @@ def part_runners(part: Selection, device: str, index: int, workers: int) -> list
 
     threads = part.options.threads or max(1, default_threads() // workers)  # the workers share the CPUs
     options = replace(part.options, device=device, wait=POLL, threads=threads, start=index / workers,
-                      cpu_share=workers)
+                      cpu_share=workers, keys_only=None)  # a SLURM submitter planned without the device
     return [Runner(load_protocol(name, part.protocol_overrides), options,
                    log=lambda line, i=index: print(f"[w{i}] {line}", flush=True)) for name in part.names]

@@ -222,14 +222,33 @@ def across_protocols(tables: Dict[str, List[Row]], digits: int = 2) -> str:
     return "\n".join(lines)
 
 
-def why_not_current(records: List[dict], views: Dict[str, dict], version: Optional[str] = None,
-                    shown: int = 3) -> str:
-    """Why results found for the protocols of ``views`` are not the current ones: how many differ in
-    which protocol fields (with the ``--set`` that selects them) or carry another code version."""
+def not_loaded(record: dict, views: Dict[str, dict]) -> bool:
+    """Whether the method of ``record`` (or its base, for a variant) is not among the methods its
+    protocol's view was made with (a plugin's method whose plugin is not loaded)."""
+    view = views.get(record["protocol"]) or next(iter(views.values()))
+    return "methods" in view and record["method"].split("@", 1)[0] not in view["methods"]
+
+
+def not_loaded_notes(records: List[dict], views: Dict[str, dict]) -> List[str]:
+    """A line for each method of ``records`` that is not loaded, and how many results of it are hidden."""
     from collections import Counter
 
+    missing = Counter(r["method"].split("@", 1)[0] for r in records if not_loaded(r, views))
+    return [f"method '{method}' is not loaded: pass --plugin FILE_OR_MODULE (or install its package) to see its "
+            f"{n} result(s)" for method, n in sorted(missing.items())]
+
+
+def why_not_current(records: List[dict], views: Dict[str, dict], version: Optional[str] = None,
+                    shown: int = 3) -> str:
+    """Why results found for the protocols of ``views`` are not the current ones: their method is not
+    loaded, or how many differ in which protocol fields (with the ``--set`` that selects them) or carry
+    another code version."""
+    from collections import Counter
+
+    notes = not_loaded_notes(records, views)
     reasons: Counter = Counter()
-    for record in records:
+    loaded = [r for r in records if not not_loaded(r, views)]
+    for record in loaded:
         view = views.get(record["protocol"]) or next(iter(views.values()))
         changed = differences(record.get("config", {}).get("protocol", {}), view["identity"])
         if changed:
@@ -241,7 +260,9 @@ def why_not_current(records: List[dict], views: Dict[str, dict], version: Option
             reasons["another code version or method setting"] += 1
     parts = [f"{n} with {why}" for why, n in reasons.most_common(shown)]
     more = len(reasons) - shown
-    return (f"found {len(records)} result(s) of other configurations: {'; '.join(parts)}"
-            + (f"; and {more} other difference(s)" if more > 0 else "")
-            + ("; select a protocol configuration with --set protocol.PATH=VALUE" if any(
-                w.startswith("protocol ") for w in reasons) else ""))
+    if loaded:
+        notes.append(f"found {len(loaded)} result(s) of other configurations: {'; '.join(parts)}"
+                     + (f"; and {more} other difference(s)" if more > 0 else "")
+                     + ("; select a protocol configuration with --set protocol.PATH=VALUE" if any(
+                         w.startswith("protocol ") for w in reasons) else ""))
+    return "; ".join(notes)
