@@ -351,7 +351,9 @@ def test_registered_with_the_paper_numbers_and_a_variant():
 
 def golden_outputs() -> dict:
     torch.manual_seed(0)
-    dim, classes, n = 64, 12, 300
+    # more classes than dimensions: X^T Y has full rank, so Procrustes has one solution whatever the SVD
+    # routine (with fewer, the free directions follow the LAPACK build, which differs between torch releases)
+    dim, classes, n = 16, 24, 300
     x = F.normalize(torch.randn(n, dim), dim=-1)
     t = F.normalize(torch.randn(classes, dim), dim=-1)
     y = torch.randint(classes, (n,))
