@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.api import (METHODS, ClassPrompts, Method, MethodCard, Recipe, Reported, check_init_text,
-                       dataset_template)
+                       dataset_template, template_bank)
 
 from .coop import CARD as COOP_CARD
 
@@ -78,7 +78,7 @@ def kg_loss(text: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 def hand_crafted_features(backbone, classnames: List[str], template: str) -> torch.Tensor:
     """Normalised frozen-CLIP features ``[C, d]`` (fp32) of ``template`` filled with each class name."""
-    return F.normalize(backbone.encode_texts([template.format(c) for c in classnames]).float(), dim=-1)
+    return template_bank(backbone, [template], classnames)[0]
 
 
 KG_B2N = dict(options={"init_text": "a photo of a", "n_ctx": 4, "kg_weight": 8.0},

@@ -36,7 +36,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bench.api import METHODS, BenchError, ClassInfo, ConfigError, Method, MethodCard, Recipe, dataset_template
+from bench.api import (METHODS, BenchError, ClassInfo, ConfigError, Method, MethodCard, Recipe, dataset_template,
+                       template_bank)
 
 from .lamp_tables import b2n_reported
 
@@ -109,8 +110,7 @@ def class_prototypes(backbone, info: ClassInfo) -> torch.Tensor:
     templates = dataset_template(info, TEMPLATES)
     templates = [templates] if isinstance(templates, str) else list(templates)
     names = [name.replace("_", " ") for name in info.classnames]
-    per_template = torch.stack([backbone.encode_texts([t.format(n) for n in names]).float() for t in templates])
-    return F.normalize(per_template.mean(0), dim=-1)
+    return F.normalize(template_bank(backbone, templates, names).mean(0), dim=-1)
 
 
 def procrustes(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,6 @@
 """Hand-crafted prompt banks and the text-to-text loss that classifies them with learned class prompts
-(LASP's language-aware regulariser, spec_cpt_mdpr_baselines.md §7.2)::
+(LASP's language-aware regulariser, spec_cpt_mdpr_baselines.md §7.2); the bank also gives the frozen
+targets of KgCoOp/TCP (one template) and LFA's prototypes (an ensemble's mean)::
 
     bank = template_bank(backbone, ["a photo of a {}.", "art of the {}."], ["cat", "dog"])   # [2, 2, d]
     loss = text_to_text_loss(learned, bank, backbone.logit_scale)     # learned: normalised [2, d]
