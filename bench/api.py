@@ -1,6 +1,6 @@
 """Everything a method author imports, in one place: ``from bench.api import Method, METHODS, ...``.
 
-Every shipped method in ``methods/`` imports from here only, so the packages behind these names
+Every shipped method in ``bench/methods/`` imports from here only, so the packages behind these names
 can move without breaking a method (``tests/test_layering.py`` holds the rule)::
 
     from bench.api import METHODS, Method, MethodCard, Recipe, Reported

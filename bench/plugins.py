@@ -41,7 +41,7 @@ _loaded: Dict[str, Dict[str, str]] = {}  # plugin (a file's resolved path, or a 
 def load_builtins() -> None:
     from bench import data  # noqa: F401  (datasets)
     from bench.model import backbone, synthetic_clip  # noqa: F401  (backbones)
-    import methods  # noqa: F401  (methods/)
+    from bench import methods  # noqa: F401  (bench/methods/)
 
 
 def use(specs: Sequence[str]) -> None:

@@ -8,7 +8,7 @@ from torch.utils.data import TensorDataset
 from bench.config.recipes import resolve
 from bench.core.errors import BenchError, ConfigError
 from bench.model.method import ClassInfo
-from methods.candle import Candle, CandleConfig
+from bench.methods.candle import Candle, CandleConfig
 
 LABELS = torch.tensor([0, 0, 0, 1, 2, 2])  # base counts [3, 1, 2]
 

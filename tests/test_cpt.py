@@ -1,4 +1,4 @@
-"""CPT (methods.cpt), its clustering (bench.model.clustering) and the global-ETF baseline, against values
+"""CPT (bench.methods.cpt), its clustering (bench.model.clustering) and the global-ETF baseline, against values
 computed by hand or with explicit loops, on tiny models and hand-made vectors."""
 import itertools
 import math
@@ -12,10 +12,10 @@ import torch.nn.functional as F
 from bench.core.errors import ConfigError
 from bench.model.clustering import METHODS, best_partition, cluster_classes, clusters_for, kmeans, silhouette
 from bench.model.method import ClassInfo
-from methods.cpt import CPT, CPTConfig, Output, cc_loss, cluster_targets, etf_gram, rs_loss, tetf_loss
-from methods.cpt_tables import TABLES, reported_rows
-from methods.global_etf import GlobalETF, GlobalETFConfig
-from methods.ivlp import IVLP, IVLPConfig
+from bench.methods.cpt import CPT, CPTConfig, Output, cc_loss, cluster_targets, etf_gram, rs_loss, tetf_loss
+from bench.methods.cpt_tables import TABLES, reported_rows
+from bench.methods.global_etf import GlobalETF, GlobalETFConfig
+from bench.methods.ivlp import IVLP, IVLPConfig
 
 TINY = dict(text_depth=2, vision_depth=2)  # the tiny model has 2 layers per tower
 
@@ -315,7 +315,7 @@ def test_a_baseline_printed_in_table_4_only_has_its_source_and_shifts():
 
 def test_table5_clustering_rows_are_on_the_card():
     """methods_spec §12.4 Table 5 (H, std over seeds), one ablation row per clustering value and tau."""
-    from methods.cpt import CARD
+    from bench.methods.cpt import CARD
 
     rows = {(a.protocol, a.settings["clustering"]): (a.metrics["hm"], a.note) for a in CARD.ablations
             if a.table == "CPT Table 5"}
@@ -332,7 +332,7 @@ def test_table1_rows_are_on_the_card_and_row5_is_cpts_own_average():
     from statistics import fmean
 
     from bench.config.catalog import match_protocols
-    from methods.cpt import CARD
+    from bench.methods.cpt import CARD
 
     rows = {(a.protocol, tuple(a.settings.values())): a.metrics for a in CARD.ablations if a.table == "CPT Table 1"}
     assert rows[("b2n_cpt/*/tau0.25", (0.0, 0.0, 0.0))] == {"hm": 70.35}

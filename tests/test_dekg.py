@@ -1,4 +1,4 @@
-"""DeKg on KgCoOp and on TCP (methods/dekg_kgcoop.py, methods/dekg.py) and the HSIC term (bench.api.hsic), against
+"""DeKg on KgCoOp and on TCP (bench/methods/dekg_kgcoop.py, bench/methods/dekg.py) and the HSIC term (bench.api.hsic), against
 references written from spec_cpt_mdpr_baselines.md §3 and §13: HSIC as hand loops over the centring matrix,
 open_clip's own text tower by hand, the loss as a sum of hand-computed parts."""
 import json
@@ -13,10 +13,10 @@ from bench.api import hsic
 from bench.config.protocol import load_protocol
 from bench.core.registry import METHODS, REPORTED
 from bench.model.method import ClassInfo
-from methods.dekg import DeKg, DeKgKgTwice
-from methods.dekg_kgcoop import DeKgKgCoOp
-from methods.kgcoop import KG_TEMPLATES, KgCoOp
-from methods.tcp import ORI_TEMPLATES, TCP
+from bench.methods.dekg import DeKg, DeKgKgTwice
+from bench.methods.dekg_kgcoop import DeKgKgCoOp
+from bench.methods.kgcoop import KG_TEMPLATES, KgCoOp
+from bench.methods.tcp import ORI_TEMPLATES, TCP
 from test_kgcoop import images, perturb, zero_shot_text
 from test_tcp import raw_text_by_hand
 from tiny_models import tiny12
@@ -90,8 +90,8 @@ def test_hsic_properties():
 ])
 def test_trainable_parameters_at_vit_b16(vit_b16, monkeypatch, name, expected):
     """Frozen targets stubbed: encoding the names with ViT-B/16 on a CPU is slow and irrelevant to the count."""
-    import methods.kgcoop as kgcoop
-    import methods.tcp as tcp
+    import bench.methods.kgcoop as kgcoop
+    import bench.methods.tcp as tcp
 
     stub = lambda backbone, names, template: torch.zeros(len(names), 512)  # noqa: E731
     monkeypatch.setattr(kgcoop, "hand_crafted_features", stub)

@@ -13,7 +13,7 @@ from bench.data import TransformedDataset
 from bench.engine.evaluation import class_text_features
 from bench.engine.runner import RunOptions, Runner
 from bench.engine.train import EPOCH_METRICS, train
-from methods.coop import CoOp, CoOpConfig
+from bench.methods.coop import CoOp, CoOpConfig
 
 CPU = torch.device("cpu")
 PER_EPOCH = {"eval.per_epoch": True}

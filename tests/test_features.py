@@ -11,7 +11,7 @@ from bench.engine.features import CachedViews, FeatureCache
 from bench.engine.loading import SeededItems
 from bench.engine.train import predict
 from bench.reporting.leaderboard import differences
-from methods.coop import CoOp, CoOpConfig
+from bench.methods.coop import CoOp, CoOpConfig
 
 CPU = torch.device("cpu")
 

@@ -157,6 +157,18 @@ def test_several_missing_datasets_are_named_in_one_line(capsys, tmp_path, monkey
     assert all(f"'{folder}' is missing" in err for folder in ("caltech-101", "eurosat", "imagenet", "ucf101"))
 
 
+def test_one_protocol_reading_several_datasets_names_every_missing_one(capsys, tmp_path, monkeypatch):
+    """xd_dg_lamp trains on ImageNet and scores 14 other datasets: all 15 are named, not the first."""
+    monkeypatch.setenv("BENCH_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.delenv("BENCH_DATA_ROOTS", raising=False)
+    code, out, err = run(capsys, "run", "--protocol", "xd_dg_lamp", "--method", "zeroshot", "--device", "cpu",
+                         "--results-dir", str(tmp_path / "results"))
+    assert code == 2 and err.count("\n") == 1 and err.startswith("bench: error: 15 datasets cannot be read"), err
+    assert all(f"'{folder}' is missing" in err for folder in ("imagenet", "eurosat", "imagenet-sketch", "imagenet-rendition"))
+    assert not [p for p in (tmp_path / "results").rglob("*") if p.is_file()]  # nothing written
+
+
 def test_default_data_roots_are_the_same_from_any_folder(tmp_path, monkeypatch):
     from bench.config.protocol import load_protocol
 

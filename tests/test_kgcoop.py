@@ -1,4 +1,4 @@
-"""KgCoOp (methods/kgcoop.py) against references written from spec_lamp_baselines.md §3 and §9.1 (K1-K6):
+"""KgCoOp (bench/methods/kgcoop.py) against references written from spec_lamp_baselines.md §3 and §9.1 (K1-K6):
 open_clip's own encode_text / encode_image on hand-built prompts, loops and the KG formula by hand."""
 import json
 from pathlib import Path
@@ -11,8 +11,8 @@ from bench.config.protocol import load_protocol
 from bench.core.errors import ConfigError
 from bench.model.method import ClassInfo
 from bench.plugins import load_builtins
-from methods.coop import CoOp, CoOpConfig
-from methods.kgcoop import KG_TEMPLATES, KgCoOp, KgCoOpConfig
+from bench.methods.coop import CoOp, CoOpConfig
+from bench.methods.kgcoop import KG_TEMPLATES, KgCoOp, KgCoOpConfig
 from tiny_models import tiny12
 
 load_builtins()
@@ -40,7 +40,7 @@ def perturb(param, seed=3, scale=0.5):
 
 def test_k1_only_the_context_trains_2048_parameters_at_vit_b16_for_any_class_count(vit_b16, monkeypatch):
     """The frozen targets are stubbed: encoding 1000 sentences with ViT-B/16 on a CPU would take half a minute."""
-    import methods.kgcoop as kgcoop
+    import bench.methods.kgcoop as kgcoop
 
     monkeypatch.setattr(kgcoop, "hand_crafted_features", lambda backbone, names, template: torch.zeros(len(names), 512))
     for classes in (10, 1000):
@@ -150,7 +150,7 @@ def golden_run(backbone) -> dict:
     method = KgCoOp(backbone, info(PETS, dataset="OxfordPets"), KgCoOpConfig()).train()
     perturb(method.prompt_learner.ctx, seed=2)
     out = method(images(2, seed=0))
-    from methods.kgcoop import kg_loss
+    from bench.methods.kgcoop import kg_loss
 
     return {"text": out.text.tolist(), "logits": out.logits.tolist(), "kg": kg_loss(out.text, method.kg_targets).item()}
 

@@ -1,4 +1,4 @@
-"""LAMP (methods/lamp.py) against hand-written references on the tiny smoke model.
+"""LAMP (bench/methods/lamp.py) against hand-written references on the tiny smoke model.
 
 The references run open_clip's own blocks: the vision tower through ``encode_image`` with pre-hooks
 that route and insert by hand (the projector applied to the raw selected tokens), the text tower
@@ -14,16 +14,16 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
-import methods.lamp as lamp
-import methods.lamp_tables as lamp_tables
+import bench.methods.lamp as lamp
+import bench.methods.lamp_tables as lamp_tables
 from bench.config.catalog import available_protocols
 from bench.core.errors import BenchError, ConfigError
 from bench.core.registry import METHODS
 from bench.model.losses import la_offsets
 from bench.model.method import ClassInfo
 from bench.model.prompting import encode_image_hooked, encode_text_hooked, insert_after_first, shift_tokens
-from methods.lamp import Lamp, LampConfig, LampNoNewBias, LampOutput
-from methods.lamp_pool import LoadBalancer, PoolLayer, group_by_signature, lbo_rate
+from bench.methods.lamp import Lamp, LampConfig, LampNoNewBias, LampOutput
+from bench.methods.lamp_pool import LoadBalancer, PoolLayer, group_by_signature, lbo_rate
 
 TINY = dict(pool_size=6, top_k=2, entry_length=2, shared_tokens=2, first_layer=1, last_layer=2)
 

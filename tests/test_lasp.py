@@ -1,4 +1,4 @@
-"""LASP and LASP-V (methods/lasp.py) against references written from spec_cpt_mdpr_baselines.md §7 and §13:
+"""LASP and LASP-V (bench/methods/lasp.py) against references written from spec_cpt_mdpr_baselines.md §7 and §13:
 the text-to-text loss by hand-written loops, open_clip's own towers on whole sentences, CoOp as the
 special case, the optimizer's LayerNorm group, the noise draw, checkpoints of the tuned LayerNorms."""
 import copy
@@ -17,8 +17,8 @@ from bench.engine.train import make_optimizer, train
 from bench.model.method import ClassInfo, optimizer_groups
 from bench.model.template_bank import text_to_text_loss
 from bench.plugins import load_builtins
-from methods.coop import CoOp, CoOpConfig
-from methods.lasp import LASP, LASP_PROMPTS, LASPConfig, LASPV
+from bench.methods.coop import CoOp, CoOpConfig
+from bench.methods.lasp import LASP, LASP_PROMPTS, LASPConfig, LASPV
 from tiny_models import tiny12
 
 load_builtins()
@@ -65,7 +65,7 @@ def sentences(backbone, texts):
 
 @pytest.mark.parametrize("cls", [LASP, LASPV])
 def test_39424_parameters_train_at_vit_b16_ctx_bias_and_the_24_vision_layernorms(vit_b16, monkeypatch, cls):
-    import methods.lasp as lasp
+    import bench.methods.lasp as lasp
 
     monkeypatch.setattr(lasp, "template_bank", lambda b, t, names: torch.zeros(len(t), len(names), 512))
     method = cls(vit_b16, info(), LASPConfig())

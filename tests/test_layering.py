@@ -11,7 +11,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 # What each part of bench/ may import from the rest of bench/ (besides itself and `bench.__version__`).
-# Bottom to top: core; config, records, data, kb; model; engine, reporting; api; plugins; cli.
+# Bottom to top: core; config, records, data, kb; model; engine, reporting; api; methods; plugins; cli.
+# protocols/ and reports/ hold YAML files (packages only so that the wheel ships them).
 MAY_IMPORT = {
     "": set(),  # bench/__init__.py: the version only
     "core": set(),
@@ -24,7 +25,10 @@ MAY_IMPORT = {
     "reporting": {"core", "config", "records"},
     "launch": {"core", "config", "records", "data", "model", "engine"},
     "api": {"core", "config", "kb", "model"},
-    "plugins": {"core", "data", "model"},  # and methods/, which it loads
+    "methods": {"api"},  # the shipped methods: bench.api only
+    "protocols": set(),  # protocols/ and reports/ hold YAML files: packages only so that the wheel ships them
+    "reports": set(),
+    "plugins": {"core", "data", "model", "methods"},  # the only one that loads bench/methods/
     "cli": {"core", "config", "records", "data", "kb", "model", "engine", "launch", "reporting", "plugins"},
     "__main__": {"cli"},
 }
@@ -64,10 +68,7 @@ def violations(path: Path, source: str) -> list:
     allowed = MAY_IMPORT[here] | {here, ""}
     out = []
     for target in imported_modules(source, module, path.name == "__init__.py"):
-        if target == "methods" or target.startswith("methods."):
-            if here != "plugins":
-                out.append(f"{path.relative_to(ROOT)} imports {target} (only bench/plugins.py loads methods/)")
-        elif target.startswith("bench.") and target != "bench.__version__" and part_of(target) not in allowed:
+        if target.startswith("bench.") and target != "bench.__version__" and part_of(target) not in allowed:
             out.append(f"{path.relative_to(ROOT)} imports {target} "
                        f"({here} may import: {', '.join(sorted(MAY_IMPORT[here])) or 'nothing from bench'})")
     return out
@@ -88,7 +89,7 @@ def test_imports_flow_down():
 
 
 def test_nothing_imports_the_cli():
-    importers = [str(path.relative_to(ROOT)) for path in [*bench_sources(), *(ROOT / "methods").glob("*.py")]
+    importers = [str(path.relative_to(ROOT)) for path in bench_sources()
                  if part_of(module_name(path)) not in ("cli", "__main__")
                  and any(m == "bench.cli" or m.startswith("bench.cli.")
                          for m in imported_modules(path.read_text(), module_name(path), path.name == "__init__.py"))]
@@ -97,10 +98,10 @@ def test_nothing_imports_the_cli():
 
 def test_shipped_methods_import_bench_api_only():
     wrong = {}
-    for path in sorted((ROOT / "methods").glob("*.py")):
+    for path in sorted((ROOT / "bench" / "methods").glob("*.py")):
         modules = imported_modules(path.read_text(), module_name(path), path.name == "__init__.py")
         bench = {m for m in modules if m.startswith("bench")}
-        if {m for m in bench if m != "bench.api" and not m.startswith("bench.api.")}:
+        if {m for m in bench if not m.startswith(("bench.api", "bench.methods"))}:  # bench.api and each other
             wrong[path.name] = sorted(bench)
     assert wrong == {}
 
@@ -109,7 +110,7 @@ def test_shipped_methods_import_bench_api_only():
     ("from bench.engine.runner import Runner\n", "imports bench.engine.runner (config may import: core)"),
     ("from ..plugins import load_builtins\n", "imports bench.plugins"),
     ("def later():\n    from bench.reporting import stats\n", "imports bench.reporting"),
-    ("import methods.coop\n", "only bench/plugins.py loads methods/"),
+    ("import bench.methods.coop\n", "imports bench.methods.coop (config may import: core)"),
 ])
 def test_an_upward_import_is_reported(source, problem):
     path = ROOT / "bench" / "config" / "protocol.py"

@@ -1,4 +1,4 @@
-"""LFA (methods/lfa.py) against hand-written references (spec_lamp_baselines.md §9.4 L1-L7), and the engine's
+"""LFA (bench/methods/lfa.py) against hand-written references (spec_lamp_baselines.md §9.4 L1-L7), and the engine's
 support for methods that fit themselves on frozen five-crop features (bench/engine/fitting.py).
 
 The official functions (``saic-fi/LFA:feature_alignment.py`` ``procrustes_align``, ``log_rampup``,
@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-import methods.lfa as lfa
+import bench.methods.lfa as lfa
 from bench.config.protocol import EvalPlan, load_protocol
 from bench.config.transforms import TransformConfig
 from bench.core.errors import BenchError, ConfigError
@@ -27,7 +27,7 @@ from bench.engine.evaluation import label_spaces
 from bench.engine.runner import RunOptions, Runner
 from bench.model.method import ClassInfo, Method, method_problems
 from bench.model.transforms import build_transforms, view_transform
-from methods.lfa import LFA, LFAConfig, LFASingleMap
+from bench.methods.lfa import LFA, LFAConfig, LFASingleMap
 from test_evaluation import Items
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "lfa_golden.json"

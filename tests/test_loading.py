@@ -6,7 +6,7 @@ from bench.data import TransformedDataset
 from bench.engine import loading
 from bench.engine.loading import EpochSampler, SeededItems, TrainLoader, loader_workers
 from bench.engine.train import train
-from methods.coop import CoOp, CoOpConfig
+from bench.methods.coop import CoOp, CoOpConfig
 
 CPU = torch.device("cpu")
 

@@ -10,9 +10,9 @@ from bench.core.errors import BenchError, ConfigError
 from bench.kb.backends import OfflineTemplateBackend
 from bench.kb.knowledge import build_kb, write_kb
 from bench.model.method import ClassInfo
-from methods.mdpr import PromptRouter
-from methods.mdpr_coop import MDPRCoOp, MDPRCoOpConfig, MDPRCoOpOfflineKB
-from methods.mdpr_maple import MDPRMaPLeConfig, MDPRMaPLeOfflineKB
+from bench.methods.mdpr import PromptRouter
+from bench.methods.mdpr_coop import MDPRCoOp, MDPRCoOpConfig, MDPRCoOpOfflineKB
+from bench.methods.mdpr_maple import MDPRMaPLeConfig, MDPRMaPLeOfflineKB
 
 
 def images(n=4, size=32):
@@ -126,7 +126,7 @@ def test_knowledge_tensors(backbone, class_info):
 
 def test_records_carry_the_statistics_of_the_prior_over_the_training_classes(backbone, class_info, tmp_path):
     """MDPR Table 7's mean, std (n - 1) and median of M, from numpy on the knowledge tensors, whatever label
-    space was classified last; `bench run` records them for report specs (reports/mdpr_table7.yaml), apart
+    space was classified last; `bench run` records them for report specs (bench/reports/mdpr_table7.yaml), apart
     from the metrics leaderboards show."""
     import json
 
@@ -231,8 +231,8 @@ def test_kb_file_errors(backbone, class_info, tmp_path):
 
 def test_figure3_rows_are_on_the_card_and_the_full_row_is_table3():
     """methods_spec §12.2: Figure 3 as §4.5 quotes it, Places-LT Few 28.73 (MaPLe) -> 48.39 -> 50.99, IN-LT Many 79.42."""
-    from methods.maple import CARD as MAPLE
-    from methods.mdpr_maple import CARD
+    from bench.methods.maple import CARD as MAPLE
+    from bench.methods.mdpr_maple import CARD
 
     rows = {(a.protocol, a.settings["lambda_pa"], a.settings["lambda_ka"]): a.metrics
             for a in CARD.ablations if a.table == "MDPR Figure 3"}
@@ -270,7 +270,7 @@ def test_mdpr_maple_starts_from_mdprs_prompt_learner_init(vit_b16):
 def test_maple_init_is_a_named_option_of_mdpr_maple_and_maples_own(vit_b16):
     """init: maple (and maple itself) keep MaPLe's draw: one default Linear cloned into every deep coupling
     (uniform, std 1/sqrt(3·512), non-zero bias), deep text prompts N(0, 0.02)."""
-    from methods.maple import MaPLe, MaPLeConfig
+    from bench.methods.maple import MaPLe, MaPLeConfig
 
     info = ClassInfo(["cat", "dog"], [5, 1])
     for prompts in [MDPRMaPLeOfflineKB(vit_b16, info, MDPRMaPLeConfig(init="maple")).prompt_learner,

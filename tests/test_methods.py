@@ -3,8 +3,8 @@ import torch
 
 from bench.config.protocol import load_protocol
 from bench.core.errors import BenchError, ConfigError
-from methods.coop import CoOp, CoOpConfig
-from methods.zeroshot import ZeroShotCLIP, ZeroShotConfig
+from bench.methods.coop import CoOp, CoOpConfig
+from bench.methods.zeroshot import ZeroShotCLIP, ZeroShotConfig
 
 
 def images(n=4, size=32):
@@ -107,7 +107,7 @@ def test_coop_la_trains_on_the_adjusted_loss_and_predicts_raw(backbone, class_in
     import math
 
     from bench.model.losses import la_offsets
-    from methods.coop_la import CoOpLA, CoOpLAConfig
+    from bench.methods.coop_la import CoOpLA, CoOpLAConfig
 
     torch.manual_seed(0)
     la = CoOpLA(backbone, class_info, CoOpLAConfig(n_ctx=4))
@@ -127,7 +127,7 @@ def test_coop_la_trains_on_the_adjusted_loss_and_predicts_raw(backbone, class_in
 
 def test_cocoop_matches_a_per_image_loop(backbone, class_info):
     """The official forward: for each image, context + meta_net(norm f(x)), encode every class prompt."""
-    from methods.cocoop import CoCoOp, CoCoOpConfig
+    from bench.methods.cocoop import CoCoOp, CoCoOpConfig
 
     torch.manual_seed(0)
     cocoop = CoCoOp(backbone, class_info, CoCoOpConfig())
@@ -145,7 +145,7 @@ def test_cocoop_matches_a_per_image_loop(backbone, class_info):
 
 
 def test_cocoop_with_a_silent_meta_net_is_coop(backbone, class_info):
-    from methods.cocoop import CoCoOp, CoCoOpConfig
+    from bench.methods.cocoop import CoCoOp, CoCoOpConfig
 
     cocoop = CoCoOp(backbone, class_info, CoCoOpConfig())
     with torch.no_grad():
@@ -192,8 +192,8 @@ def test_unknown_variant_is_named():
 def test_maple_la_trains_on_the_adjusted_loss_and_predicts_raw(backbone, class_info):
     import math
 
-    from methods.maple import MaPLe, MaPLeConfig
-    from methods.maple_la import MaPLeLA, MaPLeLAConfig
+    from bench.methods.maple import MaPLe, MaPLeConfig
+    from bench.methods.maple_la import MaPLeLA, MaPLeLAConfig
 
     torch.manual_seed(0)
     la = MaPLeLA(backbone, class_info, MaPLeLAConfig(depth=2))

@@ -1,4 +1,4 @@
-"""MMA and MMA+LA (methods/mma.py, methods/mma_la.py) against references written from the official code's
+"""MMA and MMA+LA (bench/methods/mma.py, bench/methods/mma_la.py) against references written from the official code's
 description (spec_lamp_baselines.md §5, §9.3): open_clip's own encoders with forward hooks that add the
 adapter term computed with explicit weight algebra, hand-computed gradient ratios, counts at ViT-B/16."""
 import json
@@ -15,8 +15,8 @@ from bench.model.method import ClassInfo
 from bench.model.prompting import grad_scale, run_blocks
 from bench.model.shortcuts import naive
 from bench.plugins import load_builtins
-from methods.mma import MMA, MMAConfig
-from methods.mma_la import MMALA, MMAPromptLT
+from bench.methods.mma import MMA, MMAConfig
+from bench.methods.mma_la import MMALA, MMAPromptLT
 from tiny_models import tiny12
 
 load_builtins()
@@ -199,7 +199,7 @@ def test_m5_adapter_gradients_are_1_over_s_times_the_plain_ones(backbone, monkey
     randomise_biases(method)
     x, labels = images(4), torch.tensor([0, 1, 2, 0])
     scaled, scaled_input = gradients(method, x, labels)
-    monkeypatch.setattr("methods.mma.grad_scale", lambda t, c: t)  # the same model without its GSLs
+    monkeypatch.setattr("bench.methods.mma.grad_scale", lambda t, c: t)  # the same model without its GSLs
     plain, plain_input = gradients(method, x, labels)
     for name, grad in scaled.items():  # relative to the tensor: elements near 0 carry float noise
         assert (grad - plain[name] / 1e-3).norm() <= 1e-4 * grad.norm() and grad.norm() > 0, name

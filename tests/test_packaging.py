@@ -36,10 +36,11 @@ def bench(args, env, cwd):
 def test_the_wheel_holds_every_package_and_shipped_file(installed):
     site, env = installed
     packages = {p.parent.relative_to(site).as_posix() for p in site.rglob("__init__.py")}
-    expected = {p.parent.relative_to(ROOT).as_posix() for p in ROOT.glob("*/**/__init__.py")
-                if p.parent.relative_to(ROOT).parts[0] in ("bench", "methods", "protocols", "reports")}
-    assert expected <= packages and {"bench/kb", "bench/cli", "reports"} <= packages
-    for pattern in ("protocols/*.yaml", "reports/*.yaml", "bench/model/model_configs/*.json", "bench/cli/templates/*.txt",
+    expected = {p.parent.relative_to(ROOT).as_posix() for p in (ROOT / "bench").glob("**/__init__.py")}
+    assert expected <= packages and {"bench/kb", "bench/cli", "bench/methods", "bench/reports"} <= packages
+    top_level = {p.relative_to(site).parts[0] for p in site.glob("*/__init__.py")}
+    assert top_level == {"bench"}  # no other importable name a user's own package could shadow
+    for pattern in ("bench/protocols/*.yaml", "bench/reports/*.yaml", "bench/model/model_configs/*.json", "bench/cli/templates/*.txt",
                     "bench/data/splits/*/*.gz", "bench/data/splits/*/SOURCE.md"):
         shipped = {p.relative_to(ROOT) for p in ROOT.glob(pattern)}
         assert shipped and shipped == {p.relative_to(site) for p in site.glob(pattern)}, pattern
@@ -48,7 +49,7 @@ def test_the_wheel_holds_every_package_and_shipped_file(installed):
 def test_bench_runs_from_the_wheel_in_another_folder(installed, tmp_path, bench_cache):
     site, env = installed
     env = {**env, "BENCH_CACHE": str(bench_cache)}
-    where = subprocess.run([sys.executable, "-c", "import bench, methods; print(bench.__file__, methods.__file__)"],
+    where = subprocess.run([sys.executable, "-c", "import bench, bench.methods; print(bench.__file__, bench.methods.__file__)"],
                            capture_output=True, text=True, env=env, cwd=tmp_path, check=True)
     assert all(path.startswith(str(site)) for path in where.stdout.split())  # not the checkout
     listed = bench(["list"], env, tmp_path)
@@ -64,3 +65,20 @@ def test_bench_runs_from_the_wheel_in_another_folder(installed, tmp_path, bench_
     rows = [line.split(" | ")[0] for line in board.stdout.splitlines() if line.startswith("| ") and " | 1 | " in line]
     assert sorted(rows) == ["| coop", "| zeroshot"]
     assert len(list((tmp_path / "results" / "smoke").rglob("seed-1.json"))) == 2
+
+
+def test_a_users_own_methods_package_does_not_hide_the_built_ins(installed, tmp_path, bench_cache):
+    """A method author's repository often has methods/, protocols/ and reports/ packages of its own: run
+    from there (first on sys.path), bench still lists and runs its built-in methods and protocols."""
+    site, env = installed
+    env = {**env, "BENCH_CACHE": str(bench_cache)}
+    for package in ("methods", "protocols", "reports"):
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text(f"raise ImportError('the user\'s own {package}')\n")
+    code = ("import sys; from bench.cli import main; "
+            "sys.exit(main(['run', '--protocol', 'smoke', '--method', 'zeroshot', '--seeds', '1']))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert run.returncode == 0, run.stderr
+    listed = subprocess.run([sys.executable, "-c", "from bench.cli import main; main(['list', 'methods'])"],
+                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert listed.returncode == 0 and "  coop " in listed.stdout and "  cpt " in listed.stdout, listed.stderr

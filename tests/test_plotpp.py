@@ -1,4 +1,4 @@
-"""PLOT++ (methods/plotpp.py, bench/model/transport.py) against references written from
+"""PLOT++ (bench/methods/plotpp.py, bench/model/transport.py) against references written from
 spec_cpt_mdpr_baselines.md §6 and §13 (closed forms, hand loops, open_clip's own towers), and the two-stage
 machinery (bench/engine/stages.py): stage 1 is a cell of its own, run once, resumed, and loaded by stage 2."""
 import json
@@ -18,7 +18,7 @@ from bench.model.method import ClassInfo
 from bench.model.prompting import encode_image_deep
 from bench.model.transport import sinkhorn
 from bench.plugins import load_builtins
-from methods.plotpp import PLOTPP, TEMPLATES, PLOTPPStage1, PlotppConfig, ot_logits
+from bench.methods.plotpp import PLOTPP, TEMPLATES, PLOTPPStage1, PlotppConfig, ot_logits
 from tiny_models import tiny12
 
 load_builtins()

@@ -11,11 +11,11 @@ import torch
 from bench.core.errors import BenchError, ConfigError
 from bench.model.method import ClassInfo
 from bench.model.prompting import encode_image_deep, encode_text_deep, pooled_span
-from methods.cocoop import CoCoOpConfig
-from methods.coop import CoOpConfig
-from methods.ivlp import IVLP, IVLPConfig
-from methods.maple import MaPLe, MaPLeConfig
-from methods.zeroshot import ZeroShotCLIP, ZeroShotConfig
+from bench.methods.cocoop import CoCoOpConfig
+from bench.methods.coop import CoOpConfig
+from bench.methods.ivlp import IVLP, IVLPConfig
+from bench.methods.maple import MaPLe, MaPLeConfig
+from bench.methods.zeroshot import ZeroShotCLIP, ZeroShotConfig
 
 
 def images(n=3, size=32, seed=0):

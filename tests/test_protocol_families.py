@@ -164,7 +164,7 @@ def test_bad_means_name_the_field(means, fragment):
 def test_lamp_table3_paper_row_reproduces_its_printed_average():
     """LAMP prints 'Avg. (w/o Source)' 67.44, which is the mean over all 11 columns: the protocol
     records that average (xd_with_source) beside the 10-target mean; the card holds only what LAMP printed."""
-    from methods.lamp_tables import XD_COLUMNS, reported
+    from bench.methods.lamp_tables import XD_COLUMNS, reported
 
     card = reported()["xd_dg_lamp/imb100"]
     columns = load_protocol("xd_dg_lamp/imb100").means["xd_with_source"]

@@ -150,7 +150,7 @@ def test_conflict_with_a_card_value_says_where_both_came_from():
 
 
 def test_word_init_overrides_the_lt_cards_random_context(backbone, class_info):
-    from methods.coop import CoOp
+    from bench.methods.coop import CoOp
 
     proto = load_protocol("cifar100_lt_ir100")
     assert CoOp(backbone, class_info, proto.resolve("coop").options).prompt_learner.n_ctx == 16

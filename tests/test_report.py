@@ -32,7 +32,7 @@ from bench.reporting.stats import against, paired
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "report.tex"
 VERSION = bench.__version__
-VIEWS = {  # protocols that exist in protocols/, described by hand
+VIEWS = {  # protocols that exist in bench/protocols/, described by hand
     name: {"name": name, "description": "", "identity": {"dataset": name}, "seeds": [1, 2, 3],
            "references": {"coop": {"": {"n_ctx": 4}, "train": {"lr": 0.002}},
                           "maple": {"": {"depth": 2}, "train": {"lr": 0.0035}},

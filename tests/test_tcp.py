@@ -1,4 +1,4 @@
-"""TCP, TCP+LA and their variants (methods/tcp.py, methods/tcp_la.py) against references written from
+"""TCP, TCP+LA and their variants (bench/methods/tcp.py, bench/methods/tcp_la.py) against references written from
 spec_lamp_baselines.md §4 and §9.2 (T1-T8; T9, Dassl's coupled Adam, is tests/test_recipes.py's
 test_adam_couples_weight_decay_into_the_gradient_and_takes_eps): hand-written loops over open_clip's
 blocks, open_clip's own encode_text on hand-built prompts, TKE as matrix products."""
@@ -14,8 +14,8 @@ from bench.config.protocol import load_protocol
 from bench.core.errors import ConfigError
 from bench.core.registry import METHODS
 from bench.model.method import ClassInfo
-from methods.tcp import ORI_TEMPLATES, PROMPT_TEMPLATES, TCP
-from methods.tcp_la import TCPLA, TCPPromptLT
+from bench.methods.tcp import ORI_TEMPLATES, PROMPT_TEMPLATES, TCP
+from bench.methods.tcp_la import TCPLA, TCPPromptLT
 from test_kgcoop import SNAPSHOT, images, perturb, zero_shot_text
 from tiny_models import tiny12
 
@@ -70,7 +70,7 @@ def ori_features(backbone, names, template):
 @pytest.mark.parametrize("name", ["tcp", "tcp_la", "tcp_la@promptlt"])
 def test_t1_331904_parameters_at_vit_b16_all_in_the_prompt_learner(vit_b16, monkeypatch, name):
     """ORI features stubbed: encoding 1000 sentences with ViT-B/16 on a CPU would take half a minute."""
-    import methods.tcp as tcp
+    import bench.methods.tcp as tcp
 
     monkeypatch.setattr(tcp, "hand_crafted_features", lambda backbone, names, template: torch.zeros(len(names), 512))
     for classes in (10, 1000):
@@ -283,7 +283,7 @@ def golden_run(backbone) -> dict:
     method = build(TCP, backbone, PETS, "OxfordPets", seed=1).train()
     perturb(method.prompt_learner.text.ctx, seed=2)
     out = method(images(2, seed=0))
-    from methods.kgcoop import kg_loss
+    from bench.methods.kgcoop import kg_loss
 
     run = {"text": out.text.tolist(), "logits": out.logits.tolist(),
            "kg": kg_loss(out.text, method.prompt_learner.ori).item()}

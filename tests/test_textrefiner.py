@@ -1,4 +1,4 @@
-"""TextRefiner (methods/textrefiner.py) and the last-vision-block access (bench/model/vision_tokens.py) against
+"""TextRefiner (bench/methods/textrefiner.py) and the last-vision-block access (bench/model/vision_tokens.py) against
 references written from spec_cpt_mdpr_baselines.md §8 and §13: attention from the block's own projection
 weights, the memory rule by hand loops, the loss by its formula; counts at ViT-B/16; the cache through a
 checkpointed, resumed run; a snapshot that equalled the official modules on the seeded 12-layer model."""
@@ -20,7 +20,7 @@ from bench.engine.train import train
 from bench.model.method import ClassInfo
 from bench.model.vision_tokens import last_block_tokens
 from bench.plugins import load_builtins
-from methods.textrefiner import TextMemory, TextRefiner, TextRefinerConfig, local_set
+from bench.methods.textrefiner import TextMemory, TextRefiner, TextRefinerConfig, local_set
 from tiny_models import tiny12
 
 load_builtins()

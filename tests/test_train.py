@@ -8,7 +8,7 @@ from bench.core.errors import BenchError
 from bench.data import TransformedDataset
 from bench.engine.train import predict, train
 from bench.model.method import Method
-from methods.coop import CoOp, CoOpConfig
+from bench.methods.coop import CoOp, CoOpConfig
 
 CPU = torch.device("cpu")
 
@@ -68,7 +68,7 @@ def test_checkpoint_of_another_config_is_ignored(backbone, class_info, smoke_dat
 
 
 def test_method_that_does_not_train_is_evaluated_as_built(backbone, class_info, smoke_data, smoke_transforms):
-    from methods.zeroshot import ZeroShotCLIP, ZeroShotConfig
+    from bench.methods.zeroshot import ZeroShotCLIP, ZeroShotConfig
 
     method = ZeroShotCLIP(backbone, class_info, ZeroShotConfig())
     summary = train(method, smoke_data.train, TrainRecipe(), seed=1, device=CPU)

@@ -115,7 +115,7 @@ def add_parser(sub) -> None:
                    help="results folders to merge, e.g. one per machine (default: results)")
     p.add_argument("--set", action="append", default=[], metavar="protocol.PATH=VALUE",
                    help="the protocol as run with this override, e.g. protocol.backbone.model=RN50 (repeatable)")
-    p.add_argument("--output", help="also write the table to this file (e.g. reports/smoke.md)")
+    p.add_argument("--output", help="also write the table to this file (e.g. smoke.md)")
     p.add_argument("--digits", type=whole(0, 10), default=2, help="decimal places (default: 2)")
     p.add_argument("--title", action="store_true", help="precede the table with the protocol's name and description")
     p.add_argument("--all-configs", action="store_true",

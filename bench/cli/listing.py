@@ -98,7 +98,7 @@ def grid_row(stem: str, count: int) -> Tuple[str, str, str]:
 
 
 def report_titles() -> List[tuple]:
-    """(name, title) of each report spec in reports/ (for `bench report`); unreadable ones say so."""
+    """(name, title) of each report spec in bench/reports/ (for `bench report`); unreadable ones say so."""
     from bench.config.catalog import available_reports, reports_dir
 
     rows = []

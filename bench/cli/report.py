@@ -144,7 +144,7 @@ def make_folder(folder: Path) -> None:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("report", help="a paper table from a report spec: mean ± std, marks, tests, paper numbers")
-    p.add_argument("spec", help="a report in reports/ (e.g. leaderboard, mdpr_cifar100_lt) or a YAML path")
+    p.add_argument("spec", help="a report in bench/reports/ (e.g. leaderboard, mdpr_cifar100_lt) or a YAML path")
     p.add_argument("--results-dir", nargs="+", default=["results"],
                    help="results folders to merge, e.g. one per machine (default: results)")
     p.add_argument("--set", action="append", default=[], metavar="protocol.PATH=VALUE",

@@ -6,7 +6,7 @@ from collections import Counter
 from pathlib import Path
 
 from bench import plugins
-from bench.core.errors import BenchError, message_of
+from bench.core.errors import BenchError, MissingData, message_of
 from bench.core.registry import METHODS
 
 from .common import SET_HELP, add_plugin_option, parse_sets, whole
@@ -137,32 +137,14 @@ def check_data(runners, always: bool = False) -> None:
     dataset of the last table cell fails now, not hours in (one protocol's data is built by its own
     preflight, unless ``always``)."""
     distinct = list({id(runner.resources): runner for runner in runners}.values())
-    problems = []  # each missing dataset once, however many protocols read it
+    problems = []  # each missing dataset once (MissingData drops repeats), however many protocols read it
     for runner in distinct if always or len(distinct) > 1 else []:
         try:
             runner.check_data()
         except BenchError as err:
-            problems += [message_of(err)] if message_of(err) not in problems else []
-    if len(problems) == 1:
-        raise BenchError(problems[0])
+            problems += getattr(err, "problems", [message_of(err)])
     if problems:
-        raise BenchError(several_missing(problems))
-
-
-def several_missing(problems: list) -> str:
-    """One line naming all the data the protocols cannot read, each by its error's first clause (what is
-    missing where), the folder they share said once, and what to do next."""
-    import os
-    import re
-
-    clauses = [message.split("; ", 1)[0] for message in problems]
-    paths = [path for clause in clauses for path in re.findall(r"'(/[^']+)'", clause)]
-    common = os.path.commonpath(paths) if len(paths) > 1 else ""
-    under = f" (under '{common}')" if len(common) > 1 else ""
-    named = ", ".join(re.sub(r"'(/[^']+)'", lambda m: repr(os.path.relpath(m[1], common)), clause) if under
-                      else clause for clause in clauses)
-    return (f"{len(problems)} datasets cannot be read{under}: {named}; `bench data list` shows where "
-            "each dataset is looked for and where to get it (or give --data-root)")
+        raise MissingData(problems)
 
 
 def finish(names, runners, outcome: Counter) -> int:

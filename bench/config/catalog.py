@@ -3,7 +3,7 @@
 
 - Registrations are read from the source with ``ast``: a class decorated with
   ``@METHODS.register("name")`` (or ``DATASETS`` / ``BACKBONES``) in ``bench/``
-  or ``methods/``.  ``tests/test_catalog.py`` holds this view against the real registries.
+  or ``bench/methods/``.  ``tests/test_catalog.py`` holds this view against the real registries.
 - A protocol's *view* (name, description, identity, each method's current
   recipe) is what the leaderboard needs; computing it imports everything, so it
   is cached under ``$BENCH_CACHE``, keyed by the YAML text and a fingerprint of
@@ -32,21 +32,22 @@ from bench.core.registry import suggest
 from bench.core.safeyaml import load_json, load_yaml
 from .grid import expand
 
-ROOT = Path(__file__).resolve().parents[2]  # the checkout, or site-packages: bench/, methods/, protocols/, reports/
+ROOT = Path(__file__).resolve().parents[2]  # the checkout, or site-packages: the folder that holds bench/
+PACKAGE = ROOT / "bench"  # with the built-ins: bench/methods/, bench/protocols/, bench/reports/
 KINDS = {"METHODS": "methods", "VARIANTS": "variants", "DATASETS": "datasets", "BACKBONES": "backbones",
          "REPORTED": "reported"}
 
 
 def protocols_dir() -> Path:
-    return ROOT / "protocols"
+    return PACKAGE / "protocols"
 
 
 def reports_dir() -> Path:
-    return ROOT / "reports"
+    return PACKAGE / "reports"
 
 
 def available_reports() -> List[str]:
-    """Names of the report specs in reports/ (for `bench report` and `bench list reports`)."""
+    """Names of the report specs in bench/reports/ (for `bench report` and `bench list reports`)."""
     return sorted(p.stem for p in reports_dir().glob("*.yaml"))
 
 
@@ -79,7 +80,7 @@ def grid_cells(path: Path) -> Dict[str, dict]:
 
 
 def available_protocols() -> List[str]:
-    """Every protocol in protocols/: plain files by name, grid files by their cells' names."""
+    """Every protocol in bench/protocols/: plain files by name, grid files by their cells' names."""
     names = []  # files in natural order; a grid's cells in the grid's own order (a paper's dataset order)
     for path in sorted(protocols_dir().glob("*.yaml"), key=lambda p: _natural(p.stem)):
         names += list(grid_cells(path)) or [path.stem]
@@ -87,7 +88,7 @@ def available_protocols() -> List[str]:
 
 
 def split_grid_path(name_or_path: str) -> Optional[Tuple[Path, str]]:
-    """``("my/grid.yaml", "grid/eurosat/imb10")`` for a cell of a grid file outside protocols/
+    """``("my/grid.yaml", "grid/eurosat/imb10")`` for a cell of a grid file outside bench/protocols/
     (``my/grid.yaml/eurosat/imb10``), else None."""
     for suffix in (".yaml/", ".yml/"):
         head, sep, rest = name_or_path.partition(suffix)
@@ -98,7 +99,7 @@ def split_grid_path(name_or_path: str) -> Optional[Tuple[Path, str]]:
 
 
 def locate(name_or_path: str) -> Tuple[Path, Optional[str]]:
-    """``(YAML file, grid cell name or None)`` of a protocol name from protocols/, a path, or a cell
+    """``(YAML file, grid cell name or None)`` of a protocol name from bench/protocols/, a path, or a cell
     of a grid file given by path (``my/grid.yaml/eurosat/imb10``)."""
     candidate = Path(name_or_path)
     if candidate.is_dir():
@@ -136,7 +137,7 @@ def cell_reference(path: Path, cell: str) -> str:
 
 
 def resolve_path(name_or_path: str) -> Path:
-    """The YAML file of a protocol name from protocols/ or a path to a YAML file."""
+    """The YAML file of a protocol name from bench/protocols/ or a path to a YAML file."""
     return locate(name_or_path)[0]
 
 
@@ -163,7 +164,7 @@ def match_protocols(pattern: str) -> List[str]:
 
 
 def source_files() -> List[Path]:
-    return sorted([*(ROOT / "bench").rglob("*.py"), *(ROOT / "methods").glob("*.py")])
+    return sorted(PACKAGE.rglob("*.py"))
 
 
 def _registration(decorator: ast.expr) -> Optional[Tuple[str, str]]:
@@ -251,7 +252,7 @@ def cache_root() -> Path:
 @functools.lru_cache(maxsize=None)  # one read of the sources per process: load and save both need it
 def code_fingerprint() -> str:
     digest = hashlib.sha256(__version__.encode())
-    for path in [*source_files(), *sorted((ROOT / "bench" / "model" / "model_configs").glob("*.json"))]:
+    for path in [*source_files(), *sorted((PACKAGE / "model" / "model_configs").glob("*.json"))]:
         digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 

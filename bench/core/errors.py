@@ -32,6 +32,31 @@ class Unfit(BenchError):
     it cannot name): ``--method all`` leaves it out with a note; naming it is this one error."""
 
 
+class MissingData(BenchError):
+    """Data that cannot be read, each problem named (a protocol's training set and several evaluation
+    datasets, or the datasets of a whole table): one line naming them all, not the first alone."""
+
+    def __init__(self, problems: list):
+        self.problems = list(dict.fromkeys(problems))
+        super().__init__(self.problems[0] if len(self.problems) == 1 else several_missing(self.problems))
+
+
+def several_missing(problems: list) -> str:
+    """One line naming all the data that cannot be read, each by its error's first clause (what is
+    missing where), the folder they share said once, and what to do next."""
+    import os
+    import re
+
+    clauses = [message.split("; ", 1)[0] for message in problems]
+    paths = [path for clause in clauses for path in re.findall(r"'(/[^']+)'", clause)]
+    common = os.path.commonpath(paths) if len(paths) > 1 else ""
+    under = f" (under '{common}')" if len(common) > 1 else ""
+    named = ", ".join(re.sub(r"'(/[^']+)'", lambda m: repr(os.path.relpath(m[1], common)), clause) if under
+                      else clause for clause in clauses)
+    return (f"{len(problems)} datasets cannot be read{under}: {named}; `bench data list` shows where "
+            "each dataset is looked for and where to get it (or give --data-root)")
+
+
 LINE_LIMIT = 1000  # characters of an error or warning line: a user's value is quoted, never dumped
 
 

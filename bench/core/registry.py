@@ -161,7 +161,7 @@ class MethodRegistry(Registry):
         return super().origin(name)
 
 
-# The module that registers the built-in entries imports methods/ and every package, so it sits
+# The module that registers the built-in entries imports bench/methods/ and every package, so it sits
 # above them all; configuration, which checks names against full registries, reaches it by name.
 LOADER = "bench.plugins"
 

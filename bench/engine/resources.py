@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional
 
 from bench.config.catalog import cache_root
 from bench.config.protocol import Protocol
-from bench.core.errors import BenchError
+from bench.core.errors import BenchError, MissingData, message_of
 from bench.core.registry import BACKBONES, DATASETS
 from bench.data import DatasetBundle
 from .evaluation import LabelSpaces, label_spaces
@@ -55,9 +55,12 @@ class ProtocolResources:
         key = seed if getattr(DATASETS.get(proto.dataset_name), "seeded", False) else None
         if key not in self._spaces:
             self._spaces.clear()  # one training set in memory at a time
-            train = self.build(proto.dataset_name, self.dataset_config(proto.dataset), seed)
-            pairs = [(spec.plan, self.eval_data(i, train)) for i, spec in enumerate(proto.evaluations)]
-            self._spaces[key] = label_spaces(train, pairs)
+            problems: List[str] = []  # every dataset that cannot be read, not the first alone
+            train = attempt(problems, lambda: self.build(proto.dataset_name, self.dataset_config(proto.dataset), seed))
+            data = [attempt(problems, lambda i=i: self.eval_data(i, train)) for i in range(len(proto.evaluations))]
+            if problems:
+                raise MissingData(problems)
+            self._spaces[key] = label_spaces(train, [(spec.plan, d) for spec, d in zip(proto.evaluations, data)])
         return self._spaces[key]
 
     def eval_data(self, index: int, train: DatasetBundle) -> DatasetBundle:
@@ -86,6 +89,15 @@ class ProtocolResources:
                                                            precision, self.log)
         named = images_id(self.protocol, split, seed)
         return self._feature_caches[precision].views(dataset, transform, views, named, workers)
+
+
+def attempt(problems: List[str], build: Callable[[], DatasetBundle]) -> Optional[DatasetBundle]:
+    """``build()``, or None with its error's message added to ``problems``."""
+    try:
+        return build()
+    except BenchError as err:
+        problems += getattr(err, "problems", [message_of(err)])
+        return None
 
 
 def share_resources(runners: list) -> None:

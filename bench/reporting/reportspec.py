@@ -1,4 +1,4 @@
-"""Report specs: a paper table as YAML (``reports/*.yaml``), checked before any result is read.
+"""Report specs: a paper table as YAML (``bench/reports/*.yaml``), checked before any result is read.
 
 ::
 
@@ -151,7 +151,7 @@ class ReportSpec:
 
 
 def load_spec(name_or_path: str) -> ReportSpec:
-    """A spec by name (``reports/<name>.yaml``) or path, with every field checked."""
+    """A spec by name (``bench/reports/<name>.yaml``) or path, with every field checked."""
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
         path = reports_dir() / f"{name_or_path}.yaml"

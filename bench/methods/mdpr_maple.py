@@ -1,7 +1,7 @@
 """MDPR on the MaPLe pathway: ``mdpr_maple`` (a knowledge-base file) and ``mdpr_maple_offlinekb``.
 
-MaPLe's coupled prompts (``methods/maple.py``) give the prompted image feature ``f`` (the router's query,
-with gradient) and ``ŷ_cb``; MDPR's router, losses and fusion are in ``methods/mdpr.py`` (methods_spec §7).
+MaPLe's coupled prompts (``bench/methods/maple.py``) give the prompted image feature ``f`` (the router's query,
+with gradient) and ``ŷ_cb``; MDPR's router, losses and fusion are in ``bench/methods/mdpr.py`` (methods_spec §7).
 MDPR-MaPLe loss weights (App. A.1.4): λ = (1, 1.0, 0.05, 0.005), T = 2; n_ctx 2 (paper; the code's
 default is 16, spec A5).  ``init: mdpr`` (default) draws the prompt learner as MDPR's own
 ``MultiModalPromptLearner`` does (``module_maple.py`` lines 73-96): the first and every deep coupling a

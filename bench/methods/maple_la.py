@@ -1,6 +1,6 @@
 """MaPLe+LA: MaPLe trained with the logit-adjusted loss (LAMP's "+LA" baseline).
 
-MaPLe's prompts (``methods/maple.py``) trained on ``CE(z + tau * log pi, y)`` with the prior of the
+MaPLe's prompts (``bench/methods/maple.py``) trained on ``CE(z + tau * log pi, y)`` with the prior of the
 exact training subset over the training classes only; prediction uses the raw logits (methods_spec §2, §5).
 ``asaxuc/PromptLT:trainers/maple.py`` builds the classifier over base and new classes with zero counts
 for the new ones, which masks them with -inf: the same as LA over the base classes.

@@ -1,6 +1,6 @@
 """MMA+LA: MMA trained with the logit-adjusted loss (LAMP's "+LA" baseline), and PromptLT's reading of it.
 
-``mma_la``: MMA's adapters (``methods/mma.py``) trained on ``CE(z + tau * log pi, y)`` with the prior of
+``mma_la``: MMA's adapters (``bench/methods/mma.py``) trained on ``CE(z + tau * log pi, y)`` with the prior of
 the exact training subset over the training classes only; prediction uses the raw logits (LAMP App. C,
 methods_spec §2, spec_lamp_baselines.md §5.3).  ``mma_la@promptlt``: what
 ``asaxuc/PromptLT:trainers/mmadapter.py`` (very likely LAMP's code) runs instead: it builds an LA criterion

@@ -1,6 +1,6 @@
 """CoOp+LA: CoOp trained with the logit-adjusted loss (Menon et al., ICLR 2021).
 
-The prompt learner is CoOp's (``methods/coop.py``); training minimises
+The prompt learner is CoOp's (``bench/methods/coop.py``); training minimises
 ``CE(z + tau * log pi, y)`` with ``pi`` the class prior of the exact training
 subset (``bench.model.losses``, methods_spec §2 and §4), and prediction uses the raw
 logits ``z``.  LAMP's tables call it "CoOp+LA"; over base-to-new protocols the

@@ -2,7 +2,7 @@
 
 Follows ``cnunlp/DeKg:trainers/DeKg_TCP.py`` (``PromptLearner``, ``CustomCLIP``) with ``trainers/loss.py``
 (``HSICLoss``) and ``trainers/clip_text/model.py`` (``ResidualAttentionBlock_MaPLe``, layers [8], weight 1) at
-b8f2f1c8247c427042a0ed1ecaf450925fe50ed0.  The model is TCP's (``methods/tcp.py``: 4 random context tokens,
+b8f2f1c8247c427042a0ed1ecaf450925fe50ed0.  The model is TCP's (``bench/methods/tcp.py``: 4 random context tokens,
 the class-aware tokens ``τ_c = TKE(t̂_c)`` replacing positions 1..4 at the input of text block 8, the same
 two template tables); training adds the HSIC term of paper Eq. 5 on the *un-normalised* text features:
 

@@ -1,8 +1,8 @@
 """CoCoOp+LA: CoCoOp trained with the logit-adjusted loss (LAMP Tables 3-4's "CoCoOp+LA" baseline).
 
-CoCoOp's meta-network prompts (``methods/cocoop.py``) trained on ``CE(z + tau * log pi, y)`` with the prior
+CoCoOp's meta-network prompts (``bench/methods/cocoop.py``) trained on ``CE(z + tau * log pi, y)`` with the prior
 of the exact training subset, prediction on the raw logits (methods_spec §2; the mixin of
-``methods/coop_la.py``).  LAMP reports it on its cross-dataset and domain-generalisation tables only.
+``bench/methods/coop_la.py``).  LAMP reports it on its cross-dataset and domain-generalisation tables only.
 
     bench run --protocol smoke_xd_dg --method cocoop_la --set cocoop_la.tau=1
 """

@@ -2,7 +2,7 @@
 
 Follows ``cnunlp/DeKg:trainers/DeKg.py`` (``PromptLearner``, ``CustomCLIP``, ``DeKg.forward_backward``) and
 ``trainers/loss.py`` (``HSICLoss``) at b8f2f1c8247c427042a0ed1ecaf450925fe50ed0 (spec_cpt_mdpr_baselines.md §3).
-The model is KgCoOp's (``methods/kgcoop.py``: 4 context tokens from "a photo of a", frozen CLIP, the
+The model is KgCoOp's (``bench/methods/kgcoop.py``: 4 context tokens from "a photo of a", frozen CLIP, the
 hand-crafted template features ``t̂`` of the same table); training adds the HSIC term of paper Eq. 5,
 
     L = CE(s · cos(f(x), t), y) + λ · (1 − mean_c cos(t_c, t̂_c)) + µ · HSIC(norm(t), t̂)
@@ -15,7 +15,7 @@ towards its own: the two act in opposite directions on purpose.  At test time on
 Not copied (spec §3.6): the official prompt learner loads a second full CLIP only to compute ``t̂``; here the
 shared frozen backbone computes it (fp32).  The context starts from "a photo of a" because the config's
 ``CTX_INIT`` is true (the string itself is hard-coded, spec §17.2).  Precision: official pure fp16; here fp32
-parameters + the trainer's autocast.  ``dekg`` (methods/dekg.py) is the TCP-based variant CPT reports.
+parameters + the trainer's autocast.  ``dekg`` (bench/methods/dekg.py) is the TCP-based variant CPT reports.
 
 Trainable at ViT-B/16: the context only, ``4 · 512 = 2,048`` parameters (the official ``bias_vectors`` and
 ``latent_norm`` are frozen and never used, spec §3.1).

@@ -2,7 +2,7 @@
 keyed by our protocols: CPT's own row and the rows of the systems it compares against (MaPLe,
 CoPrompt, NPT, DeKg, DPC; CoCoOp in Table 4 only)::
 
-    from methods.cpt_tables import ROWS, reported_rows
+    from bench.methods.cpt_tables import ROWS, reported_rows
     reported_rows(*ROWS["dekg"])["b2n_cpt/eurosat/tau1"].metrics   # {"hm": 87.42}
 """
 from __future__ import annotations

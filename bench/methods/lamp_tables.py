@@ -2,7 +2,7 @@
 print (the baselines' too) per protocol, and the ablations of Tables 5, 6, 7 and 11 as ``--set``
 settings (each a :class:`bench.model.method.Ablation`), for reports of reported vs reproduced::
 
-    from methods.lamp_tables import ABLATIONS, RECIPES, balanced_reported
+    from bench.methods.lamp_tables import ABLATIONS, RECIPES, balanced_reported
     [a.settings for a in ABLATIONS if a.table == "LAMP Table 7"]     # the beta sweep
     balanced_reported("tcp")["b2n_cpt/*/tau1"].metrics                # Table 2's Avg: base, new, HM
 """

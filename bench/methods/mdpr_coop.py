@@ -1,7 +1,7 @@
 """MDPR on the CoOp pathway: ``mdpr_coop`` (a knowledge-base file) and ``mdpr_coop_offlinekb``.
 
-CoOp's learned context (``methods/coop.py``) gives ``ŷ_cb`` from frozen image features; MDPR's router,
-losses and fusion are in ``methods/mdpr.py`` (methods_spec §7).  MDPR-CoOp loss weights (App. A.1.4):
+CoOp's learned context (``bench/methods/coop.py``) gives ``ŷ_cb`` from frozen image features; MDPR's router,
+losses and fusion are in ``bench/methods/mdpr.py`` (methods_spec §7).  MDPR-CoOp loss weights (App. A.1.4):
 λ = (1, 0.1, 0.05, 0.01), T = 2.  The official code releases only the MaPLe variant, so this pathway
 follows the paper's description on top of our CoOp.  Trainable at ViT-B/16: CoOp 8,192 + C-MHA 1,050,624
 + Proj 65,664 + the logit scale = 1,124,481 (paper Table 6: 1.108 M).
@@ -52,7 +52,7 @@ def mdpr_lt(all_, many, medium, few=None, table="MDPR Table 2", note=BEST_EPOCH)
 
 
 # MDPR Table 4: Places-LT with CLIP ResNet backbones, MDPR-CoOp (places_lt run with
-# --set protocol.backbone.model=RN50 / RN101; reports/mdpr_table4.yaml).
+# --set protocol.backbone.model=RN50 / RN101; bench/reports/mdpr_table4.yaml).
 RESNET_PLACES_LT = {"RN50": {"all": 34.98, "many": 31.50, "medium": 35.70, "few": 37.37},
                     "RN101": {"all": 37.85, "many": 35.53, "medium": 38.66, "few": 40.25}}
 # MDPR Table 5: knowledge dimensions, MDPR-CoOp on Places-LT ("all" Few 48.24 differs from Table 3's 47.96),
@@ -65,7 +65,7 @@ ABLATIONS = [Ablation("MDPR Table 5", "places_lt", {"dimensions": [d for d in DI
                                   ("CI", (47.28, 49.40, 46.05, 46.21)), ("DF", (46.82, 48.11, 45.74, 46.92))]]
 ABLATIONS.append(mdpr_table6(1.108, 1229))
 # MDPR Table 7: statistics of the knowledge-base prior M on CIFAR-100 (mean, std, median) by the LLM that wrote the
-# knowledge base (Qwen2.5: the paper's, so it is the one reports/mdpr_table7.yaml shows); `bench kb stats` prints
+# knowledge base (Qwen2.5: the paper's, so it is the one bench/reports/mdpr_table7.yaml shows); `bench kb stats` prints
 # a KB file's beside all three.
 TABLE7 = [("Qwen2.5", (0.8371, 0.0370, 0.8452)), ("LLaMa4", (0.8360, 0.0371, 0.8457)),
           ("DeepSeek-V3", (0.8354, 0.0373, 0.8438))]

@@ -1,8 +1,8 @@
 """TCP+LA: TCP trained with the logit-adjusted loss (LAMP App. C; Menon et al., ICLR 2021).
 
-The model is TCP's (``methods/tcp.py``, spec_lamp_baselines.md §4); training minimises
+The model is TCP's (``bench/methods/tcp.py``, spec_lamp_baselines.md §4); training minimises
 ``CE(z + tau · log pi, y) + kg_weight · L_kg`` with ``pi`` the class prior of the exact training
-subset, over the training (base) classes only (:class:`methods.coop_la.LogitAdjusted`, ``tau`` 1), and
+subset, over the training (base) classes only (:class:`bench.methods.coop_la.LogitAdjusted`, ``tau`` 1), and
 prediction uses the raw logits ``z``.  This is what LAMP's text says it ran (spec §2.3 REC).
 
 ``tcp_la@promptlt`` is the reading of ``asaxuc/PromptLT:trainers/tcp.py`` at

@@ -41,7 +41,7 @@ SEQUENCES_PER_PASS = 4096  # text sequences per encoder pass: bounds memory at m
 NEW_PASS_BATCH = 100  # the new-class bias pass runs at LAMP's test batch size (Table 16)
 NEW_PASS_SEED = 0  # its image order: shuffled once, the same for every run
 
-# -- card (its data: methods/lamp_tables.py) --------------------------------------------------------
+# -- card (its data: bench/methods/lamp_tables.py) --------------------------------------------------------
 
 CODE = "asaxuc/PromptLT:trainers/promptlt.py@54593992449d75c06d960fa628ae504b45267bc0"
 SPEC = "methods_spec §8 (no public LAMP code: the card's code, PromptLT, fixes only the shapes, §8.0)"
