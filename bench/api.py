@@ -28,6 +28,8 @@ from bench.model.prompting import (check_depth, encode_image_deep, encode_image_
                                    shift_tokens, text_layers, text_output, text_tokens, vision_layers,
                                    vision_tower, vision_width)
 from bench.model.prompting import encode_text_hooked, grad_scale  # modules beside the blocks (MMA)
+from bench.model.shared_prefix import (encode_suffixes, pooled_positions, run_prefix, run_suffix,  # LAMP, CoCoOp
+                                       shared_length, splittable)
 from bench.model.text_prompts import ClassPrompts, check_init_text
 from bench.model.transport import sinkhorn
 from bench.model.backbone_tuning import TunedParameters, block_parameter_names  # LASP's LayerNorms
@@ -47,6 +49,8 @@ __all__ = [
     "image_tokens", "insert_after_first", "normal_prompts", "pooled_span", "run_blocks", "shift_tokens",
     "text_layers", "text_output", "text_tokens", "vision_layers", "vision_tower", "vision_width",
     "encode_text_hooked", "grad_scale",
+    # text prompts that depend on the image: the positions before the class name once per image
+    "encode_suffixes", "pooled_positions", "run_prefix", "run_suffix", "shared_length", "splittable",
     "TunedParameters", "block_parameter_names", "template_bank", "text_to_text_loss",
     "block_with_attention", "last_block_tokens", "project_tokens",
     # optimal transport (PLOT++)

@@ -3,7 +3,6 @@ import json
 import re
 
 import pytest
-import torch
 
 from bench.cli import main
 from bench.engine.speed import class_names, long_tailed_info
@@ -22,7 +21,7 @@ def test_benchmark_times_both_paths_and_their_logits_agree(capsys, tmp_path):
     assert code == 0
     rows = {(r["method"], r["classes"]): r for r in json.loads(out.read_text())["rows"]}
     assert set(rows) == {(m, c) for m in ("coop", "zeroshot", "cocoop", "mdpr_coop") for c in (5, 12)}
-    for method in ("coop", "zeroshot", "cocoop"):
+    for method in ("coop", "zeroshot", "cocoop", "mdpr_coop"):
         for classes in (5, 12):
             row = rows[(method, classes)]
             assert row["max_logit_difference"] < 1e-4
@@ -30,7 +29,8 @@ def test_benchmark_times_both_paths_and_their_logits_agree(capsys, tmp_path):
                 assert row[path]["eval_images_per_second"] > 0 and row[path]["peak_memory_mb"] > 0
                 trains = row[path]["train_images_per_second"]
                 assert (trains is None) == (method == "zeroshot") and (trains is None or trains > 0)
-    assert "knowledge-base file" in rows[("mdpr_coop", 5)]["skipped"]
+    assert rows[("mdpr_coop", 5)]["timed_as"] == "timed as mdpr_coop_offlinekb (its knowledge base built in memory)"
+    assert re.search(r"\| mdpr_coop +\| 5 .*timed as mdpr_coop_offlinekb", text)
     assert json.loads(out.read_text())["jpeg_decode_images_per_second_per_core"] > 0
     assert re.search(r"\| coop +\| 12 +\|", text) and "train ×" in text and "bench-tiny-vit, random weights" in text
 
@@ -46,13 +46,23 @@ def test_bad_benchmark_input_is_one_error_line(capsys, argv, problem):
     assert problem in err and err.count("\n") == 1 and err.startswith("bench: error:")
 
 
-def test_naive_turns_both_shortcuts_off_and_restores_them(backbone):
+def test_all_times_each_knowledge_base_method_once_as_its_offline_twin():
+    from bench.core.registry import METHODS
+    from bench.engine.speed import check_methods
+
+    names = check_methods(["all"], {})
+    assert {"mdpr_coop", "mdpr_maple", "cocoop", "coop_la", "lamp"} <= set(names)
+    assert not any(name.endswith("_offlinekb") for name in names)
+    assert len(names) == len(METHODS.names()) - 2
+
+
+def test_naive_turns_the_shortcuts_off_and_restores_them(backbone):
     tokens = backbone.tokenize(["a photo of a cat."])
     assert pooled_span(backbone, tokens) < tokens.shape[1]
     with pytest.raises(RuntimeError):
         with shortcuts.naive():
             assert pooled_span(backbone, tokens) == tokens.shape[1]
-            assert not shortcuts.ACTIVE.memoise_text
+            assert not shortcuts.ACTIVE.memoise_text and not shortcuts.ACTIVE.share_prefix
             raise RuntimeError
     assert shortcuts.ACTIVE == shortcuts.Shortcuts()
 

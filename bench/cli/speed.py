@@ -49,8 +49,8 @@ def table(rows) -> str:
             "eval ×": figure(ratio(row, "eval_images_per_second"), 2),
             "peak MiB": figure(fast.get("peak_memory_mb"), 0), "naive peak": figure(slow.get("peak_memory_mb"), 0),
             "max |Δ logit|": "–" if "max_logit_difference" not in row else f"{row['max_logit_difference']:.1e}",
-            "note": "; ".join(f"{path}: {part['skipped']}" for path, part in (("fast", fast), ("naive", slow))
-                              if "skipped" in part) or row.get("skipped", ""),
+            "note": "; ".join([*(f"{path}: {part['skipped']}" for path, part in (("fast", fast), ("naive", slow))
+                                 if "skipped" in part), *filter(None, [row.get("skipped"), row.get("timed_as")])]),
         })
     return pd.DataFrame(out).to_markdown(index=False, disable_numparse=True)
 

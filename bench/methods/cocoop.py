@@ -21,7 +21,8 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from bench.api import METHODS, ClassPrompts, Method, MethodCard, Recipe, Reported, check_init_text
+from bench.api import (METHODS, ClassPrompts, Method, MethodCard, Recipe, Reported, check_init_text, pooled_positions,
+                       pooled_span, run_prefix, encode_suffixes, shared_length, splittable, text_tokens)
 
 from .coop import CARD as COOP_CARD
 from .cpt_tables import THIRD_PARTY, reported_rows
@@ -104,7 +105,26 @@ class CoCoOp(Method):
     def chunk_logits(self, feats: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
         """``[b, C]`` logits of ``b`` images, each with its own context ``ctx`` ``[b, n_ctx, width]``."""
         learner = self.prompt_learner
+        if learner.position == "end" and splittable(self.backbone):
+            return self.split_chunk_logits(feats, ctx)
         b, n_cls = ctx.shape[0], learner.tokens.shape[0]
         prompts = torch.cat([learner(c.unsqueeze(0).expand(n_cls, -1, -1)) for c in ctx])  # [b*C, L, width]
         text = self.backbone.encode_prompts(prompts, learner.tokens.repeat(b, 1)).view(b, n_cls, -1)
         return self.backbone.logit_scale * torch.einsum("bd,bcd->bc", feats, text.to(feats.dtype))
+
+    def split_chunk_logits(self, feats: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+        """:meth:`chunk_logits` with each image's start token and context (and any words every class
+        prompt shares after it) run once per image, and only the class positions per (image, class)
+        against their keys and values (bench.model.shared_prefix): the same logits to float rounding."""
+        learner, backbone = self.prompt_learner, self.backbone
+        tokens = learner.tokens[:, : pooled_span(backbone, learner.tokens)]
+        pooled = pooled_positions(backbone.text, tokens)
+        shared = shared_length(tokens, pooled)  # 1 + n_ctx at least: the context is the same for every class
+        words = learner.token_suffix[:1, : shared - 1 - learner.n_ctx].expand(ctx.shape[0], -1, -1)
+        start = learner.token_prefix[:1].expand(ctx.shape[0], -1, -1)
+        prefix = text_tokens(backbone, torch.cat([start, ctx.to(start.dtype), words], dim=1))  # [b, shared, D]
+        _, cache = run_prefix(backbone.text.transformer, prefix)
+        rest = learner.token_suffix[:, shared - 1 - learner.n_ctx : tokens.shape[1] - 1 - learner.n_ctx]
+        text = encode_suffixes(backbone, text_tokens(backbone, rest, offset=shared), pooled - shared, cache,
+                               per_pass=SEQUENCES_PER_PASS)  # [b, C, embed_dim]
+        return backbone.logit_scale * torch.einsum("bd,bcd->bc", feats, text.to(feats.dtype))

@@ -31,7 +31,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from bench.api import (METHODS, BenchError, ClassInfo, ConfigError, Method, MethodCard, encode_image_hooked,
-                       image_tokens, insert_after_first, la_loss, la_offsets, pooled_span, run_blocks, shift_tokens,
+                       image_tokens, insert_after_first, la_loss, la_offsets, pooled_positions, pooled_span,
+                       run_blocks, run_prefix, run_suffix, shared_length, shift_tokens, splittable, encode_suffixes,
                        text_layers, text_output, text_tokens, vision_layers, vision_tower, vision_width)
 
 from .lamp_pool import LoadBalancer, PoolLayer, cosine_scores, group_by_signature
@@ -158,6 +159,11 @@ class Lamp(Method):
         with torch.no_grad():
             self.register_buffer("class_embeddings", backbone.embed_tokens(tokens[:, :span]), persistent=False)
         self.register_buffer("class_tokens", shifted[:, :span], persistent=False)
+        # the positions every class shares before its name (start token, the template's first words), and
+        # each class's pooled position after them once the prompts are in (bench.model.shared_prefix)
+        pooled = pooled_positions(backbone.text, shifted)
+        self.shared = shared_length(tokens[:, :span], pooled - self.n_prompts)
+        self.register_buffer("suffix_pooled", pooled - self.n_prompts - self.shared, persistent=False)
         self.classes = info
 
     def set_label_space(self, info: ClassInfo) -> None:
@@ -225,6 +231,8 @@ class Lamp(Method):
         before the first prompted layer see no prompt, so they run once per class.  A pass takes
         whole groups, or one group's classes in chunks (slices and broadcasts: no indexing with
         repeats, whose gradient is summed in a thread-dependent order)."""
+        if splittable(self.backbone):
+            return self.split_text_features(prompts)
         text = self.backbone.text
         start = run_blocks(text.transformer, text_tokens(self.backbone, self.class_embeddings),
                            attn_mask=text.attn_mask, stop=self.first_block)
@@ -242,6 +250,22 @@ class Lamp(Method):
                 parts.append(feats.view(n_groups, n_classes, -1))
             out.append(torch.cat(parts, dim=1))
         return torch.cat(out)
+
+    def split_text_features(self, prompts: List[torch.Tensor]) -> torch.Tensor:
+        """:meth:`class_text_features` with the positions before the class names (start token, prompts,
+        the template's first words) run once, then once per group, and only the class positions per
+        (group, class) against their keys and values: the same features to float rounding."""
+        transformer, n, shared = self.backbone.text.transformer, self.n_prompts, self.shared
+        x = text_tokens(self.backbone, self.class_embeddings)
+        prefix, cache = run_prefix(transformer, x[:1, :shared], stop=self.first_block)  # no prompts yet
+        suffix = run_suffix(transformer, x[:, shared : x.shape[1] - n].unsqueeze(0), cache)  # [1, C, S, D]
+
+        def hook(block: int, x: torch.Tensor) -> torch.Tensor:
+            j = block - self.first_block
+            return insert_after_first(x, prompts[j], replace=0 if j == 0 else n) if j < len(prompts) else x
+
+        _, cache = run_prefix(transformer, prefix.expand(prompts[0].shape[0], -1, -1), hook, start=self.first_block)
+        return encode_suffixes(self.backbone, suffix[0], self.suffix_pooled, cache, self.first_block, SEQUENCES_PER_PASS)
 
     def run_text(self, x: torch.Tensor, tokens: torch.Tensor, prompts: List[torch.Tensor]) -> torch.Tensor:
         text = self.backbone.text

@@ -199,12 +199,13 @@ def image_output(backbone, x: torch.Tensor, normalize: bool = True) -> torch.Ten
     return F.normalize(pooled, dim=-1) if normalize else pooled
 
 
-def text_tokens(backbone, embeddings: torch.Tensor) -> torch.Tensor:
-    """The text tower's input to block 0: token embeddings ``[N, L, D]`` plus the first ``L``
-    positional embeddings (``L`` may be shorter than the context: see :func:`pooled_span`)."""
+def text_tokens(backbone, embeddings: torch.Tensor, offset: int = 0) -> torch.Tensor:
+    """The text tower's input to block 0: token embeddings ``[..., L, D]`` plus the positional embeddings
+    of positions ``offset .. offset + L`` (``L`` may be shorter than the context: see :func:`pooled_span`;
+    an offset places the later part of a sequence, see :mod:`bench.model.shared_prefix`)."""
     text = backbone.text
     cast_dtype = text.transformer.get_cast_dtype()
-    return embeddings.to(cast_dtype) + text.positional_embedding[: embeddings.shape[1]].to(cast_dtype)
+    return embeddings.to(cast_dtype) + text.positional_embedding[offset : offset + embeddings.shape[-2]].to(cast_dtype)
 
 
 def pooled_span(backbone, tokens: torch.Tensor) -> int:
