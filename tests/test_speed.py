@@ -73,3 +73,20 @@ def test_synthetic_label_space_is_long_tailed_with_distinct_names():
     assert info.train_counts[0] == 1280 and info.train_counts[-1] == round(1280 / 100)
     assert info.train_counts == sorted(info.train_counts, reverse=True)
     assert {len(n.split()) for n in info.classnames} == {1, 2, 3}  # token lengths vary as real names do
+
+
+def test_a_path_predicted_not_to_fit_is_skipped_and_freed_memory_is_returned_first(monkeypatch):
+    """bench bench runs many methods in one process: memory an earlier one freed is given back before
+    the next path's budget is read, and a path predicted to need more than its share is not run (a
+    CPU's out-of-memory kill would take every row with it)."""
+    import torch
+
+    from bench.engine import speed
+
+    released, ran = [], []
+    monkeypatch.setattr(speed, "release_freed_memory", lambda device: released.append(device))
+    monkeypatch.setattr(speed, "available_memory_mb", lambda device: 1000.0)
+    skipped = speed.timed_path(lambda: ran.append(1) or {}, torch.device("cpu"), predicted_mb=800.0)
+    assert skipped == {"skipped": "needs about 0.8 GiB more, 1.0 GiB free"} and not ran and len(released) == 1
+    done = speed.timed_path(lambda: ran.append(1) or {"x": 1}, torch.device("cpu"), predicted_mb=700.0)
+    assert ran == [1] and done["x"] == 1 and "peak_memory_mb" in done

@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import gc
 import os
 import re
 import resource
@@ -78,6 +80,18 @@ def peak_memory_mb(device: torch.device) -> Optional[float]:
         return peak
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / (2**20 if sys.platform == "darwin" else 2**10)  # bytes on macOS, KiB on Linux
+
+
+def release_freed_memory(device: torch.device) -> None:
+    """Give memory freed by earlier work back to the system, so that the memory in use and the memory
+    available say what the next piece of work can have: the GPU allocator's cache, or (Linux glibc) the
+    heap that a process keeps after freeing (its resident set does not shrink without it)."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def memory_in_use_mb(device: torch.device) -> Optional[float]:

@@ -101,14 +101,29 @@ def run_suffix(transformer: nn.Module, x: torch.Tensor, cache: KeysValues, start
     only the last position (the pooled one, when every sequence ends in its end-of-text token)."""
     for i, (block, (k_pre, v_pre)) in enumerate(zip(transformer.resblocks[start:], cache)):
         q, k, v = _heads(block, x)
-        groups, classes = k_pre.shape[0], x.shape[1]
         if last_only and i == len(cache) - 1:
             q, x = q[..., -1:, :], x[..., -1:, :]  # the other positions' outputs are never read
-        q = q.expand(groups, *q.shape[1:])
-        k = torch.cat([k_pre.unsqueeze(1).expand(-1, classes, -1, -1, -1), k.expand(groups, *k.shape[1:])], dim=-2)
-        v = torch.cat([v_pre.unsqueeze(1).expand(-1, classes, -1, -1, -1), v.expand(groups, *v.shape[1:])], dim=-2)
-        x = _rest(block, x, F.scaled_dot_product_attention(q, k, v, attn_mask=_causal(q.shape[-2], k.shape[-2], q.device)))
+        x = _rest(block, x, _attend_after_prefix(q.expand(k_pre.shape[0], *q.shape[1:]), k_pre, v_pre, k, v))
     return x
+
+
+def _attend_after_prefix(q: torch.Tensor, k_pre: torch.Tensor, v_pre: torch.Tensor, k: torch.Tensor,
+                         v: torch.Tensor) -> torch.Tensor:
+    """Causal attention of queries ``q`` ``[G, C, heads, Q, d]`` (the last ``Q`` of each class's ``S``
+    positions) over group ``g``'s prefix keys ``[G, heads, P, d]`` and the class's own keys
+    ``[G or 1, C, heads, S, d]``, as one softmax over both.  The prefix keys are shared by every class: a
+    product with all classes' queries at once, never a copy per class (which costs G x C x P x D
+    memory per block, kept for the backward pass)."""
+    groups, classes, heads, queries, dim = q.shape
+    prefix, own = k_pre.shape[-2], k.shape[-2]
+    by_head = q.transpose(1, 2).reshape(groups, heads, classes * queries, dim)
+    s_pre = (by_head @ k_pre.transpose(-1, -2)).view(groups, heads, classes, queries, prefix).transpose(1, 2)
+    s_own = (q @ k.transpose(-1, -2)).masked_fill(~_causal(queries, own, q.device), float("-inf"))
+    weights = (torch.cat([s_pre, s_own], dim=-1).float() * dim ** -0.5).softmax(dim=-1).to(q.dtype)
+    w_pre, w_own = weights.split([prefix, own], dim=-1)
+    w_pre = w_pre.transpose(1, 2).reshape(groups, heads, classes * queries, prefix)
+    out_pre = (w_pre @ v_pre).view(groups, heads, classes, queries, dim).transpose(1, 2)
+    return out_pre + w_own @ v
 
 
 def encode_suffixes(backbone, x: torch.Tensor, pooled: torch.Tensor, cache: KeysValues, start: int = 0,
