@@ -151,6 +151,9 @@ def plugin_files(spec: str) -> List[Path]:
     if found is None or found.origin is None:
         raise BenchError(f"plugin '{spec}': no module of that name; install its package or give a .py file")
     top = Path(found.origin)
+    if not top.is_file():  # "built-in", "frozen": part of Python itself (sys, os), no source to load or hash
+        raise BenchError(f"plugin '{spec}': a module of Python itself ({found.origin}), not a plugin; give a .py "
+                         "file or the module of an installed plugin package")
     if top.name == "__init__.py":
         return sorted(top.parent.rglob("*.py"))
     return [top]
