@@ -12,6 +12,7 @@ that names a key twice (both lines in the error), and nesting deeper than :data:
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Dict
 
 import yaml
@@ -52,6 +53,40 @@ class _Loader(yaml.SafeLoader):
                                         f"(lines {seen[key]} and {line}); keep one")
                     seen[key] = line
         return super().construct_mapping(node, deep)
+
+
+# Scalars read as YAML 1.2's core schema, not PyYAML's YAML 1.1: `010` is ten (1.1: eight), `1:30` and
+# `1_000` are text (1.1: ninety, a thousand), `yes`/`on`/`no`/`off` are text (1.1: booleans); a typed
+# field then refuses the text with its usual error.  Null and timestamps stay as they were.
+CORE_SCALARS = {
+    "tag:yaml.org,2002:bool": (r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    "tag:yaml.org,2002:int": (r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
+    "tag:yaml.org,2002:float": (r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+                                r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$", "-+0123456789."),
+}
+
+
+def _core_int(loader: yaml.SafeLoader, node: ScalarNode) -> int:
+    text = loader.construct_scalar(node)
+    base = {"0o": 8, "0x": 16}.get(text[:2], 10)
+    return int(text[2:] if base != 10 else text, base)
+
+
+def _core_float(loader: yaml.SafeLoader, node: ScalarNode) -> float:
+    return float(loader.construct_scalar(node).lower().replace(".inf", "inf").replace(".nan", "nan"))
+
+
+def _core_bool(loader: yaml.SafeLoader, node: ScalarNode) -> bool:
+    return loader.construct_scalar(node).lower() == "true"
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag not in CORE_SCALARS]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+for _tag, (_pattern, _first) in CORE_SCALARS.items():
+    _Loader.add_implicit_resolver(_tag, re.compile(_pattern), list(_first))
+for _tag, _construct in (("int", _core_int), ("float", _core_float), ("bool", _core_bool)):
+    _Loader.add_constructor(f"tag:yaml.org,2002:{_tag}", _construct)
 
 
 def expanded_size(node: Node, sizes: Dict[int, int]) -> int:

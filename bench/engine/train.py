@@ -243,4 +243,10 @@ def predict(
                 logits = method(images.to(device, non_blocking=True))
             all_logits.append(logits.float().cpu())
             all_labels.append(labels)
-    return torch.cat(all_logits), torch.cat(all_labels)
+    logits = torch.cat(all_logits)
+    finite = torch.isfinite(logits).all(dim=1)
+    if not bool(finite.all()):  # argmax of NaN is class 0: stored, it would read as a real (bad) result
+        raise BenchError(f"evaluation gave non-finite logits (NaN or inf) for {int((~finite).sum())} of "
+                         f"{len(finite)} images; the model diverged, or the evaluation precision overflows: "
+                         "try train.eval_precision: fp32")
+    return logits, torch.cat(all_labels)
