@@ -24,12 +24,11 @@ from bench.model.clustering import best_partition
 from bench.model.losses import hsic, la_loss, la_offsets, posthoc_adjust
 from bench.model.method import Ablation, ClassInfo, DeepPromptCLIP, Method, MethodCard, Reported, dataset_template
 from bench.model.prompting import (check_depth, encode_image_deep, encode_image_hooked, encode_text_deep,
-                                   image_tokens, insert_after_first, normal_prompts, pooled_span, run_blocks,
-                                   shift_tokens, text_layers, text_output, text_tokens, vision_layers,
+                                   image_tokens, insert_after_first, normal_prompts, pooled_positions, pooled_span,
+                                   run_blocks, shift_tokens, text_layers, text_output, text_tokens, vision_layers,
                                    vision_tower, vision_width)
 from bench.model.prompting import encode_text_hooked, grad_scale  # modules beside the blocks (MMA)
-from bench.model.shared_prefix import (encode_suffixes, pooled_positions, run_prefix, run_suffix,  # LAMP, CoCoOp
-                                       shared_length, splittable)
+from bench.model.shared_prefix import encode_suffixes, run_prefix, run_suffix, shared_length, splittable  # LAMP, CoCoOp
 from bench.model.text_prompts import ClassPrompts, check_init_text
 from bench.model.transport import sinkhorn
 from bench.model.backbone_tuning import TunedParameters, block_parameter_names  # LASP's LayerNorms

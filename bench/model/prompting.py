@@ -220,11 +220,17 @@ def pooled_span(backbone, tokens: torch.Tensor) -> int:
     pool, eos = text_pooling(text)
     if not SHORTCUTS.truncate_text or getattr(text, "attn_mask", None) is None or tokens.numel() == 0:
         return tokens.shape[1]
-    if pool == "argmax":
-        return int(tokens.argmax(dim=-1).max()) + 1
-    if pool == "eos" and eos is not None:
-        return int((tokens == eos).int().argmax(dim=-1).max()) + 1
+    if pool == "argmax" or (pool == "eos" and eos is not None):
+        return int(pooled_positions(text, tokens).max()) + 1
     return tokens.shape[1]
+
+
+def pooled_positions(text: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """Each row's pooled position (open_clip's ``text_global_pool`` for argmax and eos pooling)."""
+    pool, eos = text_pooling(text)
+    if pool == "eos" and eos is not None:
+        return (tokens == eos).int().argmax(dim=-1)
+    return tokens.argmax(dim=-1)
 
 
 def text_pooling(text) -> tuple:

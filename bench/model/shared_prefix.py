@@ -53,14 +53,6 @@ def shared_length(tokens: torch.Tensor, pooled: torch.Tensor) -> int:
     return min(differ, int(pooled.min()))
 
 
-def pooled_positions(text: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
-    """Each row's pooled position (open_clip's ``text_global_pool`` for argmax and eos pooling)."""
-    pool, eos = text_pooling(text)
-    if pool == "eos" and eos is not None:
-        return (tokens == eos).int().argmax(dim=-1)
-    return tokens.argmax(dim=-1)
-
-
 def _heads(block: nn.Module, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Queries, keys and values ``[..., heads, L, head_dim]`` of ``x`` ``[..., L, D]``."""
     attn = block.attn
