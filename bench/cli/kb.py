@@ -14,13 +14,16 @@ protocol's frozen text encoder, beside the paper's rows.
 """
 from __future__ import annotations
 
+import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, List, Tuple
 
 from bench.core.errors import BenchError, reason
 from bench.kb.backends import OfflineTemplateBackend, OpenAICompatibleBackend, ResponseCache
 from bench.kb.knowledge import KnowledgeBase, build_kb, read_kb, write_kb
+from bench.kb.prompts import DIMENSIONS
 from bench.plugins import load_all
 
 from .common import add_plugin_option, protocol_sets, whole
@@ -76,7 +79,20 @@ def backend_for(args, out: Path):
     cache = Path(args.cache) if args.cache else out.with_suffix(".responses.jsonl")
     if args.strict_cache:
         return ResponseCache(None, cache, strict=True, model=args.model)
-    return ResponseCache(OpenAICompatibleBackend.from_environment(), cache)
+    endpoint = OpenAICompatibleBackend.from_environment(timeout=args.request_timeout, time_limit=args.time_limit)
+    return ResponseCache(endpoint, cache)
+
+
+@contextmanager
+def phrase_bar(args, name: str, classes: int):
+    """A progress bar over the phrases of an llm build, on stderr when it is a terminal (not with
+    --verbose, whose lines would break it); yields the function to call after each phrase."""
+    from tqdm import tqdm
+
+    shown = args.backend == "llm" and not args.verbose
+    with tqdm(total=classes * len(DIMENSIONS), desc=f"kb {name}", unit="phrase", file=sys.stderr, leave=False,
+              disable=None if shown else True, dynamic_ncols=True) as bar:
+        yield lambda: bar.update(1)
 
 
 def cmd_build(args) -> int:
@@ -96,9 +112,11 @@ def cmd_build(args) -> int:
     else:
         _, test_tf = build_transforms(protocol.transforms, runner.backbone().image_size)
         found, source = partners(runner, spaces, TransformedDataset(spaces.train, test_tf))
-        kb = build_kb(protocol.name, names, found, backend_for(args, out), words=args.words,
-                      max_retries=args.max_retries, confusion_source=source,
-                      progress=lambda line: print(f"kb {protocol.name}: {line}", flush=True) if args.verbose else None)
+        backend = backend_for(args, out)
+        verbose = (lambda line: print(f"kb {protocol.name}: {line}", flush=True)) if args.verbose else None
+        with phrase_bar(args, protocol.name, len(names)) as tick:
+            kb = build_kb(protocol.name, names, found, backend, words=args.words, max_retries=args.max_retries,
+                          confusion_source=source, progress=verbose, on_phrase=tick)
     try:
         write_kb(kb, out)
     except OSError as err:
@@ -161,6 +179,12 @@ def add_parser(sub) -> None:
                    help="target words per phrase, 1 to 500 (default 25, as the code's CLI)")
     q.add_argument("--max-retries", type=whole(0, 20), default=1,
                    help="content retries after a rejected reply, 0 to 20 (default 1)")
+    q.add_argument("--request-timeout", type=whole(1, 3600), default=120, metavar="SECONDS",
+                   help="with --backend llm: the most one request may take, its whole reply included however "
+                        "slowly it arrives; 1 to 3600 (default 120; a failed request is tried 6 times)")
+    q.add_argument("--time-limit", type=whole(1, 30 * 24 * 3600), default=24 * 3600, metavar="SECONDS",
+                   help="with --backend llm: the most all requests may take together; past it the build stops "
+                        "with one error, the replies so far kept in the cache for a rerun (default 86400: a day)")
     q.add_argument("--data-root", help="dataset folder (overrides the protocol's dataset.root)")
     q.add_argument("--set", action="append", default=[], metavar="protocol.PATH=VALUE",
                    help="the protocol with this override, e.g. protocol.backbone.model=RN50 (its zero-shot "

@@ -3,8 +3,10 @@
 - :class:`OfflineTemplateBackend` (default): fixed CLIP-style phrases per dimension; no network, deterministic.
 - :class:`OpenAICompatibleBackend`: any OpenAI-compatible chat endpoint.  URL, model and key come from
   the environment (``MDPR_LLM_BASE_URL``, ``MDPR_LLM_MODEL``, ``MDPR_LLM_API_KEY``); the key is sent in
-  the request header only, never stored or shown.  Replies are untrusted text: a reply that is not the
-  expected JSON shape is a transport failure (retried, then an error).
+  the request header only, never stored or shown (masked in replies, errors and URLs, as are the URL's
+  query values).  Replies are untrusted text: a reply that is not the expected JSON shape is a transport
+  failure (retried, then an error).  Each request has a deadline for the whole reply (``timeout``), and
+  all of them together a ``time_limit``.
 - :class:`ResponseCache`: every reply, appended to a JSONL file as it arrives and keyed by
   ``sha256(model | prompt | temperature | attempt)``, so a rerun makes no calls and an interrupted build
   keeps what it received; ``strict`` replays only (a miss is an error).
@@ -20,17 +22,22 @@ import http.client
 import json
 import os
 import random
-import re
+import sys
 import time
 import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Optional
 
+from tqdm import tqdm
+
 from bench.core.safeyaml import load_json
-from bench.core.errors import BenchError, reason
+from bench.core.errors import BenchError, reason, warn
+from .transport import Redirected, Secrets, endpoint_url, post, redact_url, shown_url, timed_out
+
+__all__ = ["KBRequest", "OfflineTemplateBackend", "CallableBackend", "OpenAICompatibleBackend", "ResponseCache",
+           "Redirected", "redact_url", "reply_text", "response_key"]
 
 KEY_ENV, URL_ENV, MODEL_ENV = "MDPR_LLM_API_KEY", "MDPR_LLM_BASE_URL", "MDPR_LLM_MODEL"
 
@@ -75,14 +82,17 @@ class CallableBackend:
 
 class OpenAICompatibleBackend:
     """``POST {base_url}/chat/completions`` with one user message; transport failures and malformed
-    replies are retried with exponential back-off (``retries`` tries in all, as the code's tenacity)."""
+    replies are retried with exponential back-off (``retries`` tries in all, as the code's tenacity).
+    ``timeout``: seconds for one request in all, however slowly its reply trickles in; ``time_limit``:
+    seconds for every request from this backend's creation on (None: no limit)."""
 
     name, trusted = "openai-compatible", False
 
     def __init__(self, base_url: str, model: str, api_key: Optional[str], retries: int = 6,
-                 wait: float = 1.0, max_wait: float = 60.0, timeout: float = 120.0):
+                 wait: float = 1.0, max_wait: float = 60.0, timeout: float = 120.0,
+                 time_limit: Optional[float] = None):
         if "@" in base_url:
-            raise BenchError(f"{URL_ENV} holds credentials ({redact_url(base_url)}); give the endpoint without "
+            raise BenchError(f"{URL_ENV} holds credentials ({shown_url(base_url)}); give the endpoint without "
                              f"them and the key in {KEY_ENV}")
         try:
             parts = urllib.parse.urlsplit(base_url)
@@ -91,9 +101,12 @@ class OpenAICompatibleBackend:
             raise BenchError(f"{URL_ENV} is not a URL ({reason(err)}); e.g. http://localhost:8000/v1") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise BenchError(f"{URL_ENV} must be an http(s) URL with a host, e.g. http://localhost:8000/v1")
-        self.url = base_url.rstrip("/") + "/chat/completions"
-        self.model, self._key = model, api_key
+        self.url = endpoint_url(base_url, "/chat/completions")
+        self.shown_url = shown_url(self.url)
+        self.model, self._key, self._secrets = model, api_key, Secrets(api_key, base_url)
         self.retries, self.wait, self.max_wait, self.timeout = retries, wait, max_wait, timeout
+        self.time_limit = time_limit
+        self.finish_by = time.monotonic() + time_limit if time_limit else float("inf")
 
     @classmethod
     def from_environment(cls, **kwargs) -> "OpenAICompatibleBackend":
@@ -104,68 +117,70 @@ class OpenAICompatibleBackend:
         return cls(os.environ[URL_ENV], os.environ[MODEL_ENV], os.environ.get(KEY_ENV), **kwargs)
 
     def __repr__(self) -> str:  # never shows the key
-        return f"OpenAICompatibleBackend(url={self.url!r}, model={self.model!r})"
+        return f"OpenAICompatibleBackend(url={self.shown_url!r}, model={self.model!r})"
 
     def redact(self, text: str) -> str:
-        """``text`` with the key, and any credentials of a URL, masked."""
-        text = redact_url(text)
-        return text.replace(self._key, "***") if self._key else text
+        """``text`` (a message) with the key, the URL's query values and any URL's credentials masked."""
+        return self._secrets.mask_message(text)
+
+    def mask(self, text: str) -> str:
+        """``text`` (a reply) with the key and the URL's query values masked."""
+        return self._secrets.mask(text)
 
     def generate(self, req: KBRequest) -> str:
         problem = ""
         for attempt in range(self.retries):
             if attempt:
-                time.sleep(min(self.max_wait, self.wait * 2 ** (attempt - 1) * (1 + random.random())))
+                self._deadline(req)  # past the time limit: that error, not a notice of another try
+                self._retry_notice(req, attempt, problem)
+                time.sleep(max(0.0, min(self.max_wait, self.wait * 2 ** (attempt - 1) * (1 + random.random()),
+                                        self.finish_by - time.monotonic())))
             try:
-                return self._post(req)
+                return self.mask(self._post(req, self._deadline(req)))
             except _Retry as err:
                 problem = str(err)
-        raise BenchError(f"LLM endpoint {self.url} failed {self.retries} times for class '{req.classname}' "
+        self._deadline(req)  # a last try cut short by the time limit says so
+        raise BenchError(f"LLM endpoint {self.shown_url} failed {self.retries} times for class '{req.classname}' "
                          f"({req.dimension}): {problem}; answers received so far are kept in the response cache")
 
-    def _post(self, req: KBRequest) -> str:
+    def _deadline(self, req: KBRequest) -> float:
+        """When the next request must be over; an error once the time limit has passed."""
+        now = time.monotonic()
+        if now >= self.finish_by:
+            raise BenchError(f"the knowledge-base build passed its time limit ({self.time_limit:g} s, --time-limit) "
+                             f"at class '{req.classname}' ({req.dimension}); the replies received so far are kept "
+                             "in the response cache, so the same command goes on from there (or give a larger "
+                             "--time-limit)")
+        return min(now + self.timeout, self.finish_by)
+
+    def _retry_notice(self, req: KBRequest, attempt: int, problem: str) -> None:
+        with tqdm.external_write_mode(file=sys.stderr):  # above a progress bar, not inside it
+            warn(f"LLM endpoint {self.shown_url}, class '{req.classname}' ({req.dimension}): try {attempt} of "
+                 f"{self.retries} failed ({problem}); trying again")
+
+    def _post(self, req: KBRequest, deadline: float) -> str:
         body = {"model": self.model, "messages": [{"role": "user", "content": req.prompt}],
                 "temperature": req.temperature, "max_tokens": req.max_tokens}
         headers = {"Content-Type": "application/json"}
         if self._key:
             headers["Authorization"] = f"Bearer {self._key}"
-        request = urllib.request.Request(self.url, json.dumps(body).encode(), headers, method="POST")
+        started = time.monotonic()
         try:
-            with NO_REDIRECTS.open(request, timeout=self.timeout) as reply:
-                raw = reply.read(1_000_000)
+            raw = post(self.url, json.dumps(body).encode(), headers, deadline)
         except Redirected as err:
-            raise BenchError(f"LLM endpoint {self.url} answered with a redirect to {redact_url(str(err.reason))}; it is not "
-                             f"followed, so the key never leaves for another address: set {URL_ENV} to the final "
-                             "endpoint") from None
+            raise BenchError(f"LLM endpoint {self.shown_url} answered with a redirect to {self.redact(err.reason)}; "
+                             f"it is not followed, so the key never leaves for another address: set {URL_ENV} to "
+                             "the final endpoint") from None
         except urllib.error.HTTPError as err:
             if err.code in (401, 403):
-                raise BenchError(f"LLM endpoint {self.url} refused the request (HTTP {err.code}); "
+                raise BenchError(f"LLM endpoint {self.shown_url} refused the request (HTTP {err.code}); "
                                  f"check {KEY_ENV}") from None
             raise _Retry(f"HTTP {err.code}") from None
         except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as err:
+            if timed_out(err) or time.monotonic() >= deadline:
+                raise _Retry(f"no complete reply within {deadline - started:.3g} s") from None
             raise _Retry(f"cannot reach it ({self.redact(str(getattr(err, 'reason', err)))})") from None
         return reply_text(raw)
-
-
-class Redirected(urllib.error.URLError):
-    """The endpoint answered with a redirect (its target in the message)."""
-
-
-class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
-    """urllib would follow a POST's 301/302/303 with the same headers, the key included, to any host."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        raise Redirected(newurl)
-
-
-NO_REDIRECTS = urllib.request.build_opener(_RefuseRedirects)
-
-
-def redact_url(text: str) -> str:
-    """``text`` with the credentials of every URL in it masked: ``http://user:KEY@host`` -> ``http://***@host``
-    (everything from ``//`` to the line's last ``@``: a password may hold '@', '/' or spaces, and masking
-    too much is the safe side)."""
-    return re.sub(r"(?<=//).*@", "***@", str(text))
 
 
 class _Retry(Exception):
@@ -215,8 +230,8 @@ class ResponseCache:
 
     def generate(self, req: KBRequest) -> str:
         key = response_key(self.model, req)
-        if key in self.replies:
-            return self.replies[key]
+        if key in self.replies:  # masked again: a cache written before masking may hold the key
+            return getattr(self.inner, "mask", str)(self.replies[key])
         if self.strict or self.inner is None:
             raise BenchError(f"response cache '{self.path}' has no reply for class '{req.classname}' "
                              f"({req.dimension}, attempt {req.attempt}); rebuild without --strict-cache")

@@ -47,12 +47,14 @@ class KnowledgeBase:
 
 def build_kb(dataset: str, classnames: List[str], partners: Mapping[str, str], backend, words: int = 25,
              max_retries: int = 1, temperature: float = 0.5, confusion_source: str = "",
-             progress: Optional[Callable[[str], None]] = None) -> KnowledgeBase:
+             progress: Optional[Callable[[str], None]] = None,
+             on_phrase: Optional[Callable[[], None]] = None) -> KnowledgeBase:
     """Ask ``backend`` for every class and dimension, check each reply (one retry by default) and fall
-    back to the offline phrase, marked ``fallback``, when no attempt passes."""
+    back to the offline phrase, marked ``fallback``, when no attempt passes.  ``progress`` hears a line
+    after each class, ``on_phrase`` is called after each phrase (a progress bar)."""
     entries = {}
     for number, name in enumerate(classnames, 1):
-        entries[name] = class_entries(name, partners[name], backend, words, max_retries, temperature)
+        entries[name] = class_entries(name, partners[name], backend, words, max_retries, temperature, on_phrase)
         if progress is not None:
             progress(f"{number}/{len(classnames)} {name}")
     generator = {"backend": backend.name, "model": getattr(backend, "model", None), "temperature": temperature,
@@ -61,7 +63,8 @@ def build_kb(dataset: str, classnames: List[str], partners: Mapping[str, str], b
     return KnowledgeBase(dataset, list(classnames), entries, generator, confusion)
 
 
-def class_entries(name: str, partner: str, backend, words: int, max_retries: int, temperature: float) -> dict:
+def class_entries(name: str, partner: str, backend, words: int, max_retries: int, temperature: float,
+                  on_phrase: Optional[Callable[[], None]] = None) -> dict:
     out: Dict[str, dict] = {}
     for dim in DIMENSIONS:
         other = partner if dim == "DF" else None
@@ -82,6 +85,8 @@ def class_entries(name: str, partner: str, backend, words: int, max_retries: int
         out[dim] = {"phrase": phrase, "sentence": frame_sentence(dim, name, other, phrase),
                     "attempts": len(problems) + (0 if fallback else 1), "valid": not fallback, "fallback": fallback,
                     "rejected": problems, "prompt_sha256": hashlib.sha256(prompt.encode()).hexdigest()}
+        if on_phrase is not None:
+            on_phrase()
     return out
 
 

@@ -12,6 +12,7 @@ encodes is the full sentence: the cleaned phrase inserted into its dimension's f
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Optional
 
 DIMENSIONS = ("GA", "FT", "FA", "DF", "CI")  # the merged file's order (bug/z_merge.py)
@@ -68,10 +69,30 @@ def query(dimension: str, classname: str, partner: Optional[str], words: int) ->
     return _SIMPLE.format(subject=subject.format(c=classname), focus=focus, c=classname, w=words, frame=frame)
 
 
+# Terminal escape sequences: CSI (ESC [ ... final), strings (OSC, DCS, SOS, PM, APC) up to their
+# terminator, other ESC sequences, and their one-byte C1 forms.
+_ESCAPES = re.compile(r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
+                      r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)"
+                      r"|\x1b[ -/]*[0-~]")
+
+
+def plain_text(text: str) -> str:
+    """``text`` without terminal escape sequences, control characters (NUL, bell, C1), format characters
+    (bidi overrides and isolates, zero-width marks, BOM) or lone surrogates; tab and line breaks stay,
+    other control characters that are white space (form feed, NEL) become a space."""
+    return "".join(_plain_char(c) for c in _ESCAPES.sub("", text))
+
+
+def _plain_char(c: str) -> str:
+    if c in "\t\n\r" or unicodedata.category(c) not in ("Cc", "Cf", "Cs"):
+        return c
+    return " " if c.isspace() else ""
+
+
 def clean(text: str) -> str:
     """``clean_llm_output``: strip quotes and a leading 'Descriptive phrase ...:' line, collapse white
-    space, drop one trailing period."""
-    text = re.sub(r'^\s*Descriptive phrase[^:\n]*:\s*', "", text.strip())
+    space, drop one trailing period; first drop what a terminal or CLIP should never see (:func:`plain_text`)."""
+    text = re.sub(r'^\s*Descriptive phrase[^:\n]*:\s*', "", plain_text(text).strip())
     text = " ".join(text.replace('"', " ").replace("“", " ").replace("”", " ").split())
     text = text.strip(" '")
     return text[:-1].rstrip() if text.endswith(".") else text
