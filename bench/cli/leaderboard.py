@@ -10,6 +10,9 @@ from bench.core.errors import BenchError, warn
 from .common import add_plugin_option, protocol_sets, whole, write_output
 
 
+SEEDS_HINT = "--set protocol.seeds=[...] counts them"
+
+
 def protocol_view(name_or_path: str, overrides: Optional[dict] = None) -> dict:
     """The protocol's view (bench.config.catalog) with ``overrides`` in place, computed and cached on a miss."""
     from bench.config.catalog import load_view, locate, save_view
@@ -28,12 +31,22 @@ def protocol_view(name_or_path: str, overrides: Optional[dict] = None) -> dict:
 
 
 def folder_records(folders: List[str], protocol: str) -> List[dict]:
-    """Every readable record of ``protocol`` under the results folders: a cell found in several is kept
-    once when its metrics agree, and left out with a warning when they do not (as ``bench report`` merges)."""
+    """Every readable, usable record of ``protocol`` under the results folders: a cell found in several is
+    kept once when its metrics agree, and left out with a warning when they do not (as ``bench report`` merges)."""
     from bench.engine.store import ResultStore
+    from bench.records.schema import result_name
+    from bench.reporting.leaderboard import unusable
     from bench.reporting.results import merge
 
-    found = [(folder, record) for folder in folders for record in ResultStore(folder).records(protocol)]
+    found = []
+    for folder in folders:
+        for record in ResultStore(folder).records(protocol):
+            problem = unusable(record)
+            if problem is None:
+                found.append((folder, record))
+            else:
+                path = Path(folder) / result_name(record["protocol"], record["method"], record["key"], record["seed"])
+                warn(f"skipped '{path}': it {problem}")
     kept, conflicts, _ = merge(found)
     for conflict in conflicts:
         warn(f"left out, conflicting copies: {conflict}")
@@ -41,11 +54,16 @@ def folder_records(folders: List[str], protocol: str) -> List[dict]:
 
 
 def protocol_rows(name_or_path: str, args, version: str, overrides: Optional[dict] = None) -> tuple:
-    """(view, rows of the current configuration, records of other configurations) of one protocol."""
-    from bench.reporting.leaderboard import aggregate, config_label, split_by_config
+    """(view, rows of the current configuration, records of other configurations) of one protocol;
+    results of seeds that are not the protocol's are left out with a note, as `bench report` leaves them."""
+    from bench.reporting.leaderboard import aggregate, config_label, other_seeds, split_by_config
 
     view = protocol_view(name_or_path, overrides)
     records = folder_records(args.results_dir, view["name"])
+    seeds = {view["name"]: view["seeds"]}
+    for note in other_seeds(((r["protocol"], r["seed"]) for r in records), seeds, SEEDS_HINT):
+        print(f"bench: note: {note}", file=sys.stderr)
+    records = [r for r in records if r["seed"] in view["seeds"]]
     current, other = split_by_config(records, view["identity"], version, view.get("code_versions"))
     shown = records if args.all_configs else current
     labels = {r["key"]: config_label(r, view["identity"], version, view["references"], view.get("code_versions"))

@@ -51,6 +51,8 @@ def cmd_report(args) -> int:
             "no result matches its rows and columns"]) + extra)
     for line in report.unmatched:
         warn(line)
+    for line in report.other_seeds:
+        print(f"bench: note: {line}", file=sys.stderr)
     if args.plots is not None:
         draw(report, args)
     if args.output is None:

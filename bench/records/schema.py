@@ -77,7 +77,25 @@ def read_record(path) -> Tuple[Optional[dict], Optional[str]]:
     bad = [str(k)[:40] for k, v in data["metrics"].items() if v is not None and not is_metric(k, v)]
     if bad:
         return None, f"has metrics that are not numbers of their range: {', '.join(bad[:5])}"
-    return data, None
+    problem = unusable(data)
+    return (None, problem) if problem else (data, None)
+
+
+def unusable(data: dict) -> Optional[str]:
+    """What makes a well-formed record unusable: a per-class accuracy list whose length is not the
+    record's class count (its ``class_train_counts``), which would misplace the long-tail curve."""
+    accuracy, counts = data.get("per_class_accuracy"), data.get("class_train_counts")
+    if accuracy is None:
+        return None
+    if not isinstance(accuracy, list) or any(v is not None and not is_metric("", v) for v in accuracy):
+        return "has a per_class_accuracy that is not a list of percentages"
+    if counts is None:  # written before the counts were recorded: no curve, and nothing to check
+        return None
+    if not isinstance(counts, list) or any(not isinstance(n, int) or isinstance(n, bool) or n < 0 for n in counts):
+        return "has a class_train_counts that is not a list of image counts"
+    if len(counts) != len(accuracy):
+        return f"has {len(accuracy)} per-class accuracies for {len(counts)} classes (class_train_counts)"
+    return None
 
 
 def is_metric(name: str, value) -> bool:  # noqa: ARG001 (the name: a range per metric, should one differ)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from bench.records.headline import COSTS, F1, harmonic_mean, headline_metric, shown_by_default
 
@@ -122,6 +122,32 @@ def row_labels(rows: List[Row]) -> List[str]:
     return [f"{name} [{row.key[:8]}]" if count[name] > 1 else name for name, row in zip(names, rows)]
 
 
+def unusable(record: dict) -> Optional[str]:
+    """Why a leaderboard cannot use a record: an HM without the base and new accuracies it is the
+    harmonic mean of (written by an older bench or a plugin), which a base-to-new table averages."""
+    metrics = record["metrics"]
+    if metrics.get("hm") is not None and (metrics.get("base") is None or metrics.get("new") is None):
+        return "has metrics.hm without metrics.base and metrics.new (written by an older bench or a plugin?)"
+    return None
+
+
+def other_seeds(cells: Iterable[Tuple[str, int]], seeds: Dict[str, Iterable[int]], how: str) -> List[str]:
+    """A note per protocol whose results (``(protocol, seed)`` pairs) include seeds outside its
+    ``seeds``: they are left out, so that ``bench leaderboard`` and ``bench report`` average the same
+    seeds (a stray ``bench run --seeds 9`` does not join the protocol's); ``how`` says how to count them."""
+    allowed = {protocol: set(listed) for protocol, listed in seeds.items()}
+    extra: Dict[str, Dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    for protocol, seed in cells:
+        if seed not in allowed[protocol]:
+            extra[protocol][seed] += 1
+    return [f"left out {sum(found.values())} result(s) of '{protocol}' with seed(s) {seed_list(found)}: not among "
+            f"its seeds {seed_list(allowed[protocol])} ({how})" for protocol, found in extra.items()]
+
+
+def seed_list(seeds: Iterable[int]) -> str:
+    return ", ".join(map(str, sorted(seeds)))
+
+
 def current_version(method: str, version: str, code_versions: Optional[Dict[str, str]] = None) -> str:
     """The code version a method's current results carry: ``version`` (bench's), or for a plugin's
     method (and its variants) the one its protocol view names."""
@@ -182,9 +208,14 @@ def markdown_table(rows: List[Row], digits: int = 2) -> str:
     header = ["Method", "Seeds"] + [title for _, title in columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * len(columns)) + "|"]
     for label, row in zip(row_labels(rows), rows):
-        cells = [label, str(len(row.seeds))] + [format_cell(row.stat(k), digits) for k, _ in columns]
+        cells = [table_text(label), str(len(row.seeds))] + [format_cell(row.stat(k), digits) for k, _ in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def table_text(text: str) -> str:
+    """A label in a markdown cell: on one line, its bars not splitting the cell (a --set value may hold either)."""
+    return " ".join(str(text).split()).replace("|", "\\|")
 
 
 def varying_parts(names: List[str]) -> List[str]:
@@ -202,7 +233,7 @@ def across_protocols(tables: Dict[str, List[Row]], digits: int = 2) -> str:
     names = list(tables)
     labels = list(dict.fromkeys(label for rows in tables.values() for label in row_labels(rows)))
     by_label = {name: dict(zip(row_labels(rows), rows)) for name, rows in tables.items()}
-    b2n = all(r.stat("hm") for rows in tables.values() for r in rows)
+    b2n = all(r.stat("hm") and r.stat("base") and r.stat("new") for rows in tables.values() for r in rows)
     extra = ["Mean base", "Mean new", "Mean HM", "HM of means"] if b2n else ["Mean"]
     header = ["Method"] + varying_parts(names) + extra
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
@@ -218,7 +249,7 @@ def across_protocols(tables: Dict[str, List[Row]], digits: int = 2) -> str:
         else:
             averages = [None] * len(extra)
         cells += [format_value(a, digits) for a in averages]
-        lines.append("| " + " | ".join([label] + cells) + " |")
+        lines.append("| " + " | ".join([table_text(label)] + cells) + " |")
     return "\n".join(lines)
 
 

@@ -53,7 +53,7 @@ def longtail_curve(paths: List[str]) -> Optional[Tuple[List[int], List[List[floa
         if not counts or not accuracy or len(counts) != len(accuracy):
             return None
         rows.append((counts, accuracy))
-    if not rows:
+    if not rows or any(len(other) != len(rows[0][0]) for other, _ in rows):  # seeds of other class counts
         return None
     counts = rows[0][0]
     order = sorted((c for c in range(len(counts)) if counts[c] > 0 and all(acc[c] is not None for _, acc in rows)),

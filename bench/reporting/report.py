@@ -19,7 +19,7 @@ from bench.config.catalog import match_protocols
 from bench.config.overrides import reference
 from bench.core.errors import BenchError
 from bench.records.headline import COST_DIGITS, DETERMINISTIC, LOWER_IS_BETTER, headline_metric
-from .leaderboard import current_version, mean_std, metric_title
+from .leaderboard import current_version, mean_std, metric_title, other_seeds
 from .papers import listed, paper_notes, paper_number, reported_value
 from .selection import check_settings, found_elsewhere, seed_values, selected, titled, unmatched_columns
 from .figurespec import Point, expanded
@@ -29,6 +29,7 @@ from .results import CELL, INFO
 from .stats import Comparison, Friedman, against, friedman, holm, mean_interval, paired
 
 MEAN = "Mean"  # the column averaging the protocols
+SEEDS_HINT = "the spec's 'seeds' or --set protocol.seeds=[...] counts them"
 
 
 @dataclass
@@ -95,6 +96,7 @@ class Report:
     # rows with no result of ours at all but the paper's numbers (Candle where it cannot run): paper rows only
     paper_only: List[str] = field(default_factory=list)
     unmatched: List[str] = field(default_factory=list)  # why columns without a number have none
+    other_seeds: List[str] = field(default_factory=list)  # results of seeds not the report's, left out
     title: str = ""  # the spec's title, naming the backbones that ran (:func:`titled`)
     points: Dict[str, Point] = field(default_factory=dict)  # a sweep's row -> its panel, series and x
     series_labels: Dict[str, str] = field(default_factory=dict)  # a sweep's series (spec row) -> its label
@@ -192,6 +194,7 @@ def build_report(spec: ReportSpec, results, view_of: Callable[..., dict], versio
     allowed: Dict[str, set] = {}
     for p, s in seeds.items():
         allowed.setdefault(views[p]["name"], set()).update(s)
+    every_seed = current  # for the note on the seeds left out
     current = current[[seed in allowed[p] for p, seed in zip(current["protocol"], current["seed"])]]
     records = dict(iter(current.groupby(["protocol", "method"], sort=False)))  # (protocol name, method) -> frame
     metrics = {g.name: pick_metrics(g.metrics or spec.metrics,
@@ -203,6 +206,8 @@ def build_report(spec: ReportSpec, results, view_of: Callable[..., dict], versio
         raise BenchError(f"reference '{spec.reference}' is not one of the report's rows")
     seeds.update({g.name: sorted({s for p in g.members for s in seeds[p]}) for g in groups if g.is_mean})
     report = Report(spec, rows, groups, metrics, needed, seeds, {}, {}, title=titled(spec.title, views), points=points)
+    ran = every_seed[every_seed["method"].isin({row.method for row in rows})]
+    report.other_seeds = other_seeds(zip(ran["protocol"], ran["seed"]), allowed, SEEDS_HINT)
     for group in groups:  # headers: the spec's label, else the protocol's own
         group.label = group.label or (group.name if group.is_mean else views[group.name].get("label", ""))
     report.row_labels = {row.name: row_label(row, cards.get(row.method)) for row in rows}

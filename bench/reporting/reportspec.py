@@ -26,6 +26,7 @@ A ``figure:`` block makes the spec a figure of the paper as well (:mod:`bench.re
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Literal, Optional, Union
@@ -38,6 +39,10 @@ from bench.core.safeyaml import load_yaml
 from bench.core.registry import suggest
 from .figurespec import FigureSpec
 from .stats import ALPHA
+
+# what a LaTeX \label may hold here: a brace or backslash would end it and run TeX of the spec's choosing
+LABEL = re.compile(r"[A-Za-z0-9:._-]+")
+LABEL_CHARS = "letters, digits and : . _ -"
 
 
 @dataclass
@@ -127,6 +132,9 @@ class ReportSpec:
     def validate(self, where: str) -> None:
         if not self.columns:
             raise ConfigError("columns", "name at least one protocol")
+        if self.label is not None and not LABEL.fullmatch(self.label):
+            raise ConfigError("label", f"'{self.label[:60]}' is no LaTeX label: use only {LABEL_CHARS} "
+                                       "(e.g. tab:mdpr-ir100)")
         self.columns = [ColumnSpec(protocols=c) if isinstance(c, str) else c for c in self.columns]
         if self.metrics is not None and not self.metrics:
             raise ConfigError("metrics", "name at least one metric, or leave it out for the headline")

@@ -27,7 +27,7 @@ from bench.records.headline import cost_metrics
 
 CELL = ["protocol", "method", "key", "seed"]
 INFO = ["code_version", "path", "column_order", "config"]  # the other non-metric columns
-INDEX_VERSION = 2  # bump when slim() keeps other fields
+INDEX_VERSION = 3  # bump when slim() keeps other fields, or reading refuses more (3: per-class lengths)
 
 
 @dataclass(frozen=True)
