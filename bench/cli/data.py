@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from typing import List, Optional, Tuple
 
-from bench.config.dataroots import ENV_VAR, HOME_VAR, data_home, default_root, root_for, roots_file
+from bench.config.dataroots import ENV_VAR, HOME_VAR, data_home, data_roots, default_root, root_for, roots_file
 from bench.core.errors import BenchError
 from bench.core.registry import DATASETS, suggest
 from bench.plugins import load_all
@@ -59,6 +59,7 @@ def with_root(registered: str, cfg, root: Optional[str]) -> Tuple[object, str]:
 
 def cmd_list(args) -> int:
     rows = entries()
+    data_roots()  # a roots file that cannot be read is the one line printed, before any output
     width = max(len(label) for label, _, _ in rows)
     print(f"data roots file: {roots_file()} ({'read' if roots_file().is_file() else 'none'}; "
           f"${ENV_VAR} names another)")

@@ -10,6 +10,9 @@ The file is ``$BENCH_DATA_ROOTS`` if set, else ``$XDG_CONFIG_HOME/lt-prompt-benc
     places_lt: /datasets/places365_standard
     cifar100_lt: /datasets/cifar
 
+The file is read with a size limit (a device, FIFO or folder in its place is an error), and a key that
+names no dataset (a typo: ``fgvc_aircarft``) is a warning naming the known keys.
+
 A dataset block's own ``root`` (in the YAML, or ``--set protocol.dataset.root=...``) and ``--data-root``
 win over the file; the file wins over the dataset's default, a folder under ``$BENCH_DATA`` (else
 ``$XDG_DATA_HOME/lt-prompt-bench``, ``~/.local/share/lt-prompt-bench``) whatever folder a command runs in
@@ -21,9 +24,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
-from bench.core.errors import BenchError, reason
+from bench.core.errors import BenchError, warn
+from bench.core.namedfiles import read_named_text
+from bench.core.registry import DATASETS, fill_registries, suggest
 from bench.core.safeyaml import load_yaml
 
 ENV_VAR = "BENCH_DATA_ROOTS"
@@ -51,15 +56,13 @@ def data_roots() -> Dict[str, str]:
     key = (str(path), stat.st_mtime_ns, stat.st_size)
     if key not in _read:
         _read[key] = parse_roots(path)
+        warn_unknown_keys(path, _read[key])
     return _read[key]
 
 
 def parse_roots(path: Path) -> Dict[str, str]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise BenchError(f"data roots file '{path}' cannot be read: {reason(err)}; it must be YAML, "
-                         "e.g. 'places_lt: /datasets/places365_standard'") from None
+    text = read_named_text(path, "data roots file", hint="it must be a small YAML file, e.g. "
+                           "'places_lt: /datasets/places365_standard'")
     data = load_yaml(text, f"data roots file '{path}'")
     if data is None:
         return {}
@@ -68,6 +71,30 @@ def parse_roots(path: Path) -> Dict[str, str]:
                          "e.g. 'places_lt: /datasets/places365_standard'")
     # a relative folder is relative to the file, wherever the command runs (join keeps an absolute one)
     return {name: os.path.join(path.parent, os.path.expanduser(folder)) for name, folder in data.items()}
+
+
+def known_keys() -> List[str]:
+    """The names a data roots file may map: each registered dataset with a ``root``, and the datasets its
+    catalog offers (each CoOp dataset: ``eurosat``, ``fgvc_aircraft``, ...)."""
+    fill_registries()
+    names = set()
+    for name in DATASETS.names():
+        entry = DATASETS.get(name)
+        if "root" in getattr(getattr(entry, "Config", None), "__dataclass_fields__", {}):
+            names.add(name)
+        if hasattr(entry, "catalog"):
+            names.update(label for label, _ in entry.catalog())
+    return sorted(names)
+
+
+def warn_unknown_keys(path: Path, roots: Dict[str, str]) -> None:
+    """A key no dataset looks up (a typo) would be ignored without a word: say so, once per file version."""
+    if not roots:
+        return
+    known = known_keys()
+    for name in (name for name in roots if name not in known):
+        warn(f"data roots file '{path}': '{name}' is not a dataset name, so its folder is not used"
+             f"{suggest(name, known)} (known: {', '.join(known)})")
 
 
 def root_for(registered: str, cfg) -> Optional[Tuple[str, str]]:

@@ -35,7 +35,7 @@ import math
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Literal, Tuple
+from typing import Dict, List, Literal, Tuple
 
 from bench.core.coerce import ENV
 from bench.core.errors import BenchError, ConfigError, reason
@@ -43,7 +43,7 @@ from bench.core.registry import DATASETS
 from .base import DatasetBundle, label_counts
 from .coop_layout import LAYOUTS, Layout, Listing, Lists, absent, dataset_dir, read_lists
 from .files import download as download_file
-from .folder_lt import ListedImages, missing_files
+from .listed import ListedImages, escape_error, missing_files, outside_folder
 from .sampling import few_shot_indices, long_tail_indices
 
 Name = Literal["imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101",
@@ -91,15 +91,25 @@ def training_indices(labels: List[int], num_classes: int, cfg: CoOpConfig, seed:
 
 
 def _require_folders(layout: Layout, root: Path, listing: Listing) -> None:
-    """One stat per image folder, not per image: a wrong root fails here, a lost image at load time."""
-    for folder in sorted({p.rpartition("/")[0] for p in listing.paths}):
+    """One stat per image folder, not per image: a wrong root fails here, a lost image at load time;
+    a folder that resolves outside the image folder (``..`` in a line, a symlink) is refused here too."""
+    first: Dict[str, int] = {}  # folder -> the first path in it
+    for index, path in enumerate(listing.paths):
+        first.setdefault(path.rpartition("/")[0], index)
+    for folder, index in sorted(first.items()):
+        real = outside_folder(listing.root, listing.paths[index])
+        if real is not None:
+            raise escape_error(layout.name, listing.root, listing.paths[index], real, listing.listed_in,
+                               listing.lines[index] if listing.lines is not None else None)
         path = Path(listing.root) / folder
         if not path.is_dir():
             raise absent(layout, root, f"image folder '{path}' is missing")
 
 
 def _images(listing: Listing, keep: List[int], title: str) -> ListedImages:
-    return ListedImages(listing.root, [listing.paths[i] for i in keep], [listing.labels[i] for i in keep], title)
+    lines = [listing.lines[i] for i in keep] if listing.lines is not None else None
+    return ListedImages(listing.root, [listing.paths[i] for i in keep], [listing.labels[i] for i in keep], title,
+                        listing.listed_in, lines)
 
 
 @DATASETS.register("coop")
@@ -147,8 +157,10 @@ class CoOpDatasets:
     @staticmethod
     def check(cfg: CoOpConfig) -> List[Tuple[str, int, List[str]]]:
         """``(split, listed images, missing files)`` for the full train and test lists."""
-        lists = read_lists(LAYOUTS[cfg.dataset], Path(cfg.root))
-        return [(split, len(listing.paths), missing_files(listing.root, listing.paths))
+        layout = LAYOUTS[cfg.dataset]
+        lists = read_lists(layout, Path(cfg.root))
+        return [(split, len(listing.paths), missing_files(listing.root, listing.paths, layout.name,
+                                                          listing.listed_in, listing.lines))
                 for split, listing in (("train", lists.train), ("test", lists.test))]
 
     @staticmethod

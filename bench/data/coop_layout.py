@@ -28,14 +28,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
-from bench.core.safeyaml import load_json
 from bench.core.errors import BenchError
+from bench.core.namedfiles import read_named_text
+from bench.core.safeyaml import load_json
 from .files import SplitFile, read_text
 from .folder_lt import imagenet_classes
 
 _MIRROR = "linzhiqiu/cross_modal_adaptation (MIT), splits/ at c7e7e68 (CoOp's DATASETS.md Google Drive copies)"
+LARGEST_LIST = 16 << 20  # bytes of a list read from a dataset folder (FGVC-Aircraft's are about 100 KB)
 _RAW = ("https://raw.githubusercontent.com/linzhiqiu/cross_modal_adaptation/"
         "c7e7e68ae4eeadfab98e7886b2d6c9cf48a7ceb5/splits/")
 
@@ -159,6 +161,8 @@ class Listing:
     root: str
     paths: List[str]
     labels: List[int]
+    listed_in: str = ""  # the list naming them, for errors ("": the folders themselves)
+    lines: Optional[List[int]] = None  # each path's line in that list
 
 
 @dataclass
@@ -215,33 +219,37 @@ def _read_split(layout: Layout, root: Path) -> Lists:
     if sorted(names) != list(range(len(names))):
         raise BenchError(f"{layout.name}: split file {where} has labels that are not 0..{len(names) - 1}")
     image_root = str(dataset_dir(layout, root) / layout.image_dir)
-    train, test = ([Listing(image_root, [p for p, _, _ in rows[k]], [y for _, y, _ in rows[k]])
-                    for k in ("train", "test")])
+    train, test = ([Listing(image_root, [p for p, _, _ in rows[k]], [y for _, y, _ in rows[k]],
+                            f"the {k} list of split file {where}") for k in ("train", "test")])
     return Lists(train, test, [names[y] for y in range(len(names))])
 
 
 def _read_fgvc(layout: Layout, root: Path) -> Lists:
     here = dataset_dir(layout, root)
 
-    def lines(name: str) -> List[str]:
+    def lines(name: str) -> List[Tuple[int, str]]:
+        """``(line number, text)`` of the file's lines that are not blank."""
         path = here / name
-        if not path.is_file():
+        if not path.exists():
             raise absent(layout, root, f"'{path}' is missing")
-        return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        text = read_named_text(path, "FGVCAircraft list", limit=LARGEST_LIST,
+                               hint=f"{layout.how.format(dir=here)} (KaiyangZhou/CoOp DATASETS.md)")
+        return [(number, line.strip()) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
 
-    variants = lines("variants.txt")
+    variants = [line for _, line in lines("variants.txt")]
     label_of = {name: label for label, name in enumerate(variants)}
 
     def listing(name: str) -> Listing:
-        paths, labels = [], []
-        for number, line in enumerate(lines(name), 1):
+        paths, labels, numbers = [], [], []
+        for number, line in lines(name):
             image, _, variant = line.partition(" ")
             if variant not in label_of:
                 raise BenchError(f"FGVCAircraft: {here / name}, line {number}: variant {variant!r} "
                                  "is not in variants.txt")
             paths.append(image + ".jpg")
             labels.append(label_of[variant])
-        return Listing(str(here / layout.image_dir), paths, labels)
+            numbers.append(number)
+        return Listing(str(here / layout.image_dir), paths, labels, f"split list '{here / name}'", numbers)
 
     return Lists(listing("images_variant_train.txt"), listing("images_variant_test.txt"), variants)
 

@@ -19,8 +19,10 @@ from typing import Optional
 
 from bench.core.atomic import write_atomic
 from bench.core.errors import BenchError, reason
+from bench.core.namedfiles import read_named_bytes
 
 SPLITS_DIR = Path(__file__).resolve().parent / "splits"
+LARGEST_SPLIT = 64 << 20  # bytes a split file of unknown size may have (the largest published is ~10 MB)
 
 
 @dataclass(frozen=True)
@@ -71,12 +73,10 @@ def read_bytes(spec: SplitFile, path: Optional[Path] = None) -> bytes:
         return data
     if path is None:
         raise BenchError(f"split file {spec.name}: no path given and it does not ship with the package")
-    if not path.is_file():
+    if not path.exists():
         raise BenchError(f"split file '{path}' is missing; get {spec.name} from {spec.source} and put it there")
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise BenchError(f"split file '{path}' cannot be read: {reason(err)}") from None
+    data = read_named_bytes(path, "split file", limit=spec.size or LARGEST_SPLIT,
+                            hint=f"replace it with {spec.name} from {spec.source}")
     problem = mismatch(spec, data)
     if problem:
         raise BenchError(f"split file '{path}' does not match the published {spec.name}: {problem}; "
@@ -92,11 +92,12 @@ def download(spec: SplitFile, path: Path, opener=urllib.request.urlopen) -> Path
     """Fetch ``spec.url`` to ``path``, written only once it matches its checksum."""
     if not spec.url:
         raise BenchError(f"{spec.name} has no public download; get it from {spec.source}")
-    if path.is_file() and mismatch(spec, path.read_bytes()) is None:
+    limit = spec.size or LARGEST_SPLIT
+    if path.is_file() and path.stat().st_size <= limit and mismatch(spec, path.read_bytes()) is None:
         return path
     try:
         with opener(spec.url, timeout=60) as response:
-            data = response.read()
+            data = response.read(limit + 1)  # a wrong or hostile server cannot fill the memory
     except (OSError, ValueError) as err:
         raise BenchError(f"could not download {spec.name} from {spec.url}: {reason(err)}; "
                          f"download it by hand and put it at '{path}'") from None

@@ -24,22 +24,18 @@ would change the text classifier the published Places-LT numbers were measured w
 """
 from __future__ import annotations
 
-import errno
 import os
 import urllib.request
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Literal, Set, Tuple
-
-from PIL import Image
-from torch.utils.data import Dataset
+from typing import Dict, List, Literal, Tuple
 
 from bench.core.coerce import ENV
-from bench.core.errors import BenchError, reason
+from bench.core.errors import BenchError
 from bench.core.registry import DATASETS
 from .base import DatasetBundle, label_counts
 from .files import SplitFile, download, read_text
+from .listed import ListedImages, escape_error, missing_files, outside_folder  # noqa: F401  (re-exported)
 
 _CB = "facebookresearch/classifier-balancing (BSD), data/"
 IMAGENET_LT_TRAIN = SplitFile(
@@ -85,68 +81,16 @@ def imagenet_classes(names: SplitFile = IMAGENET_LT_CLASSNAMES) -> List[Tuple[st
     return [(wnid, name.strip()) for wnid, _, name in rows]
 
 
-class ListedImages(Dataset):
-    """``(PIL RGB image, label)`` for the listed paths under ``root``, opened on access."""
-
-    def __init__(self, root: str, paths: List[str], labels: List[int], title: str):
-        self.root, self.paths, self.labels, self.title = root, paths, labels, title
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int):
-        path = os.path.join(self.root, self.paths[index])
-        try:
-            with Image.open(path) as image:
-                return image.convert("RGB"), self.labels[index]
-        except OSError as err:  # vanished, unreadable or not an image
-            raise BenchError(f"{self.title}: image '{path}' cannot be read ({reason(err)}); "
-                             "`bench data check` lists every missing file") from None
-
-
 def parse_list(text: str, where: str) -> Tuple[List[str], List[int]]:
-    """Paths and labels of a ``relative/path label`` list."""
+    """Paths and labels of a ``relative/path label`` list (``where`` names it: "split list 'x.txt'")."""
     paths, labels = [], []
     for number, line in enumerate(text.splitlines(), 1):
         path, _, label = line.rpartition(" ")
         if not path or not label.isdigit():
-            raise BenchError(f"split list {where}, line {number}: expected 'relative/path label', got {line[:80]!r}")
+            raise BenchError(f"{where}, line {number}: expected 'relative/path label', got {line[:80]!r}")
         paths.append(path)
         labels.append(int(label))
     return paths, labels
-
-
-def missing_files(root: str, paths: List[str]) -> List[str]:
-    """The listed files absent under ``root``: one directory listing per folder, not a stat per file."""
-    by_folder: Dict[str, List[str]] = defaultdict(list)
-    for path in paths:
-        folder, _, name = path.rpartition("/")
-        by_folder[folder].append(name)
-    missing = []
-    for folder, names in by_folder.items():
-        present, broken = _files_in(os.path.join(root, folder))
-        missing.extend(os.path.join(root, folder, name) + (f" ({broken[name]})" if name in broken else "")
-                       for name in names if name not in present)
-    return missing
-
-
-def _files_in(folder: str) -> Tuple[Set[str], Dict[str, str]]:
-    """The regular files of ``folder``, and what is wrong with each entry that cannot be followed
-    (a symlink loop names itself; the other files are still found)."""
-    present: Set[str] = set()
-    broken: Dict[str, str] = {}
-    try:
-        with os.scandir(folder) as entries:
-            listed = list(entries)
-    except OSError:
-        return present, broken
-    for entry in listed:
-        try:
-            if entry.is_file():
-                present.add(entry.name)
-        except OSError as err:
-            broken[entry.name] = "a symlink loop" if err.errno == errno.ELOOP else reason(err)
-    return present, broken
 
 
 class _FolderLT:
@@ -183,11 +127,16 @@ class _FolderLT:
             raise BenchError(f"{cls.title}: the {split} list '{path}' is missing (too large to ship with the "
                              f"package); run `bench data download {cls.registry_name} --root {cfg.root}` or "
                              f"download it by hand from {spec.url} to that path")
-        paths, labels = parse_list(read_text(spec, path), str(path or spec.name))
+        paths, labels = parse_list(read_text(spec, path), cls.list_name(cfg, split))
         if len(paths) != cls.SIZES[split]:
             raise BenchError(f"{cls.title}: the {split} list {path or spec.name} has {len(paths):,} lines, "
                              f"expected {cls.SIZES[split]:,}")
         return paths, labels
+
+    @classmethod
+    def list_name(cls, cfg, split: str) -> str:
+        spec = cls.LISTS[split]
+        return f"split list '{spec.name if spec.shipped else Path(cfg.root) / spec.name}'"
 
     @classmethod
     def _root(cls, cfg) -> str:
@@ -209,16 +158,32 @@ class _FolderLT:
         counts = label_counts(train_labels, len(ids))
         if 0 in counts:
             raise BenchError(f"{cls.title}: class {counts.index(0)} ({names[counts.index(0)]}) has no training image")
-        # One stat per class folder, not per image: a wrong root fails here, a lost image at load time.
-        for folder in sorted({p.rpartition("/")[0] for p in train_paths + test_paths}):
-            if not os.path.isdir(os.path.join(root, folder)):
-                raise BenchError(f"{cls.title}: class folder '{os.path.join(root, folder)}' is missing; "
-                                 f"the root must be {cls.layout}")
+        cls._require_folders(cfg, {"train": train_paths, cfg.test_split: test_paths})
+
+        def images(split, paths, labels):
+            return ListedImages(root, paths, labels, cls.title, cls.list_name(cfg, split), range(1, len(paths) + 1))
+
         return DatasetBundle(
-            train=ListedImages(root, train_paths, train_labels, cls.title),
-            test=ListedImages(root, test_paths, test_labels, cls.title),
+            train=images("train", train_paths, train_labels),
+            test=images(cfg.test_split, test_paths, test_labels),
             classnames=names, train_counts=counts, template=TEMPLATE, class_ids=ids,
             dataset=getattr(cfg, "coop_name", None))
+
+    @classmethod
+    def _require_folders(cls, cfg, lists: Dict[str, List[str]]) -> None:
+        """One stat per class folder, not per image: a wrong root fails here, a lost image at load time;
+        a folder that resolves outside the root (``..`` in a line, a symlink) is refused here too."""
+        first: Dict[str, Tuple[str, int]] = {}  # folder -> the split and line that first names it
+        for split, paths in lists.items():
+            for index, path in enumerate(paths):
+                first.setdefault(path.rpartition("/")[0], (split, index))
+        for folder, (split, index) in sorted(first.items()):
+            real = outside_folder(cfg.root, lists[split][index])
+            if real is not None:
+                raise escape_error(cls.title, cfg.root, lists[split][index], real, cls.list_name(cfg, split), index + 1)
+            if not os.path.isdir(os.path.join(cfg.root, folder)):
+                raise BenchError(f"{cls.title}: class folder '{os.path.join(cfg.root, folder)}' is missing; "
+                                 f"the root must be {cls.layout}")
 
     @classmethod
     def check(cls, cfg) -> List[Tuple[str, int, List[str]]]:
@@ -227,7 +192,8 @@ class _FolderLT:
         report = []
         for split in SPLITS:
             paths, _ = cls.read_list(cfg, split)
-            report.append((split, len(paths), missing_files(root, paths)))
+            report.append((split, len(paths), missing_files(root, paths, cls.title, cls.list_name(cfg, split),
+                                                            range(1, len(paths) + 1))))
         return report
 
 

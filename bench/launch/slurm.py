@@ -24,7 +24,8 @@ from typing import Dict, List, Optional, Tuple
 
 from bench.core.safeyaml import load_json
 from bench.core.coerce import from_dict
-from bench.core.errors import BenchError, ConfigError, one_line, reason
+from bench.core.errors import BenchError, ConfigError, one_line
+from bench.core.namedfiles import read_named_text
 from bench.core.safeyaml import load_yaml
 from .workers import Selection, work
 
@@ -50,10 +51,8 @@ def load_profile(path: Optional[str], overrides: Dict[str, object]) -> SlurmProf
     """The profile file's keys, then the command line's (``--slurm-*``), each checked."""
     data: Dict[str, object] = {}
     if path is not None:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            raise BenchError(f"--slurm-profile '{path}': cannot read it ({reason(err)})") from None
+        text = read_named_text(path, "--slurm-profile", hint="it must be a small YAML file of "
+                               f"{', '.join(f.name for f in fields(SlurmProfile))}")
         data = load_yaml(text, f"--slurm-profile '{path}'") or {}
         if not isinstance(data, dict):
             raise BenchError(f"--slurm-profile '{path}': expected a mapping of {', '.join(f.name for f in fields(SlurmProfile))}")
