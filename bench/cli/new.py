@@ -6,23 +6,23 @@
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from string import Template
 
 from bench.core.errors import BenchError
+from bench.core.registry import NAME_RULE, name_problem, quoted
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 
 def cmd_new_method(args) -> int:
     from bench.config.catalog import registrations
 
     name = args.name
-    if not NAME.fullmatch(name):
-        raise BenchError(f"method name '{name}': use lower-case letters, digits and '_', starting with a letter "
-                         "(it is also the file's module name)")
+    problem = name_problem(name)  # the rule every registry applies when the method is registered
+    if problem:
+        why = " (it is also the file's module name)" if problem == NAME_RULE else ""
+        raise BenchError(f"method name {quoted(name)}: {problem}{why}; pick another name")
     if name in {entry for entry, _ in registrations()["methods"]}:
         raise BenchError(f"method name '{name}' is a built-in method's; pick another name")
     folder = Path(args.dir).expanduser()

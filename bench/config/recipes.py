@@ -16,6 +16,10 @@ resolved in layers, each overriding the one before:
 :func:`resolve` keeps, for every field, the layer that set it; ``bench show``
 prints it so a reader can check a recipe against its paper.
 
+The cell key names the options in one form (:attr:`Resolved.keyed_options`): values that run alike
+(CoOp's ``n_ctx: 16`` and ``null``) are one configuration with one key, and the protocol's own options
+keep the key they always had.
+
     >>> resolved = resolve(CoOp, "lt", protocol_train={}, protocol_method={"n_ctx": 8}, cli={})
     >>> resolved.train.lr, resolved.sources["train.lr"]
     (0.001, 'card: MDPR App. A.1.2')
@@ -136,6 +140,20 @@ class Resolved:
     train: TrainRecipe
     trains: bool  # False: evaluated without training (only EVAL_FIELDS matter)
     sources: Dict[str, str]  # "n_ctx" / "train.lr" -> the layer that set it
+    method: Any = None  # the method's class (its canonical_options)
+    base: Any = None  # the options without the command line's --set values (the protocol's own)
+
+    @property
+    def keyed_options(self) -> Any:
+        """The options as the cell key names them: written in one form (the method's
+        ``canonical_options``: CoOp's n_ctx 16 and null are one), so options that run alike share a
+        key; and written as the protocol's own where they run as those do, so that the key of a
+        protocol's own configuration never changes (results found again)."""
+        if self.method is None:
+            return self.options
+        canonical = self.method.canonical_options
+        mine = canonical(self.options)
+        return self.base if self.base is not None and canonical(self.base) == mine else mine
 
     def train_identity(self) -> dict:
         """The recipe fields that determine this method's results (for the cell key):
@@ -208,7 +226,10 @@ def resolve(method_cls: Any, family: str, protocol_train: Mapping, protocol_meth
     values: Dict[str, Any] = {}  # "n_ctx" / "train.lr" -> value
     sources: Dict[str, str] = {}
     origins: Dict[str, str] = {}  # the error path of the layer that set it, for user layers
+    base: Optional[Dict[str, Any]] = None  # the values before the command line's, where it sets options
     for layer in _layers(method_cls, family, protocol_train, protocol_method, cli, name, shots, dataset):
+        if layer.label == "--set" and layer.options:
+            base = dict(values)
         options = check_fields(method_cls.Config, layer.options, layer.where)
         train = _train_fields(check_fields(TrainRecipe, layer.train, layer.train_where), trains, layer, name)
         for key, value in [*options.items(), *((f"train.{k}", v) for k, v in train.items())]:
@@ -223,7 +244,19 @@ def resolve(method_cls: Any, family: str, protocol_train: Mapping, protocol_meth
                           "cannot be cached; leave feature_cache at 0 for it")
     for key in [*(f.name for f in dataclasses.fields(options)), *(f"train.{f.name}" for f in dataclasses.fields(train))]:
         sources.setdefault(key, "default")
-    return Resolved(options=options, train=train, trains=trains, sources=sources)
+    return Resolved(options=options, train=train, trains=trains, sources=sources, method=method_cls,
+                    base=_base_options(method_cls.Config, base, options, name))
+
+
+def _base_options(config: type, base: Optional[dict], options: Any, name: str) -> Any:
+    """The options the layers below ``--set`` give (``base``: their values, None when --set sets no
+    option); None where those alone are not valid (the command line mends them)."""
+    if base is None:
+        return options
+    try:
+        return from_dict(config, {k: v for k, v in base.items() if _in_group(k, "")}, f"{name} recipe")
+    except ConfigError:
+        return None
 
 
 def _train_fields(train: dict, trains: bool, layer: _Layer, name: str) -> dict:

@@ -6,16 +6,22 @@ Each registration remembers its origin: built-in, or the plugin being loaded whe
     with registering_from({"from": "plugin", "plugin": "./my_method.py", "sha256": "..."}):
         import_the_plugin()                 # its @METHODS.register(...) calls carry that origin
     METHODS.origin("my_method")["plugin"]   # "./my_method.py"
+
+A name is checked where it is registered (:func:`name_problem`, the rule `bench new method` applies
+too): it becomes a results folder and a command-line word, so ``../x``, ``all`` or a method name
+that spells a built-in variant (``coop@la_posthoc``) is refused with one line.
 """
 from __future__ import annotations
 
 import contextlib
 import difflib
 import importlib
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple
+import re
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from bench import __version__
-from .errors import BenchError
+from .class_code import changed_since, code_snapshot
+from .errors import BenchError, one_line
 
 
 def suggest(name: str, choices) -> str:
@@ -24,14 +30,38 @@ def suggest(name: str, choices) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
+# A registry name is also a results folder, a module `bench new method` writes and a command-line word.
+NAME = re.compile(r"[a-z][a-z0-9_]*")
+NAME_RULE = "use lower-case letters, digits and '_', starting with a letter"
+OWN_VARIANT = re.compile(r"[a-z0-9][a-z0-9_-]*")  # after the '@' of a method's own variant ("tcp@eps1e-8")
+RESERVED = {"all": "--method all means every method"}  # words the command line reads as something else
+
+
+def name_problem(name: Any) -> Optional[str]:
+    """What is wrong with ``name`` as a registry name (None: nothing)."""
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        return NAME_RULE
+    if name in RESERVED:
+        return f"'{name}' is a reserved word ({RESERVED[name]})"
+    return None
+
+
+def quoted(name: Any) -> str:
+    """A name as an error line shows it: quoted, on one line, cut when long (or its type, when not text)."""
+    return f"'{one_line(name, 100)}'" if isinstance(name, str) else f"{name!r} (not text)"
+
+
 BUILT_IN = {"from": "built-in"}
 _origin: Dict[str, str] = BUILT_IN  # what registrations made now come from
+_plugins: Dict[str, Dict[str, str]] = {}  # plugin -> its origin, for every plugin imported in this process
 
 
 @contextlib.contextmanager
 def registering_from(origin: Dict[str, str]):
     """Registrations made inside the block come from ``origin`` (a plugin being imported)."""
     global _origin
+    if origin.get("from") == "plugin":
+        _plugins[origin["plugin"]] = origin
     previous, _origin = _origin, origin
     try:
         yield
@@ -75,7 +105,14 @@ class Registry:
         self._entries: Dict[str, Any] = {}
         self._origins: Dict[str, Dict[str, str]] = {}
 
+    def check_name(self, name: Any) -> None:
+        problem = name_problem(name)
+        if problem:
+            raise BenchError(f"{self.kind} name {quoted(name)}: {problem}; register it under another name")
+
     def register(self, name: str, obj: Any = None) -> Callable:
+        self.check_name(name)
+
         def add(target):
             if name in self._entries and self._entries[name] is not target:
                 first = origin_label(self._origins[name])
@@ -110,7 +147,7 @@ class Registry:
         self._origins[name] = origin
 
     def code_version(self, name: str) -> str:
-        return code_version(self.origin(name), getattr(self._entries[name], "code_revision", ""))
+        return code_version(self.origin(name), getattr(self.get(name), "code_revision", ""))
 
     def names(self) -> list:
         return sorted(self._entries)
@@ -133,13 +170,71 @@ def describe(obj: Any) -> Optional[str]:
 
 class MethodRegistry(Registry):
     """Methods, and ``<method>@<variant>`` names built by a variant factory from ``VARIANTS``
-    (``coop@la_posthoc``): a variant applies to every method without a registration of its own."""
+    (``coop@la_posthoc``): a variant applies to every method without a registration of its own.
+
+    Each method's class is remembered as it was registered (:mod:`bench.core.class_code`): one changed
+    since (a plugin replacing ``CoOp.forward``) has no code version, so no results are filed under its name."""
 
     def __init__(self, kind: str, variants: Registry, reported: Registry):
         super().__init__(kind)
         self.variants = variants
         self.reported = reported
         self._built: Dict[str, Any] = {}
+        self._snapshots: Dict[str, Tuple[Any, dict]] = {}  # name -> (class, its code at registration)
+
+    def check_name(self, name: Any) -> None:
+        """A name, or ``<method>@<label>`` for a method's own variant (``lamp@no_newbias``): its method's
+        code only, and never a label of ``VARIANTS``, which every method has already."""
+        if not isinstance(name, str) or "@" not in name:
+            return super().check_name(name)
+        base, label = name.split("@", 1)
+        super().check_name(base)
+        if not OWN_VARIANT.fullmatch(label):
+            raise BenchError(f"method name {quoted(name)}: after '@', use lower-case letters, digits, '_' and '-'")
+        if label in self.variants:
+            raise BenchError(f"method name {quoted(name)} is bench's variant '{label}' of method '{base}', built for "
+                             "every method; register yours under a name of its own")
+        owner = origin_label(self._origins[base]) if base in self._entries else None
+        if owner is not None and owner != origin_label(_origin):
+            whose = "a built-in method" if owner == "built-in" else f"a method of {owner}"
+            raise BenchError(f"method name {quoted(name)}: '{base}' is {whose}, and only its own code registers "
+                             f"'{base}@...' variants; use a name of your own")
+
+    def register(self, name: str, obj: Any = None) -> Callable:
+        add = super().register(name)
+
+        def add_and_remember(target):
+            add(target)
+            if self._snapshots.get(name, (None,))[0] is not target:  # not on a re-import of the same class
+                self.remember(name)
+            return target
+
+        return add_and_remember(obj) if obj is not None else add_and_remember
+
+    def remember(self, name: str) -> None:
+        """Take ``name``'s class as it is now as its code (a plugin's, once the whole plugin is imported)."""
+        self._snapshots[name] = (self._entries[name], code_snapshot(self._entries[name]))
+
+    def changed(self, name: str) -> List[str]:
+        """The attributes of ``name``'s class (and the classes it inherits from) changed since it was
+        remembered: ``["CoOp.forward"]``; empty for a class that was not."""
+        target, snapshot = self._snapshots.get(name, (None, None))
+        return changed_since(target, snapshot) if target is not None and target is self._entries.get(name) else []
+
+    def check_unchanged(self, name: str) -> None:
+        registered = name if "@" not in name or name in self._entries else name.split("@", 1)[0]
+        changed = self.changed(registered)
+        if changed:
+            plugins = ", ".join(p["plugin"] for p in loaded_plugins()) or "none"
+            raise BenchError(
+                f"method '{name}' ({origin_label(self.origin(registered))}) was changed after it was registered "
+                f"({', '.join(changed[:3])}{', ...' if len(changed) > 3 else ''}; plugins loaded: {plugins}), so its "
+                "results would not be its own; leave it as it is and register the changed class under a name of "
+                "its own (a subclass: @METHODS.register(\"my_method\"))")
+
+    def code_version(self, name: str) -> str:
+        self.check_unchanged(name)
+        return super().code_version(name)
 
     def get(self, name: str) -> Any:
         if name in self.reported and name not in self._entries:
@@ -169,6 +264,16 @@ LOADER = "bench.plugins"
 def fill_registries() -> None:
     """Register the built-in methods, datasets and backbones and the plugins' (imports them once)."""
     importlib.import_module(LOADER).load_all()
+
+
+def loaded_plugins() -> List[Dict[str, str]]:
+    """Every plugin imported in this process whose entries are registered (a record names them all:
+    any of them may have changed what ran), each as ``{"plugin", "via", "module", "sha256"}`` with the
+    hash of its whole source."""
+    live = {origin.get("plugin") for registry in (VARIANTS, REPORTED, METHODS, DATASETS, BACKBONES)
+            for origin in registry._origins.values()}
+    return [{k: origin[k] for k in ("plugin", "via", "module", "sha256") if k in origin}
+            for spec, origin in sorted(_plugins.items()) if spec in live]
 
 
 VARIANTS = Registry("method variant")

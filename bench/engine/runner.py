@@ -132,7 +132,7 @@ class Runner:
         for field_name in ("precision", "eval_precision"):  # what runs: "amp" is fp32 on a CPU
             if field_name in recipe:
                 recipe[field_name] = precision_name(self.device, recipe[field_name], self.options.keys_only)
-        ident = method_identity(name, resolved.options)  # hashes input files once per method
+        ident = method_identity(name, resolved.keyed_options)  # hashes input files once per method
         ident = {**ident, "after": after} if after else ident
         key = cell_key(self.protocol.identity(), name, ident, recipe, METHODS.code_version(name))
         return [Cell(name, resolved, seed, key, ident) for seed in seeds]

@@ -18,6 +18,7 @@ from typing import List, Optional
 from bench.core.safeyaml import load_json
 from bench.core.atomic import set_aside_note, write_atomic, write_json
 from bench.core.errors import BenchError, warn
+from bench.core.registry import loaded_plugins
 from bench.records.schema import SCHEMA, read_placed, read_record, result_name
 from .lease import holder
 
@@ -82,7 +83,7 @@ class ResultStore:
 
     def write(self, record: dict) -> Path:
         path = self.result_path(record["protocol"], record["method"], record["key"], record["seed"])
-        write_json(path, {"schema": SCHEMA, **record})
+        write_json(path, {"schema": SCHEMA, "plugins": loaded_plugins(), **record})  # any plugin may change what ran
         return path
 
     def check_writable(self, protocol: str = "") -> None:

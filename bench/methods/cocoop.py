@@ -86,6 +86,10 @@ class CoCoOp(Method):
     card = CARD
     frozen_image_tower = True  # the meta-net reads the frozen image feature
 
+    @classmethod
+    def canonical_options(cls, cfg):
+        return ClassPrompts.canonical_context(cfg)  # n_ctx 16 (or init_text's length) is n_ctx null
+
     def __init__(self, backbone, data, cfg: CoCoOpConfig):
         super().__init__(backbone, data, cfg)
         self.prompt_learner = ClassPrompts(backbone, data.classnames, cfg.n_ctx, cfg.init_text,

@@ -112,6 +112,10 @@ class CoOp(Method):
     card = CARD
     frozen_image_tower = True  # prompts only in the text tower: features may come from a cache
 
+    @classmethod
+    def canonical_options(cls, cfg):
+        return ClassPrompts.canonical_context(cfg)  # n_ctx 16 (or init_text's length) is n_ctx null
+
     def __init__(self, backbone, data, cfg: CoOpConfig):
         super().__init__(backbone, data, cfg)
         self.prompt_learner = ClassPrompts(backbone, data.classnames, cfg.n_ctx, cfg.init_text, cfg.csc,

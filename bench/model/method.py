@@ -20,6 +20,8 @@ training with the unlabelled new-class training images of a base-to-new protocol
 methods (LAMP's bias pass); ``set_label_space(info)`` switches the classifier to other classes (new
 classes of a base-to-new protocol) without touching learned parameters; ``key_inputs(cfg)`` names
 inputs outside the options that decide the results (a knowledge-base file's hash), for the cell key;
+``canonical_options(cfg)`` the options in one form for the cell
+key, where several run alike (CoOp's n_ctx null and 16), so that options that run the same share one key;
 ``record_text_features()`` the class text features a record stores with ``protocol.eval.text_features``;
 ``param_groups()`` optimizer groups with their own learning-rate scale (LASP's LayerNorms);
 ``fit(features, labels, seed)``, for a method whose class names ``fit_views``, fits it on frozen training
@@ -163,6 +165,12 @@ class Method(nn.Module):
     def key_inputs(cls, cfg) -> dict:
         """Inputs outside the options that decide the results (a file's SHA-256): part of the cell key."""
         return {}
+
+    @classmethod
+    def canonical_options(cls, cfg):
+        """The options in one form for the cell key, where several values run alike (CoOp's n_ctx
+        null and 16): options that run the same then share one key. Default: as given."""
+        return cfg
 
     @property
     def eval_batch_size(self) -> Optional[int]:

@@ -14,7 +14,8 @@ training classes (by their ``training_index``)::
 """
 from __future__ import annotations
 
-from typing import List, Optional
+import dataclasses
+from typing import Any, List, Optional
 
 import torch
 import torch.nn as nn
@@ -33,11 +34,24 @@ def token_length(backbone, text: str) -> int:
     return int((backbone.tokenize([text])[0] != 0).sum().item()) - 2
 
 
+DEFAULT_N_CTX = 16  # context tokens without n_ctx or init_text
+
+
 class ClassPrompts(nn.Module):
     """Token embeddings ``[C, L, D]`` of every class prompt, with the context ``ctx`` learnable.
 
     ``partial_init`` lets ``n_ctx`` be shorter than ``init_text`` (MaPLe, IVLP); CoOp requires them equal.
     """
+
+    @staticmethod
+    def canonical_context(cfg: Any) -> Any:
+        """Options ``cfg`` (``n_ctx``, ``init_text``; no ``partial_init``) written in one form for the cell key:
+        init_text as the prompts read it, and n_ctx null where null runs the same: without init_text null is
+        16, and with it the one n_ctx accepted is init_text's token count, which null means (another fails
+        when the prompts are built)."""
+        init = cfg.init_text.replace("_", " ").strip() if cfg.init_text else None
+        n_ctx = None if init or cfg.n_ctx == DEFAULT_N_CTX else cfg.n_ctx
+        return dataclasses.replace(cfg, n_ctx=n_ctx, init_text=init or None)
 
     def __init__(self, backbone, classnames: List[str], n_ctx: Optional[int] = None, init_text: Optional[str] = None,
                  csc: bool = False, position: str = "end", where: str = "method", partial_init: bool = False,
@@ -46,7 +60,7 @@ class ClassPrompts(nn.Module):
         self.backbone_ref = [backbone]  # a list: not a submodule, so not in state_dict or .to()
         init = init_text.replace("_", " ").strip() if init_text else None
         init_len = token_length(backbone, init) if init else None
-        n_ctx = n_ctx or init_len or 16
+        n_ctx = n_ctx or init_len or DEFAULT_N_CTX
         if init and (n_ctx > init_len or (n_ctx != init_len and not partial_init)):
             raise ConfigError(f"{where}.{n_ctx_field}", f"is {n_ctx} but init_text '{init}' has {init_len} tokens"
                               + ("; set init_text: null for random context" if partial_init else ""))
