@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 from bench import plugins
@@ -105,7 +107,7 @@ def cmd_run(args) -> int:
     if args.launcher == "slurm":
         return run_on_slurm(args, chosen)
     if args.workers > 1 or args.devices:
-        return finish(names, runners, run_with_workers(args, chosen))
+        return run_with_workers(args, chosen, names, runners)
     distinct = list(dict.fromkeys(names))  # a report runs a protocol in several selections
     if len(distinct) > 1:
         print(f"bench: running {len(distinct)} protocols: {', '.join(distinct[:4])}"
@@ -176,18 +178,23 @@ def launched(args, chosen: list):
     parts = [Selection(names, methods, seeds, part[0].options, unfit_skipped(args), part[0].protocol.overrides)
              for names, part, methods, seeds in chosen]
     if len(parts) == 1:
-        return parts[0]
+        return replace(parts[0], launched_at=time.time())  # --retry-failed: a failure of this launch is not run again
     names = list(dict.fromkeys(name for part in parts for name in part.names))
     methods = list(dict.fromkeys(method for part in parts for method in part.methods))
-    return Selection(names, methods, None, parts[0].options, unfit_skipped(args), parts=parts)
+    return Selection(names, methods, None, parts[0].options, unfit_skipped(args), parts=parts, launched_at=time.time())
 
 
-def run_with_workers(args, chosen: list) -> Counter:
-    """``--workers N --devices 0,1``: N processes, one device each, every cell exactly once."""
-    from bench.launch.workers import device_list, run_workers
+def run_with_workers(args, chosen: list, names: list, runners: list) -> int:
+    """``--workers N --devices 0,1``: N processes, one device each, every cell exactly once; the summary
+    also when the launch is stopped (SIGTERM, SIGINT) or its workers all died, with a non-zero exit code."""
+    from bench.launch.workers import Unfinished, device_list, run_workers
 
     devices = device_list(args.devices or chosen[0][1][0].options.device, args.workers)
-    return run_workers(launched(args, chosen), devices)
+    try:
+        return finish(names, runners, run_workers(launched(args, chosen), devices))
+    except Unfinished as ended:
+        finish(names, runners, ended.outcome)
+        return ended.code
 
 
 def run_on_slurm(args, chosen: list) -> int:

@@ -27,7 +27,8 @@ def cmd_status(args) -> int:
     if launched:
         print("\n" + "\n".join(launched))
     if launch_failed:
-        print("\nbench: cells of a failed SLURM launch: fix the error its task's .err log shows, then launch again")
+        print("\nbench: cells of a failed SLURM launch: fix the error its task's .err log shows (a killed task: give "
+              "it more memory or time), then launch again")
     if sum(s.state == "failed" for s in states) > launch_failed:
         print("\nbench: each failed cell's traceback is beside its result (seed-<seed>.traceback.txt); "
               "bench run --retry-failed runs them again")

@@ -41,6 +41,7 @@ from .loading import loader_workers
 from .resources import ProtocolResources
 from .lease import STALE_AFTER, acquire, holder_label, read_lease
 from .metrics import evaluate, group_counts
+from .nospace import DiskFull, disk_full, stop_when_full, stopped_at
 from .store import ResultStore
 from .train import EPOCH_METRICS, precision_name, predict, train
 from .usage import default_threads, peak_memory, per_second, reset_peak, resolve_device
@@ -197,7 +198,10 @@ class Runner:
             held = []
             for i, cell in pending:
                 tag = f"[{i}/{len(cells)}] {self.protocol.name} / {cell.method} / seed {cell.seed}"
-                outcome, record = self.run_leased(cell, tag, quiet=i in announced)
+                try:
+                    outcome, record = self.run_leased(cell, tag, quiet=i in announced)
+                except DiskFull as err:  # every later cell would fail the same way: stop, saying where
+                    raise stopped_at(err, tag, self.outcome) from None
                 if outcome == "running elsewhere" and self.options.wait:
                     held.append((i, cell))
                     announced.add(i)
@@ -225,7 +229,8 @@ class Runner:
         waiting = stages.run_stages_first(self, cell, tag)  # a two-stage method's stage 1, done once
         if waiting is not None:
             return waiting, None
-        lease = acquire(self.store.lease_path(*where), self.options.lease_timeout)
+        with stop_when_full(self.store.lease_path(*where), self.store.root):
+            lease = acquire(self.store.lease_path(*where), self.options.lease_timeout)
         if lease is None:
             if not quiet:
                 holder = read_lease(self.store.lease_path(*where))
@@ -239,6 +244,9 @@ class Runner:
             try:
                 record = self.run_cell(cell, tag)
             except Exception as err:  # noqa: BLE001  (a cell's failure must not stop the others)
+                full = disk_full(err, self.store.checkpoint_path(*where), self.store.root)
+                if full is not None:  # not the cell's fault: no failure record, it resumes later
+                    raise full from None
                 self.failed(cell, tag, err)
                 return "failed", None
             path = self.store.write(record)

@@ -21,6 +21,7 @@ from bench.core.errors import BenchError, warn
 from bench.core.registry import loaded_plugins
 from bench.records.schema import SCHEMA, read_placed, read_record, result_name
 from .lease import holder
+from .nospace import stop_when_full
 
 
 class ResultStore:
@@ -46,9 +47,16 @@ class ResultStore:
         """A failed cell: its one-line error, with the traceback in a side file (``bench status`` shows both)."""
         path = self.failure_path(protocol, method, key, seed)
         side = path.with_name(f"seed-{seed}.traceback.txt")
-        write_atomic(side, lambda f: f.write(trace))
-        write_json(path, {"error": error, "traceback": side.name, "holder": holder(),
-                          "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
+        with stop_when_full(path, self.root):
+            try:
+                write_atomic(side, lambda f: f.write(trace))
+                write_json(path, {"error": error, "traceback": side.name, "holder": holder(),
+                                  "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
+            except Exception:  # both or neither: a traceback file without its record is not a failure
+                with contextlib.suppress(OSError):
+                    if not path.exists():
+                        side.unlink()
+                raise
         return path
 
     def failure(self, protocol: str, method: str, key: str, seed: int) -> Optional[dict]:
@@ -83,7 +91,8 @@ class ResultStore:
 
     def write(self, record: dict) -> Path:
         path = self.result_path(record["protocol"], record["method"], record["key"], record["seed"])
-        write_json(path, {"schema": SCHEMA, "plugins": loaded_plugins(), **record})  # any plugin may change what ran
+        with stop_when_full(path, self.root):
+            write_json(path, {"schema": SCHEMA, "plugins": loaded_plugins(), **record})  # any plugin may change what ran
         return path
 
     def check_writable(self, protocol: str = "") -> None:

@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import json
 import os
+import shutil
+import signal
+import subprocess
 from collections import Counter
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -24,7 +28,8 @@ from typing import Dict, List, Optional, Tuple
 
 from bench.core.safeyaml import load_json
 from bench.core.coerce import from_dict
-from bench.core.errors import BenchError, ConfigError, one_line
+from bench.core.atomic import write_json
+from bench.core.errors import BenchError, ConfigError, one_line, warn
 from bench.core.namedfiles import read_named_text
 from bench.core.safeyaml import load_yaml
 from .workers import Selection, work
@@ -103,8 +108,8 @@ class ArrayTask:
         try:
             if not Path(self.probe).exists():
                 raise BenchError(f"the results folder '{self.selection.options.results_dir}' is not the one the "
-                                 f"job was submitted from (no '{Path(self.probe).name}' there): give --results-dir "
-                                 "a folder every node shares")
+                                 f"job was submitted from (its launch note '{self.probe}' is not there): give "
+                                 "--results-dir a folder every node shares")
             return work(self.selection, self.device, self.index, self.tasks)
         except Exception as err:
             self.note_failure(err)
@@ -136,10 +141,12 @@ def submit(selection: Selection, profile: SlurmProfile, logs: Path) -> list:
     cells; ``logs`` holds each task's output and a note of what was launched)."""
     profile, device = task_device(profile, str(selection.options.device))
     ex = executor(profile, logs)
-    results = Path(selection.options.results_dir)
-    results.mkdir(parents=True, exist_ok=True)
-    probe = results / f".probe-{logs.name}"
-    probe.write_text(str(logs))  # each task checks that it sees this file: the folder is shared
+    logs.mkdir(parents=True, exist_ok=True)  # under the results folder: the launch's own files, nothing beside
+    note = {"submitted": datetime.datetime.now().isoformat(timespec="seconds"), "jobs": [],
+            "logs": str(logs.resolve()), "profile": asdict(profile), "protocols": selection.names,
+            "methods": selection.methods, "host": os.uname().nodename}
+    probe = logs / "launch.json"
+    write_json(probe, note)  # before the tasks start: each checks that it sees this file (the folder is shared)
     try:
         with ex.batch():
             jobs = [ex.submit(ArrayTask(selection, i, profile.array, str(probe.resolve()), device,
@@ -148,30 +155,66 @@ def submit(selection: Selection, profile: SlurmProfile, logs: Path) -> list:
         probe.unlink()
         lines = [line for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
         raise BenchError(f"SLURM refused the job array: {one_line(lines[-1])}") from None
-    note = {"submitted": datetime.datetime.now().isoformat(timespec="seconds"), "jobs": [j.job_id for j in jobs],
-            "logs": str(logs.resolve()), "profile": asdict(profile), "protocols": selection.names,
-            "methods": selection.methods, "host": os.uname().nodename}
-    logs.mkdir(parents=True, exist_ok=True)
-    (logs / "launch.json").write_text(json.dumps(note, indent=2))
+    write_json(probe, {**note, "jobs": [j.job_id for j in jobs]})  # atomic: a task never finds it missing
     return jobs
 
 
 def task_outcomes(jobs: list, logs: Path) -> Counter:
-    """Wait for the tasks (submitit's local and debug executors) and merge what they did with each cell;
-    a task that failed is one error line: its own error and its ``.err`` log."""
+    """Wait for the tasks (submitit's local and debug executors) and merge what they did with each cell.
+    A task that failed or was killed is one error line (its error or the signal, and its log), unless
+    another task finished: each task goes through the whole plan, waiting out cells others hold and
+    taking over those a dead task leaves, so every cell has ended anyway, and the failure is a warning."""
     from .workers import merge
 
-    return merge(task_result(job, index, logs) for index, job in enumerate(jobs))
+    reports, failures = [], []
+    for index, job in enumerate(jobs):
+        try:
+            reports.append(job.result())
+        except Exception as err:  # noqa: BLE001  (a task's own error, raised again by submitit, or its death)
+            failures.append(task_failure(job, index, logs, err))
+    if failures and not reports:
+        raise BenchError(failures[0])
+    for failure in failures:
+        warn(f"{failure}; another task went through every cell, so none is left undone")
+    return merge(reports)
 
 
-def task_result(job, index: int, logs: Path) -> List[tuple]:
+def task_failure(job, index: int, logs: Path, err: Exception) -> str:
+    """What happened to a task that left no result: its own error (the note it left, or submitit's
+    message) and its ``.err`` log, or that it was killed (its note is then written here, for `bench status`)."""
+    paths = getattr(job, "paths", None)
+    if was_killed(err):
+        note = {"task": index, "error": killed_error(getattr(job, "state", "")),
+                "log": str(getattr(paths, "stdout", "")), "killed": True}
+        with contextlib.suppress(OSError):
+            write_json(logs / f"task-{index}.failed.json", note)
+        return f"SLURM task {index} (job {job.job_id}) was {note['error']}; its last output is in {note['log']}"
+    note = task_failures(logs).get(index) or {"error": last_error(str(err))}
+    log = note.get("log") or str(getattr(paths, "stderr", "")) or "its .err file"
+    return f"SLURM task {index} (job {job.job_id}) failed: {note['error']}; the traceback is in {log}"
+
+
+def was_killed(err: Exception) -> bool:
+    """Whether a task ended without any result: killed by a signal before Python could say why (submitit
+    raises UncompletedJobError then; FailedJobError, its subclass, carries the task's own traceback)."""
     try:
-        return job.result()
-    except Exception as err:  # noqa: BLE001  (a task's own error, raised again by submitit)
-        note = task_failures(logs).get(index) or {"error": last_error(str(err))}
-        log = note.get("log") or str(getattr(getattr(job, "paths", None), "stderr", "")) or "its .err file"
-        raise BenchError(f"SLURM task {index} (job {job.job_id}) failed: {note['error']}; the traceback is "
-                         f"in {log}") from None
+        from submitit.core.utils import FailedJobError, UncompletedJobError
+    except ImportError:
+        return False
+    return isinstance(err, UncompletedJobError) and not isinstance(err, FailedJobError)
+
+
+def killed_error(state: str = "", exit_code: str = "") -> str:
+    """``killed by SIGKILL (SLURM state OUT_OF_MEMORY)``: from the job's state and ``signal`` part of
+    its exit code where SLURM gives them (a local executor's task says only that it ended)."""
+    number = exit_code.partition(":")[2]
+    by = "a signal"
+    with contextlib.suppress(ValueError):
+        by = signal.Signals(int(number)).name if int(number) else by
+    if state and state.split()[0] not in ("FINISHED", "UNKNOWN", "RUNNING"):  # a local task's says nothing
+        return f"killed by {by} (job state {state}) before it could record an error"
+    return (f"killed by {by} before it could record an error (scancel, the out-of-memory killer, a node failure "
+            "or the time limit)")
 
 
 def last_error(message: str) -> str:
@@ -195,6 +238,47 @@ def task_failures(logs: Path) -> Dict[int, dict]:
     return found
 
 
+def launch_failures(folder: Path, note: dict) -> Dict[int, dict]:
+    """Task index -> why it failed: the notes its tasks (or the submitter) left, and the tasks SLURM's
+    accounting says ended without a result (killed outright: out of memory, scancel, a node failure)."""
+    return {**ended_without_result(folder, tuple(str(job) for job in note.get("jobs") or [])),
+            **task_failures(folder)}
+
+
+@functools.lru_cache(maxsize=None)
+def ended_without_result(folder: Path, jobs: Tuple[str, ...]) -> Dict[int, dict]:
+    """The tasks of ``jobs`` with no result in ``folder`` that ``sacct`` (where there is one) says ended,
+    each with its state and signal; once per launch and process."""
+    waiting = {index: job for index, job in enumerate(jobs) if not any(folder.glob(f"{job}_*_result.pkl"))}
+    if not waiting or shutil.which("sacct") is None:
+        return {}
+    arrays = sorted({job.split("_")[0] for job in waiting.values()})
+    try:
+        listed = subprocess.run(["sacct", "-n", "-P", "-X", "-o", "JobID,State,ExitCode", "-j", ",".join(arrays)],
+                                capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    ended = {}
+    for line in listed.splitlines():
+        job, state, code = (line.split("|") + ["", ""])[:3]
+        ended[job.strip()] = (state.strip(), code.strip())
+    return {index: accounting_note(index, folder / job, *ended[job])
+            for index, job in waiting.items() if job in ended and ended[job][0].split(" ")[0] in UNFINISHED}
+
+
+UNFINISHED = ("CANCELLED", "OUT_OF_MEMORY", "NODE_FAIL", "FAILED", "TIMEOUT", "BOOT_FAIL", "DEADLINE", "PREEMPTED")
+
+
+def accounting_note(index: int, logs: Path, state: str, exit_code: str) -> dict:
+    """A task's failure note from SLURM's accounting: killed (a signal, or a state such as OUT_OF_MEMORY),
+    or failed with an exit code and no note of its own (its .err log has the traceback)."""
+    status, _, number = exit_code.partition(":")
+    if state.startswith("FAILED") and number in ("", "0"):
+        return {"task": index, "error": f"failed with exit code {status or '?'} (SLURM state FAILED)",
+                "log": f"{logs}_0_log.err"}
+    return {"task": index, "error": killed_error(state, exit_code), "log": f"{logs}_0_log.out", "killed": True}
+
+
 def launch_notes(results: Path) -> List[Tuple[Path, dict]]:
     """Every job-array launch into ``results``, oldest first: its log folder and its ``launch.json``."""
     found = []
@@ -216,7 +300,7 @@ def launches(results: Path, last: int = 3) -> List[str]:
         jobs = note.get("jobs") or ["?"]
         line = (f"slurm {note.get('submitted')}: {len(jobs)} task(s) of job {str(jobs[0]).split('_')[0]}, "
                 f"logs in {folder}")
-        failed = task_failures(folder)
+        failed = launch_failures(folder, note)
         lines.append(line + (f"; {failure_text(failed, folder)}" if failed else ""))
     return lines
 
@@ -224,7 +308,8 @@ def launches(results: Path, last: int = 3) -> List[str]:
 def failure_text(failed: Dict[int, dict], folder: Path) -> str:
     """``FAILED: 1 task(s); task 0: <its error> (traceback in <its .err log>)``."""
     index, note = min(failed.items())
-    return f"FAILED: {len(failed)} task(s); task {index}: {note['error']} (traceback in {note.get('log') or folder})"
+    where = "its last output in" if note.get("killed") else "traceback in"
+    return f"FAILED: {len(failed)} task(s); task {index}: {note['error']} ({where} {note.get('log') or folder})"
 
 
 def mark_failed_launches(states: list, results: Path) -> int:
@@ -235,7 +320,7 @@ def mark_failed_launches(states: list, results: Path) -> int:
         for protocol in note.get("protocols") or []:
             for method in note.get("methods") or []:
                 newest[(protocol, method)] = folder, note
-    failures = {folder: task_failures(folder) for folder in {folder for folder, _ in newest.values()}}
+    failures = {folder: launch_failures(folder, note) for folder, note in newest.values()}
     marked = 0
     for state in states:
         folder, note = newest.get((state.protocol, state.method), (None, {}))
