@@ -71,3 +71,37 @@ def test_a_protocol_file_reads_a_leading_zero_as_decimal(tmp_path):
     assert "epochs: 010" in text
     (tmp_path / "p.yaml").write_text(text)
     assert load_protocol(str(tmp_path / "p.yaml")).resolve("coop").train.epochs == 10
+
+
+@pytest.mark.parametrize("argv, what", [
+    (("run", "--protocol", "{f}", "--method", "zeroshot"), "protocol file"),
+    (("report", "{f}"), "report spec"),
+])
+@pytest.mark.parametrize("kind, said", [("device", "is a character device, not a file"),
+                                        ("fifo", "is a FIFO (named pipe), not a file"),
+                                        ("huge", "has 2,097,152 bytes, more than the 1,048,576 it may have")])
+def test_a_protocol_or_report_spec_that_is_no_small_file_is_one_error(capsys, tmp_path, argv, what, kind, said):
+    """/dev/zero was read without bound (then a MemoryError), a FIFO blocked for ever, a huge file was read whole."""
+    import os
+
+    path = tmp_path / "spec.yaml"
+    if kind == "device":
+        path.symlink_to("/dev/zero")
+    elif kind == "fifo":
+        os.mkfifo(path)
+    else:
+        with open(path, "wb") as f:
+            f.truncate(2 << 20)  # sparse: nothing is written
+    error = one_error(capsys, *(a.format(f=path) for a in argv))
+    assert f"{what} '{path}' {said}" in error
+
+
+def test_a_knowledge_base_that_is_a_device_is_one_error(tmp_path):
+    from bench.core.errors import BenchError
+    from bench.kb.knowledge import file_sha256, require_file
+
+    kb = tmp_path / "kb.json"
+    kb.symlink_to("/dev/zero")
+    for read in (require_file, file_sha256):
+        with pytest.raises(BenchError, match="knowledge base '.*kb.json' is a character device, not a file"):
+            read(kb)

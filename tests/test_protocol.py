@@ -143,7 +143,7 @@ def test_transform_size_must_fit_the_backbone():
 def test_unreadable_protocol_files_are_one_line(tmp_path):
     junk = tmp_path / "junk.yaml"
     junk.write_bytes(bytes(range(128, 256)))
-    with pytest.raises(BenchError, match="cannot read protocol file .*it must be a YAML text file"):
+    with pytest.raises(BenchError, match="protocol file .*is not UTF-8 text.*it must be a YAML text file"):
         load_protocol(str(junk))
     with pytest.raises(BenchError, match="is a folder"):
         load_protocol(str(tmp_path))

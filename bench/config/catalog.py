@@ -28,6 +28,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from bench import __version__
 from bench.core.atomic import set_aside_note, write_json
 from bench.core.errors import BenchError, reason, warn
+from bench.core.namedfiles import read_named_text
 from bench.core.registry import suggest
 from bench.core.safeyaml import load_json, load_yaml
 from .grid import expand
@@ -58,8 +59,8 @@ def _natural(name: str) -> list:
 def _yaml(path: Path) -> Any:
     """The parsed file, or None when it cannot be read (loading it later gives the error)."""
     try:
-        return copy.deepcopy(_parsed(path.read_text(encoding="utf-8"), str(path)))
-    except (OSError, UnicodeDecodeError, BenchError):
+        return copy.deepcopy(_parsed(read_named_text(path, "protocol file"), str(path)))
+    except BenchError:
         return None
 
 
@@ -107,7 +108,7 @@ def locate(name_or_path: str) -> Tuple[Path, Optional[str]]:
     in_file = split_grid_path(name_or_path)
     if in_file is not None:
         path, cell = in_file
-        if not path.is_file():
+        if not path.exists():  # a device or FIFO: read_named_text says what it is
             raise BenchError(f"protocol file '{path}' does not exist")
         cells = list(grid_cells(path))
         if cell not in cells:
@@ -116,7 +117,7 @@ def locate(name_or_path: str) -> Tuple[Path, Optional[str]]:
                              f"{' (its cells: ' + ', '.join(shown[:3]) + ', ...)' if shown else ' (it is not a grid file)'}")
         return path, cell
     if candidate.suffix in (".yaml", ".yml") or candidate.is_file():
-        if not candidate.is_file():
+        if not candidate.exists():
             raise BenchError(f"protocol file '{name_or_path}' does not exist")
         return candidate, None
     stem, _, cell = name_or_path.partition("/")

@@ -19,7 +19,8 @@ from typing import Any, Dict, List, Literal, Optional, Tuple
 
 from bench import __version__
 from bench.core.coerce import ENV, check_fields, from_dict, identity
-from bench.core.errors import BenchError, ConfigError, reason
+from bench.core.errors import BenchError, ConfigError
+from bench.core.namedfiles import read_named_text
 from bench.core.safeyaml import load_yaml
 from bench.core.registry import BACKBONES, DATASETS, METHODS, fill_registries, suggest
 from .dataroots import default_root, root_for
@@ -189,10 +190,7 @@ def load_protocol(name_or_path: str, overrides: Optional[Dict[str, Any]] = None)
     (``my/grid.yaml/eurosat/imb10`` for a cell of a grid file), with ``overrides`` ({dotted path:
     value}, :mod:`bench.config.overrides`) put in place before it is checked."""
     path, cell = locate(name_or_path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise BenchError(f"cannot read protocol file '{path}': {reason(err)}; it must be a YAML text file") from None
+    text = read_named_text(path, "protocol file", hint="it must be a YAML text file")
     data = load_yaml(text, f"protocol file '{path}'")
     if isinstance(data, dict) and "grid" in data:
         cells = expand(data, path.stem)

@@ -25,9 +25,7 @@ _KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"), (sta
 def read_named_bytes(path: Union[str, Path], what: str, limit: int = SMALL_FILE, hint: str = "") -> bytes:
     """The bytes of the regular file ``path`` (``what`` names it in errors), at most ``limit`` of them."""
     tail = f"; {hint}" if hint else ""
-    kind = _kind(path)  # before opening: opening a device can have effects of its own
-    if kind:
-        raise BenchError(f"{what} '{path}' is {kind}, not a file{tail}")
+    require_regular(path, what, hint)  # before opening: opening a device can have effects of its own
     try:  # O_NONBLOCK: a FIFO put in its place since opens at once instead of waiting for a writer
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as err:
@@ -45,6 +43,13 @@ def read_named_bytes(path: Union[str, Path], what: str, limit: int = SMALL_FILE,
     if len(data) > limit:
         raise BenchError(f"{what} '{path}' has more than the {limit:,} bytes it may have{tail}")
     return data
+
+
+def require_regular(path: Union[str, Path], what: str, hint: str = "") -> None:
+    """One error line unless ``path`` is a regular file (or does not exist: opening it says so)."""
+    kind = _kind(path)
+    if kind:
+        raise BenchError(f"{what} '{path}' is {kind}, not a file{'; ' + hint if hint else ''}")
 
 
 def read_named_text(path: Union[str, Path], what: str, limit: int = SMALL_FILE, hint: str = "") -> str:

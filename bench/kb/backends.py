@@ -34,12 +34,15 @@ from tqdm import tqdm
 
 from bench.core.safeyaml import load_json
 from bench.core.errors import BenchError, reason, warn
+from bench.core.namedfiles import read_named_text
 from .transport import Redirected, Secrets, endpoint_url, post, redact_url, shown_url, timed_out
 
 __all__ = ["KBRequest", "OfflineTemplateBackend", "CallableBackend", "OpenAICompatibleBackend", "ResponseCache",
            "Redirected", "redact_url", "reply_text", "response_key"]
 
 KEY_ENV, URL_ENV, MODEL_ENV = "MDPR_LLM_API_KEY", "MDPR_LLM_BASE_URL", "MDPR_LLM_MODEL"
+
+CACHE_LIMIT = 512 << 20  # bytes: the replies of a 1000-class build are about 10 MB
 
 
 @dataclass(frozen=True)
@@ -219,7 +222,7 @@ class ResponseCache:
                 raise BenchError(f"response cache '{self.path}' does not exist; build without --strict-cache first")
             return {}
         replies = {}
-        for number, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
+        for number, line in enumerate(read_named_text(self.path, "response cache", CACHE_LIMIT).splitlines(), 1):
             try:
                 entry = load_json(line)
                 replies[str(entry["key"])] = str(entry["text"])

@@ -20,10 +20,12 @@ from typing import Callable, Dict, List, Mapping, Optional
 from bench.core.safeyaml import load_json
 from bench.core.atomic import write_json
 from bench.core.errors import BenchError
+from bench.core.namedfiles import read_named_bytes, read_named_text, require_regular
 from .backends import KBRequest, OfflineTemplateBackend
 from .prompts import DIMENSIONS, VALIDATOR, check, clean, frame_sentence, query
 
 FORMAT = "mdpr-kb/v1"
+KB_LIMIT = 64 << 20  # bytes: a KB of 1000 classes is about 1 MB; more is not a KB
 REBUILD = "rebuild it with 'bench kb build --dataset <protocol>'"
 
 
@@ -95,13 +97,14 @@ def write_kb(kb: KnowledgeBase, path: Path) -> None:
 
 
 def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return hashlib.sha256(read_named_bytes(path, "knowledge base", KB_LIMIT, hint=REBUILD)).hexdigest()
 
 
 def require_file(path: Path) -> Path:
     path = Path(path)
-    if not path.is_file():
-        raise BenchError(f"knowledge base '{path}' does not exist; build it with 'bench kb build --dataset <protocol>'")
+    if not path.exists():
+        raise BenchError(f"knowledge base '{path}' does not exist; {REBUILD}")
+    require_regular(path, "knowledge base", hint=REBUILD)
     return path
 
 
@@ -109,8 +112,8 @@ def read_kb(path: Path) -> KnowledgeBase:
     """An ``mdpr-kb/v1`` file, or the official code's ``{class: "s1; s2; s3; s4; s5"}`` file."""
     path = require_file(path)
     try:
-        data = load_json(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as err:
+        data = load_json(read_named_text(path, "knowledge base", KB_LIMIT, hint=REBUILD))
+    except ValueError as err:
         raise BenchError(f"knowledge base '{path}' is not valid JSON ({err}); {REBUILD}") from None
     if isinstance(data, dict) and data.get("format") == FORMAT:
         return _from_json(data, path)

@@ -34,7 +34,8 @@ from typing import Dict, List, Literal, Optional, Union
 
 from bench.config.catalog import available_reports, reports_dir
 from bench.core.coerce import from_dict
-from bench.core.errors import BenchError, ConfigError, reason
+from bench.core.errors import BenchError, ConfigError
+from bench.core.namedfiles import read_named_text
 from bench.core.safeyaml import load_yaml
 from bench.core.registry import suggest
 from .figurespec import FigureSpec
@@ -166,12 +167,9 @@ def load_spec(name_or_path: str) -> ReportSpec:
         if not path.is_file():
             raise BenchError(f"unknown report '{name_or_path}'{suggest(name_or_path, available_reports())} "
                              f"(shipped: {', '.join(available_reports())}; or give a YAML path)")
-    if not path.is_file():
+    if not path.exists():  # a device or FIFO: read_named_text says what it is
         raise BenchError(f"report spec '{path}' does not exist")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise BenchError(f"report spec '{path}' cannot be read ({reason(err)})") from None
+    text = read_named_text(path, "report spec", hint="it must be a YAML text file")
     data = load_yaml(text, f"report spec '{path}'")
     if not isinstance(data, dict):
         raise BenchError(f"report spec '{path}': expected a mapping with title, columns and rows")
