@@ -20,7 +20,7 @@ from bench.reporting.report import build_report
 from bench.reporting.reportspec import LABEL, ReportSpec
 from bench.reporting.results import load_results
 from test_overrides import one_error  # noqa: E402  (the CLI helpers)
-from test_report import ALL, VERSION, VIEWS, put
+from test_report import VERSION, VIEWS, folder  # noqa: F401  (folder: the shared fixture)
 
 PDFLATEX = pytest.mark.skipif(shutil.which("pdflatex") is None,
                               reason="needs a TeX engine (pdflatex; .ci/run installs it)")
@@ -32,14 +32,6 @@ def run(capsys, *argv):
     code = main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
-
-
-@pytest.fixture
-def folder(tmp_path):
-    for (protocol, method), values in ALL.items():
-        for seed, value in zip((1, 2, 3), values):
-            put(tmp_path, protocol, method, seed, {"all": value, "many": value + 5})
-    return tmp_path
 
 
 def hostile_report(folder):
