@@ -166,7 +166,7 @@ def test_retry_failed_with_several_workers_runs_each_failing_cell_once(tmp_path,
     log = run.communicate(timeout=600)[0]
     assert run.returncode == 1 and "bench: 1 cells: 1 failed;" in log, log
     assert (tmp_path / "attempts").read_text().count("attempt") == 2, log  # once before, once in this launch
-    assert "failed before (RuntimeError: always fails)" in log, log  # the other worker saw it fail again
+    assert "failed before (RuntimeError: always fails); skipped, it failed again in this launch" in log, log  # the other worker
 
 
 def test_retry_failed_runs_again_only_the_failures_recorded_before_the_launch(tmp_path):

@@ -224,7 +224,7 @@ class Runner:
             return "done before", done
         failed = self.store.failure(*where)
         if failed is not None and not self.options.retry_failed:
-            self.log(f"{tag}: failed before ({failed.get('error')}); skipped, --retry-failed runs it again")
+            self.log(f"{tag}: failed before ({failed.get('error')}); skipped, {self.store.failed_skip_note}")
             return "failed before", None
         waiting = stages.run_stages_first(self, cell, tag)  # a two-stage method's stage 1, done once
         if waiting is not None:

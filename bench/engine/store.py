@@ -25,6 +25,8 @@ from .nospace import stop_when_full
 
 
 class ResultStore:
+    failed_skip_note = "--retry-failed runs it again"  # what a run says of a failed cell it skips
+
     def __init__(self, root):
         self.root = Path(root)
 

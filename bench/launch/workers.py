@@ -366,6 +366,8 @@ class FailedBefore(ResultStore):
     ``--retry-failed`` a worker runs again a cell that failed before the launch, and skips one another
     worker of the same launch has just run again and seen fail (each runs again once per launch)."""
 
+    failed_skip_note = "it failed again in this launch, which runs each failed cell once"
+
     def __init__(self, root, since: float):
         super().__init__(root)
         self.since = since
