@@ -115,6 +115,16 @@ def test_a_key_the_endpoint_echoes_is_masked_in_the_cache_and_the_kb(tmp_path):
     assert KEY not in json.dumps(build_kb("d", ["apple"], {"apple": "pear"}, again).entries) and again.calls == 0
 
 
+@pytest.mark.parametrize("key", ["e", " ", "red"])
+def test_a_key_too_short_to_mask_leaves_the_replies_words_alone_with_a_warning(capsys, key):
+    """Masking a key of one letter turned 'red' into 'r***d' in every phrase (a blank key: every phrase)."""
+    with endpoint("slow") as url:
+        text = OpenAICompatibleBackend(url, "m", key, wait=0).generate(REQUEST)
+    assert text == GOOD["GA"]
+    warned = "MDPR_LLM_API_KEY has fewer than 8 characters: too short to mask" in capsys.readouterr().err
+    assert warned == bool(key.strip())
+
+
 def test_a_query_string_stays_after_the_path_and_its_values_are_never_shown(capsys):
     with endpoint("refuse") as url:
         backend = OpenAICompatibleBackend(f"{url}/?api-version=2024-02-01&key={QUERY_KEY}", "m", KEY)

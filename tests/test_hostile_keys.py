@@ -25,7 +25,7 @@ def key_of(protocol: str, method: str, sets: dict = None) -> str:
     ("smoke", "coop", [{"n_ctx": None}, {"n_ctx": 16}]),
     # with init_text, the n_ctx accepted is its token count, which null means
     ("smoke", "coop", [{"init_text": "a photo of a"}, {"init_text": "a photo of a", "n_ctx": None},
-                       {"init_text": "a_photo of a "}]),
+                       {"init_text": "a_photo of a "}, {"init_text": "a  photo\tof a "}]),
     ("cifar100_lt_ir100", "coop", [{"init_text": "a photo of a"}, {"init_text": "a photo of a", "n_ctx": None},
                                    {"init_text": "a photo of a", "n_ctx": 4}]),
     ("cifar100_lt_ir100", "cocoop", [{}, {"n_ctx": None}, {"n_ctx": 4}]),

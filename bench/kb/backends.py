@@ -35,7 +35,7 @@ from tqdm import tqdm
 from bench.core.safeyaml import load_json
 from bench.core.errors import BenchError, reason, warn
 from bench.core.namedfiles import read_named_text
-from .transport import Redirected, Secrets, endpoint_url, post, redact_url, shown_url, timed_out
+from .transport import SECRET_LENGTH, Redirected, Secrets, endpoint_url, post, redact_url, shown_url, timed_out
 
 __all__ = ["KBRequest", "OfflineTemplateBackend", "CallableBackend", "OpenAICompatibleBackend", "ResponseCache",
            "Redirected", "redact_url", "reply_text", "response_key"]
@@ -107,6 +107,9 @@ class OpenAICompatibleBackend:
         self.url = endpoint_url(base_url, "/chat/completions")
         self.shown_url = shown_url(self.url)
         self.model, self._key, self._secrets = model, api_key, Secrets(api_key, base_url)
+        if self._secrets.short_key:
+            warn(f"{KEY_ENV} has fewer than {SECRET_LENGTH} characters: too short to mask in the replies written "
+                 "without changing their words, so an endpoint that echoes it would have it written; is it the key?")
         self.retries, self.wait, self.max_wait, self.timeout = retries, wait, max_wait, timeout
         self.time_limit = time_limit
         self.finish_by = time.monotonic() + time_limit if time_limit else float("inf")

@@ -22,7 +22,9 @@ import urllib.request
 from typing import List, Optional
 
 MASK = "***"
-QUERY_SECRET_LENGTH = 8  # a query value this long is masked in free text too (short ones: api-version=1)
+# A secret is masked in free text only from this length: a shorter one is ordinary text too (a key 'e' would
+# turn 'red' into 'r***d' in every phrase; api-version=1 would mask every 1).
+SECRET_LENGTH = 8
 
 
 class Redirected(urllib.error.URLError):
@@ -146,12 +148,13 @@ def query_values(url: str) -> List[str]:
 
 
 class Secrets:
-    """The strings never to write or show: the API key, and the endpoint URL's query values (those of
-    ``QUERY_SECRET_LENGTH`` characters or more outside URLs, so ``api-version=1`` does not mask every 1)."""
+    """The strings never to write or show: the API key and the endpoint URL's query values, those of
+    ``SECRET_LENGTH`` characters or more (inside URLs every query value is masked, by :func:`shown_url`)."""
 
     def __init__(self, key: Optional[str], base_url: str):
-        values = [value for value in query_values(base_url) if len(value) >= QUERY_SECRET_LENGTH]
-        self._words = sorted({word for word in (key, *values) if word}, key=len, reverse=True)
+        words = [(key or "").strip(), *query_values(base_url)]
+        self._words = sorted({word for word in words if len(word) >= SECRET_LENGTH}, key=len, reverse=True)
+        self.short_key = bool(key and key.strip()) and len(key.strip()) < SECRET_LENGTH
 
     def mask(self, text: str) -> str:
         """``text`` (a reply) with every secret replaced by ``***``."""

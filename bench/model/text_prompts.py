@@ -46,10 +46,10 @@ class ClassPrompts(nn.Module):
     @staticmethod
     def canonical_context(cfg: Any) -> Any:
         """Options ``cfg`` (``n_ctx``, ``init_text``; no ``partial_init``) written in one form for the cell key:
-        init_text as the prompts read it, and n_ctx null where null runs the same: without init_text null is
+        init_text as the prompts read it (CLIP's tokenizer collapses runs of spaces), and n_ctx null where null runs the same: without init_text null is
         16, and with it the one n_ctx accepted is init_text's token count, which null means (another fails
         when the prompts are built)."""
-        init = cfg.init_text.replace("_", " ").strip() if cfg.init_text else None
+        init = " ".join(cfg.init_text.replace("_", " ").split()) if cfg.init_text else None  # the tokenizer's spacing
         n_ctx = None if init or cfg.n_ctx == DEFAULT_N_CTX else cfg.n_ctx
         return dataclasses.replace(cfg, n_ctx=n_ctx, init_text=init or None)
 
