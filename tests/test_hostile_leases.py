@@ -299,3 +299,107 @@ def test_a_slurm_launch_leaves_no_probe_file_in_the_results_folder(tmp_path, cap
     assert sorted(p.name for p in root.iterdir() if p.name.startswith(".")) == [".slurm"]
     note, = root.glob(".slurm/*/launch.json")
     assert len(json.loads(note.read_text())["jobs"]) == 1
+
+
+# -- a lease or cache file that is not a file (issue 39 verification: A, B, C, E) --------------------------
+
+@pytest.fixture
+def no_hang():
+    """Fails the test instead of hanging it (opening a FIFO waits for a writer for good)."""
+    def hung(number, frame):
+        raise TimeoutError("hung: something opened a FIFO and waits for a writer")
+
+    before = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(120)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, before)
+
+
+def make_odd(path: Path, kind: str) -> str:
+    """Put ``kind`` at ``path``; what the warning calls it."""
+    if kind == "fifo":
+        os.mkfifo(path)
+        return "a FIFO (named pipe)"
+    path.symlink_to("/nonexistent/zz")
+    return "a dangling symbolic link (to '/nonexistent/zz')"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dangling link"])
+def test_a_fifo_or_dangling_link_where_the_lease_should_be_is_set_aside_and_status_calls_it_stale(
+        tmp_path, capsys, no_hang, kind):
+    root = tmp_path / "results"
+    lease = cell_folder(root) / "seed-1.lease"
+    lease.parent.mkdir(parents=True)
+    called = make_odd(lease, kind)
+    line = status_line(capsys, root)  # before: a FIFO hung it; a dangling link was 'to do'
+    assert line.startswith("stale ") and f": {called} where its lease should be, " in line, line
+    assert main(["run", *SELECT, "--results-dir", str(root)]) == 0
+    out, err = capsys.readouterr()
+    assert "bench: 1 cells: 1 ran" in out and "running elsewhere" not in out
+    assert f"lease '{lease}' was {called}, not a lease file (no bench worker makes one); set aside as " \
+           "'seed-1.lease.corrupt'" in err
+    aside = lease.with_name("seed-1.lease.corrupt")
+    assert (aside.is_fifo() if kind == "fifo" else aside.is_symlink())  # nothing deleted
+    assert lease.with_name("seed-1.json").exists() and not os.path.lexists(lease)
+    assert not list(root.rglob("*.takeover-*"))
+
+
+def test_a_symbolic_link_to_a_lease_file_is_a_lease(tmp_path, capsys):
+    root = tmp_path / "results"
+    lease = cell_folder(root) / "seed-1.lease"
+    lease.parent.mkdir(parents=True)
+    (tmp_path / "elsewhere.lease").write_text(lease_of(os.getpid()))  # held by a live process: this one
+    lease.symlink_to(tmp_path / "elsewhere.lease")
+    assert status_line(capsys, root).startswith("running ")
+    assert main(["run", *SELECT, "--results-dir", str(root)]) == 0
+    out, err = capsys.readouterr()
+    assert "1 running elsewhere" in out and "set aside" not in err and lease.is_symlink()
+
+
+@pytest.mark.parametrize("blocked", ["a link loop at the method folder", "a dangling link at the cell folder"])
+def test_a_link_where_a_folder_of_results_should_be_is_one_error_line_saying_what_it_is(tmp_path, capsys,
+                                                                                        blocked):
+    root = tmp_path / "results"
+    folder = cell_folder(root)
+    if blocked.startswith("a link loop"):
+        in_the_way, called = folder.parent, "a symbolic link loop"
+        in_the_way.parent.mkdir(parents=True)
+        in_the_way.symlink_to("zeroshot")  # results/smoke/zeroshot -> itself
+    else:
+        in_the_way, called = folder, "a dangling symbolic link (to '/nonexistent/zz')"
+        in_the_way.parent.mkdir(parents=True)
+        in_the_way.symlink_to("/nonexistent/zz")
+    err = one_error(capsys, "run", *SELECT, "--results-dir", str(root))
+    assert f"cannot take a lease in '{folder}': '{in_the_way}' is {called} where a folder of results should be; " \
+           "move it away" in err, err
+    assert in_the_way.is_symlink()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dangling link"])
+def test_a_fifo_or_dangling_link_in_a_feature_cache_files_place_is_set_aside_and_encoded_again(
+        backbone, smoke_data, smoke_transforms, tmp_path, capsys, no_hang, kind):
+    from bench.engine.features import FeatureCache
+
+    def views():
+        cache = FeatureCache(tmp_path, backbone, {"name": "test"}, torch.device("cpu"), "fp32", lambda line: None)
+        return cache.views(smoke_data.test, smoke_transforms[1], 1, {"split": "test"})
+
+    first = views()
+    [path] = (tmp_path / "features").glob("*.pt")
+    path.unlink()
+    called = make_odd(path, kind)
+    again = views()
+    assert torch.equal(again.features, first.features) and path.is_file() and not path.is_symlink()
+    err = capsys.readouterr().err
+    assert f"feature cache '{path}' cannot be used (it is {called}, not a file); set aside as '{path.name}.corrupt', " \
+           "encoding again" in err, err
+
+
+def test_a_full_disk_in_a_cell_that_does_not_train_does_not_speak_of_its_checkpoint(tmp_path, capsys, monkeypatch):
+    from bench.engine import store
+
+    monkeypatch.setattr(store, "write_json", lambda *a, **k: no_space())
+    err = one_error(capsys, "run", *SELECT, "--results-dir", str(tmp_path / "results"))
+    assert "(stopped at [1/1] smoke / zeroshot / seed 1: the same command goes on from there, a cell that trains " \
+           "from its last checkpoint)" in err, err

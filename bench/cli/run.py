@@ -238,9 +238,10 @@ def parse_option(item: str) -> tuple:
 
 
 def summary(outcome: Counter) -> str:
-    """``bench: 9 cells: 6 ran, 2 done before, 1 failed`` (and what was skipped, and why)."""
+    """``bench: 9 cells: 6 ran, 2 done before, 1 failed`` (and what was skipped, and why; what a stopped
+    launch's workers were in the middle of)."""
     parts = [f"{outcome[k]} {k}" for k in ("ran", "done before", "failed", "failed before", "running elsewhere")
-             if outcome[k]]
+             if outcome[k]] + [f"{outcome['stopped']} stopped mid-run"] * bool(outcome["stopped"])
     hint = "; bench status lists the errors, --retry-failed runs them again" if outcome["failed"] else ""
     return f"bench: {sum(outcome.values())} cells: {', '.join(parts) or 'none'}{hint}"
 

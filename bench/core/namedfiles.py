@@ -9,6 +9,7 @@ naming the file, what it is, and ``hint`` (how to fix it)::
 """
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
@@ -59,6 +60,20 @@ def read_named_text(path: Union[str, Path], what: str, limit: int = SMALL_FILE, 
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise BenchError(f"{what} '{path}' is not UTF-8 text (byte {err.start:,}){'; ' + hint if hint else ''}") from None
+
+
+def file_kind(path: Union[str, Path]) -> str:
+    """What ``path`` is when it is not a regular file, links followed ('' for a regular file or nothing
+    there): 'a folder', 'a FIFO (named pipe)', "a dangling symbolic link (to '/x')", 'a symbolic link loop'."""
+    try:
+        return _kind_of(os.stat(path).st_mode)
+    except FileNotFoundError:
+        try:
+            return f"a dangling symbolic link (to '{os.readlink(path)}')"
+        except OSError:
+            return ""  # nothing there
+    except OSError as err:
+        return "a symbolic link loop" if err.errno == errno.ELOOP else ""
 
 
 def _kind(path: Union[str, Path]) -> str:

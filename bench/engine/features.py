@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from bench.core.atomic import save_torch, set_aside_note
 from bench.core.errors import reason, warn
+from bench.core.namedfiles import file_kind
 from bench.core.registry import DATASETS
 from bench.data import TransformedDataset
 from bench.model.transforms import describe
@@ -151,10 +152,14 @@ class FeatureCache:
 
     def load(self, path: Path, key: str, shape: tuple) -> Optional[torch.Tensor]:
         """The features stored under ``key``, or None (with a warning and the file set aside) when the file
-        holds another key (copied or renamed into place), another shape, or features that changed since."""
-        if not path.exists():
+        holds another key (copied or renamed into place), another shape, or features that changed since, or is
+        not a file at all (a FIFO, a link to nowhere)."""
+        if not os.path.lexists(path):
             return None
         try:
+            kind = file_kind(path)
+            if kind:  # opening a FIFO would wait for a writer for good
+                raise ValueError(f"it is {kind}, not a file")
             state = torch.load(path, map_location="cpu", weights_only=True)
             features = state["features"]
             if state["key"] != key:

@@ -6,8 +6,9 @@ shared results file system.  It names its holder (host, pid, SLURM job) and its 
 on this host is gone, is stale and another worker takes it over (with a warning naming the old holder):
 the first to create the takeover marker of that lease (exclusive again) replaces it, the others move on.
 A marker whose worker died before replacing the lease is itself stale, so the next free marker name is
-tried: a crash never blocks a cell.  A folder where the lease file should be is set aside at once (no
-worker writes one).  A finished cell is never run again because its holder checks for the result after
+tried: a crash never blocks a cell.  Anything but a lease file where the lease should be (a folder, a
+FIFO, a dangling symbolic link) is set aside at once (no worker makes one; a link to a lease file is a
+lease file), and a lease is never opened in a way that waits (a FIFO would, for a writer).  A finished cell is never run again because its holder checks for the result after
 taking the lease::
 
     lease = acquire(folder / "seed-1.lease", stale_after=300)
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
 import itertools
 import json
 import os
@@ -31,8 +33,10 @@ from typing import Optional
 from bench.core.safeyaml import load_json
 from bench.core.atomic import set_aside, write_atomic
 from bench.core.errors import BenchError, warn
+from bench.core.namedfiles import file_kind, read_named_text
 
 STALE_AFTER = 600.0  # seconds without a heartbeat (--lease-timeout)
+LEASE_BYTES = 1 << 16  # a lease is a line of JSON
 
 
 def this_job() -> Optional[str]:
@@ -52,8 +56,8 @@ def holder() -> dict:
 def read_lease(path: Path) -> Optional[dict]:
     """The lease's holder, or None for a damaged file (it is then judged by its age alone)."""
     try:
-        data = load_json(path.read_text())
-    except (OSError, ValueError):
+        data = load_json(read_named_text(path, "lease", limit=LEASE_BYTES))
+    except (BenchError, ValueError):  # gone, damaged, or not a file (a FIFO, opened without waiting)
         return None
     return data if isinstance(data, dict) and isinstance(data.get("token"), str) else None
 
@@ -67,10 +71,13 @@ def holder_label(current: Optional[dict]) -> str:
 
 
 def age(path: Path) -> Optional[float]:
+    """Seconds since the lease was touched (a link to nowhere: the link's own time), None if it is gone."""
     try:
-        return max(0.0, time.time() - path.stat().st_mtime)
-    except FileNotFoundError:
-        return None
+        return max(0.0, time.time() - os.stat(path).st_mtime)
+    except OSError:
+        with contextlib.suppress(FileNotFoundError):
+            return max(0.0, time.time() - os.lstat(path).st_mtime)
+    return None
 
 
 def is_stale(path: Path, current: Optional[dict], stale_after: float) -> bool:
@@ -78,8 +85,8 @@ def is_stale(path: Path, current: Optional[dict], stale_after: float) -> bool:
     seconds = age(path)
     if seconds is None:
         return False  # gone: the next exclusive create decides
-    if path.is_dir():
-        return True  # no worker makes a folder there: nobody holds the cell
+    if file_kind(path):
+        return True  # no worker makes a folder, FIFO or dangling link there: nobody holds the cell
     if not holder_gone(current, seconds, stale_after):
         return False
     return live_marker(path, generation(path, current), stale_after) is None  # else: being taken over now
@@ -110,8 +117,9 @@ def generation(path: Path, current: Optional[dict]) -> str:
     """What names this version of the lease in its takeover markers: its holder's token, else its age."""
     if current is not None:
         return current["token"]
+    kind = file_kind(path)
     with contextlib.suppress(FileNotFoundError):
-        return f"{'folder' if path.is_dir() else 'damaged'}-{int(path.stat().st_mtime)}"
+        return f"{'folder' if kind == 'a folder' else 'odd' if kind else 'damaged'}-{int(os.lstat(path).st_mtime)}"
     return "gone"
 
 
@@ -193,13 +201,17 @@ class Lease:
 
 
 def make_folder(folder: Path) -> None:
-    """The cell's folder; a file where it or a folder above it should be is one error line."""
+    """The cell's folder; a file (or a FIFO, a dangling link, a link loop) where it or a folder above it
+    should be is one error line."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), folder)
-        raise BenchError(f"cannot take a lease in '{folder}': '{blocker}' is a file where a folder of results "
-                         "should be; move it away (or pick another --results-dir)") from None
+    except OSError as err:
+        if not isinstance(err, (FileExistsError, NotADirectoryError)) and err.errno != errno.ELOOP:
+            raise
+        blocker = next((p for p in reversed((folder, *folder.parents)) if os.path.lexists(p) and not os.path.isdir(p)),
+                       folder)
+        raise BenchError(f"cannot take a lease in '{folder}': '{blocker}' is {file_kind(blocker) or 'a file'} where a "
+                         "folder of results should be; move it away (or pick another --results-dir)") from None
 
 
 def acquire(path: Path, stale_after: float = STALE_AFTER) -> Optional[Lease]:
@@ -238,19 +250,21 @@ def take_over(path: Path, data: dict, text: str, stale_after: float) -> Optional
     marker = claim(path, taken, stale_after, text)
     if marker is None:  # only one worker may take over this generation of the lease
         return None
-    warn(folder_set_aside(path, marker) if path.is_dir() else takeover_note(path, current, stale_after))
+    kind = file_kind(path)
+    warn(odd_set_aside(path, marker, kind) if kind else takeover_note(path, current, stale_after))
     write_atomic(path, lambda f: f.write(text))
     return Lease(path, data, stale_after, taken)
 
 
-def folder_set_aside(path: Path, marker: Path) -> str:
-    """A folder where the lease should be, renamed aside (nothing is deleted); the warning to print."""
+def odd_set_aside(path: Path, marker: Path, kind: str) -> str:
+    """A folder, FIFO or dangling link (``kind``) where the lease should be, renamed aside (nothing is
+    deleted); the warning to print."""
     aside = set_aside(path)
     if aside is None:
         marker.unlink()
-        raise BenchError(f"lease '{path}' is a folder, not a lease file, and cannot be renamed aside; "
+        raise BenchError(f"lease '{path}' is {kind}, not a lease file, and cannot be renamed aside; "
                          "remove it (no bench worker makes one)")
-    return f"lease '{path}' was a folder, not a lease file (no bench worker makes one); set aside as '{aside.name}'"
+    return f"lease '{path}' was {kind}, not a lease file (no bench worker makes one); set aside as '{aside.name}'"
 
 
 def takeover_note(path: Path, current: Optional[dict], stale_after: float) -> str:

@@ -2,7 +2,8 @@
 
 Every later cell writes its checkpoints and result to the same disk, so trying them would only spend
 an epoch each before failing the same way; the cell that met the full disk is not recorded as failed
-(it resumes from its last checkpoint once there is space), and no half-written file is left::
+(once there is space it runs again, from its last checkpoint if it trains), and no half-written file
+is left::
 
     with stop_when_full(path):
         write_json(path, record)      # ENOSPC/EDQUOT -> DiskFull("no space left on device writing ...")
@@ -78,4 +79,4 @@ def stopped_at(err: DiskFull, tag: str, outcome: Counter) -> DiskFull:
     """``err`` with the cell the launch stopped at and what it did before (its summary, in the one line)."""
     done = ", ".join(f"{n} {what}" for what, n in outcome.items())
     return DiskFull(f"{err} (stopped at {tag}{' after ' + done if done else ''}: the same command goes on from "
-                    "there, the cell from its last checkpoint)")
+                    "there, a cell that trains from its last checkpoint)")

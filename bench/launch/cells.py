@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from bench.engine.eligibility import planned_cells
+from bench.core.namedfiles import file_kind
 from bench.engine.lease import age, holder_label, is_stale, read_lease
 from bench.records.schema import read_record
 
@@ -72,10 +73,11 @@ def state_of(store, where: tuple, stale_after: float) -> Tuple[str, str]:
     if read_record(store.result_path(*where))[0] is not None:
         return "done", ""
     lease = store.lease_path(*where)
-    if lease.exists():
-        holder, seconds = read_lease(lease), age(lease) or 0.0
+    if os.path.lexists(lease):  # a dangling link there too: `bench run` sets it aside
+        holder, seconds, odd = read_lease(lease), age(lease) or 0.0, file_kind(lease)
         state = "stale" if is_stale(lease, holder, stale_after) else "running"
-        return state, f"{holder_label(holder)}, {seconds:.0f} s since heard"
+        who = f"{odd} where its lease should be" if odd else holder_label(holder)
+        return state, f"{who}, {seconds:.0f} s since heard"
     failed = store.failure(*where)
     if failed is not None:
         return "failed", str(failed.get("error"))

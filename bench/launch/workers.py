@@ -5,7 +5,8 @@ starting at its own place in the plan; a cell held by another worker is tried ag
 A worker that dies (killed, out of memory) leaves a lease whose process is gone: the others take its
 cell over, and a new worker takes its place on its device.  Workers send each cell's outcome as they
 have it, so the summary counts what a dead worker did; they stop (releasing their leases) on SIGTERM,
-which the launcher sends them when it is itself stopped, and which they get when it dies::
+which the launcher sends them when it is itself stopped, and which they get when it dies, and say which
+cells they stopped in (``stopped`` in the summary)::
 
     outcome = run_workers(Selection(...), devices=["cuda:0", "cuda:1"])   # Counter: ran, failed, ...
 """
@@ -81,7 +82,7 @@ def device_list(devices: str, workers: int) -> List[str]:
 
 
 # What happened to a cell, when workers saw it differently: the one that ran it (or failed) says.
-PRECEDENCE = ("ran", "failed", "done before", "failed before", "running elsewhere")
+PRECEDENCE = ("ran", "failed", "stopped", "done before", "failed before", "running elsewhere")
 
 
 def run_workers(selection: Selection, devices: List[str], log: Callable[[str], None] = print) -> Counter:
@@ -259,11 +260,16 @@ def serve(selection: Selection, device: str, index: int, workers: int, pipe, par
         except OSError:  # the launcher is gone
             raise Stop() from None
 
+    quiet_progress_lock()
+    running: List[tuple] = []  # the cells this worker is in (a stage's cell within its dependent's)
     try:
-        work(selection, device, index, workers, report=lambda cell, outcome: send("cell", cell, outcome))
+        work(selection, device, index, workers, report=lambda cell, outcome: send("cell", cell, outcome),
+             running=running)
         send("done")
     except Stop:
         with contextlib.suppress(Stop):
+            for cell in running:  # unfinished: the summary counts them as stopped
+                send("cell", cell, "stopped")
             send("stopped")
     except BaseException as err:  # noqa: BLE001  (the launcher says it, as the pool did)
         if not isinstance(err, BenchError):
@@ -272,6 +278,17 @@ def serve(selection: Selection, device: str, index: int, workers: int, pipe, par
             send("error", sendable(err))
     finally:
         pipe.close()
+
+
+def quiet_progress_lock() -> None:
+    """tqdm's bars in this worker share a thread lock, not the cross-process semaphore tqdm makes by
+    default: no other process draws them, and a worker killed (SIGKILL) would leave that semaphore to the
+    launcher's resource tracker, which then warns of a leaked semaphore at exit."""
+    import threading
+
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())
 
 
 def stopped(number, frame) -> None:
@@ -308,9 +325,10 @@ def sendable(err: BaseException) -> BaseException:
 
 
 def work(selection: Selection, device: str, index: int, workers: int,
-         report: Optional[Callable[[tuple, str], None]] = None) -> List[tuple]:
+         report: Optional[Callable[[tuple, str], None]] = None, running: Optional[List[tuple]] = None) -> List[tuple]:
     """One worker: the selection's cells (those of each of its parts) on ``device``, waiting out cells
-    other workers hold; what it did with each cell (also given to ``report`` as it happens)."""
+    other workers hold; what it did with each cell (also given to ``report`` as it happens).  ``running``
+    holds the cells under way: those a stop (:class:`Stop`) interrupts are left in it."""
     from bench.engine.resources import share_resources
 
     runners = [(part, runner) for part in selection.parts or [selection]
@@ -319,6 +337,8 @@ def work(selection: Selection, device: str, index: int, workers: int,
     outcome: List[tuple] = []
     for part, runner in runners:
         runner.cell_outcomes = Reported(report) if report else runner.cell_outcomes
+        if running is not None:
+            runner.run_leased = tracked(runner, running)
         runner.run(part.methods, part.seeds, skip_unfit=part.skip_unfit)
         outcome += runner.cell_outcomes.items()
     return outcome
@@ -341,6 +361,20 @@ def part_runners(part: Selection, device: str, index: int, workers: int, launche
     for runner in runners if once else []:
         runner.store = FailedBefore(options.results_dir, launched_at)
     return runners
+
+
+def tracked(runner, running: List[tuple]) -> Callable:
+    """``runner.run_leased`` that keeps the cell in ``running`` while it is under way (and there when an
+    exception, such as a stop, ends it)."""
+    run_leased = runner.run_leased
+
+    def run(cell, tag: str, quiet: bool = False):
+        running.append((runner.protocol.name, cell.method, cell.key, cell.seed))
+        done = run_leased(cell, tag, quiet)
+        running.pop()
+        return done
+
+    return run
 
 
 class Reported(dict):
