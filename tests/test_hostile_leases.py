@@ -131,6 +131,9 @@ TWO_CELLS = ["--protocol", "smoke", "--method", "coop", "zeroshot", "--seeds", "
 
 def test_a_full_disk_while_writing_a_checkpoint_stops_the_launch_with_one_line(tmp_path, capsys, monkeypatch):
     root = tmp_path / "results"
+    warm = ["run", "--protocol", "smoke", "--method", "zeroshot", "--seeds", "1", "--no-progress"]
+    assert main([*warm, "--results-dir", str(tmp_path / "warm")]) == 0  # the backbone cache is on another disk
+    capsys.readouterr()
     monkeypatch.setattr(torch, "save", no_space)
     err = one_error(capsys, "run", *TWO_CELLS, "--results-dir", str(root))
     assert re.match(rf"bench: error: no space left on device writing '{re.escape(str(root))}/smoke/coop/\w+/"
@@ -403,3 +406,26 @@ def test_a_full_disk_in_a_cell_that_does_not_train_does_not_speak_of_its_checkpo
     err = one_error(capsys, "run", *SELECT, "--results-dir", str(tmp_path / "results"))
     assert "(stopped at [1/1] smoke / zeroshot / seed 1: the same command goes on from there, a cell that trains " \
            "from its last checkpoint)" in err, err
+
+
+def test_a_failed_slurm_launch_marks_only_the_cells_of_its_own_configuration(tmp_path):
+    """A launch of coop with --set values had a task killed: `bench status` of the default coop named
+    that launch's failure for cells it never ran (its note held protocols and methods, not keys)."""
+    import json
+
+    from bench.launch.cells import CellState
+    from bench.launch.slurm import mark_failed_launches
+
+    mine, other = "a" * 64, "b" * 64
+    folder = tmp_path / ".slurm" / "20261207-100000-000000"
+    folder.mkdir(parents=True)
+    (folder / "launch.json").write_text(json.dumps({"submitted": "2026-12-07T10:00:00", "jobs": [],
+                                                    "protocols": ["smoke"], "methods": ["coop"], "keys": [mine]}))
+    (folder / "task-0.failed.json").write_text(json.dumps({"task": 0, "error": "killed by a signal"}))
+    states = [CellState("smoke", "coop", 1, "lt", "to do", key=key) for key in (mine, other)]
+    assert mark_failed_launches(states, tmp_path) == 1
+    assert [s.state for s in states] == ["failed", "to do"]
+    (folder / "launch.json").write_text(json.dumps({"submitted": "2026-12-07T10:00:00", "jobs": [],
+                                                    "protocols": ["smoke"], "methods": ["coop"]}))
+    states = [CellState("smoke", "coop", 1, "lt", "to do", key=key) for key in (mine, other)]
+    assert mark_failed_launches(states, tmp_path) == 2  # a note of an older bench (no keys): as before

@@ -211,7 +211,7 @@ def run_on_slurm(args, chosen: list) -> int:
     profile, _ = task_device(profile, args.device)  # the tasks follow --device; a contradiction is an error
     logs = Path(args.results_dir) / ".slurm" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     executor(profile, logs)  # submitit missing or an option it does not know: an error before anything
-    jobs = submit(launched(args, chosen), profile, logs)
+    jobs = submit(launched(args, chosen), profile, logs, planned_keys(args, chosen))
     print(f"bench: submitted {len(jobs)} array task(s) (job {jobs[0].job_id.split('_')[0]}); logs in {logs}; "
           f"follow with: bench status {following(args)}", flush=True)
     if profile.cluster is None:
@@ -219,6 +219,16 @@ def run_on_slurm(args, chosen: list) -> int:
     names = [name for picked in chosen for name in picked[0]]
     runners = [runner for picked in chosen for runner in picked[1]]
     return finish(names, runners, task_outcomes(jobs, logs))  # local or debug: the tasks ran, as a test or dry run
+
+
+def planned_keys(args, chosen: list) -> list:
+    """The keys of every cell a launch may run, for its note: `bench status` then blames a failed launch
+    only for its own cells, not for another configuration of the same protocol and method (every method
+    named: sorting out the unfit ones builds them, which a login node need not do)."""
+    from bench.engine.eligibility import planned_cells
+
+    return sorted({cell.key for _, runners, methods, seeds in chosen for runner in runners
+                   for cell in planned_cells(runner, methods, seeds, skip_unfit=False)})
 
 
 def slurm_target(args):

@@ -136,15 +136,16 @@ class ArrayTask:
         return submitit.helpers.DelayedSubmission(self)  # the cells resume from their own checkpoints
 
 
-def submit(selection: Selection, profile: SlurmProfile, logs: Path) -> list:
+def submit(selection: Selection, profile: SlurmProfile, logs: Path, keys: Optional[List[str]] = None) -> list:
     """Submit the selection as one job array; returns submitit's jobs (``bench status`` follows the
-    cells; ``logs`` holds each task's output and a note of what was launched)."""
+    cells; ``logs`` holds each task's output and a note of what was launched: ``keys``, the keys of its
+    cells, tell its configuration from another of the same protocol and method)."""
     profile, device = task_device(profile, str(selection.options.device))
     ex = executor(profile, logs)
     logs.mkdir(parents=True, exist_ok=True)  # under the results folder: the launch's own files, nothing beside
     note = {"submitted": datetime.datetime.now().isoformat(timespec="seconds"), "jobs": [],
             "logs": str(logs.resolve()), "profile": asdict(profile), "protocols": selection.names,
-            "methods": selection.methods, "host": os.uname().nodename}
+            "methods": selection.methods, "host": os.uname().nodename, **({"keys": keys} if keys else {})}
     probe = logs / "launch.json"
     write_json(probe, note)  # before the tasks start: each checks that it sees this file (the folder is shared)
     try:
@@ -279,6 +280,13 @@ def accounting_note(index: int, logs: Path, state: str, exit_code: str) -> dict:
     return {"task": index, "error": killed_error(state, exit_code), "log": f"{logs}_0_log.out", "killed": True}
 
 
+def launched(note: dict, state) -> bool:
+    """Whether the launch of ``note`` ran ``state``'s cell: its protocol and method, and its key where
+    the launch noted its keys (a launch with other --set values is another configuration)."""
+    return (state.protocol in (note.get("protocols") or []) and state.method in (note.get("methods") or [])
+            and ("keys" not in note or state.key in note["keys"]))
+
+
 def launch_notes(results: Path) -> List[Tuple[Path, dict]]:
     """Every job-array launch into ``results``, oldest first: its log folder and its ``launch.json``."""
     found = []
@@ -315,16 +323,16 @@ def failure_text(failed: Dict[int, dict], folder: Path) -> str:
 def mark_failed_launches(states: list, results: Path) -> int:
     """`bench status`: the cells not done or running whose newest launch had a task fail are failed,
     with that launch's error; how many were marked."""
-    newest: Dict[Tuple[str, str], Tuple[Path, dict]] = {}
-    for folder, note in launch_notes(results):
-        for protocol in note.get("protocols") or []:
-            for method in note.get("methods") or []:
-                newest[(protocol, method)] = folder, note
-    failures = {folder: launch_failures(folder, note) for folder, note in newest.values()}
+    notes = launch_notes(results)[::-1]  # newest first
+    failures: Dict[Path, dict] = {}
     marked = 0
     for state in states:
-        folder, note = newest.get((state.protocol, state.method), (None, {}))
-        if state.state in ("to do", "stale") and failures.get(folder):
+        if state.state not in ("to do", "stale"):
+            continue
+        folder, note = next(((f, n) for f, n in notes if launched(n, state)), (None, {}))
+        if folder is not None and folder not in failures:
+            failures[folder] = launch_failures(folder, note)
+        if failures.get(folder):
             state.state, marked = "failed", marked + 1
             state.detail = f"its SLURM launch ({note.get('submitted')}) failed: its error and log are below"
     return marked
