@@ -12,28 +12,9 @@ from pathlib import Path
 
 import pytest
 
-PLUGIN = '''
-import os
+from test_launch import SCALED  # the test plugins' base method
 
-import torch
-import torch.nn.functional as F
-
-from bench.api import METHODS, Method, MethodCard, Recipe
-
-
-class Scaled(Method):
-    card = MethodCard(paper="p", code="c", recipes={"lt": Recipe("test", train={"epochs": 2})})
-
-    def __init__(self, backbone, data, cfg):
-        super().__init__(backbone, data, cfg)
-        self.scale = torch.nn.Parameter(torch.ones(()))
-        with torch.no_grad():
-            text = backbone.encode_text(backbone.tokenize([data.template.format(c) for c in data.classnames]))
-        self.register_buffer("text", F.normalize(text, dim=-1), persistent=False)
-
-    def forward(self, images):
-        return self.scale * self.image_features(images) @ self.text.t()
-
+PLUGIN = SCALED + '''
 
 @METHODS.register("dies_once")
 class DiesOnce(Scaled):

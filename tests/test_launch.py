@@ -18,9 +18,10 @@ from bench.cli import main
 
 pytestmark = pytest.mark.slow  # real processes, workers and SLURM arrays
 
-FLAKY = '''
+# A test plugin's base: zero-shot features with a learned scale (the plugins here and in
+# test_hostile_workers.py subclass it to fail or die on cue).
+SCALED = '''
 import os
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -28,11 +29,8 @@ import torch.nn.functional as F
 from bench.api import METHODS, Method, MethodCard, Recipe
 
 
-@METHODS.register("flaky")
-class Flaky(Method):
-    """Zero-shot features with a learned scale; training fails while $BENCH_TEST_FLAG exists."""
-
-    card = MethodCard(paper="p", code="c", recipes={"lt": Recipe("test", train={"epochs": 1})})
+class Scaled(Method):
+    card = MethodCard(paper="p", code="c", recipes={"lt": Recipe("test", train={"epochs": 2})})
 
     def __init__(self, backbone, data, cfg):
         super().__init__(backbone, data, cfg)
@@ -42,9 +40,21 @@ class Flaky(Method):
         self.register_buffer("text", F.normalize(text, dim=-1), persistent=False)
 
     def forward(self, images):
+        return self.scale * self.image_features(images) @ self.text.t()
+'''
+
+FLAKY = SCALED + '''
+
+@METHODS.register("flaky")
+class Flaky(Scaled):
+    """Zero-shot features with a learned scale; training fails while $BENCH_TEST_FLAG exists."""
+
+    card = MethodCard(paper="p", code="c", recipes={"lt": Recipe("test", train={"epochs": 1})})
+
+    def forward(self, images):
         if os.path.exists(os.environ["BENCH_TEST_FLAG"]):
             raise RuntimeError("the flag file is there")
-        return self.scale * self.image_features(images) @ self.text.t()
+        return super().forward(images)
 '''
 
 
