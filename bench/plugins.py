@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
 from bench.core.errors import BenchError, one_line
-from bench.core.registry import BACKBONES, DATASETS, METHODS, REPORTED, VARIANTS, origin_label, registering_from
+from bench.core.registry import BACKBONES, DATASETS, METHODS, REPORTED, VARIANTS, registering_from
 
 ENTRY_POINT_GROUP = "lt_prompt_bench.plugins"
 ENV_VAR = "BENCH_PLUGINS"
@@ -126,19 +126,9 @@ def load_plugin(spec: str, via: str = "--plugin") -> Dict[str, str]:
     for name in added["methods"]:
         METHODS.set_origin(name, {**origin, "sha256": defining_file_hash(METHODS.get(name), origin["sha256"])})
         METHODS.remember(name)  # as the whole plugin left it (it may add to its class after registering it)
-    check_others_unchanged(spec, before["methods"])
+    for name in sorted(before["methods"]):  # a plugin that patches a built-in would file its numbers under it
+        METHODS.check_unchanged(name, by=spec)
     return origin
-
-
-def check_others_unchanged(spec: str, names) -> None:
-    """A plugin leaves the methods registered before it as they were: one that patches a built-in
-    (``CoOp.forward = ...``) would have its numbers filed under the built-in's name and code version."""
-    for name in sorted(names):
-        changed = METHODS.changed(name)
-        if changed:
-            raise BenchError(f"plugin '{spec}' changed method '{name}' ({origin_label(METHODS.origin(name))}) after "
-                             f"it was registered ({', '.join(changed[:3])}); leave it as it is and register your "
-                             "version under a name of its own (a subclass: @METHODS.register(\"my_method\"))")
 
 
 def defining_file_hash(entry, fallback: str) -> str:

@@ -34,18 +34,18 @@ def folder_records(folders: List[str], protocol: str) -> List[dict]:
     """Every readable, usable record of ``protocol`` under the results folders: a cell found in several is
     kept once when its metrics agree, and left out with a warning when they do not (as ``bench report`` merges)."""
     from bench.engine.store import ResultStore
-    from bench.records.schema import result_name
-    from bench.reporting.leaderboard import unusable
+    from bench.reporting.leaderboard import leaderboard_problem
     from bench.reporting.results import merge
 
     found = []
     for folder in folders:
-        for record in ResultStore(folder).records(protocol):
-            problem = unusable(record)
+        store = ResultStore(folder)
+        for record in store.records(protocol):
+            problem = leaderboard_problem(record)
             if problem is None:
                 found.append((folder, record))
             else:
-                path = Path(folder) / result_name(record["protocol"], record["method"], record["key"], record["seed"])
+                path = store.result_path(record["protocol"], record["method"], record["key"], record["seed"])
                 warn(f"skipped '{path}': it {problem}")
     kept, conflicts, _ = merge(found)
     for conflict in conflicts:

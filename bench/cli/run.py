@@ -105,7 +105,7 @@ def cmd_run(args) -> int:
     names = [name for picked in chosen for name in picked[0]]
     runners = [runner for picked in chosen for runner in picked[1]]
     if args.launcher == "slurm":
-        return run_on_slurm(args, chosen)
+        return run_on_slurm(args, chosen, names, runners)
     if args.workers > 1 or args.devices:
         return run_with_workers(args, chosen, names, runners)
     distinct = list(dict.fromkeys(names))  # a report runs a protocol in several selections
@@ -177,11 +177,12 @@ def launched(args, chosen: list):
     plugins.export()
     parts = [Selection(names, methods, seeds, part[0].options, unfit_skipped(args), part[0].protocol.overrides)
              for names, part, methods, seeds in chosen]
-    if len(parts) == 1:
-        return replace(parts[0], launched_at=time.time())  # --retry-failed: a failure of this launch is not run again
-    names = list(dict.fromkeys(name for part in parts for name in part.names))
-    methods = list(dict.fromkeys(method for part in parts for method in part.methods))
-    return Selection(names, methods, None, parts[0].options, unfit_skipped(args), parts=parts, launched_at=time.time())
+    selection = parts[0]
+    if len(parts) > 1:
+        names = list(dict.fromkeys(name for part in parts for name in part.names))
+        methods = list(dict.fromkeys(method for part in parts for method in part.methods))
+        selection = Selection(names, methods, None, parts[0].options, unfit_skipped(args), parts=parts)
+    return replace(selection, launched_at=time.time())  # --retry-failed: a failure of this launch is not run again
 
 
 def run_with_workers(args, chosen: list, names: list, runners: list) -> int:
@@ -197,7 +198,7 @@ def run_with_workers(args, chosen: list, names: list, runners: list) -> int:
         return ended.code
 
 
-def run_on_slurm(args, chosen: list) -> int:
+def run_on_slurm(args, chosen: list, names: list, runners: list) -> int:
     """``--launcher slurm``: one submitit job array whose tasks pull cells through the leases."""
     import datetime
 
@@ -211,17 +212,15 @@ def run_on_slurm(args, chosen: list) -> int:
     profile, _ = task_device(profile, args.device)  # the tasks follow --device; a contradiction is an error
     logs = Path(args.results_dir) / ".slurm" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     executor(profile, logs)  # submitit missing or an option it does not know: an error before anything
-    jobs = submit(launched(args, chosen), profile, logs, planned_keys(args, chosen))
+    jobs = submit(launched(args, chosen), profile, logs, planned_keys(chosen))
     print(f"bench: submitted {len(jobs)} array task(s) (job {jobs[0].job_id.split('_')[0]}); logs in {logs}; "
           f"follow with: bench status {following(args)}", flush=True)
     if profile.cluster is None:
         return 0
-    names = [name for picked in chosen for name in picked[0]]
-    runners = [runner for picked in chosen for runner in picked[1]]
     return finish(names, runners, task_outcomes(jobs, logs))  # local or debug: the tasks ran, as a test or dry run
 
 
-def planned_keys(args, chosen: list) -> list:
+def planned_keys(chosen: list) -> list:
     """The keys of every cell a launch may run, for its note: `bench status` then blames a failed launch
     only for its own cells, not for another configuration of the same protocol and method (every method
     named: sorting out the unfit ones builds them, which a login node need not do)."""

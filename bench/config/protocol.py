@@ -148,12 +148,12 @@ class Protocol:
             except BenchError:  # a card that does not fit this protocol: its rows keep bare labels
                 continue
             references[name] = {"": dataclasses.asdict(resolved.options), "train": resolved.train_identity()}
-        own = [name for name in METHODS.names() if METHODS.code_version(name) != __version__]
+        versions = {name: METHODS.code_version(name) for name in METHODS.names()}  # each class checked once
         view = {"name": self.name, "label": self.label, "description": self.description, "identity": self.identity(),
                 "overrides": self.overrides,
                 "metric_labels": {e.plan.name: e.plan.label for e in self.evaluations if e.plan.label},
                 "references": references, "seeds": list(self.seeds), "methods": METHODS.names(),
-                "code_versions": {name: METHODS.code_version(name) for name in own}}
+                "code_versions": {name: v for name, v in versions.items() if v != __version__}}
         return json.loads(json.dumps(view))
 
     def planned_setup(self) -> dict:

@@ -221,16 +221,26 @@ class MethodRegistry(Registry):
         target, snapshot = self._snapshots.get(name, (None, None))
         return changed_since(target, snapshot) if target is not None and target is self._entries.get(name) else []
 
-    def check_unchanged(self, name: str) -> None:
-        registered = name if "@" not in name or name in self._entries else name.split("@", 1)[0]
+    def check_unchanged(self, name: str, by: str = "") -> None:
+        """One error line if ``name``'s class was changed since it was registered; ``by``: the plugin just
+        loaded, which did it (else whatever code did)."""
+        registered = self.registered(name)
         changed = self.changed(registered)
-        if changed:
-            plugins = ", ".join(p["plugin"] for p in loaded_plugins()) or "none"
-            raise BenchError(
-                f"method '{name}' ({origin_label(self.origin(registered))}) was changed after it was registered "
-                f"({', '.join(changed[:3])}{', ...' if len(changed) > 3 else ''}; plugins loaded: {plugins}), so its "
-                "results would not be its own; leave it as it is and register the changed class under a name of "
-                "its own (a subclass: @METHODS.register(\"my_method\"))")
+        if not changed:
+            return
+        what = f"{', '.join(changed[:3])}{', ...' if len(changed) > 3 else ''}"
+        origin, subclass = origin_label(self.origin(registered)), "(a subclass: @METHODS.register(\"my_method\"))"
+        if by:
+            raise BenchError(f"plugin '{by}' changed method '{name}' ({origin}) after it was registered ({what}); "
+                             f"leave it as it is and register your version under a name of its own {subclass}")
+        plugins = ", ".join(p["plugin"] for p in loaded_plugins()) or "none"
+        raise BenchError(f"method '{name}' ({origin}) was changed after it was registered ({what}; plugins loaded: "
+                         f"{plugins}), so its results would not be its own; leave it as it is and register the "
+                         f"changed class under a name of its own {subclass}")
+
+    def registered(self, name: str) -> str:
+        """The registered name whose code ``name`` runs: a variant not registered runs its base method's."""
+        return name.split("@", 1)[0] if "@" in name and name not in self._entries else name
 
     def code_version(self, name: str) -> str:
         self.check_unchanged(name)
@@ -250,10 +260,9 @@ class MethodRegistry(Registry):
         return self._built[name]
 
     def origin(self, name: str) -> Dict[str, str]:
-        if "@" in name and name not in self._entries:  # a variant runs its base method's code
+        if self.registered(name) != name:  # a variant runs its base method's code
             self.get(name)
-            return super().origin(name.split("@", 1)[0])
-        return super().origin(name)
+        return super().origin(self.registered(name))
 
 
 # The module that registers the built-in entries imports bench/methods/ and every package, so it sits

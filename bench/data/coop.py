@@ -35,7 +35,7 @@ import math
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Literal, Tuple
+from typing import List, Literal, Tuple
 
 from bench.core.coerce import ENV
 from bench.core.errors import BenchError, ConfigError, reason
@@ -43,7 +43,7 @@ from bench.core.registry import DATASETS
 from .base import DatasetBundle, label_counts
 from .coop_layout import LAYOUTS, Layout, Listing, Lists, absent, dataset_dir, read_lists
 from .files import download as download_file
-from .listed import ListedImages, escape_error, missing_files, outside_folder
+from .listed import ListedImages, escape_error, first_in_each_folder, missing_files, outside_folder
 from .sampling import few_shot_indices, long_tail_indices
 
 Name = Literal["imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101",
@@ -93,10 +93,7 @@ def training_indices(labels: List[int], num_classes: int, cfg: CoOpConfig, seed:
 def _require_folders(layout: Layout, root: Path, listing: Listing) -> None:
     """One stat per image folder, not per image: a wrong root fails here, a lost image at load time;
     a folder that resolves outside the image folder (``..`` in a line, a symlink) is refused here too."""
-    first: Dict[str, int] = {}  # folder -> the first path in it
-    for index, path in enumerate(listing.paths):
-        first.setdefault(path.rpartition("/")[0], index)
-    for folder, index in sorted(first.items()):
+    for folder, _, index in first_in_each_folder({"": listing.paths}):
         real = outside_folder(listing.root, listing.paths[index])
         if real is not None:
             raise escape_error(layout.name, listing.root, listing.paths[index], real, listing.listed_in,

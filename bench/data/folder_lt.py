@@ -35,7 +35,7 @@ from bench.core.errors import BenchError
 from bench.core.registry import DATASETS
 from .base import DatasetBundle, label_counts
 from .files import SplitFile, download, read_text
-from .listed import ListedImages, escape_error, missing_files, outside_folder  # noqa: F401  (re-exported)
+from .listed import ListedImages, escape_error, first_in_each_folder, missing_files, outside_folder  # noqa: F401  (re-exported)
 
 _CB = "facebookresearch/classifier-balancing (BSD), data/"
 IMAGENET_LT_TRAIN = SplitFile(
@@ -173,11 +173,7 @@ class _FolderLT:
     def _require_folders(cls, cfg, lists: Dict[str, List[str]]) -> None:
         """One stat per class folder, not per image: a wrong root fails here, a lost image at load time;
         a folder that resolves outside the root (``..`` in a line, a symlink) is refused here too."""
-        first: Dict[str, Tuple[str, int]] = {}  # folder -> the split and line that first names it
-        for split, paths in lists.items():
-            for index, path in enumerate(paths):
-                first.setdefault(path.rpartition("/")[0], (split, index))
-        for folder, (split, index) in sorted(first.items()):
+        for folder, split, index in first_in_each_folder(lists):
             real = outside_folder(cfg.root, lists[split][index])
             if real is not None:
                 raise escape_error(cls.title, cfg.root, lists[split][index], real, cls.list_name(cfg, split), index + 1)

@@ -60,6 +60,16 @@ def outside_folder(root: str, relative: str) -> Optional[str]:
     return None if inside(real, os.path.realpath(root)) else real
 
 
+def first_in_each_folder(lists: Dict[str, Sequence[str]]) -> List[Tuple[str, str, int]]:
+    """``(folder, split, index)`` of the first path naming each folder of ``lists`` (split -> relative
+    paths), folders sorted: a dataset is checked once per folder, not once per image."""
+    first: Dict[str, Tuple[str, int]] = {}
+    for split, paths in lists.items():
+        for index, path in enumerate(paths):
+            first.setdefault(path.rpartition("/")[0], (split, index))
+    return [(folder, split, index) for folder, (split, index) in sorted(first.items())]
+
+
 def escape_error(title: str, root: str, path: str, real: str, listed_in: str = "", line: Optional[int] = None):
     """The error for a listed ``path`` that resolves to ``real``, outside ``root``."""
     where = f"{listed_in}, line {line}" if listed_in and line is not None else listed_in

@@ -229,11 +229,12 @@ class Runner:
         waiting = stages.run_stages_first(self, cell, tag)  # a two-stage method's stage 1, done once
         if waiting is not None:
             return waiting, None
-        with stop_when_full(self.store.lease_path(*where), self.store.root):
-            lease = acquire(self.store.lease_path(*where), self.options.lease_timeout)
+        lease_file = self.store.lease_path(*where)
+        with stop_when_full(lease_file, self.store.root):
+            lease = acquire(lease_file, self.options.lease_timeout)
         if lease is None:
             if not quiet:
-                holder = read_lease(self.store.lease_path(*where))
+                holder = read_lease(lease_file)
                 since = f" since {holder.get('since')}" if holder else ""
                 self.log(f"{tag}: running elsewhere ({holder_label(holder)}{since}), skipped")
             return "running elsewhere", None

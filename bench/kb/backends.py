@@ -225,10 +225,11 @@ class ResponseCache:
                 raise BenchError(f"response cache '{self.path}' does not exist; build without --strict-cache first")
             return {}
         replies = {}
+        mask = getattr(self.inner, "mask", str)  # a cache written before masking may hold the key
         for number, line in enumerate(read_named_text(self.path, "response cache", CACHE_LIMIT).splitlines(), 1):
             try:
                 entry = load_json(line)
-                replies[str(entry["key"])] = str(entry["text"])
+                replies[str(entry["key"])] = mask(str(entry["text"]))
             except (ValueError, KeyError, TypeError):  # a line cut short by a crash: drop it, refetch
                 if self.strict:
                     raise BenchError(f"response cache '{self.path}' line {number} is not a cache entry") from None
@@ -236,8 +237,8 @@ class ResponseCache:
 
     def generate(self, req: KBRequest) -> str:
         key = response_key(self.model, req)
-        if key in self.replies:  # masked again: a cache written before masking may hold the key
-            return getattr(self.inner, "mask", str)(self.replies[key])
+        if key in self.replies:
+            return self.replies[key]
         if self.strict or self.inner is None:
             raise BenchError(f"response cache '{self.path}' has no reply for class '{req.classname}' "
                              f"({req.dimension}, attempt {req.attempt}); rebuild without --strict-cache")

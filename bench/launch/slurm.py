@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import functools
-import json
 import os
 import shutil
 import signal
@@ -128,7 +127,7 @@ class ArrayTask:
         note = {"task": self.index, "error": one_line(error.strip() or type(err).__name__), "log": log}
         if self.logs:
             with contextlib.suppress(OSError):  # the folder is not shared: the .err log still says it
-                (Path(self.logs) / f"task-{self.index}.failed.json").write_text(json.dumps(note))
+                write_json(Path(self.logs) / f"task-{self.index}.failed.json", note)
 
     def checkpoint(self, *args, **kwargs):
         import submitit

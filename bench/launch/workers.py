@@ -284,8 +284,6 @@ def quiet_progress_lock() -> None:
     """tqdm's bars in this worker share a thread lock, not the cross-process semaphore tqdm makes by
     default: no other process draws them, and a worker killed (SIGKILL) would leave that semaphore to the
     launcher's resource tracker, which then warns of a leaked semaphore at exit."""
-    import threading
-
     from tqdm import tqdm
 
     tqdm.set_lock(threading.RLock())

@@ -37,6 +37,11 @@ def token_length(backbone, text: str) -> int:
 DEFAULT_N_CTX = 16  # context tokens without n_ctx or init_text
 
 
+def prompt_init(init_text: Optional[str]) -> Optional[str]:
+    """``init_text`` as the prompts read it (``a_photo_of_a`` as CoOp's configs write it: spaces)."""
+    return init_text.replace("_", " ").strip() if init_text else None
+
+
 class ClassPrompts(nn.Module):
     """Token embeddings ``[C, L, D]`` of every class prompt, with the context ``ctx`` learnable.
 
@@ -49,16 +54,16 @@ class ClassPrompts(nn.Module):
         init_text as the prompts read it (CLIP's tokenizer collapses runs of spaces), and n_ctx null where null runs the same: without init_text null is
         16, and with it the one n_ctx accepted is init_text's token count, which null means (another fails
         when the prompts are built)."""
-        init = " ".join(cfg.init_text.replace("_", " ").split()) if cfg.init_text else None  # the tokenizer's spacing
+        init = " ".join((prompt_init(cfg.init_text) or "").split()) or None  # the tokenizer's spacing
         n_ctx = None if init or cfg.n_ctx == DEFAULT_N_CTX else cfg.n_ctx
-        return dataclasses.replace(cfg, n_ctx=n_ctx, init_text=init or None)
+        return dataclasses.replace(cfg, n_ctx=n_ctx, init_text=init)
 
     def __init__(self, backbone, classnames: List[str], n_ctx: Optional[int] = None, init_text: Optional[str] = None,
                  csc: bool = False, position: str = "end", where: str = "method", partial_init: bool = False,
                  n_ctx_field: str = "n_ctx"):
         super().__init__()
         self.backbone_ref = [backbone]  # a list: not a submodule, so not in state_dict or .to()
-        init = init_text.replace("_", " ").strip() if init_text else None
+        init = prompt_init(init_text)
         init_len = token_length(backbone, init) if init else None
         n_ctx = n_ctx or init_len or DEFAULT_N_CTX
         if init and (n_ctx > init_len or (n_ctx != init_len and not partial_init)):

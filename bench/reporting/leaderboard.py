@@ -122,8 +122,8 @@ def row_labels(rows: List[Row]) -> List[str]:
     return [f"{name} [{row.key[:8]}]" if count[name] > 1 else name for name, row in zip(names, rows)]
 
 
-def unusable(record: dict) -> Optional[str]:
-    """Why a leaderboard cannot use a record: an HM without the base and new accuracies it is the
+def leaderboard_problem(record: dict) -> Optional[str]:
+    """Why a leaderboard cannot use a record the schema accepts: an HM without the base and new accuracies it is the
     harmonic mean of (written by an older bench or a plugin), which a base-to-new table averages."""
     metrics = record["metrics"]
     if metrics.get("hm") is not None and (metrics.get("base") is None or metrics.get("new") is None):

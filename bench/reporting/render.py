@@ -19,7 +19,7 @@ from bench.records.headline import COST_DIGITS, DETERMINISTIC
 from .companions import companion_frames, paired_caption, paired_frames, paired_title, tests_used
 from .headers import column_titles, left_out, metric_header
 from .render_html import companion_page, render_html
-from .render_latex import escape as escape_latex, greek, one_line, render_latex, slug
+from .render_latex import escape as escape_latex, greek, spaced_line, render_latex, slug
 from .report import Report
 from .results import require_pandas
 
@@ -235,7 +235,7 @@ def render_files(report: Report, fmt: str, fit: Optional[str] = None, standalone
 def escape_markdown(text) -> str:
     """Plain text on one line in markdown: a line break would end a table row (or start a heading),
     a '|' would split a table cell, '*' '_' would start emphasis, a '#' a heading."""
-    return re.sub(r"([\\`*_\[\]<>|#])", r"\\\1", greek(one_line(text)))
+    return re.sub(r"([\\`*_\[\]<>|#])", r"\\\1", greek(spaced_line(text)))
 
 
 def without_seed_counts(report: Report, text, style):

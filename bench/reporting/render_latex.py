@@ -40,12 +40,12 @@ def escape(text) -> str:
              "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}", '"': r"\textquotedbl{}",
              "−": r"$-$", "τ": r"$\tau$", "β": r"$\beta$", "α": r"$\alpha$", "λ": r"$\lambda$", "γ": r"$\gamma$",
              "χ": r"$\chi$", "²": r"$^2$"}
-    text = re.sub(r'[\\&%$#_{}~^<>|"−τβαλγχ²]', lambda m: table[m.group()], greek(one_line(text)))
+    text = re.sub(r'[\\&%$#_{}~^<>|"−τβαλγχ²]', lambda m: table[m.group()], greek(spaced_line(text)))
     # a symbol's subscript, as figure specs name switches (λ_TETF, γ_0): typeset, not an underscore
     return re.sub(r"\$\\(tau|beta|alpha|lambda|gamma)\$\\_([A-Za-z0-9]+)", r"$\\\1_{\\mathrm{\2}}$", text)
 
 
-def one_line(text) -> str:
+def spaced_line(text) -> str:
     """``text`` with its line breaks (and other control characters) as spaces: a break would end a
     ``%`` comment (the rest of the line then runs as TeX), a blank line a paragraph inside a cell."""
     return re.sub(r"[\x00-\x1f\x7f\x85\u2028\u2029]+", " ", str(text))
@@ -96,7 +96,7 @@ def render_latex(report: Report, panels: List[Tuple[object, object]], companions
     it to the page's length; ``standalone`` makes each entry a document that compiles as it is."""
     main = main_table(report, panels, caption, footnote, fit)
     if notes:
-        main += "\n% " + "\n% ".join(map(one_line, notes))
+        main += "\n% " + "\n% ".join(map(spaced_line, notes))
     tables = {"": main}
     for i, (title, frame) in enumerate(companions.items(), start=1):
         label = f"{label_of(report)}-{i}"
